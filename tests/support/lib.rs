@@ -1,1 +1,85 @@
+//! Helpers for the integration tests in `tests/`: run a tool's binary, check the bad-input
+//! contract, locate test data.
+//!
+//! The tools are separate binary crates, so the tests run the binaries that `make test`
+//! builds beforehand (`cargo build --release --workspace`) from the same target folder.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A path under `testdata/`.
+pub fn testdata(rel: &str) -> PathBuf {
+    root().join("testdata").join(rel)
+}
+
+/// The built binary of a tool, next to the test executable's `deps/` folder.
+pub fn bin(tool: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let path = profile_dir.join(tool);
+    assert!(path.is_file(), "{} not built: run `make test` (it builds the tools first)", path.display());
+    path
+}
+
+/// Run a tool with arguments; never panics on a failing exit status.
+pub fn run<I, S>(tool: &str, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(bin(tool)).args(args).output().expect("spawn tool")
+}
+
+/// Assert the tool succeeded, showing its stderr otherwise.
+pub fn assert_success(output: &Output) {
+    assert!(output.status.success(), "tool failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr));
+}
+
+/// Assert the bad-input contract: exit status 2 and exactly one line on stderr that mentions
+/// each of `mentions` (the file and what is wrong).
+pub fn assert_bad_input(output: &Output, mentions: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "expected exit 2, got {}; stderr: {stderr}", output.status);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "expected one line on stderr, got: {stderr}");
+    for m in mentions {
+        assert!(stderr.contains(m), "stderr should mention '{m}': {stderr}");
+    }
+}
+
+/// Every file below `dir` (recursively), for checking that nothing was left behind.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(files_below(&path));
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// A copy of `src` cut to its first half, as a file interrupted mid-write would be.
+pub fn truncated_copy(src: &Path, dir: &Path) -> PathBuf {
+    let bytes = std::fs::read(src).expect("read source");
+    let dst = dir.join(format!("truncated-{}", src.file_name().unwrap().to_string_lossy()));
+    std::fs::write(&dst, &bytes[..bytes.len() / 2]).expect("write truncated copy");
+    dst
+}
+
+/// Read a JSON file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("valid JSON")
+}
+
+/// A fresh temporary folder.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temporary folder")
+}

@@ -37,9 +37,15 @@ pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = if err.chain().any(|e| e.is::<BadInput>()) { EXIT_BAD_INPUT } else { 1 };
-            // `{:#}` joins the context chain with ": " on a single line.
-            eprintln!("{tool}: {err:#}");
+            eprintln!("{tool}: {}", one_line(&err));
             ExitCode::from(code)
         }
     }
+}
+
+/// The error chain joined with ": ", each cause cut to its first line: some dependencies
+/// (candle with `RUST_BACKTRACE` set) append a backtrace to their messages.
+fn one_line(err: &anyhow::Error) -> String {
+    let causes: Vec<String> = err.chain().map(|e| e.to_string().lines().next().unwrap_or_default().trim().to_string()).collect();
+    causes.join(": ")
 }
