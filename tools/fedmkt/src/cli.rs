@@ -49,3 +49,21 @@ fn one_line(err: &anyhow::Error) -> String {
     let causes: Vec<String> = err.chain().map(|e| e.to_string().lines().next().unwrap_or_default().trim().to_string()).collect();
     causes.join(": ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_line_per_cause() {
+        let err = anyhow::anyhow!("inner\n   0: backtrace frame").context("outer");
+        assert_eq!(one_line(&err), "outer: inner");
+    }
+
+    #[test]
+    fn bad_input_names_the_file() {
+        let err = bad_input(Path::new("data/x.parquet"), "missing column 'id'");
+        assert_eq!(err.to_string(), "data/x.parquet: missing column 'id'");
+        assert!(err.is::<BadInput>());
+    }
+}

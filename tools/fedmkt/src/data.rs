@@ -343,3 +343,42 @@ pub fn prepare_data(task_name: &str, source_dir: &Path, clients: usize, seed: u6
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(n: usize) -> Vec<TaskRecord> {
+        (0..n).map(|i| TaskRecord { id: format!("q{i}"), context: String::new(), choices: vec![" a".into()], gold: 0 }).collect()
+    }
+
+    #[test]
+    fn parts_are_near_equal_disjoint_and_complete() {
+        let all = records(11);
+        let parts = split_seeded(&all, 5, 42);
+        let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![2, 2, 2, 2, 3], "ranks [p*11/5, (p+1)*11/5)");
+        let mut ids: Vec<String> = parts.iter().flatten().map(|r| r.id.clone()).collect();
+        ids.sort();
+        let mut expected: Vec<String> = all.iter().map(|r| r.id.clone()).collect();
+        expected.sort();
+        assert_eq!(ids, expected);
+    }
+
+    /// The ranking key is `sha256("{seed}:{id}")`; the expected digest is from Python's hashlib.
+    #[test]
+    fn order_is_sha256_of_seed_and_id() {
+        assert_eq!(crate::io::sha256_hex(b"42:q0"), "a6dac71c813937a14f598f684d8a3ed20433934126ad3913c2d8f391e0a004e9");
+        let all = records(11);
+        let keys: Vec<String> = seeded_order(&all, 42).iter().map(|&i| crate::io::sha256_hex(format!("42:{}", all[i].id).as_bytes())).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "ascending by key");
+    }
+
+    #[test]
+    fn task_names_round_trip() {
+        for task in Task::ALL {
+            assert_eq!(Task::from_name(task.name()).unwrap(), task);
+        }
+        assert!(Task::from_name("wic").unwrap_err().is::<crate::cli::BadInput>());
+    }
+}

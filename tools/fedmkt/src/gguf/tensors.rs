@@ -97,3 +97,43 @@ pub fn write_safetensors(gguf: &Gguf, dtype: DType, out: &Path) -> Result<()> {
     safetensors::serialize_to_file(tensors, Some(metadata), out).with_context(|| format!("{}: cannot write", out.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama.cpp's `permute` (convert_hf_to_gguf.py), written out row by row.
+    fn permute_rows(rows: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
+        let n_rows = rows.len() / cols;
+        let head_dim = n_rows / n_heads;
+        let mut out = vec![0.0; rows.len()];
+        for h in 0..n_heads {
+            for s in 0..2 {
+                for j in 0..head_dim / 2 {
+                    let hf_row = h * head_dim + s * head_dim / 2 + j;
+                    let gguf_row = h * head_dim + 2 * j + s;
+                    out[gguf_row * cols..(gguf_row + 1) * cols].copy_from_slice(&rows[hf_row * cols..(hf_row + 1) * cols]);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() {
+        let (n_heads, head_dim, cols) = (3, 8, 5);
+        let hf: Vec<f32> = (0..n_heads * head_dim * cols).map(|v| v as f32).collect();
+        let gguf = Tensor::from_vec(permute_rows(&hf, n_heads, cols), (n_heads * head_dim, cols), &Device::Cpu).unwrap();
+        let back = unpermute_qk(&gguf, n_heads).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(back, hf);
+    }
+
+    #[test]
+    fn names_follow_hugging_face() {
+        assert_eq!(hf_name(Arch::Llama, "blk.3.ffn_norm.weight").unwrap(), "model.layers.3.post_attention_layernorm.weight");
+        assert_eq!(hf_name(Arch::Gemma3, "blk.3.ffn_norm.weight").unwrap(), "model.layers.3.pre_feedforward_layernorm.weight");
+        assert_eq!(hf_name(Arch::Gemma3, "blk.0.attn_k_norm.weight").unwrap(), "model.layers.0.self_attn.k_norm.weight");
+        assert_eq!(hf_name(Arch::Llama, "rope_freqs.weight"), None);
+        assert_eq!(hf_name(Arch::Llama, "blk.0.post_ffw_norm.weight"), None);
+    }
+}

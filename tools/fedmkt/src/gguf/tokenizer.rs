@@ -261,3 +261,31 @@ pub fn tokenizer_config_json(gguf: &Gguf) -> Result<Value> {
         "clean_up_tokenization_spaces": false,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sentencepiece_merges;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Hand-worked: "abc" (score -3) splits as a+bc and ab+c; "ab" (-4) and "bc" (-5) as one
+    /// pair each. Higher score first; within "abc" the longer left part first.
+    #[test]
+    fn merges_follow_score_then_part_lengths() {
+        let tokens = strings(&["a", "b", "c", "abc", "ab", "bc"]);
+        let scores = [0.0, 0.0, 0.0, -3.0, -4.0, -5.0];
+        let merges = sentencepiece_merges(&tokens, &scores);
+        let expected = [("ab", "c"), ("a", "bc"), ("a", "b"), ("b", "c")];
+        assert_eq!(merges, expected.map(|(l, r)| (l.to_string(), r.to_string())));
+    }
+
+    /// Equal keys keep the order of the pieces' ids, as Python's stable sort does.
+    #[test]
+    fn ties_keep_vocabulary_order() {
+        let tokens = strings(&["x", "y", "yx", "xy"]);
+        let merges = sentencepiece_merges(&tokens, &[0.0, 0.0, -1.0, -1.0]);
+        assert_eq!(merges, vec![("y".into(), "x".into()), ("x".into(), "y".into())]);
+    }
+}
