@@ -14,4 +14,5 @@ pub mod cli;
 pub mod data;
 pub mod gguf;
 pub mod io;
+pub mod model;
 pub mod tokens;

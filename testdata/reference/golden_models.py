@@ -1,0 +1,61 @@
+"""Golden logits of the tiny models from Hugging Face transformers (+ PEFT), run by hand.
+
+For each tiny model folder (written by `import-gguf` from testdata/models/*.gguf):
+- a PEFT LoRA adapter with random, non-zero A and B (seeded), saved to testdata/models/<m>-lora/;
+- the token ids of a right-padded batch of fixture texts and, for every sequence, the logits
+  at every real position without and with the adapter, saved to
+  testdata/golden/models/<m>.safetensors (ids, lengths, logits, logits_lora).
+
+Requirements: testdata/reference/requirements-models.txt (torch, transformers, peft).
+"""
+import json
+import pathlib
+
+import pyarrow.parquet as pq
+import torch
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "golden" / "models"
+N_TEXTS = 3
+
+
+def texts():
+    rows = pq.read_table(ROOT / "data" / "tasks" / "arc-easy" / "eval.parquet").to_pylist()
+    return [r["context"] + r["target"] for r in rows[:N_TEXTS]]
+
+
+def main():
+    torch.manual_seed(0)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in ["tiny-llama", "tiny-gemma3"]:
+        folder = ROOT / "models" / name
+        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
+        encoded = [tokenizer(t)["input_ids"] for t in texts()]
+        lengths = [len(e) for e in encoded]
+        width = max(lengths)
+        ids = torch.tensor([e + [0] * (width - len(e)) for e in encoded])
+        mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths])
+        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager").eval()
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"],
+                            init_lora_weights=False, task_type="CAUSAL_LM")
+        peft_model = get_peft_model(model, config).eval()
+        with torch.no_grad():
+            logits_lora = peft_model(input_ids=ids, attention_mask=mask).logits
+        adapter = ROOT / "models" / f"{name}-lora"
+        peft_model.save_pretrained(adapter)
+        (adapter / "README.md").unlink()
+        adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+        adapter_config["base_model_name_or_path"] = name
+        (adapter / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
+        save_file({"ids": ids.to(torch.int64), "lengths": torch.tensor(lengths), "logits": logits.contiguous(),
+                   "logits_lora": logits_lora.contiguous()}, OUT / f"{name}.safetensors")
+        print(name, "lengths", lengths, "max |logit|", float(logits.abs().max()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+//! The model runtime against Hugging Face transformers (+ PEFT) on the tiny models
+//! (testdata/reference/golden_models.py), and the gradients LoRA training relies on.
+use std::collections::HashMap;
+use candle_core::{DType, Device, Tensor};
+use fedmkt::model::{AdapterSource, LoraSpec, Model};
+use fedmkt_tests::testdata;
+use rand::SeedableRng;
+
+const MODELS: [&str; 2] = ["tiny-llama", "tiny-gemma3"];
+
+fn golden(model: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(testdata(&format!("golden/models/{model}.safetensors")), &Device::Cpu).unwrap()
+}
+
+fn load(model: &str, adapter: AdapterSource) -> Model {
+    Model::load(&testdata(&format!("models/{model}")), adapter, DType::F32, &Device::Cpu).unwrap()
+}
+
+fn peft_adapter(model: &str) -> AdapterSource {
+    let base = fedmkt::model::base_config_hash(&testdata(&format!("models/{model}"))).unwrap();
+    AdapterSource::load(&testdata(&format!("models/{model}-lora")), &base, &Device::Cpu).unwrap()
+}
+
+/// Largest |ours − reference| over the real (unpadded) positions, relative to max |reference|.
+fn relative_error(ours: &Tensor, reference: &Tensor, lengths: &[i64]) -> f32 {
+    let (mut worst, mut scale) = (0f32, 0f32);
+    for (i, &n) in lengths.iter().enumerate() {
+        let a = ours.get(i).unwrap().narrow(0, 0, n as usize).unwrap();
+        let b = reference.get(i).unwrap().narrow(0, 0, n as usize).unwrap();
+        let diff = (a - &b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let size = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        worst = worst.max(diff);
+        scale = scale.max(size);
+    }
+    worst / scale
+}
+
+fn check_against(model: &Model, reference_key: &str, name: &str) {
+    let g = golden(name);
+    let ids = g["ids"].to_dtype(DType::U32).unwrap();
+    let lengths = g["lengths"].to_vec1::<i64>().unwrap();
+    let logits = model.forward(&ids).unwrap();
+    let err = relative_error(&logits, &g[reference_key], &lengths);
+    eprintln!("{name} {reference_key}: relative error {err:e}");
+    assert!(err < 1e-4, "{name} {reference_key}: relative error {err:e}");
+}
+
+#[test]
+fn logits_match_transformers() {
+    for name in MODELS {
+        check_against(&load(name, AdapterSource::None), "logits", name);
+    }
+}
+
+#[test]
+fn logits_with_a_peft_adapter_match_peft() {
+    for name in MODELS {
+        let model = load(name, peft_adapter(name));
+        assert_eq!(model.lora.as_ref().unwrap().vars.len(), 2 * 3 * 2, "{name}: A and B for q, v, down in 2 layers");
+        check_against(&model, "logits_lora", name);
+    }
+}
+
+/// Mean next-token cross-entropy of the golden batch's first sequence.
+fn loss(model: &Model, ids: &Tensor) -> Tensor {
+    let logits = model.forward(ids).unwrap().get(0).unwrap();
+    let n = logits.dim(0).unwrap();
+    let log_probs = candle_nn::ops::log_softmax(&logits.narrow(0, 0, n - 1).unwrap(), 1).unwrap();
+    let targets = ids.get(0).unwrap().narrow(0, 1, n - 1).unwrap().unsqueeze(1).unwrap();
+    log_probs.gather(&targets, 1).unwrap().mean_all().unwrap().neg().unwrap()
+}
+
+fn fresh_adapter() -> AdapterSource {
+    let targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec();
+    AdapterSource::New { spec: LoraSpec { r: 2, alpha: 4.0, dropout: 0.0, targets }, rng: rand_chacha::ChaCha8Rng::seed_from_u64(1) }
+}
+
+/// Fresh adapters start with B = 0, where A's gradient is exactly zero; nudge B so every
+/// adapter matrix has a gradient to check.
+fn nudge_b(model: &Model) {
+    for (key, var) in &model.lora.as_ref().unwrap().vars {
+        if key.ends_with("lora_B.weight") {
+            let shape = var.as_tensor().shape().clone();
+            var.set(&Tensor::full(0.05f32, shape, &Device::Cpu).unwrap()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_lora_tensor_receives_a_gradient() {
+    for name in MODELS {
+        let model = load(name, fresh_adapter());
+        nudge_b(&model);
+        let ids = golden(name)["ids"].to_dtype(DType::U32).unwrap().narrow(1, 0, 24).unwrap();
+        let grads = loss(&model, &ids).backward().unwrap();
+        for (key, var) in &model.lora.as_ref().unwrap().vars {
+            let g = grads.get(var).unwrap_or_else(|| panic!("{name} {key}: no gradient"));
+            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(norm > 0.0, "{name} {key}: zero gradient");
+        }
+    }
+}
+
+#[test]
+fn lora_gradients_match_finite_differences() {
+    for name in MODELS {
+        let model = load(name, fresh_adapter());
+        nudge_b(&model);
+        let ids = golden(name)["ids"].to_dtype(DType::U32).unwrap().narrow(1, 0, 24).unwrap();
+        let grads = loss(&model, &ids).backward().unwrap();
+        let vars = &model.lora.as_ref().unwrap().vars;
+        for key in ["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"] {
+            let var = &vars[key];
+            let analytic = grads.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let original = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let shape = var.as_tensor().shape().clone();
+            for index in [0, original.len() / 2, original.len() - 1] {
+                let eps = 1e-2f32;
+                let mut at = |delta: f32| {
+                    let mut values = original.clone();
+                    values[index] += delta;
+                    var.set(&Tensor::from_vec(values, shape.clone(), &Device::Cpu).unwrap()).unwrap();
+                    loss(&model, &ids).to_scalar::<f32>().unwrap()
+                };
+                let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+                var.set(&Tensor::from_vec(original.clone(), shape.clone(), &Device::Cpu).unwrap()).unwrap();
+                let tolerance = 2e-3 + 2e-2 * numeric.abs();
+                assert!((numeric - analytic[index]).abs() < tolerance, "{name} {key}[{index}]: numeric {numeric} vs analytic {}", analytic[index]);
+            }
+        }
+    }
+}
+
+#[test]
+fn adapters_save_in_peft_format_and_load_back() {
+    let name = "tiny-llama";
+    let model = load(name, peft_adapter(name));
+    let dir = fedmkt_tests::tempdir();
+    let out = dir.path().join("adapter");
+    model.lora.as_ref().unwrap().save(&out, name).unwrap();
+    let config = fedmkt_tests::read_json(&out.join("adapter_config.json"));
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(config["r"], 4);
+    let base = fedmkt::model::base_config_hash(&testdata(&format!("models/{name}"))).unwrap();
+    let reloaded = load(name, AdapterSource::load(&out, &base, &Device::Cpu).unwrap());
+    check_against(&reloaded, "logits_lora", name);
+    let keys: Vec<_> = candle_core::safetensors::load(out.join("adapter_model.safetensors"), &Device::Cpu).unwrap().into_keys().collect();
+    assert!(keys.iter().all(|k| k.starts_with("base_model.model.model.layers.") && (k.ends_with(".lora_A.weight") || k.ends_with(".lora_B.weight"))));
+}

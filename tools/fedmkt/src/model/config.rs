@@ -1,0 +1,113 @@
+//! `config.json` of a Hugging Face model folder, reduced to what our two architectures read.
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::cli::bad_input;
+
+/// The architectures we can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// LLaMA-2, SmolLM2, TinyLlama, Sheared-LLaMA, Mistral; Qwen2 (q/k/v bias).
+    Llama,
+    Gemma3,
+}
+
+/// Hyper-parameters of a decoder, in Hugging Face's names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub tie_word_embeddings: bool,
+    /// Bias on q/k/v projections (Qwen2).
+    pub qkv_bias: bool,
+    /// Gemma-3: per layer, the sliding window (None = global attention).
+    pub sliding_window: Vec<Option<usize>>,
+    /// Gemma-3: rotary base of sliding-window layers.
+    pub rope_local_base_freq: f64,
+    /// Gemma-3: queries are scaled by `query_pre_attn_scalar^-1/2`.
+    pub query_pre_attn_scalar: f64,
+    pub final_logit_softcapping: Option<f64>,
+}
+
+impl ModelConfig {
+    pub fn from_file(path: &Path) -> Result<ModelConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| bad_input(path, format!("cannot read: {e}")))?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| bad_input(path, format!("not JSON ({e})")))?;
+        Self::from_json(&json).map_err(|problem| bad_input(path, problem))
+    }
+
+    pub fn from_json(json: &Value) -> std::result::Result<ModelConfig, String> {
+        let model_type = json.get("model_type").and_then(Value::as_str).ok_or("no 'model_type'")?.to_string();
+        let arch = match model_type.as_str() {
+            "llama" | "mistral" | "qwen2" => Arch::Llama,
+            "gemma3_text" | "gemma3" => Arch::Gemma3,
+            other => return Err(format!("architecture '{other}' is not supported (supported: llama, mistral, qwen2, gemma3_text)")),
+        };
+        // Gemma-3 multimodal configs nest the decoder's fields under `text_config`.
+        let json = json.get("text_config").unwrap_or(json);
+        let uint = |key: &str| json.get(key).and_then(Value::as_u64).map(|v| v as usize).ok_or(format!("no integer '{key}'"));
+        let float = |key: &str, default: f64| json.get(key).and_then(Value::as_f64).unwrap_or(default);
+        let hidden_size = uint("hidden_size")?;
+        let num_attention_heads = uint("num_attention_heads")?;
+        let num_hidden_layers = uint("num_hidden_layers")?;
+        let head_dim = json.get("head_dim").and_then(Value::as_u64).map_or(hidden_size / num_attention_heads, |v| v as usize);
+        if let Some(scaling) = json.get("rope_scaling").filter(|v| !v.is_null()) {
+            return Err(format!("rope_scaling {scaling} is not supported"));
+        }
+        let sliding_window = match arch {
+            Arch::Llama => vec![None; num_hidden_layers],
+            Arch::Gemma3 => gemma3_windows(json, num_hidden_layers)?,
+        };
+        Ok(ModelConfig {
+            arch,
+            vocab_size: uint("vocab_size")?,
+            hidden_size,
+            intermediate_size: uint("intermediate_size")?,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads: json.get("num_key_value_heads").and_then(Value::as_u64).map_or(num_attention_heads, |v| v as usize),
+            head_dim,
+            rms_norm_eps: float("rms_norm_eps", 1e-6),
+            rope_theta: float("rope_theta", 10_000.0),
+            tie_word_embeddings: json.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(arch == Arch::Gemma3),
+            qkv_bias: model_type == "qwen2" || json.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
+            sliding_window,
+            rope_local_base_freq: float("rope_local_base_freq", 10_000.0),
+            query_pre_attn_scalar: float("query_pre_attn_scalar", head_dim as f64),
+            final_logit_softcapping: json.get("final_logit_softcapping").and_then(Value::as_f64),
+            model_type,
+        })
+    }
+}
+
+/// Which Gemma-3 layers use a sliding window: `layer_types` when present, else every
+/// `sliding_window_pattern`-th layer is global.
+fn gemma3_windows(json: &Value, layers: usize) -> std::result::Result<Vec<Option<usize>>, String> {
+    let window = json.get("sliding_window").and_then(Value::as_u64).ok_or("no integer 'sliding_window'")? as usize;
+    if let Some(types) = json.get("layer_types").and_then(Value::as_array) {
+        if types.len() != layers {
+            return Err(format!("'layer_types' has {} entries for {layers} layers", types.len()));
+        }
+        return types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("sliding_attention") => Ok(Some(window)),
+                Some("full_attention") => Ok(None),
+                other => Err(format!("unknown layer type {other:?}")),
+            })
+            .collect();
+    }
+    let pattern = json.get("sliding_window_pattern").or_else(|| json.get("_sliding_window_pattern")).and_then(Value::as_u64).unwrap_or(6) as usize;
+    Ok((1..=layers).map(|i| if i % pattern == 0 { None } else { Some(window) }).collect())
+}

@@ -1,0 +1,81 @@
+//! Building blocks shared by the architectures, written with differentiable ops only.
+//!
+//! candle's fused kernels (`softmax_last_dim`, `rms_norm`, `rope`, …) have no backward pass:
+//! gradients upstream of them silently vanish. Everything here composes plain tensor ops, so
+//! LoRA adapters train through it; on CPU the fused kernels were measured no faster.
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor, D};
+
+/// RMS norm in f32: `x / sqrt(mean(x²) + eps) · scale`, with `scale` = `w` (llama) or
+/// `1 + w` (Gemma, folded into the weight at load time).
+pub fn rms_norm(x: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = x.broadcast_div(&(mean_sq + eps)?.sqrt()?)?;
+    Ok(normed.broadcast_mul(&scale.to_dtype(DType::F32)?)?.to_dtype(dtype)?)
+}
+
+/// An RMS norm's weight, with Gemma's `1 + w` applied once at load time.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub scale: Tensor,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        rms_norm(x, &self.scale, self.eps)
+    }
+}
+
+/// Rotary tables `(cos, sin)` of shape `[seq_len, head_dim/2]` for a base frequency.
+pub fn rotary_tables(base: f64, head_dim: usize, seq_len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
+    let positions = Tensor::arange(0u32, seq_len as u32, device)?.to_dtype(DType::F32)?.reshape((seq_len, 1))?;
+    let angles = positions.broadcast_mul(&inv_freq)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+/// Rotary embedding in Hugging Face's rotate-half layout on `[batch, heads, seq, head_dim]`.
+pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let dtype = x.dtype();
+    Ok(candle_nn::rotary_emb::rope_slow(&x.to_dtype(DType::F32)?, cos, sin)?.to_dtype(dtype)?)
+}
+
+/// Additive attention mask `[seq, seq]`: 0 where query `i` may see key `j` (causal, and
+/// within `window` positions when given), −∞ elsewhere. Right padding needs nothing more:
+/// real tokens never see the pads that follow them.
+pub fn attention_mask(seq_len: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..seq_len)
+        .flat_map(|i| (0..seq_len).map(move |j| (i, j)))
+        .map(|(i, j)| {
+            let visible = j <= i && window.is_none_or(|w| i - j < w);
+            if visible { 0.0 } else { f32::NEG_INFINITY }
+        })
+        .collect();
+    Ok(Tensor::from_vec(mask, (seq_len, seq_len), device)?)
+}
+
+/// Scaled dot-product attention over `[batch, heads, seq, head_dim]` queries and
+/// `[batch, kv_heads, seq, head_dim]` keys/values (grouped-query attention repeats each KV
+/// head for `heads / kv_heads` query heads). Softmax in f32.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    let (b, heads, t, d) = q.dims4()?;
+    let kv_heads = k.dim(1)?;
+    let (k, v) = (repeat_kv(k, heads / kv_heads)?, repeat_kv(v, heads / kv_heads)?);
+    let scores = (q.to_dtype(DType::F32)?.matmul(&k.to_dtype(DType::F32)?.t()?)? * scale)?;
+    let probs = candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)?;
+    let out = probs.to_dtype(v.dtype())?.matmul(&v.contiguous()?)?;
+    debug_assert_eq!(out.dims(), &[b, heads, t, d]);
+    Ok(out)
+}
+
+fn repeat_kv(x: &Tensor, times: usize) -> Result<Tensor> {
+    if times == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv_heads, t, d) = x.dims4()?;
+    Ok(x.unsqueeze(2)?.expand((b, kv_heads, times, t, d))?.reshape((b, kv_heads * times, t, d))?)
+}

@@ -1,0 +1,219 @@
+//! LoRA adapters on linear layers, saved and loaded in PEFT's format.
+//!
+//! A targeted layer computes `x·Wᵀ + b + (α/r)·(x·Aᵀ)·Bᵀ` with the base `W` frozen and only
+//! `A` ([r, in]) and `B` ([out, r]) trainable. Files are PEFT's: `adapter_config.json` and
+//! `adapter_model.safetensors` with keys `base_model.model.<module>.lora_{A,B}.weight`, so
+//! PEFT loads ours and we load PEFT's.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+use crate::cli::bad_input;
+
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+
+/// Which layers get adapters and how they are scaled (paper App. D.1 defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraSpec {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// Module names (last path component), e.g. `q_proj`.
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraSpec {
+    fn default() -> Self {
+        LoraSpec { r: 8, alpha: 16.0, dropout: 0.05, targets: ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec() }
+    }
+}
+
+impl LoraSpec {
+    pub fn scale(&self) -> f64 {
+        self.alpha / self.r as f64
+    }
+
+    fn targets_module(&self, module_path: &str) -> bool {
+        let name = module_path.rsplit('.').next().unwrap_or(module_path);
+        self.targets.iter().any(|t| t == name)
+    }
+}
+
+/// PEFT's key for one adapter matrix of a module.
+pub fn peft_key(module_path: &str, matrix: char) -> String {
+    format!("base_model.model.{module_path}.lora_{matrix}.weight")
+}
+
+/// The adapter matrices of one layer.
+#[derive(Debug, Clone)]
+pub struct LoraPair {
+    pub a: Var,
+    pub b: Var,
+    pub scale: f64,
+}
+
+/// A linear layer `y = x·Wᵀ (+ b)`, optionally with a LoRA adapter.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub lora: Option<LoraPair>,
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let (rows, inner) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
+        let flat = x.reshape((rows, inner))?;
+        let mut y = flat.matmul(&self.weight.t()?)?;
+        if let Some(bias) = &self.bias {
+            y = y.broadcast_add(bias)?;
+        }
+        if let Some(lora) = &self.lora {
+            let dtype = y.dtype();
+            let low = flat.to_dtype(DType::F32)?.matmul(&lora.a.as_tensor().t()?)?.matmul(&lora.b.as_tensor().t()?)?;
+            y = (y + (low * lora.scale)?.to_dtype(dtype)?)?;
+        }
+        let mut out_dims = dims;
+        *out_dims.last_mut().unwrap() = self.weight.dim(0)?;
+        Ok(y.reshape(out_dims)?)
+    }
+}
+
+/// Every adapter variable of a model, by PEFT key, with the spec that made them.
+#[derive(Debug, Clone)]
+pub struct LoraSet {
+    pub spec: LoraSpec,
+    pub vars: BTreeMap<String, Var>,
+    /// `sha256:` of the base model's `config.json`, recorded in `adapter_config.json`.
+    pub base_config: String,
+}
+
+/// Where a model's adapters come from while it is built.
+pub enum AdapterSource {
+    None,
+    /// Fresh adapters, PEFT's initialisation (A Kaiming-uniform, B zero) from a seeded stream.
+    New { spec: LoraSpec, rng: ChaCha8Rng },
+    /// A saved PEFT adapter folder, already read.
+    Load { spec: LoraSpec, tensors: BTreeMap<String, Tensor>, path: std::path::PathBuf },
+}
+
+impl AdapterSource {
+    /// Read a PEFT adapter folder, refusing one made for another base model.
+    pub fn load(dir: &Path, base_config: &str, device: &Device) -> Result<AdapterSource> {
+        let config_path = dir.join(ADAPTER_CONFIG);
+        let text = std::fs::read_to_string(&config_path).map_err(|e| bad_input(&config_path, format!("cannot read: {e}")))?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| bad_input(&config_path, format!("not JSON ({e})")))?;
+        let spec = spec_from_json(&json).map_err(|p| bad_input(&config_path, p))?;
+        if let Some(recorded) = json.get("fedmkt_base_config").and_then(Value::as_str) {
+            if recorded != base_config {
+                return Err(bad_input(&config_path, "adapter was trained on another base model (fedmkt_base_config differs)"));
+            }
+        }
+        let weights = dir.join(ADAPTER_WEIGHTS);
+        let tensors = candle_core::safetensors::load(&weights, device).map_err(|e| bad_input(&weights, format!("cannot read adapter ({e})")))?;
+        let tensors = tensors.into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?))).collect::<Result<_>>()?;
+        Ok(AdapterSource::Load { spec, tensors, path: weights })
+    }
+
+    pub fn spec(&self) -> Option<&LoraSpec> {
+        match self {
+            AdapterSource::None => None,
+            AdapterSource::New { spec, .. } | AdapterSource::Load { spec, .. } => Some(spec),
+        }
+    }
+
+    /// The adapter pair for a layer, or None when the layer is not targeted.
+    pub fn pair_for(&mut self, module_path: &str, in_dim: usize, out_dim: usize, device: &Device) -> Result<Option<LoraPair>> {
+        let Some(spec) = self.spec().filter(|s| s.targets_module(module_path)).cloned() else { return Ok(None) };
+        let (a, b) = match self {
+            AdapterSource::New { rng, .. } => {
+                // PEFT: kaiming_uniform_(a=√5) → U(±1/√in); B starts at zero so training starts at the base model.
+                let bound = 1.0 / (in_dim as f32).sqrt();
+                let a: Vec<f32> = (0..spec.r * in_dim).map(|_| rng.random_range(-bound..bound)).collect();
+                (Tensor::from_vec(a, (spec.r, in_dim), device)?, Tensor::zeros((out_dim, spec.r), DType::F32, device)?)
+            }
+            AdapterSource::Load { tensors, path, .. } => {
+                let mut take = |matrix: char, shape: (usize, usize)| -> Result<Tensor> {
+                    let key = peft_key(module_path, matrix);
+                    let t = tensors.remove(&key).ok_or_else(|| bad_input(path, format!("adapter has no tensor '{key}' (adapter for another architecture?)")))?;
+                    if t.dims() != [shape.0, shape.1] {
+                        return Err(bad_input(path, format!("'{key}' has shape {:?}, the base model needs {shape:?} (adapter for another base model?)", t.dims())));
+                    }
+                    Ok(t)
+                };
+                (take('A', (spec.r, in_dim))?, take('B', (out_dim, spec.r))?)
+            }
+            AdapterSource::None => unreachable!(),
+        };
+        Ok(Some(LoraPair { a: Var::from_tensor(&a)?, b: Var::from_tensor(&b)?, scale: spec.scale() }))
+    }
+
+    /// After the model is built: every tensor of a loaded adapter must have found its layer.
+    pub fn finish(self) -> Result<()> {
+        if let AdapterSource::Load { tensors, path, .. } = self {
+            if let Some(key) = tensors.keys().next() {
+                return Err(bad_input(&path, format!("adapter tensor '{key}' matches no layer of the base model")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn spec_from_json(json: &Value) -> std::result::Result<LoraSpec, String> {
+    if json.get("peft_type").and_then(Value::as_str) != Some("LORA") {
+        return Err("not a LoRA adapter (peft_type is not \"LORA\")".into());
+    }
+    for (key, plain) in [("rank_pattern", json!({})), ("alpha_pattern", json!({})), ("use_rslora", json!(false)), ("use_dora", json!(false))] {
+        if json.get(key).is_some_and(|v| !v.is_null() && *v != plain) {
+            return Err(format!("'{key}' is not supported"));
+        }
+    }
+    let targets = match json.get("target_modules") {
+        Some(Value::Array(list)) => list.iter().map(|v| v.as_str().map(String::from).ok_or("target_modules must be strings")).collect::<std::result::Result<Vec<_>, _>>()?,
+        Some(Value::String(name)) if name.chars().all(|c| c.is_alphanumeric() || c == '_') => vec![name.clone()],
+        _ => return Err("target_modules must be a list of module names".into()),
+    };
+    let mut targets = targets;
+    targets.sort();
+    let r = json.get("r").and_then(Value::as_u64).ok_or("no integer 'r'")? as usize;
+    Ok(LoraSpec {
+        r,
+        alpha: json.get("lora_alpha").and_then(Value::as_f64).unwrap_or(r as f64),
+        dropout: json.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
+        targets,
+    })
+}
+
+impl LoraSet {
+    /// Every trainable variable, in key order.
+    pub fn all_vars(&self) -> Vec<Var> {
+        self.vars.values().cloned().collect()
+    }
+
+    /// Write the adapter folder in PEFT's format (atomically, as a whole).
+    pub fn save(&self, dir: &Path, base_model_name: &str) -> Result<()> {
+        let mut targets = self.spec.targets.clone();
+        targets.sort();
+        let config = json!({
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name,
+            "r": self.spec.r, "lora_alpha": self.spec.alpha, "lora_dropout": self.spec.dropout,
+            "target_modules": targets, "bias": "none", "fan_in_fan_out": false, "inference_mode": true,
+            "init_lora_weights": true, "use_rslora": false, "use_dora": false, "modules_to_save": null,
+            "fedmkt_base_config": self.base_config,
+        });
+        crate::io::write_dir_atomically(dir, |tmp| {
+            std::fs::write(tmp.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)? + "\n")?;
+            let tensors: Vec<(String, Tensor)> = self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+            let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+            safetensors::serialize_to_file(tensors, Some(metadata), &tmp.join(ADAPTER_WEIGHTS)).context("cannot write adapter weights")?;
+            Ok(())
+        })
+    }
+}

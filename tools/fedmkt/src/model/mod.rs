@@ -1,0 +1,172 @@
+//! Decoder language models on candle, trainable through LoRA adapters.
+//!
+//! One readable file per architecture (`llama.rs`, `gemma3.rs`) over shared differentiable
+//! building blocks (`layers.rs`) and LoRA-capable linear layers (`lora.rs`). Everything else in
+//! fedmkt sees [`Model::hidden_states`] + [`Model::logits`] and a set of LoRA variables.
+//! candle-transformers' models serve as an independent reference in the tests: they cannot be
+//! trained (fused ops without gradients, no way to inject LoRA).
+pub mod config;
+mod gemma3;
+pub mod layers;
+mod llama;
+pub mod lora;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarBuilder;
+
+pub use config::{Arch, ModelConfig};
+use layers::RmsNorm;
+pub use lora::{AdapterSource, Linear, LoraSet, LoraSpec};
+
+use crate::cli::bad_input;
+
+/// Reads base weights and creates (or loads) adapters while an architecture is assembled.
+pub struct Builder<'a> {
+    vb: VarBuilder<'a>,
+    dir: PathBuf,
+    adapter: AdapterSource,
+    lora_vars: BTreeMap<String, Var>,
+    pub device: Device,
+}
+
+impl Builder<'_> {
+    /// A base tensor by Hugging Face name, with the shape the config implies.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.vb.get(shape, name).map_err(|e| bad_input(&self.dir, format!("weights: {}", e.to_string().lines().next().unwrap_or_default())))
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.vb.contains_tensor(name)
+    }
+
+    /// A linear layer at `path` (e.g. `model.layers.0.self_attn.q_proj`), with its adapter if targeted.
+    pub fn linear(&mut self, path: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
+        let weight = self.tensor(&format!("{path}.weight"), &[out_dim, in_dim])?;
+        let bias = if bias { Some(self.tensor(&format!("{path}.bias"), &[out_dim])?) } else { None };
+        let lora = self.adapter.pair_for(path, in_dim, out_dim, &self.device)?;
+        if let Some(pair) = &lora {
+            self.lora_vars.insert(lora::peft_key(path, 'A'), pair.a.clone());
+            self.lora_vars.insert(lora::peft_key(path, 'B'), pair.b.clone());
+        }
+        Ok(Linear { weight, bias, lora })
+    }
+
+    /// An RMS norm; `plus_one` for Gemma's `x·(1 + w)`.
+    pub fn rms_norm(&self, path: &str, dim: usize, eps: f64, plus_one: bool) -> Result<RmsNorm> {
+        let w = self.tensor(&format!("{path}.weight"), &[dim])?.to_dtype(DType::F32)?;
+        let scale = if plus_one { (w + 1.0)? } else { w };
+        Ok(RmsNorm { scale, eps })
+    }
+}
+
+enum Net {
+    Llama(llama::Llama),
+    Gemma3(gemma3::Gemma3),
+}
+
+/// A loaded model: base weights, optional LoRA adapters, and its config.
+pub struct Model {
+    pub config: ModelConfig,
+    pub lora: Option<LoraSet>,
+    pub device: Device,
+    net: Net,
+}
+
+/// The safetensors files of a model folder: `model.safetensors`, or the shards listed in
+/// `model.safetensors.index.json`.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    let text = std::fs::read_to_string(&index).map_err(|_| bad_input(dir, "no model.safetensors or model.safetensors.index.json"))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad_input(&index, format!("not JSON ({e})")))?;
+    let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad_input(&index, "no 'weight_map'"))?;
+    let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// `sha256:` of a model folder's `config.json`: the identity adapters record and check.
+pub fn base_config_hash(dir: &Path) -> Result<String> {
+    crate::io::file_hash(&dir.join("config.json"))
+}
+
+impl Model {
+    /// Load a model folder in `dtype` on `device`, with adapters from `adapter`.
+    pub fn load(dir: &Path, adapter: AdapterSource, dtype: DType, device: &Device) -> Result<Model> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let files = weight_files(dir)?;
+        for f in &files {
+            if !f.is_file() {
+                return Err(bad_input(f, "weight file missing"));
+            }
+        }
+        // SAFETY: the files are memory-mapped read-only; fedmkt never writes a model folder in place.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
+            .map_err(|e| bad_input(dir, format!("cannot read weights ({})", e.to_string().lines().next().unwrap_or_default())))?;
+        let with_lora = adapter.spec().is_some();
+        let mut builder = Builder { vb, dir: dir.to_path_buf(), adapter, lora_vars: BTreeMap::new(), device: device.clone() };
+        let net = match config.arch {
+            Arch::Llama => Net::Llama(llama::Llama::load(&mut builder, &config)?),
+            Arch::Gemma3 => Net::Gemma3(gemma3::Gemma3::load(&mut builder, &config)?),
+        };
+        let spec = builder.adapter.spec().cloned();
+        builder.adapter.finish()?;
+        let lora = match spec {
+            Some(spec) if with_lora => Some(LoraSet { spec, vars: builder.lora_vars, base_config: base_config_hash(dir)? }),
+            _ => None,
+        };
+        Ok(Model { config, lora, device: device.clone(), net })
+    }
+
+    /// Final hidden states `[batch, seq, hidden]` of right-padded token ids `[batch, seq]`.
+    pub fn hidden_states(&self, ids: &Tensor) -> Result<Tensor> {
+        match &self.net {
+            Net::Llama(m) => m.hidden_states(ids),
+            Net::Gemma3(m) => m.hidden_states(ids),
+        }
+    }
+
+    /// Next-token logits (f32) of hidden states of any leading shape `[…, hidden]`. Tools call
+    /// it only at the positions they need: the vocabulary projection dominates small models.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let head = match &self.net {
+            Net::Llama(m) => &m.lm_head,
+            Net::Gemma3(m) => &m.lm_head,
+        };
+        let logits = head.forward(hidden)?.to_dtype(DType::F32)?;
+        match self.config.final_logit_softcapping {
+            Some(cap) => Ok(((logits / cap)?.tanh()? * cap)?),
+            None => Ok(logits),
+        }
+    }
+
+    /// Logits at every position `[batch, seq, vocab]`.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.logits(&self.hidden_states(ids)?)
+    }
+}
+
+/// Token embeddings `[batch, seq, hidden]` by row lookup.
+fn embed(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+    let (b, t) = ids.dims2()?;
+    Ok(table.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, table.dim(1)?))?)
+}
+
+/// Attention projections `[batch, seq, heads·dim]` → `[batch, heads, seq, dim]` and back.
+fn split_heads(x: &Tensor, heads: usize, head_dim: usize) -> Result<Tensor> {
+    let (b, t, _) = x.dims3()?;
+    Ok(x.reshape((b, t, heads, head_dim))?.transpose(1, 2)?.contiguous()?)
+}
+
+fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (b, heads, t, d) = x.dims4()?;
+    Ok(x.transpose(1, 2)?.reshape((b, t, heads * d))?)
+}
