@@ -173,19 +173,31 @@ fn file_name(path: &Path) -> String {
 
 /// Write record batches (all of `schema`) as one Parquet file with provenance, atomically.
 pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch], provenance: &Provenance) -> Result<()> {
+    write_parquet_stream(path, schema, provenance, |sink| batches.iter().try_for_each(sink))
+}
+
+/// Rows per Parquet row group when streaming: bounds the writer's memory, whatever the data size.
+const STREAM_ROW_GROUP: usize = 256;
+
+/// Stream record batches into one Parquet file, atomically: `produce` hands each batch to
+/// the sink as soon as it exists, so memory does not grow with the data set.
+pub fn write_parquet_stream(
+    path: &Path,
+    schema: Arc<Schema>,
+    provenance: &Provenance,
+    produce: impl FnOnce(&mut dyn FnMut(&RecordBatch) -> Result<()>) -> Result<()>,
+) -> Result<()> {
     let props = WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_max_row_group_size(STREAM_ROW_GROUP)
         .set_key_value_metadata(Some(provenance.to_key_values()))
         .build();
     write_atomically(path, |file| {
-        let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
-        for batch in batches {
-            writer.write(batch)?;
-        }
-        writer.close()?;
+        let mut writer = ArrowWriter::try_new(file, schema, Some(props)).with_context(|| format!("{}: cannot write Parquet", path.display()))?;
+        produce(&mut |batch| Ok(writer.write(batch).with_context(|| format!("{}: cannot write Parquet", path.display()))?))?;
+        writer.close().with_context(|| format!("{}: cannot write Parquet", path.display()))?;
         Ok(())
     })
-    .with_context(|| format!("{}: cannot write Parquet", path.display()))
 }
 
 /// A Parquet file read whole into memory: its batches and the provenance it carries.

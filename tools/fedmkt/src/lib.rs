@@ -14,5 +14,7 @@ pub mod cli;
 pub mod data;
 pub mod gguf;
 pub mod io;
+pub mod knowledge;
 pub mod model;
+pub mod scoring;
 pub mod tokens;

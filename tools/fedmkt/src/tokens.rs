@@ -46,13 +46,18 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
 
 /// Tokenise one record as `context + target` (with the tokenizer's special tokens, e.g. `<bos>`).
 pub fn tokenize_record(tokenizer: &Tokenizer, record: &TaskRecord) -> Result<TokenizedSample> {
-    let text = format!("{}{}", record.context, record.target());
-    let encoding = tokenizer.encode(text.as_str(), true).map_err(|e| anyhow::anyhow!("sample '{}': {e}", record.id))?;
-    let context_bytes = record.context.len() as u32;
+    tokenize_continuation(tokenizer, &record.id, &record.context, record.target())
+}
+
+/// Tokenise `context + continuation` as one string and find where the continuation starts.
+pub fn tokenize_continuation(tokenizer: &Tokenizer, id: &str, context: &str, continuation: &str) -> Result<TokenizedSample> {
+    let text = format!("{context}{continuation}");
+    let encoding = tokenizer.encode(text.as_str(), true).map_err(|e| anyhow::anyhow!("sample '{id}': {e}"))?;
+    let context_bytes = context.len() as u32;
     let (token_start, token_end): (Vec<u32>, Vec<u32>) = encoding.get_offsets().iter().map(|&(s, e)| (s as u32, e as u32)).unzip();
     let answer_start = token_end.iter().position(|&end| end > context_bytes).unwrap_or(token_end.len()) as u32;
     Ok(TokenizedSample {
-        id: record.id.clone(),
+        id: id.to_string(),
         input_ids: encoding.get_ids().to_vec(),
         answer_start,
         token_start,
@@ -100,6 +105,42 @@ pub fn write_tokens(path: &Path, samples: &[TokenizedSample], provenance: &Prove
         ],
     )?;
     io::write_parquet(path, schema, &[batch], provenance)
+}
+
+/// Read a token Parquet file, validating each row.
+pub fn read_tokens(path: &Path) -> Result<(Vec<TokenizedSample>, io::ParquetTable)> {
+    use arrow_array::{Array, ListArray};
+    let table = io::read_parquet(path, TOKENS_FORMAT)?;
+    let ids = table.column::<StringArray>("id")?;
+    let lists = |name: &str| table.column::<ListArray>(name);
+    let (input_ids, starts, ends) = (lists("input_ids")?, lists("token_start")?, lists("token_end")?);
+    let nums = |name: &str| table.column::<UInt32Array>(name);
+    let (answer_start, context_bytes, text_bytes) = (nums("answer_start")?, nums("context_bytes")?, nums("text_bytes")?);
+    let values = |list: &ListArray, row: usize, name: &str| -> Result<Vec<u32>> {
+        let v = list.value(row);
+        let v = v.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| bad_input(path, format!("column '{name}' is not a list of uint32")))?;
+        Ok(v.values().to_vec())
+    };
+    let mut samples = Vec::with_capacity(table.num_rows());
+    for b in 0..table.batches.len() {
+        for row in 0..ids[b].len() {
+            let sample = TokenizedSample {
+                id: ids[b].value(row).to_string(),
+                input_ids: values(&input_ids[b], row, "input_ids")?,
+                answer_start: answer_start[b].value(row),
+                token_start: values(&starts[b], row, "token_start")?,
+                token_end: values(&ends[b], row, "token_end")?,
+                context_bytes: context_bytes[b].value(row),
+                text_bytes: text_bytes[b].value(row),
+            };
+            let n = sample.input_ids.len();
+            if sample.token_start.len() != n || sample.token_end.len() != n || sample.answer_start as usize > n {
+                return Err(bad_input(path, format!("sample '{}': columns disagree on its length", sample.id)));
+            }
+            samples.push(sample);
+        }
+    }
+    Ok((samples, table))
 }
 
 /// `tokenize`: a task Parquet + a `tokenizer.json` → a token Parquet.

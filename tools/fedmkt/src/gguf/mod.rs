@@ -18,9 +18,10 @@ use anyhow::{Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::DType;
 
-use crate::cli::{bad_input, bad_usage};
+use crate::cli::bad_input;
 use crate::io;
 
+pub use crate::model::parse_dtype;
 pub use tokenizer::tokenizer_json;
 
 /// Architectures we can import, as named by GGUF's `general.architecture`.
@@ -131,16 +132,6 @@ fn value_as_u64(v: &Value) -> Option<u64> {
         Value::I32(x) => u64::try_from(x).ok(),
         Value::I64(x) => u64::try_from(x).ok(),
         _ => None,
-    }
-}
-
-/// Parse the `--dtype` flag of `import-gguf`.
-pub fn parse_dtype(name: &str) -> Result<DType> {
-    match name {
-        "f32" => Ok(DType::F32),
-        "bf16" => Ok(DType::BF16),
-        "f16" => Ok(DType::F16),
-        other => Err(bad_usage(format!("--dtype must be f32, bf16 or f16, not '{other}'"))),
     }
 }
 

@@ -22,7 +22,26 @@ pub use config::{Arch, ModelConfig};
 use layers::RmsNorm;
 pub use lora::{AdapterSource, Linear, LoraSet, LoraSpec};
 
-use crate::cli::bad_input;
+use crate::cli::{bad_input, bad_usage};
+
+/// Parse a `--dtype` flag: f32, bf16 or f16.
+pub fn parse_dtype(name: &str) -> Result<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        other => Err(bad_usage(format!("--dtype must be f32, bf16 or f16, not '{other}'"))),
+    }
+}
+
+/// Parse a `--device` flag: cpu, or cuda (GPU 0; needs a build with `--features cuda`).
+pub fn parse_device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(|e| bad_usage(format!("--device cuda: {} (build with --features cuda)", e.to_string().lines().next().unwrap_or_default()))),
+        other => Err(bad_usage(format!("--device must be cpu or cuda, not '{other}'"))),
+    }
+}
 
 /// Reads base weights and creates (or loads) adapters while an architecture is assembled.
 pub struct Builder<'a> {

@@ -1,0 +1,245 @@
+//! Knowledge sets `S_k = {loss, logits}` of the paper (§3.3): what a party sends about the
+//! public data set (`infer-logits`).
+//!
+//! Per sample: the answer's summed negative log-likelihood in nats with its token and byte
+//! counts (nats per byte compares across tokenizers, unlike the reference's per-token mean),
+//! and per position the top-K next-token ids and logits plus the full-vocabulary
+//! log-sum-exp, which turns top-K logits into probabilities and gives the tail mass.
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+use arrow_array::builder::{FixedSizeListBuilder, Float16Builder, Float32Builder, ListBuilder, UInt32Builder};
+use arrow_array::{Float64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use candle_core::{DType, Device};
+use half::f16;
+use rayon::prelude::*;
+
+use crate::cli::{bad_input, bad_usage};
+use crate::io::{self, Provenance};
+use crate::model::{self, AdapterSource, Model};
+use crate::scoring::{self, Request};
+use crate::tokens::{self, TokenizedSample};
+
+pub const KNOWLEDGE_FORMAT: &str = "knowledge";
+pub const KNOWLEDGE_FORMAT_VERSION: u32 = 1;
+
+/// What `infer-logits` computes, beyond the model and data.
+#[derive(Debug, Clone)]
+pub struct InferOptions {
+    pub top_k: usize,
+    /// Every non-pad position instead of the answer-predicting ones only.
+    pub all_positions: bool,
+    pub batch_size: usize,
+    pub dtype: DType,
+    pub device: Device,
+}
+
+/// One sample's knowledge: `positions[i]`'s next-token distribution has top-K
+/// `topk_ids[i·K..(i+1)·K]` / `topk_logits[…]` and log-normaliser `logsumexp[i]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleKnowledge {
+    pub id: String,
+    pub answer_nll: f64,
+    pub answer_tokens: u32,
+    pub answer_bytes: u32,
+    pub positions: Vec<u32>,
+    pub topk_ids: Vec<u32>,
+    pub topk_logits: Vec<f16>,
+    pub logsumexp: Vec<f32>,
+}
+
+/// Positions whose logits predict answer tokens: `answer_start − 1 … len − 2` (logits at p
+/// predict token p+1). An answer token at position 0 has no prediction and is not scored.
+pub fn answer_positions(sample: &TokenizedSample) -> std::ops::Range<usize> {
+    let first = (sample.answer_start as usize).max(1) - 1;
+    first..sample.input_ids.len().saturating_sub(1)
+}
+
+fn positions_of(sample: &TokenizedSample, all: bool) -> Vec<usize> {
+    if all { (0..sample.input_ids.len()).collect() } else { answer_positions(sample).collect() }
+}
+
+/// Summarise one sample's logits `[positions, vocab]` into its knowledge.
+fn summarise(sample: &TokenizedSample, positions: &[usize], logits: &[f32], vocab: usize, k: usize) -> Result<SampleKnowledge> {
+    let rows: Vec<&[f32]> = logits.chunks(vocab).collect();
+    if let Some((i, _)) = rows.iter().enumerate().find(|(_, r)| r.iter().any(|x| !x.is_finite())) {
+        anyhow::bail!("non-finite logits for sample '{}' at position {}", sample.id, positions[i]);
+    }
+    let per_row: Vec<(Vec<(u32, f32)>, f64)> = rows.par_iter().map(|r| (scoring::top_k(r, k), scoring::logsumexp(r))).collect();
+    let answer = answer_positions(sample);
+    let mut answer_nll = 0.0;
+    for (i, &p) in positions.iter().enumerate() {
+        if answer.contains(&p) {
+            answer_nll += per_row[i].1 - rows[i][sample.input_ids[p + 1] as usize] as f64;
+        }
+    }
+    Ok(SampleKnowledge {
+        id: sample.id.clone(),
+        answer_nll,
+        answer_tokens: answer.len() as u32,
+        answer_bytes: sample.text_bytes - sample.context_bytes,
+        positions: positions.iter().map(|&p| p as u32).collect(),
+        topk_ids: per_row.iter().flat_map(|(t, _)| t.iter().map(|&(id, _)| id)).collect(),
+        topk_logits: per_row.iter().flat_map(|(t, _)| t.iter().map(|&(_, v)| f16::from_f32(v))).collect(),
+        logsumexp: per_row.iter().map(|&(_, lse)| lse as f32).collect(),
+    })
+}
+
+pub fn knowledge_schema(k: usize) -> Arc<Schema> {
+    let item = |t: DataType| Arc::new(Field::new("item", t, true));
+    let topk = |t: DataType| DataType::List(item(DataType::FixedSizeList(item(t), k as i32)));
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("answer_nll", DataType::Float64, false),
+        Field::new("answer_tokens", DataType::UInt32, false),
+        Field::new("answer_bytes", DataType::UInt32, false),
+        Field::new("positions", DataType::List(item(DataType::UInt32)), false),
+        Field::new("topk_ids", topk(DataType::UInt32), false),
+        Field::new("topk_logits", topk(DataType::Float16), false),
+        Field::new("logsumexp", DataType::List(item(DataType::Float32)), false),
+    ]))
+}
+
+pub fn knowledge_batch(samples: &[SampleKnowledge], k: usize) -> Result<RecordBatch> {
+    let mut positions = ListBuilder::new(UInt32Builder::new());
+    let mut ids = ListBuilder::new(FixedSizeListBuilder::new(UInt32Builder::new(), k as i32));
+    let mut logits = ListBuilder::new(FixedSizeListBuilder::new(Float16Builder::new(), k as i32));
+    let mut lse = ListBuilder::new(Float32Builder::new());
+    for s in samples {
+        positions.values().append_slice(&s.positions);
+        positions.append(true);
+        for (row_ids, row_logits) in s.topk_ids.chunks(k).zip(s.topk_logits.chunks(k)) {
+            ids.values().values().append_slice(row_ids);
+            ids.values().append(true);
+            logits.values().values().append_slice(row_logits);
+            logits.values().append(true);
+        }
+        ids.append(true);
+        logits.append(true);
+        lse.values().append_slice(&s.logsumexp);
+        lse.append(true);
+    }
+    Ok(RecordBatch::try_new(
+        knowledge_schema(k),
+        vec![
+            Arc::new(StringArray::from_iter_values(samples.iter().map(|s| &s.id))),
+            Arc::new(Float64Array::from_iter_values(samples.iter().map(|s| s.answer_nll))),
+            Arc::new(UInt32Array::from_iter_values(samples.iter().map(|s| s.answer_tokens))),
+            Arc::new(UInt32Array::from_iter_values(samples.iter().map(|s| s.answer_bytes))),
+            Arc::new(positions.finish()),
+            Arc::new(ids.finish()),
+            Arc::new(logits.finish()),
+            Arc::new(lse.finish()),
+        ],
+    )?)
+}
+
+/// Refuse token files that do not belong to this model before any work.
+fn check_tokens_fit_model(tokens_path: &Path, table: &io::ParquetTable, samples: &[TokenizedSample], model_dir: &Path, vocab: usize) -> Result<()> {
+    let model_tokenizer = model_dir.join("tokenizer.json");
+    if model_tokenizer.is_file() && table.input_hash("tokenizer")? != io::file_hash(&model_tokenizer)? {
+        return Err(bad_input(tokens_path, format!("made with another tokenizer than {}", model_tokenizer.display())));
+    }
+    if let Some((s, id)) = samples.iter().flat_map(|s| s.input_ids.iter().map(move |id| (s, id))).find(|(_, &id)| id as usize >= vocab) {
+        return Err(bad_input(tokens_path, format!("sample '{}' has token id {id}, beyond the model's vocabulary of {vocab}", s.id)));
+    }
+    Ok(())
+}
+
+/// `infer-logits`: model (+ adapter) over a token file → knowledge set, streamed to disk.
+pub fn infer_logits(model_dir: &Path, adapter_dir: Option<&Path>, input: &Path, out: &Path, opts: &InferOptions) -> Result<()> {
+    if opts.top_k == 0 || opts.batch_size == 0 {
+        return Err(bad_usage("--top-k and --batch-size must be at least 1"));
+    }
+    let (samples, table) = tokens::read_tokens(input)?;
+    let base_config = model::base_config_hash(model_dir)?;
+    let adapter = match adapter_dir {
+        Some(dir) => AdapterSource::load(dir, &base_config, &opts.device)?,
+        None => AdapterSource::None,
+    };
+    let model = Model::load(model_dir, adapter, opts.dtype, &opts.device)?;
+    let vocab = model.config.vocab_size;
+    check_tokens_fit_model(input, &table, &samples, model_dir, vocab)?;
+    if opts.top_k > vocab {
+        return Err(bad_usage(format!("--top-k {} exceeds the vocabulary ({vocab})", opts.top_k)));
+    }
+    let mut provenance = Provenance::new(KNOWLEDGE_FORMAT, KNOWLEDGE_FORMAT_VERSION, "infer-logits")
+        .input("dataset", table.input_hash("dataset")?.to_string())
+        .input("tokenizer", table.input_hash("tokenizer")?.to_string())
+        .input("tokens", io::file_hash(input)?)
+        .input("model", base_config)
+        .extra("top_k", opts.top_k)
+        .extra("positions", if opts.all_positions { "all" } else { "answer" })
+        .extra("vocab_size", vocab);
+    if let Some(dir) = adapter_dir {
+        provenance = provenance.input("adapter", io::file_hash(&dir.join(model::lora::ADAPTER_WEIGHTS))?);
+    }
+    let progress = indicatif::ProgressBar::new(samples.len() as u64).with_message("infer-logits");
+    io::write_parquet_stream(out, knowledge_schema(opts.top_k), &provenance, |sink| {
+        for chunk in samples.chunks(opts.batch_size) {
+            let requests: Vec<Request> = chunk.iter().map(|s| Request { ids: &s.input_ids, positions: positions_of(s, opts.all_positions) }).collect();
+            let logits = scoring::logits_at(&model, &requests)?;
+            let knowledge = chunk
+                .iter()
+                .zip(&requests)
+                .zip(logits)
+                .map(|((s, r), l)| summarise(s, &r.positions, &l.flatten_all()?.to_vec1::<f32>()?, vocab, opts.top_k))
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| bad_input(model_dir, e))?;
+            sink(&knowledge_batch(&knowledge, opts.top_k)?)?;
+            progress.inc(chunk.len() as u64);
+        }
+        Ok(())
+    })?;
+    progress.finish_and_clear();
+    eprintln!("infer-logits: {} samples -> {}", samples.len(), out.display());
+    Ok(())
+}
+
+/// Read a knowledge file whole: its samples and its table (provenance, `top_k`).
+pub fn read_knowledge(path: &Path) -> Result<(Vec<SampleKnowledge>, io::ParquetTable)> {
+    use arrow_array::{Array, FixedSizeListArray, Float16Array, Float32Array, ListArray};
+    let table = io::read_parquet(path, KNOWLEDGE_FORMAT)?;
+    let k: usize = table.provenance.extra.get("top_k").and_then(|v| v.parse().ok()).ok_or_else(|| bad_input(path, "no fedmkt.top_k"))?;
+    let ids = table.column::<StringArray>("id")?;
+    let nll = table.column::<Float64Array>("answer_nll")?;
+    let (tokens, bytes) = (table.column::<UInt32Array>("answer_tokens")?, table.column::<UInt32Array>("answer_bytes")?);
+    let lists = |name: &str| table.column::<ListArray>(name);
+    let (positions, topk_ids, topk_logits, lse) = (lists("positions")?, lists("topk_ids")?, lists("topk_logits")?, lists("logsumexp")?);
+    let malformed = |name: &str| bad_input(path, format!("column '{name}' has an unexpected type"));
+    let mut samples = Vec::new();
+    for b in 0..table.batches.len() {
+        for row in 0..ids[b].len() {
+            let flat = |list: &ListArray, name: &str| -> Result<arrow_array::ArrayRef> {
+                let rows = list.value(row);
+                let rows = rows.as_any().downcast_ref::<FixedSizeListArray>().ok_or_else(|| malformed(name))?;
+                if rows.value_length() as usize != k {
+                    return Err(bad_input(path, format!("column '{name}' holds {} per position, fedmkt.top_k says {k}", rows.value_length())));
+                }
+                Ok(rows.values().clone())
+            };
+            let ids_flat = flat(&topk_ids[b], "topk_ids")?;
+            let logits_flat = flat(&topk_logits[b], "topk_logits")?;
+            let pos = positions[b].value(row);
+            let lse_row = lse[b].value(row);
+            let sample = SampleKnowledge {
+                id: ids[b].value(row).to_string(),
+                answer_nll: nll[b].value(row),
+                answer_tokens: tokens[b].value(row),
+                answer_bytes: bytes[b].value(row),
+                positions: pos.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| malformed("positions"))?.values().to_vec(),
+                topk_ids: ids_flat.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| malformed("topk_ids"))?.values().to_vec(),
+                topk_logits: logits_flat.as_any().downcast_ref::<Float16Array>().ok_or_else(|| malformed("topk_logits"))?.values().to_vec(),
+                logsumexp: lse_row.as_any().downcast_ref::<Float32Array>().ok_or_else(|| malformed("logsumexp"))?.values().to_vec(),
+            };
+            let n = sample.positions.len();
+            if sample.logsumexp.len() != n || sample.topk_ids.len() != n * k || sample.topk_logits.len() != n * k {
+                return Err(bad_input(path, format!("sample '{}': columns disagree on its number of positions", sample.id)));
+            }
+            samples.push(sample);
+        }
+    }
+    Ok((samples, table))
+}

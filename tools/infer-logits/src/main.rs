@@ -1,0 +1,53 @@
+//! `infer-logits`: a model (+ LoRA adapter) over a token file → the paper's knowledge set.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Per sample: the answer's summed negative log-likelihood (nats), its token and byte counts;
+/// per position: top-K next-token ids and logits (f16) and the full-vocabulary log-sum-exp.
+#[derive(Parser)]
+#[command(version, after_help = "Example:\n  infer-logits --model runs/default/models/smollm2-135m --input runs/default/tok/smollm2-135m/public.parquet \\\n               --top-k 16 --out runs/default/round-1/client-1/knowledge.parquet\n\nFormat: tools/FORMATS.md (knowledge).")]
+struct Args {
+    /// Model folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// PEFT LoRA adapter folder to apply.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Token Parquet file (from tokenize), made with the model's tokenizer.
+    #[arg(long)]
+    input: PathBuf,
+    /// Knowledge Parquet file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Logits kept per position.
+    #[arg(long, default_value_t = 16)]
+    top_k: usize,
+    /// Every non-pad position, not only those predicting answer tokens.
+    #[arg(long)]
+    all_positions: bool,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Compute dtype: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    fedmkt::cli::run("infer-logits", || {
+        let opts = fedmkt::knowledge::InferOptions {
+            top_k: args.top_k,
+            all_positions: args.all_positions,
+            batch_size: args.batch_size,
+            dtype: fedmkt::model::parse_dtype(&args.dtype)?,
+            device: fedmkt::model::parse_device(&args.device)?,
+        };
+        fedmkt::knowledge::infer_logits(&args.model, args.adapter.as_deref(), &args.input, &args.out, &opts)
+    })
+}
