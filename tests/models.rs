@@ -116,7 +116,7 @@ fn lora_gradients_match_finite_differences() {
             let shape = var.as_tensor().shape().clone();
             for index in [0, original.len() / 2, original.len() - 1] {
                 let eps = 1e-2f32;
-                let mut at = |delta: f32| {
+                let at = |delta: f32| {
                     let mut values = original.clone();
                     values[index] += delta;
                     var.set(&Tensor::from_vec(values, shape.clone(), &Device::Cpu).unwrap()).unwrap();

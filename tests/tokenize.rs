@@ -88,3 +88,16 @@ fn bad_inputs_are_refused_with_one_line() {
     assert_success(&tokenize(&tokenizer, &input, &tokens));
     assert_refused(&tokenizer, &tokens, &["tokens.parquet", "expected a 'task' file"]);
 }
+
+/// pyarrow shows the Arrow schema's metadata as `table.schema.metadata` and writes it back on a
+/// round trip, so provenance must be there as well as in the footer.
+#[test]
+fn provenance_is_in_the_arrow_schema_too() {
+    let dir = tempdir();
+    let out = dir.path().join("t.parquet");
+    assert_success(&tokenize(&testdata("tokenizers/spm/tokenizer.json"), &testdata("data/tasks/boolq/eval.parquet"), &out));
+    let table = read_parquet(&out, "tokens").unwrap();
+    let metadata = table.batches[0].schema().metadata().clone();
+    assert_eq!(metadata["fedmkt.format"], "tokens");
+    assert_eq!(metadata["fedmkt.input.tokenizer"], table.input_hash("tokenizer").unwrap());
+}

@@ -192,9 +192,16 @@ pub fn write_parquet_stream(
         .set_max_row_group_size(STREAM_ROW_GROUP)
         .set_key_value_metadata(Some(provenance.to_key_values()))
         .build();
+    // The provenance goes into the embedded Arrow schema as well as the footer: pyarrow shows
+    // the former as `table.schema.metadata` and writes it back to the footer on a round trip.
+    let metadata = provenance.to_key_values().into_iter().map(|kv| (kv.key, kv.value.unwrap_or_default())).collect();
+    let schema = Arc::new(schema.as_ref().clone().with_metadata(metadata));
     write_atomically(path, |file| {
-        let mut writer = ArrowWriter::try_new(file, schema, Some(props)).with_context(|| format!("{}: cannot write Parquet", path.display()))?;
-        produce(&mut |batch| Ok(writer.write(batch).with_context(|| format!("{}: cannot write Parquet", path.display()))?))?;
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).with_context(|| format!("{}: cannot write Parquet", path.display()))?;
+        produce(&mut |batch| {
+            let batch = batch.clone().with_schema(schema.clone())?;
+            Ok(writer.write(&batch).with_context(|| format!("{}: cannot write Parquet", path.display()))?)
+        })?;
         writer.close().with_context(|| format!("{}: cannot write Parquet", path.display()))?;
         Ok(())
     })

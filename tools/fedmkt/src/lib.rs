@@ -12,9 +12,11 @@
 //! File formats are specified in `tools/FORMATS.md`.
 pub mod cli;
 pub mod data;
+pub mod eval;
 pub mod gguf;
 pub mod io;
 pub mod knowledge;
+pub mod metrics;
 pub mod model;
 pub mod scoring;
 pub mod tokens;

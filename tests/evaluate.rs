@@ -1,0 +1,74 @@
+//! `evaluate` against lm-evaluation-harness-style scoring with transformers (+ PEFT)
+//! (testdata/reference/golden_evaluate.py), and bad input.
+use std::path::Path;
+
+use arrow_array::{Array, ListArray, StringArray, UInt32Array};
+use fedmkt::io::read_parquet;
+use fedmkt_tests::*;
+
+fn evaluate(model: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let data = testdata("data/tasks/arc-easy/eval.parquet");
+    let mut args = vec!["--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run("evaluate", args)
+}
+
+fn check_case(case: &str, model: &str, extra: &[&str]) {
+    let dir = tempdir();
+    let out = dir.path().join("eval.json");
+    let mut args = vec!["--batch-size", "3", "--generate", "3"];
+    args.extend_from_slice(extra);
+    assert_success(&evaluate(&testdata(&format!("models/{model}")), &out, &args));
+    let golden = read_json(&testdata(&format!("golden/evaluate/{case}.json")));
+    let summary = read_json(&out);
+    assert_eq!(summary["acc"], golden["acc"], "{case}: acc");
+    assert_eq!(summary["acc_norm"], golden["acc_norm"], "{case}: acc_norm");
+    assert_eq!(summary["n"], 6);
+    assert_eq!(summary["task"], "arc-easy");
+    let table = read_parquet(&dir.path().join("eval.parquet"), "predictions").unwrap();
+    let batch = &table.batches[0];
+    let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+    let (pred, pred_norm) = (col("pred"), col("pred_norm"));
+    let (pred, pred_norm) = (pred.as_any().downcast_ref::<UInt32Array>().unwrap(), pred_norm.as_any().downcast_ref::<UInt32Array>().unwrap());
+    let loglik = col("loglik");
+    let loglik = loglik.as_any().downcast_ref::<ListArray>().unwrap();
+    let generation = col("generation");
+    let generation = generation.as_any().downcast_ref::<StringArray>().unwrap();
+    for (i, want) in golden["samples"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(pred.value(i) as u64, want["pred"].as_u64().unwrap(), "{case} sample {i}: pred");
+        assert_eq!(pred_norm.value(i) as u64, want["pred_norm"].as_u64().unwrap(), "{case} sample {i}: pred_norm");
+        let ours = loglik.value(i);
+        let ours = ours.as_any().downcast_ref::<arrow_array::Float64Array>().unwrap();
+        for (j, w) in want["loglik"].as_array().unwrap().iter().enumerate() {
+            let w = w.as_f64().unwrap();
+            assert!((ours.value(j) - w).abs() < 1e-4 * w.abs().max(1.0), "{case} sample {i} choice {j}: {} vs {w}", ours.value(j));
+        }
+        assert_eq!(generation.value(i), want["generation"].as_str().unwrap(), "{case} sample {i}: greedy generation");
+    }
+}
+
+#[test]
+fn accuracy_matches_the_harness_convention() {
+    check_case("tiny-llama", "tiny-llama", &[]);
+}
+
+#[test]
+fn accuracy_with_an_adapter_matches_peft() {
+    let adapter = testdata("models/tiny-gemma3-lora");
+    check_case("tiny-gemma3-lora", "tiny-gemma3", &["--adapter", adapter.to_str().unwrap()]);
+}
+
+#[test]
+fn bad_inputs_are_refused_with_one_line() {
+    let dir = tempdir();
+    let out = dir.path().join("eval.json");
+    let data = testdata("bad/task-without-choices.parquet");
+    let model = testdata("models/tiny-llama");
+    let output = run("evaluate", ["--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_bad_input(&output, &["task-without-choices.parquet", "missing column 'choices'"]);
+    let output = evaluate(&model, &out, &["--device", "tpu"]);
+    assert_bad_input(&output, &["--device must be cpu or cuda"]);
+    let no_model = dir.path().join("nothing");
+    assert_bad_input(&evaluate(&no_model, &out, &[]), &["nothing/tokenizer.json", "no such file"]);
+    assert!(files_below(dir.path()).is_empty(), "no output may be left behind");
+}

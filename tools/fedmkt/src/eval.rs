@@ -1,0 +1,203 @@
+//! Multiple-choice accuracy as lm-evaluation-harness scores it (`evaluate`).
+//!
+//! Each choice's summed log-likelihood as a continuation of the context: `acc` is the argmax,
+//! `acc_norm` the argmax of log-likelihood divided by the choice's length in characters
+//! (the choice text without its leading space, as the harness counts it). Optionally Rouge-L
+//! of greedy generations against the target, for generation tasks.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Result;
+use arrow_array::builder::{Float64Builder, ListBuilder, UInt32Builder};
+use arrow_array::{Float64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use candle_core::{DType, Device};
+use serde_json::json;
+use tokenizers::Tokenizer;
+
+use crate::cli::{bad_input, bad_usage};
+use crate::data::{self, TaskRecord};
+use crate::io::{self, Provenance};
+use crate::knowledge::answer_positions;
+use crate::metrics::{argmax, rouge_l};
+use crate::model::{self, AdapterSource, Model};
+use crate::scoring::{self, Request};
+use crate::tokens::{self, TokenizedSample};
+
+pub const PREDICTIONS_FORMAT: &str = "predictions";
+
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub batch_size: usize,
+    pub dtype: DType,
+    pub device: Device,
+    /// Score only the first N samples.
+    pub limit: Option<usize>,
+    /// Also generate greedily up to this many tokens and report Rouge-L against the target.
+    pub generate: Option<usize>,
+}
+
+/// Per sample: every choice's log-likelihood and the two predictions.
+struct Scored {
+    loglik: Vec<f64>,
+    chars: Vec<u32>,
+    pred: usize,
+    pred_norm: usize,
+}
+
+/// Summed log-likelihood of each sequence's continuation, batched by length (less padding).
+fn continuation_logliks(model: &Model, seqs: &[TokenizedSample], batch_size: usize, progress: &indicatif::ProgressBar) -> Result<Vec<f64>> {
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| (seqs[i].input_ids.len(), i));
+    let mut out = vec![0.0; seqs.len()];
+    for chunk in order.chunks(batch_size) {
+        let requests: Vec<Request> = chunk.iter().map(|&i| Request { ids: &seqs[i].input_ids, positions: answer_positions(&seqs[i]).collect() }).collect();
+        for ((&i, request), logits) in chunk.iter().zip(&requests).zip(scoring::logits_at(model, &requests)?) {
+            let vocab = logits.dim(1)?;
+            let flat = logits.flatten_all()?.to_vec1::<f32>()?;
+            let mut total = 0.0;
+            for (row, &p) in flat.chunks(vocab).zip(&request.positions) {
+                if row.iter().any(|x| !x.is_finite()) {
+                    anyhow::bail!("non-finite logits for sample '{}'", seqs[i].id);
+                }
+                total += row[seqs[i].input_ids[p + 1] as usize] as f64 - scoring::logsumexp(row);
+            }
+            out[i] = total;
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    Ok(out)
+}
+
+fn score_choices(records: &[TaskRecord], logliks: &[f64]) -> Vec<Scored> {
+    let mut offset = 0;
+    records
+        .iter()
+        .map(|r| {
+            let loglik = logliks[offset..offset + r.choices.len()].to_vec();
+            offset += r.choices.len();
+            let chars: Vec<u32> = r.choices.iter().map(|c| c.strip_prefix(' ').unwrap_or(c).chars().count() as u32).collect();
+            let normed: Vec<f64> = loglik.iter().zip(&chars).map(|(ll, &n)| ll / n.max(1) as f64).collect();
+            Scored { pred: argmax(&loglik), pred_norm: argmax(&normed), loglik, chars }
+        })
+        .collect()
+}
+
+/// Greedy continuation of `ids` until `eos` or `max_new` tokens (recomputing the prefix each
+/// step: generation is only for small evaluation sets).
+fn generate_greedy(model: &Model, ids: &[u32], max_new: usize, eos: Option<u32>) -> Result<Vec<u32>> {
+    let mut seq = ids.to_vec();
+    for _ in 0..max_new {
+        let logits = scoring::logits_at(model, &[Request { ids: &seq, positions: vec![seq.len() - 1] }])?.remove(0);
+        let next = logits.get(0)?.argmax(0)?.to_scalar::<u32>()?;
+        if Some(next) == eos {
+            break;
+        }
+        seq.push(next);
+    }
+    Ok(seq[ids.len()..].to_vec())
+}
+
+fn predictions_batch(records: &[TaskRecord], scored: &[Scored], generations: Option<&[String]>) -> Result<(Arc<Schema>, RecordBatch)> {
+    let list = |t: DataType| DataType::List(Arc::new(Field::new("item", t, true)));
+    let mut fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("gold", DataType::UInt32, false),
+        Field::new("pred", DataType::UInt32, false),
+        Field::new("pred_norm", DataType::UInt32, false),
+        Field::new("loglik", list(DataType::Float64), false),
+        Field::new("choice_chars", list(DataType::UInt32), false),
+    ];
+    let (mut ll, mut chars) = (ListBuilder::new(Float64Builder::new()), ListBuilder::new(UInt32Builder::new()));
+    for s in scored {
+        ll.values().append_slice(&s.loglik);
+        ll.append(true);
+        chars.values().append_slice(&s.chars);
+        chars.append(true);
+    }
+    let mut columns: Vec<arrow_array::ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(records.iter().map(|r| &r.id))),
+        Arc::new(UInt32Array::from_iter_values(records.iter().map(|r| r.gold))),
+        Arc::new(UInt32Array::from_iter_values(scored.iter().map(|s| s.pred as u32))),
+        Arc::new(UInt32Array::from_iter_values(scored.iter().map(|s| s.pred_norm as u32))),
+        Arc::new(ll.finish()),
+        Arc::new(chars.finish()),
+    ];
+    if let Some(texts) = generations {
+        fields.push(Field::new("generation", DataType::Utf8, false));
+        fields.push(Field::new("rouge_l", DataType::Float64, false));
+        columns.push(Arc::new(StringArray::from_iter_values(texts)));
+        columns.push(Arc::new(Float64Array::from_iter_values(records.iter().zip(texts).map(|(r, g)| rouge_l(g, r.target())))));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    Ok((schema.clone(), RecordBatch::try_new(schema, columns)?))
+}
+
+/// Where the per-sample predictions go: the summary's path with `.parquet`.
+pub fn predictions_path(summary: &Path) -> PathBuf {
+    summary.with_extension("parquet")
+}
+
+/// `evaluate`: accuracy of a model (+ adapter) on a task file → JSON summary + predictions.
+pub fn evaluate(model_dir: &Path, adapter_dir: Option<&Path>, data_path: &Path, out: &Path, opts: &EvalOptions) -> Result<()> {
+    if opts.batch_size == 0 {
+        return Err(bad_usage("--batch-size must be at least 1"));
+    }
+    let (mut records, table) = data::read_tasks(data_path)?;
+    records.truncate(opts.limit.unwrap_or(usize::MAX));
+    let tokenizer_path = model_dir.join("tokenizer.json");
+    let tokenizer: Tokenizer = tokens::load_tokenizer(&tokenizer_path)?;
+    let base_config = model::base_config_hash(model_dir)?;
+    let adapter = match adapter_dir {
+        Some(dir) => AdapterSource::load(dir, &base_config, &opts.device)?,
+        None => AdapterSource::None,
+    };
+    let model = Model::load(model_dir, adapter, opts.dtype, &opts.device)?;
+    let seqs = records
+        .iter()
+        .flat_map(|r| r.choices.iter().map(move |c| (r, c)))
+        .map(|(r, c)| tokens::tokenize_continuation(&tokenizer, &r.id, &r.context, c))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(s) = seqs.iter().find(|s| s.input_ids.iter().any(|&id| id as usize >= model.config.vocab_size)) {
+        return Err(bad_input(&tokenizer_path, format!("sample '{}' encodes to ids beyond the model's vocabulary", s.id)));
+    }
+    let progress = indicatif::ProgressBar::new(seqs.len() as u64).with_message("evaluate");
+    let logliks = continuation_logliks(&model, &seqs, opts.batch_size, &progress).map_err(|e| bad_input(model_dir, e))?;
+    progress.finish_and_clear();
+    let scored = score_choices(&records, &logliks);
+    let generations = opts.generate.map(|max_new| generate_all(&model, &tokenizer, &records, max_new)).transpose()?;
+    let n = records.len().max(1) as f64;
+    let acc = scored.iter().zip(&records).filter(|(s, r)| s.pred == r.gold as usize).count() as f64 / n;
+    let acc_norm = scored.iter().zip(&records).filter(|(s, r)| s.pred_norm == r.gold as usize).count() as f64 / n;
+    let mut summary = json!({
+        "task": table.provenance.extra.get("task"), "split": table.provenance.extra.get("split"),
+        "data": data_path.display().to_string(), "model": model_dir.display().to_string(),
+        "adapter": adapter_dir.map(|d| d.display().to_string()), "n": records.len(), "acc": acc, "acc_norm": acc_norm,
+        "scoring": "summed log-likelihood of each choice after the context; acc_norm divides by the choice's characters (lm-evaluation-harness)",
+    });
+    if let Some(texts) = &generations {
+        let mean = records.iter().zip(texts).map(|(r, g)| rouge_l(g, r.target())).sum::<f64>() / n;
+        summary["rouge_l"] = json!(mean);
+    }
+    let mut provenance = Provenance::new(PREDICTIONS_FORMAT, 1, "evaluate").input("dataset", io::file_hash(data_path)?).input("model", base_config);
+    if let Some(dir) = adapter_dir {
+        provenance = provenance.input("adapter", io::file_hash(&dir.join(model::lora::ADAPTER_WEIGHTS))?);
+    }
+    let (schema, batch) = predictions_batch(&records, &scored, generations.as_deref())?;
+    io::write_parquet(&predictions_path(out), schema, &[batch], &provenance)?;
+    io::write_atomically(out, |f| Ok(std::io::Write::write_all(f, (serde_json::to_string_pretty(&summary)? + "\n").as_bytes())?))?;
+    eprintln!("evaluate: n={} acc={acc:.4} acc_norm={acc_norm:.4} -> {}", records.len(), out.display());
+    Ok(())
+}
+
+fn generate_all(model: &Model, tokenizer: &Tokenizer, records: &[TaskRecord], max_new: usize) -> Result<Vec<String>> {
+    let eos = tokenizer.get_added_vocabulary().get_vocab().iter().find(|(t, _)| ["<eos>", "</s>", "<|endoftext|>", "<|im_end|>"].contains(&t.as_str())).map(|(_, &id)| id);
+    records
+        .iter()
+        .map(|r| {
+            let ids = tokenizer.encode(r.context.as_str(), true).map_err(|e| anyhow::anyhow!("{e}"))?.get_ids().to_vec();
+            let new = generate_greedy(model, &ids, max_new, eos)?;
+            tokenizer.decode(&new, true).map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect()
+}
