@@ -97,7 +97,7 @@ fn provenance_is_in_the_arrow_schema_too() {
     let out = dir.path().join("t.parquet");
     assert_success(&tokenize(&testdata("tokenizers/spm/tokenizer.json"), &testdata("data/tasks/boolq/eval.parquet"), &out));
     let table = read_parquet(&out, "tokens").unwrap();
-    let metadata = table.batches[0].schema().metadata().clone();
+    let metadata = table.schema.metadata().clone();
     assert_eq!(metadata["fedmkt.format"], "tokens");
     assert_eq!(metadata["fedmkt.input.tokenizer"], table.input_hash("tokenizer").unwrap());
 }

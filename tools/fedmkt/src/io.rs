@@ -210,6 +210,8 @@ pub fn write_parquet_stream(
 /// A Parquet file read whole into memory: its batches and the provenance it carries.
 pub struct ParquetTable {
     pub path: PathBuf,
+    /// The Arrow schema as stored in the file, with its metadata.
+    pub schema: arrow_schema::SchemaRef,
     pub batches: Vec<RecordBatch>,
     pub provenance: Provenance,
 }
@@ -225,11 +227,12 @@ pub fn read_parquet(path: &Path, expected_format: &str) -> Result<ParquetTable> 
         let found = if provenance.format.is_empty() { "none".to_string() } else { format!("'{}'", provenance.format) };
         return Err(bad_input(path, format!("expected a '{expected_format}' file (fedmkt.format), found {found}")));
     }
+    let schema = builder.schema().clone();
     let reader = builder.build().map_err(|e| bad_input(path, format!("cannot read Parquet ({e})")))?;
     let batches = reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| bad_input(path, format!("cannot read Parquet ({e})")))?;
-    Ok(ParquetTable { path: path.to_path_buf(), batches, provenance })
+    Ok(ParquetTable { path: path.to_path_buf(), schema, batches, provenance })
 }
 
 impl ParquetTable {
