@@ -4,6 +4,8 @@
 #   make round ROUND=N [PIPELINE=pipelines/NAME.mk]
 #   make testdata                  regenerate testdata/ (seeded; outputs are committed)
 #   make check-real                acceptance checks on the real models and data
+#   make check-real-models         real models against PyTorch + transformers (installs them)
+#   make bench                     benchmarks, each printing its ratio against a baseline
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DELETE_ON_ERROR:
@@ -21,9 +23,9 @@ RUN     := runs/$(NAME)
 MODELS  := $(sort $(SERVER) $(CLIENT_MODELS))
 N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
-TOOLS   := prepare-data import-gguf tokenize
+TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate
 
-.PHONY: all build test setup round testdata testdata-fixtures check-real clean
+.PHONY: all build test setup round testdata testdata-fixtures check-real check-real-models bench bench-infer clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -88,17 +90,41 @@ round: setup
 testdata-fixtures: $(ASSETS)/olmo/.installed
 	$(PYTHON) testdata/reference/cut_task_fixtures.py $(ASSETS)/olmo
 
-testdata: build
+testdata: build $(PYREF)/.installed
 	$(BIN)/gen-testdata --out testdata
 	for t in arc-easy boolq; do $(BIN)/prepare-data --task $$t --source testdata/data/olmo --out testdata/data/tasks/$$t 2>/dev/null; done
+	for m in tiny-llama tiny-gemma3; do \
+	  $(BIN)/import-gguf testdata/models/$$m.gguf --out testdata/models/$$m 2>/dev/null; \
+	  $(BIN)/tokenize --tokenizer testdata/models/$$m/tokenizer.json --input testdata/data/tasks/arc-easy/eval.parquet \
+	    --out testdata/data/tokens/$$m/arc-easy-eval.parquet 2>/dev/null; done
 	$(PYTHON) testdata/reference/golden_prepare_data.py
 	$(PYTHON) testdata/reference/golden_import_gguf.py
 	$(PYTHON) testdata/reference/golden_tokenize.py
+	$(PYREF)/bin/python testdata/reference/golden_models.py
+	$(PYREF)/bin/python testdata/reference/golden_infer_logits.py
+	$(PYREF)/bin/python testdata/reference/golden_evaluate.py
 
 # ---------------------------------------------------------------- acceptance on real assets
 check-real: build $(ASSETS)/tokenizer-gemma3/tokenizer.json \
             $(RUN)/models/smollm2-135m/config.json $(RUN)/models/gemma3-270m/config.json $(RUN)/data/$(TASK)/eval.parquet
 	FEDMKT_REAL_RUN=$(RUN) FEDMKT_REAL_ASSETS=$(ASSETS) $(CARGO) test --release --test real_assets -- --ignored --nocapture
+
+# The Python reference (PyTorch, transformers, PEFT) for benchmarks and model checks.
+PYREF := $(ASSETS)/pyref
+$(PYREF)/.installed: testdata/reference/requirements-models.txt
+	$(PYTHON) -m venv $(PYREF)
+	$(PYREF)/bin/pip install --quiet --disable-pip-version-check --root-user-action=ignore -r $<
+	touch $@
+
+check-real-models: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/eval.parquet $(RUN)/tok/gemma3-270m/eval.parquet
+	$(PYREF)/bin/python testdata/reference/check_real_top10.py $(RUN) $(BIN)/infer-logits
+
+# ---------------------------------------------------------------- benchmarks (not tests)
+bench: bench-infer
+
+bench-infer: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/public.parquet
+	$(PYREF)/bin/python tests/bench/bench_infer.py $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet \
+	  $(BIN)/infer-logits --samples 256 --threads 2
 
 clean:
 	rm -rf $(RUN)
