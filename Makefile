@@ -20,6 +20,7 @@ PIP     := $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-u
 BIN     := target/release
 ASSETS  := assets
 RUN     := runs/$(NAME)
+PYREF   := $(ASSETS)/pyref
 MODELS  := $(sort $(SERVER) $(CLIENT_MODELS))
 N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
@@ -110,7 +111,6 @@ check-real: build $(ASSETS)/tokenizer-gemma3/tokenizer.json \
 	FEDMKT_REAL_RUN=$(RUN) FEDMKT_REAL_ASSETS=$(ASSETS) $(CARGO) test --release --test real_assets -- --ignored --nocapture
 
 # The Python reference (PyTorch, transformers, PEFT) for benchmarks and model checks.
-PYREF := $(ASSETS)/pyref
 $(PYREF)/.installed: testdata/reference/requirements-models.txt
 	$(PYTHON) -m venv $(PYREF)
 	$(PYREF)/bin/pip install --quiet --disable-pip-version-check --root-user-action=ignore -r $<
