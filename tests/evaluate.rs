@@ -72,3 +72,17 @@ fn bad_inputs_are_refused_with_one_line() {
     assert_bad_input(&evaluate(&no_model, &out, &[]), &["nothing/tokenizer.json", "no such file"]);
     assert!(files_below(dir.path()).is_empty(), "no output may be left behind");
 }
+
+#[test]
+fn a_tokenizer_larger_than_the_embedding_is_refused() {
+    let dir = tempdir();
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(testdata(&format!("models/tiny-llama/{file}")), model.join(file)).unwrap();
+    }
+    std::fs::copy(testdata("models/tiny-gemma3/tokenizer.json"), model.join("tokenizer.json")).unwrap();
+    let out = dir.path().join("out/eval.json");
+    assert_bad_input(&evaluate(&model, &out, &[]), &["model/tokenizer.json", "1201 tokens, more than the model's 1024 embeddings"]);
+    assert!(!out.parent().unwrap().exists() || files_below(out.parent().unwrap()).is_empty());
+}

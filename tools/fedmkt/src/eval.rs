@@ -153,14 +153,12 @@ pub fn evaluate(model_dir: &Path, adapter_dir: Option<&Path>, data_path: &Path, 
         None => AdapterSource::None,
     };
     let model = Model::load(model_dir, adapter, opts.dtype, &opts.device)?;
+    model::check_tokenizer_fits(&tokenizer, &tokenizer_path, model.config.vocab_size)?;
     let seqs = records
         .iter()
         .flat_map(|r| r.choices.iter().map(move |c| (r, c)))
         .map(|(r, c)| tokens::tokenize_continuation(&tokenizer, &r.id, &r.context, c))
         .collect::<Result<Vec<_>>>()?;
-    if let Some(s) = seqs.iter().find(|s| s.input_ids.iter().any(|&id| id as usize >= model.config.vocab_size)) {
-        return Err(bad_input(&tokenizer_path, format!("sample '{}' encodes to ids beyond the model's vocabulary", s.id)));
-    }
     let progress = indicatif::ProgressBar::new(seqs.len() as u64).with_message("evaluate");
     let logliks = continuation_logliks(&model, &seqs, opts.batch_size, &progress).map_err(|e| bad_input(model_dir, e))?;
     progress.finish_and_clear();

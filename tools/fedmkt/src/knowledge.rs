@@ -139,8 +139,11 @@ pub fn knowledge_batch(samples: &[SampleKnowledge], k: usize) -> Result<RecordBa
 /// Refuse token files that do not belong to this model before any work.
 fn check_tokens_fit_model(tokens_path: &Path, table: &io::ParquetTable, samples: &[TokenizedSample], model_dir: &Path, vocab: usize) -> Result<()> {
     let model_tokenizer = model_dir.join("tokenizer.json");
-    if model_tokenizer.is_file() && table.input_hash("tokenizer")? != io::file_hash(&model_tokenizer)? {
-        return Err(bad_input(tokens_path, format!("made with another tokenizer than {}", model_tokenizer.display())));
+    if model_tokenizer.is_file() {
+        model::check_tokenizer_fits(&tokens::load_tokenizer(&model_tokenizer)?, &model_tokenizer, vocab)?;
+        if table.input_hash("tokenizer")? != io::file_hash(&model_tokenizer)? {
+            return Err(bad_input(tokens_path, format!("made with another tokenizer than {}", model_tokenizer.display())));
+        }
     }
     if let Some((s, id)) = samples.iter().flat_map(|s| s.input_ids.iter().map(move |id| (s, id))).find(|(_, &id)| id as usize >= vocab) {
         return Err(bad_input(tokens_path, format!("sample '{}' has token id {id}, beyond the model's vocabulary of {vocab}", s.id)));

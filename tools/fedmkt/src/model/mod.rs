@@ -112,6 +112,16 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Refuse a tokenizer with more tokens than the model has embeddings: some of its ids would
+/// index past the embedding table.
+pub fn check_tokenizer_fits(tokenizer: &tokenizers::Tokenizer, tokenizer_path: &Path, vocab_size: usize) -> Result<()> {
+    let n = tokenizer.get_vocab_size(true);
+    if n > vocab_size {
+        return Err(bad_input(tokenizer_path, format!("the tokenizer has {n} tokens, more than the model's {vocab_size} embeddings")));
+    }
+    Ok(())
+}
+
 /// `sha256:` of a model folder's `config.json`: the identity adapters record and check.
 pub fn base_config_hash(dir: &Path) -> Result<String> {
     crate::io::file_hash(&dir.join("config.json"))
