@@ -31,6 +31,26 @@ pub fn bad_usage(problem: impl fmt::Display) -> anyhow::Error {
 /// Exit status for bad input (the design's convention: 2 = the user's input, 1 = our failure).
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+/// Flags every model-running tool shares (`infer-logits`, `evaluate`, `distill`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// PEFT LoRA adapter folder to apply.
+    #[arg(long)]
+    pub adapter: Option<std::path::PathBuf>,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Compute dtype: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
 /// Run a tool's body and turn its result into an exit code and a one-line message.
 pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
     match body() {

@@ -9,12 +9,8 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(version, after_help = "Example:\n  infer-logits --model runs/default/models/smollm2-135m --input runs/default/tok/smollm2-135m/public.parquet \\\n               --top-k 16 --out runs/default/round-1/client-1/knowledge.parquet\n\nFormat: tools/FORMATS.md (knowledge).")]
 struct Args {
-    /// Model folder (config.json, model.safetensors, tokenizer.json).
-    #[arg(long)]
-    model: PathBuf,
-    /// PEFT LoRA adapter folder to apply.
-    #[arg(long)]
-    adapter: Option<PathBuf>,
+    #[command(flatten)]
+    model: fedmkt::cli::ModelArgs,
     /// Token Parquet file (from tokenize), made with the model's tokenizer.
     #[arg(long)]
     input: PathBuf,
@@ -27,15 +23,6 @@ struct Args {
     /// Every non-pad position, not only those predicting answer tokens.
     #[arg(long)]
     all_positions: bool,
-    /// Sequences per forward pass.
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
-    /// cpu or cuda.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Compute dtype: f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    dtype: String,
 }
 
 fn main() -> ExitCode {
@@ -44,10 +31,10 @@ fn main() -> ExitCode {
         let opts = fedmkt::knowledge::InferOptions {
             top_k: args.top_k,
             all_positions: args.all_positions,
-            batch_size: args.batch_size,
-            dtype: fedmkt::model::parse_dtype(&args.dtype)?,
-            device: fedmkt::model::parse_device(&args.device)?,
+            batch_size: args.model.batch_size,
+            dtype: fedmkt::model::parse_dtype(&args.model.dtype)?,
+            device: fedmkt::model::parse_device(&args.model.device)?,
         };
-        fedmkt::knowledge::infer_logits(&args.model, args.adapter.as_deref(), &args.input, &args.out, &opts)
+        fedmkt::knowledge::infer_logits(&args.model.model, args.model.adapter.as_deref(), &args.input, &args.out, &opts)
     })
 }

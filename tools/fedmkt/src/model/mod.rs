@@ -82,6 +82,77 @@ impl Builder<'_> {
     }
 }
 
+/// The four attention projections of a decoder layer, and attention over them.
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    pub fn load(b: &mut Builder, prefix: &str, cfg: &ModelConfig) -> Result<Attention> {
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        Ok(Attention {
+            q_proj: b.linear(&format!("{prefix}.q_proj"), h, heads * d, cfg.qkv_bias)?,
+            k_proj: b.linear(&format!("{prefix}.k_proj"), h, kv_heads * d, cfg.qkv_bias)?,
+            v_proj: b.linear(&format!("{prefix}.v_proj"), h, kv_heads * d, cfg.qkv_bias)?,
+            o_proj: b.linear(&format!("{prefix}.o_proj"), heads * d, h, false)?,
+            heads,
+            kv_heads,
+            head_dim: d,
+        })
+    }
+
+    /// Self-attention of `x` `[batch, seq, hidden]`; `qk_norm` normalises queries and keys
+    /// per head before the rotary embedding (Gemma-3).
+    pub fn forward(&self, x: &Tensor, rotary: (&Tensor, &Tensor), mask: &Tensor, scale: f64, qk_norm: Option<(&RmsNorm, &RmsNorm)>) -> Result<Tensor> {
+        let (mut q, mut k) = (split_heads(&self.q_proj.forward(x)?, self.heads, self.head_dim)?, split_heads(&self.k_proj.forward(x)?, self.kv_heads, self.head_dim)?);
+        if let Some((q_norm, k_norm)) = qk_norm {
+            (q, k) = (q_norm.forward(&q)?, k_norm.forward(&k)?);
+        }
+        let (cos, sin) = rotary;
+        let (q, k) = (layers::apply_rotary(&q, cos, sin)?, layers::apply_rotary(&k, cos, sin)?);
+        let v = split_heads(&self.v_proj.forward(x)?, self.kv_heads, self.head_dim)?;
+        self.o_proj.forward(&merge_heads(&layers::attention(&q, &k, &v, mask, scale)?)?)
+    }
+}
+
+/// A gated MLP `down(act(gate(x)) · up(x))`: SiLU for llama, GELU (tanh) for Gemma.
+pub struct GatedMlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl GatedMlp {
+    pub fn load(b: &mut Builder, prefix: &str, cfg: &ModelConfig) -> Result<GatedMlp> {
+        let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(GatedMlp {
+            gate_proj: b.linear(&format!("{prefix}.gate_proj"), h, f, false)?,
+            up_proj: b.linear(&format!("{prefix}.up_proj"), h, f, false)?,
+            down_proj: b.linear(&format!("{prefix}.down_proj"), f, h, false)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, activation: fn(&Tensor) -> candle_core::Result<Tensor>) -> Result<Tensor> {
+        self.down_proj.forward(&(activation(&self.gate_proj.forward(x)?)? * self.up_proj.forward(x)?)?)
+    }
+}
+
+/// The output projection: its own weight, or the embeddings when tied.
+fn lm_head(b: &mut Builder, cfg: &ModelConfig, embed_tokens: &Tensor) -> Result<Linear> {
+    if cfg.tie_word_embeddings || !b.has("lm_head.weight") {
+        Ok(Linear { weight: embed_tokens.clone(), bias: None, lora: None })
+    } else {
+        b.linear("lm_head", cfg.hidden_size, cfg.vocab_size, false)
+    }
+}
+
 enum Net {
     Llama(llama::Llama),
     Gemma3(gemma3::Gemma3),
