@@ -35,29 +35,32 @@ fn relative_error(ours: &Tensor, reference: &Tensor, lengths: &[i64]) -> f32 {
     worst / scale
 }
 
-fn check_against(model: &Model, reference_key: &str, name: &str) {
+/// Both the inference path (fused rotary kernel) and the training path must match.
+fn check_against(model: &mut Model, reference_key: &str, name: &str) {
     let g = golden(name);
     let ids = g["ids"].to_dtype(DType::U32).unwrap();
     let lengths = g["lengths"].to_vec1::<i64>().unwrap();
-    let logits = model.forward(&ids).unwrap();
-    let err = relative_error(&logits, &g[reference_key], &lengths);
-    eprintln!("{name} {reference_key}: relative error {err:e}");
-    assert!(err < 1e-4, "{name} {reference_key}: relative error {err:e}");
+    for training in [false, true] {
+        model.training = training;
+        let err = relative_error(&model.forward(&ids).unwrap(), &g[reference_key], &lengths);
+        eprintln!("{name} {reference_key} (training: {training}): relative error {err:e}");
+        assert!(err < 1e-4, "{name} {reference_key} (training: {training}): relative error {err:e}");
+    }
 }
 
 #[test]
 fn logits_match_transformers() {
     for name in MODELS {
-        check_against(&load(name, AdapterSource::None), "logits", name);
+        check_against(&mut load(name, AdapterSource::None), "logits", name);
     }
 }
 
 #[test]
 fn logits_with_a_peft_adapter_match_peft() {
     for name in MODELS {
-        let model = load(name, peft_adapter(name));
+        let mut model = load(name, peft_adapter(name));
         assert_eq!(model.lora.as_ref().unwrap().vars.len(), 2 * 3 * 2, "{name}: A and B for q, v, down in 2 layers");
-        check_against(&model, "logits_lora", name);
+        check_against(&mut model, "logits_lora", name);
     }
 }
 
@@ -68,6 +71,13 @@ fn loss(model: &Model, ids: &Tensor) -> Tensor {
     let log_probs = candle_nn::ops::log_softmax(&logits.narrow(0, 0, n - 1).unwrap(), 1).unwrap();
     let targets = ids.get(0).unwrap().narrow(0, 1, n - 1).unwrap().unsqueeze(1).unwrap();
     log_probs.gather(&targets, 1).unwrap().mean_all().unwrap().neg().unwrap()
+}
+
+/// A model for gradient checks: differentiable ops everywhere.
+fn trainable(name: &str) -> Model {
+    let mut model = load(name, fresh_adapter());
+    model.training = true;
+    model
 }
 
 fn fresh_adapter() -> AdapterSource {
@@ -89,7 +99,7 @@ fn nudge_b(model: &Model) {
 #[test]
 fn every_lora_tensor_receives_a_gradient() {
     for name in MODELS {
-        let model = load(name, fresh_adapter());
+        let model = trainable(name);
         nudge_b(&model);
         let ids = golden(name)["ids"].to_dtype(DType::U32).unwrap().narrow(1, 0, 24).unwrap();
         let grads = loss(&model, &ids).backward().unwrap();
@@ -104,7 +114,7 @@ fn every_lora_tensor_receives_a_gradient() {
 #[test]
 fn lora_gradients_match_finite_differences() {
     for name in MODELS {
-        let model = load(name, fresh_adapter());
+        let model = trainable(name);
         nudge_b(&model);
         let ids = golden(name)["ids"].to_dtype(DType::U32).unwrap().narrow(1, 0, 24).unwrap();
         let grads = loss(&model, &ids).backward().unwrap();
@@ -142,8 +152,8 @@ fn adapters_save_in_peft_format_and_load_back() {
     assert_eq!(config["peft_type"], "LORA");
     assert_eq!(config["r"], 4);
     let base = fedmkt::model::base_config_hash(&testdata(&format!("models/{name}"))).unwrap();
-    let reloaded = load(name, AdapterSource::load(&out, &base, &Device::Cpu).unwrap());
-    check_against(&reloaded, "logits_lora", name);
+    let mut reloaded = load(name, AdapterSource::load(&out, &base, &Device::Cpu).unwrap());
+    check_against(&mut reloaded, "logits_lora", name);
     let keys: Vec<_> = candle_core::safetensors::load(out.join("adapter_model.safetensors"), &Device::Cpu).unwrap().into_keys().collect();
     assert!(keys.iter().all(|k| k.starts_with("base_model.model.model.layers.") && (k.ends_with(".lora_A.weight") || k.ends_with(".lora_B.weight"))));
 }

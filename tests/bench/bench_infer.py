@@ -1,9 +1,11 @@
 """make bench-infer: tokens per second of `infer-logits` beside PyTorch + transformers.
 
 Both sides run the same model folder over the same first N samples of a token file, with the
-same thread count, batch size and top-K, each in its own process (peak memory is that
-process's maximum resident set). The baseline is the usual transformers code: right-padded
-batches, full logits, then log-softmax, top-K and the answer loss at the answer positions.
+same thread count, batch size and top-K, each timed as its whole own process (start-up and
+model loading included; peak memory is that process's maximum resident set). The baseline
+is the usual transformers code: right-padded batches in file order, full logits, then
+log-softmax, top-K and the answer loss at the answer positions. A second baseline run
+batches by length as infer-logits does, to compare the engines alone.
 
 Usage: python bench_infer.py MODEL_DIR TOKENS.parquet INFER_LOGITS_BIN [--samples 256] [--threads 2]
 """
@@ -17,13 +19,15 @@ import time
 import pyarrow.parquet as pq
 
 
-def baseline(model_dir, tokens_path, samples, threads, batch_size, top_k):
+def baseline(model_dir, tokens_path, samples, threads, batch_size, top_k, sort):
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     rows = pq.read_table(tokens_path).to_pylist()[:samples]
+    if sort:
+        rows.sort(key=lambda r: len(r["input_ids"]))
     start = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(rows), batch_size):
@@ -55,10 +59,10 @@ def main():
     p.add_argument("model"), p.add_argument("tokens"), p.add_argument("infer_logits")
     p.add_argument("--samples", type=int, default=256), p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=8), p.add_argument("--top-k", type=int, default=16)
-    p.add_argument("--baseline-only", action="store_true")
+    p.add_argument("--baseline-only", action="store_true"), p.add_argument("--sort", action="store_true")
     a = p.parse_args()
     if a.baseline_only:
-        print(baseline(a.model, a.tokens, a.samples, a.threads, a.batch_size, a.top_k))
+        print(baseline(a.model, a.tokens, a.samples, a.threads, a.batch_size, a.top_k, a.sort))
         return
     table = pq.read_table(a.tokens).slice(0, a.samples)
     n_tokens = sum(len(ids) for ids in table.column("input_ids").to_pylist())
@@ -68,14 +72,19 @@ def main():
         env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
         _, ours, ours_peak = timed([a.infer_logits, "--model", a.model, "--input", sliced, "--out", os.path.join(tmp, "k.parquet"),
                                     "--top-k", str(a.top_k), "--batch-size", str(a.batch_size)], env=env)
-        out, _, theirs_peak = timed([sys.executable, __file__, a.model, sliced, a.infer_logits, "--samples", str(a.samples),
-                                     "--threads", str(a.threads), "--batch-size", str(a.batch_size), "--top-k", str(a.top_k),
-                                     "--baseline-only"])
-        theirs = float(out.strip().splitlines()[-1])
-    print(f"bench-infer: {a.samples} samples, {n_tokens} tokens, {a.threads} threads, batch {a.batch_size}, top-{a.top_k}")
-    print(f"  infer-logits (candle)      {n_tokens / ours:8.1f} tokens/s  ({ours:.2f} s, whole process incl. loading)  peak RSS {ours_peak:.0f} MiB")
-    print(f"  PyTorch + transformers     {n_tokens / theirs:8.1f} tokens/s  ({theirs:.2f} s, forward passes only)         peak RSS {theirs_peak:.0f} MiB")
-    print(f"  ratio (ours / baseline)    {theirs / ours:8.2f}")
+        base = [sys.executable, __file__, a.model, sliced, a.infer_logits, "--samples", str(a.samples), "--threads", str(a.threads),
+                "--batch-size", str(a.batch_size), "--top-k", str(a.top_k), "--baseline-only"]
+        env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+        out, theirs, theirs_peak = timed(base, env=env)
+        out_sorted, theirs_sorted, _ = timed(base + ["--sort"], env=env)
+    forward = float(out.strip().splitlines()[-1])
+    forward_sorted = float(out_sorted.strip().splitlines()[-1])
+    print(f"bench-infer: {a.samples} samples, {n_tokens} tokens, {a.threads} threads, batch {a.batch_size}, top-{a.top_k}; whole-process wall time")
+    print(f"  infer-logits (candle)                  {n_tokens / ours:7.1f} tokens/s  {ours:6.2f} s  peak RSS {ours_peak:.0f} MiB")
+    print(f"  PyTorch + transformers, file order     {n_tokens / theirs:7.1f} tokens/s  {theirs:6.2f} s  peak RSS {theirs_peak:.0f} MiB  (forward passes {forward:.2f} s)")
+    print(f"  PyTorch + transformers, length-sorted  {n_tokens / theirs_sorted:7.1f} tokens/s  {theirs_sorted:6.2f} s  (forward passes {forward_sorted:.2f} s)")
+    print(f"  ratio vs the usual baseline (file order)   {theirs / ours:5.2f}")
+    print(f"  ratio vs the length-sorted baseline        {theirs_sorted / ours:5.2f}")
 
 
 if __name__ == "__main__":

@@ -47,10 +47,10 @@ struct Scored {
 
 /// Summed log-likelihood of each sequence's continuation, batched by length (less padding).
 fn continuation_logliks(model: &Model, seqs: &[TokenizedSample], batch_size: usize, progress: &indicatif::ProgressBar) -> Result<Vec<f64>> {
-    let mut order: Vec<usize> = (0..seqs.len()).collect();
-    order.sort_by_key(|&i| (seqs[i].input_ids.len(), i));
+    let lengths: Vec<usize> = seqs.iter().map(|s| s.input_ids.len()).collect();
     let mut out = vec![0.0; seqs.len()];
-    for chunk in order.chunks(batch_size) {
+    for chunk in scoring::length_sorted_batches(&lengths, batch_size) {
+        let chunk = &chunk[..];
         let requests: Vec<Request> = chunk.iter().map(|&i| Request { ids: &seqs[i].input_ids, positions: answer_positions(&seqs[i]).collect() }).collect();
         for ((&i, request), logits) in chunk.iter().zip(&requests).zip(scoring::logits_at(model, &requests)?) {
             let vocab = logits.dim(1)?;

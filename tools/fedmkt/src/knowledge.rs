@@ -136,6 +136,25 @@ pub fn knowledge_batch(samples: &[SampleKnowledge], k: usize) -> Result<RecordBa
     )?)
 }
 
+/// Samples are batched by length within windows of this many batches: little padding, and
+/// memory bounded by the window whatever the data set's size.
+const SORT_WINDOW_BATCHES: usize = 32;
+
+/// Knowledge of a window of samples, computed in length-sorted batches, returned in order.
+fn window_knowledge(model: &Model, window: &[TokenizedSample], opts: &InferOptions, progress: &indicatif::ProgressBar) -> Result<Vec<SampleKnowledge>> {
+    let vocab = model.config.vocab_size;
+    let lengths: Vec<usize> = window.iter().map(|s| s.input_ids.len()).collect();
+    let mut results: Vec<Option<SampleKnowledge>> = vec![None; window.len()];
+    for batch in scoring::length_sorted_batches(&lengths, opts.batch_size) {
+        let requests: Vec<Request> = batch.iter().map(|&i| Request { ids: &window[i].input_ids, positions: positions_of(&window[i], opts.all_positions) }).collect();
+        for ((&i, request), logits) in batch.iter().zip(&requests).zip(scoring::logits_at(model, &requests)?) {
+            results[i] = Some(summarise(&window[i], &request.positions, &logits.flatten_all()?.to_vec1::<f32>()?, vocab, opts.top_k)?);
+        }
+        progress.inc(batch.len() as u64);
+    }
+    Ok(results.into_iter().map(|k| k.expect("every sample is in one batch")).collect())
+}
+
 /// Refuse token files that do not belong to this model before any work.
 fn check_tokens_fit_model(tokens_path: &Path, table: &io::ParquetTable, samples: &[TokenizedSample], model_dir: &Path, vocab: usize) -> Result<()> {
     let model_tokenizer = model_dir.join("tokenizer.json");
@@ -181,18 +200,9 @@ pub fn infer_logits(model_dir: &Path, adapter_dir: Option<&Path>, input: &Path, 
     }
     let progress = indicatif::ProgressBar::new(samples.len() as u64).with_message("infer-logits");
     io::write_parquet_stream(out, knowledge_schema(opts.top_k), &provenance, |sink| {
-        for chunk in samples.chunks(opts.batch_size) {
-            let requests: Vec<Request> = chunk.iter().map(|s| Request { ids: &s.input_ids, positions: positions_of(s, opts.all_positions) }).collect();
-            let logits = scoring::logits_at(&model, &requests)?;
-            let knowledge = chunk
-                .iter()
-                .zip(&requests)
-                .zip(logits)
-                .map(|((s, r), l)| summarise(s, &r.positions, &l.flatten_all()?.to_vec1::<f32>()?, vocab, opts.top_k))
-                .collect::<Result<Vec<_>>>()
-                .map_err(|e| bad_input(model_dir, e))?;
+        for window in samples.chunks(opts.batch_size * SORT_WINDOW_BATCHES) {
+            let knowledge = window_knowledge(&model, window, opts, &progress).map_err(|e| bad_input(model_dir, e))?;
             sink(&knowledge_batch(&knowledge, opts.top_k)?)?;
-            progress.inc(chunk.len() as u64);
         }
         Ok(())
     })?;

@@ -57,7 +57,7 @@ impl Gemma3 {
         Ok(Gemma3 { cfg: cfg.clone(), embed_tokens, layers, norm, lm_head })
     }
 
-    pub fn hidden_states(&self, ids: &Tensor) -> Result<Tensor> {
+    pub fn hidden_states(&self, ids: &Tensor, training: bool) -> Result<Tensor> {
         let seq = ids.dim(1)?;
         let device = ids.device();
         let d = self.cfg.head_dim;
@@ -73,7 +73,7 @@ impl Gemma3 {
                 None => (&global, &full_mask),
             };
             let h = layer.input_layernorm.forward(&x)?;
-            let attn = layer.self_attn.forward(&h, (cos, sin), mask, scale, Some((&layer.q_norm, &layer.k_norm)))?;
+            let attn = layer.self_attn.forward(&h, (cos, sin, training), mask, scale, Some((&layer.q_norm, &layer.k_norm)))?;
             x = (&x + layer.post_attention_layernorm.forward(&attn)?)?;
             let mlp = layer.mlp.forward(&layer.pre_feedforward_layernorm.forward(&x)?, Tensor::gelu)?;
             x = (x + layer.post_feedforward_layernorm.forward(&mlp)?)?;

@@ -42,7 +42,7 @@ impl Llama {
         Ok(Llama { cfg: cfg.clone(), embed_tokens, layers, norm, lm_head })
     }
 
-    pub fn hidden_states(&self, ids: &Tensor) -> Result<Tensor> {
+    pub fn hidden_states(&self, ids: &Tensor, training: bool) -> Result<Tensor> {
         let seq = ids.dim(1)?;
         let device = ids.device();
         let (cos, sin) = rotary_tables(self.cfg.rope_theta, self.cfg.head_dim, seq, device)?;
@@ -50,7 +50,7 @@ impl Llama {
         let scale = 1.0 / (self.cfg.head_dim as f64).sqrt();
         let mut x = embed(&self.embed_tokens, ids)?;
         for layer in &self.layers {
-            let attn = layer.self_attn.forward(&layer.input_layernorm.forward(&x)?, (&cos, &sin), &mask, scale, None)?;
+            let attn = layer.self_attn.forward(&layer.input_layernorm.forward(&x)?, (&cos, &sin, training), &mask, scale, None)?;
             x = (x + attn)?;
             let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?, Tensor::silu)?;
             x = (x + mlp)?;

@@ -110,13 +110,13 @@ impl Attention {
 
     /// Self-attention of `x` `[batch, seq, hidden]`; `qk_norm` normalises queries and keys
     /// per head before the rotary embedding (Gemma-3).
-    pub fn forward(&self, x: &Tensor, rotary: (&Tensor, &Tensor), mask: &Tensor, scale: f64, qk_norm: Option<(&RmsNorm, &RmsNorm)>) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, rotary: (&Tensor, &Tensor, bool), mask: &Tensor, scale: f64, qk_norm: Option<(&RmsNorm, &RmsNorm)>) -> Result<Tensor> {
         let (mut q, mut k) = (split_heads(&self.q_proj.forward(x)?, self.heads, self.head_dim)?, split_heads(&self.k_proj.forward(x)?, self.kv_heads, self.head_dim)?);
         if let Some((q_norm, k_norm)) = qk_norm {
             (q, k) = (q_norm.forward(&q)?, k_norm.forward(&k)?);
         }
-        let (cos, sin) = rotary;
-        let (q, k) = (layers::apply_rotary(&q, cos, sin)?, layers::apply_rotary(&k, cos, sin)?);
+        let (cos, sin, training) = rotary;
+        let (q, k) = (layers::apply_rotary(&q, cos, sin, training)?, layers::apply_rotary(&k, cos, sin, training)?);
         let v = split_heads(&self.v_proj.forward(x)?, self.kv_heads, self.head_dim)?;
         self.o_proj.forward(&merge_heads(&layers::attention(&q, &k, &v, mask, scale)?)?)
     }
@@ -163,6 +163,8 @@ pub struct Model {
     pub config: ModelConfig,
     pub lora: Option<LoraSet>,
     pub device: Device,
+    /// Differentiable ops everywhere (for training); off, inference may use fused kernels.
+    pub training: bool,
     net: Net,
 }
 
@@ -223,14 +225,14 @@ impl Model {
             Some(spec) if with_lora => Some(LoraSet { spec, vars: builder.lora_vars, base_config: base_config_hash(dir)? }),
             _ => None,
         };
-        Ok(Model { config, lora, device: device.clone(), net })
+        Ok(Model { config, lora, device: device.clone(), training: false, net })
     }
 
     /// Final hidden states `[batch, seq, hidden]` of right-padded token ids `[batch, seq]`.
     pub fn hidden_states(&self, ids: &Tensor) -> Result<Tensor> {
         match &self.net {
-            Net::Llama(m) => m.hidden_states(ids),
-            Net::Gemma3(m) => m.hidden_states(ids),
+            Net::Llama(m) => m.hidden_states(ids, self.training),
+            Net::Gemma3(m) => m.hidden_states(ids, self.training),
         }
     }
 
