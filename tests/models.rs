@@ -157,3 +157,28 @@ fn adapters_save_in_peft_format_and_load_back() {
     let keys: Vec<_> = candle_core::safetensors::load(out.join("adapter_model.safetensors"), &Device::Cpu).unwrap().into_keys().collect();
     assert!(keys.iter().all(|k| k.starts_with("base_model.model.model.layers.") && (k.ends_with(".lora_A.weight") || k.ends_with(".lora_B.weight"))));
 }
+
+/// A model split into shards with `model.safetensors.index.json`, as large checkpoints are
+/// published, loads and gives the same logits as the single file.
+#[test]
+fn sharded_checkpoints_load() {
+    let dir = fedmkt_tests::tempdir();
+    let tensors = candle_core::safetensors::load(testdata("models/tiny-llama/model.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (shard, chunk) in names.chunks(names.len() / 2 + 1).enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", shard + 1);
+        let part: HashMap<String, Tensor> = chunk.iter().map(|n| ((*n).clone(), tensors[*n].clone())).collect();
+        candle_core::safetensors::save(&part, dir.path().join(&file)).unwrap();
+        weight_map.extend(chunk.iter().map(|n| ((*n).clone(), serde_json::json!(file))));
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::copy(testdata("models/tiny-llama/config.json"), dir.path().join("config.json")).unwrap();
+    let sharded = Model::load(dir.path(), AdapterSource::None, DType::F32, &Device::Cpu).unwrap();
+    let ids = golden("tiny-llama")["ids"].to_dtype(DType::U32).unwrap();
+    let (a, b) = (sharded.forward(&ids).unwrap(), load("tiny-llama", AdapterSource::None).forward(&ids).unwrap());
+    let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(diff, 0.0);
+}
