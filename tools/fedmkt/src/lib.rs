@@ -20,3 +20,4 @@ pub mod metrics;
 pub mod model;
 pub mod scoring;
 pub mod tokens;
+pub mod vocab;
