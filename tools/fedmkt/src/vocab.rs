@@ -190,19 +190,20 @@ pub struct Mapping {
 struct Trie {
     children: Vec<Vec<(u32, u32)>>,
     terminal: Vec<Option<u32>>,
+    depth: usize,
 }
 
 impl Trie {
     fn build(texts: &[(&[u32], u32)]) -> Trie {
-        let mut trie = Trie { children: vec![Vec::new()], terminal: vec![None] };
+        let mut trie = Trie { children: vec![Vec::new()], terminal: vec![None], depth: 0 };
         for &(text, id) in texts {
             let mut node = 0usize;
-            for &b in text {
-                node = match trie.children[node].binary_search_by_key(&b, |&(c, _)| c) {
+            for &symbol in text {
+                node = match trie.children[node].binary_search_by_key(&symbol, |&(c, _)| c) {
                     Ok(i) => trie.children[node][i].1 as usize,
                     Err(i) => {
                         let next = trie.children.len() as u32;
-                        trie.children[node].insert(i, (b, next));
+                        trie.children[node].insert(i, (symbol, next));
                         trie.children.push(Vec::new());
                         trie.terminal.push(None);
                         next as usize
@@ -210,22 +211,29 @@ impl Trie {
                 };
             }
             trie.terminal[node].get_or_insert(id);
+            trie.depth = trie.depth.max(text.len());
         }
         trie
     }
 
-    /// The first target in byte order within distance `bound` of `query`, with its distance.
-    /// Called with bounds 1, 2, 3, …: at the first bound that matches, every match is at
-    /// exactly that distance, so the first one found (byte order) is the answer.
+    /// The first target in symbol order within distance `bound` of `query`, with its
+    /// distance. Called with bounds 1, 2, 3, …: at the first bound that matches, every match
+    /// is at exactly that distance, so the first one found (symbol order) is the answer.
     fn first_within(&self, query: &[u32], bound: u32) -> Option<(u32, u32)> {
-        let row: Vec<u32> = (0..=query.len() as u32).collect();
+        let width = query.len() + 1;
+        // Row `d` of the Levenshtein table for the trie path at depth d, one buffer for all.
+        let mut rows = vec![0u32; width * (self.depth + 1)];
+        rows.iter_mut().take(width).enumerate().for_each(|(j, v)| *v = j as u32);
         let mut best = None;
-        self.search(0, &row, query, bound, &mut best);
+        self.search(0, 0, &mut rows, query, bound, &mut best);
         best
     }
 
-    fn search(&self, node: usize, row: &[u32], query: &[u32], bound: u32, best: &mut Option<(u32, u32)>) {
-        if let (Some(id), Some(&d)) = (self.terminal[node], row.last()) {
+    fn search(&self, node: usize, depth: usize, rows: &mut [u32], query: &[u32], bound: u32, best: &mut Option<(u32, u32)>) {
+        let width = query.len() + 1;
+        let start = depth * width;
+        if let Some(id) = self.terminal[node] {
+            let d = rows[start + width - 1];
             if d <= bound {
                 *best = Some((id, d));
                 return;
@@ -235,14 +243,16 @@ impl Trie {
             if best.is_some() {
                 return;
             }
-            let mut next = Vec::with_capacity(row.len());
-            next.push(row[0] + 1);
-            for j in 1..row.len() {
-                let substitute = row[j - 1] + u32::from(query[j - 1] != symbol);
-                next.push(substitute.min(row[j] + 1).min(next[j - 1] + 1));
+            let (done, rest) = rows.split_at_mut(start + width);
+            let (prev, next) = (&done[start..], &mut rest[..width]);
+            next[0] = prev[0] + 1;
+            let mut lowest = next[0];
+            for j in 1..width {
+                next[j] = (prev[j - 1] + u32::from(query[j - 1] != symbol)).min(prev[j] + 1).min(next[j - 1] + 1);
+                lowest = lowest.min(next[j]);
             }
-            if next.iter().min().is_some_and(|&m| m <= bound) {
-                self.search(child as usize, &next, query, bound, best);
+            if lowest <= bound {
+                self.search(child as usize, depth + 1, rows, query, bound, best);
             }
         }
     }
