@@ -285,9 +285,11 @@ pub fn min_edit_mapping(source: &[TokenText], target: &[TokenText]) -> Vec<Mappi
     let texts = target_texts(target);
     let exact: HashMap<&[u32], u32> = texts.iter().copied().collect();
     let trie = Trie::build(&texts);
-    source
+    let progress = indicatif::ProgressBar::new(source.len() as u64).with_message("vocab-map");
+    let mapping = source
         .par_iter()
         .map(|token| {
+            progress.inc(1);
             if token.special {
                 if let Some(t) = special_target(token, target) {
                     return Mapping { target: t, distance: 0, kind: MatchKind::Special };
@@ -299,7 +301,9 @@ pub fn min_edit_mapping(source: &[TokenText], target: &[TokenText]) -> Vec<Mappi
             let (t, distance) = (1..).find_map(|bound| trie.first_within(&token.symbols, bound)).expect("a bound of the longer length always matches");
             Mapping { target: t, distance, kind: MatchKind::Nearest }
         })
-        .collect()
+        .collect();
+    progress.finish_and_clear();
+    mapping
 }
 
 /// The same mapping by brute force over all target texts (strsim), for tests and benchmarks.
