@@ -16,7 +16,24 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "golden" / "evaluate"
-CASES = {"tiny-llama": ("tiny-llama", None), "tiny-gemma3-lora": ("tiny-gemma3", "tiny-gemma3-lora")}
+CASES = {"tiny-llama": ("tiny-llama", None, "arc-easy"), "tiny-gemma3-lora": ("tiny-gemma3", "tiny-gemma3-lora", "arc-easy"),
+         "tiny-gemma3-boolq": ("tiny-gemma3", None, "boolq"), "tiny-llama-single-token": ("tiny-llama", None, "single-token")}
+
+
+def write_single_token_task():
+    """ARC-Easy contexts with choices that are one token each in the test vocabularies, written
+    with pyarrow and the documented metadata (as a replacement stage would)."""
+    import pyarrow as pa
+    rows = pq.read_table(ROOT / "data" / "tasks" / "arc-easy" / "eval.parquet").to_pylist()
+    choices = [" the", " and", " of", " unto"]
+    table = pa.table({"id": [r["id"] for r in rows], "context": [r["context"] for r in rows],
+                      "choices": [choices] * len(rows), "gold": pa.array([i % 4 for i in range(len(rows))], pa.uint32()),
+                      "target": [choices[i % 4] for i in range(len(rows))]})
+    table = table.replace_schema_metadata({"fedmkt.format": "task", "fedmkt.format_version": "1",
+                                           "fedmkt.tool": "golden_evaluate.py", "fedmkt.task": "single-token", "fedmkt.split": "eval"})
+    out = ROOT / "data" / "tasks" / "single-token"
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out / "eval.parquet")
 
 
 def loglik(model, tokenizer, context, continuation):
@@ -29,8 +46,9 @@ def loglik(model, tokenizer, context, continuation):
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
-    rows = pq.read_table(ROOT / "data" / "tasks" / "arc-easy" / "eval.parquet").to_pylist()
-    for case, (name, adapter) in CASES.items():
+    write_single_token_task()
+    for case, (name, adapter, task) in CASES.items():
+        rows = pq.read_table(ROOT / "data" / "tasks" / task / "eval.parquet").to_pylist()
         folder = ROOT / "models" / name
         tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
