@@ -45,26 +45,62 @@ struct Scored {
     pred_norm: usize,
 }
 
-/// Summed log-likelihood of each sequence's continuation, batched by length (less padding).
-fn continuation_logliks(model: &Model, seqs: &[TokenizedSample], batch_size: usize, progress: &indicatif::ProgressBar) -> Result<Vec<f64>> {
-    let lengths: Vec<usize> = seqs.iter().map(|s| s.input_ids.len()).collect();
+/// One forward pass: next-token logits of `ids` at `positions`, each adding the
+/// log-probability of a token to one sequence's continuation log-likelihood.
+struct Job<'a> {
+    ids: &'a [u32],
+    positions: Vec<usize>,
+    /// (sequence, row of `positions`, token) contributions.
+    terms: Vec<(usize, usize, u32)>,
+}
+
+/// The passes that score every choice of `records` (`seqs` holds them choice by choice).
+/// When all of a sample's choices are one token after the same context tokens (BoolQ's
+/// " yes"/" no"), one pass over the context scores them all; otherwise one pass per choice.
+fn jobs<'a>(records: &[TaskRecord], seqs: &'a [TokenizedSample]) -> Vec<Job<'a>> {
+    let mut jobs = Vec::new();
+    let mut first = 0;
+    for r in records {
+        let group = first..first + r.choices.len();
+        first = group.end;
+        let start = seqs[group.start].answer_start as usize;
+        let context = &seqs[group.start].input_ids[..start];
+        let single_token = start > 0 && group.clone().all(|i| seqs[i].input_ids.len() == start + 1 && seqs[i].input_ids[..start] == *context);
+        if single_token {
+            let terms = group.map(|i| (i, 0, seqs[i].input_ids[start])).collect();
+            jobs.push(Job { ids: context, positions: vec![start - 1], terms });
+        } else {
+            jobs.extend(group.map(|i| {
+                let positions: Vec<usize> = answer_positions(&seqs[i]).collect();
+                let terms = positions.iter().enumerate().map(|(row, &p)| (i, row, seqs[i].input_ids[p + 1])).collect();
+                Job { ids: &seqs[i].input_ids, positions, terms }
+            }));
+        }
+    }
+    jobs
+}
+
+/// Summed log-likelihood of each sequence's continuation, in length-sorted batches.
+fn continuation_logliks(model: &Model, records: &[TaskRecord], seqs: &[TokenizedSample], batch_size: usize, progress: &indicatif::ProgressBar) -> Result<Vec<f64>> {
+    let jobs = jobs(records, seqs);
+    progress.set_length(jobs.len() as u64);
+    let lengths: Vec<usize> = jobs.iter().map(|j| j.ids.len()).collect();
     let mut out = vec![0.0; seqs.len()];
-    for chunk in scoring::length_sorted_batches(&lengths, batch_size) {
-        let chunk = &chunk[..];
-        let requests: Vec<Request> = chunk.iter().map(|&i| Request { ids: &seqs[i].input_ids, positions: answer_positions(&seqs[i]).collect() }).collect();
-        for ((&i, request), logits) in chunk.iter().zip(&requests).zip(scoring::logits_at(model, &requests)?) {
+    for batch in scoring::length_sorted_batches(&lengths, batch_size) {
+        let requests: Vec<Request> = batch.iter().map(|&j| Request { ids: jobs[j].ids, positions: jobs[j].positions.clone() }).collect();
+        for (&j, logits) in batch.iter().zip(scoring::logits_at(model, &requests)?) {
             let vocab = logits.dim(1)?;
             let flat = logits.flatten_all()?.to_vec1::<f32>()?;
-            let mut total = 0.0;
-            for (row, &p) in flat.chunks(vocab).zip(&request.positions) {
-                if row.iter().any(|x| !x.is_finite()) {
-                    anyhow::bail!("non-finite logits for sample '{}'", seqs[i].id);
-                }
-                total += row[seqs[i].input_ids[p + 1] as usize] as f64 - scoring::logsumexp(row);
+            let rows: Vec<&[f32]> = flat.chunks(vocab).collect();
+            if rows.iter().any(|row| row.iter().any(|x| !x.is_finite())) {
+                anyhow::bail!("non-finite logits for sample '{}'", seqs[jobs[j].terms[0].0].id);
             }
-            out[i] = total;
+            let lse: Vec<f64> = rows.iter().map(|row| scoring::logsumexp(row)).collect();
+            for &(seq, row, token) in &jobs[j].terms {
+                out[seq] += rows[row][token as usize] as f64 - lse[row];
+            }
         }
-        progress.inc(chunk.len() as u64);
+        progress.inc(batch.len() as u64);
     }
     Ok(out)
 }
@@ -160,7 +196,7 @@ pub fn evaluate(model_dir: &Path, adapter_dir: Option<&Path>, data_path: &Path, 
         .map(|(r, c)| tokens::tokenize_continuation(&tokenizer, &r.id, &r.context, c))
         .collect::<Result<Vec<_>>>()?;
     let progress = indicatif::ProgressBar::new(seqs.len() as u64).with_message("evaluate");
-    let logliks = continuation_logliks(&model, &seqs, opts.batch_size, &progress).map_err(|e| bad_input(model_dir, e))?;
+    let logliks = continuation_logliks(&model, &records, &seqs, opts.batch_size, &progress).map_err(|e| bad_input(model_dir, e))?;
     progress.finish_and_clear();
     let scored = score_choices(&records, &logliks);
     let generations = opts.generate.map(|max_new| generate_all(&model, &tokenizer, &records, max_new)).transpose()?;
