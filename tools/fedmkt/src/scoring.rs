@@ -16,7 +16,8 @@ pub struct Request<'a> {
     pub positions: Vec<usize>,
 }
 
-/// Logits `[positions, vocab]` (f32, on the CPU) for each request, in order.
+/// Logits `[positions, vocab]` (f32, on the CPU) for each request, in order; an error if any
+/// is NaN or infinite (broken weights), which every caller must refuse.
 pub fn logits_at(model: &Model, requests: &[Request]) -> Result<Vec<Tensor>> {
     let width = requests.iter().map(|r| r.ids.len()).max().unwrap_or(0);
     let counts: Vec<usize> = requests.iter().map(|r| r.positions.len()).collect();
@@ -37,6 +38,10 @@ pub fn logits_at(model: &Model, requests: &[Request]) -> Result<Vec<Tensor>> {
     let hidden = hidden.reshape((requests.len() * width, hidden.dim(2)?))?;
     let picked = hidden.index_select(&Tensor::from_vec(rows, total, &model.device)?, 0)?;
     let logits = model.logits(&picked)?.to_device(&Device::Cpu)?;
+    // NaN and ±inf propagate through a sum: one reduction checks every logit of the batch.
+    if !logits.sum_all()?.to_scalar::<f32>()?.is_finite() {
+        anyhow::bail!("the model produces non-finite logits (NaN or inf)");
+    }
     let mut out = Vec::with_capacity(requests.len());
     let mut start = 0;
     for n in counts {
