@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use arrow_array::{Array, StringArray, UInt32Array};
-use fedmkt::vocab::{brute_force_mapping, min_edit_mapping, symbols_of, token_texts, TokenText};
+use fedmkt::vocab::{min_edit_mapping, BruteForce, symbols_of, token_texts, TokenText};
 use fedmkt_tests::*;
 use rand::{Rng, SeedableRng};
 
@@ -38,8 +38,9 @@ fn hand_worked_mapping() {
 
 fn assert_equals_brute_force(source: &[TokenText], target: &[TokenText], what: &str) {
     let fast = min_edit_mapping(source, target);
+    let brute_force = BruteForce::new(target);
     for (i, (token, got)) in source.iter().zip(&fast).enumerate() {
-        assert_eq!(got, &brute_force_mapping(token, target), "{what}: source id {i} {:?}", token.raw);
+        assert_eq!(got, &brute_force.map(token), "{what}: source id {i} {:?}", token.raw);
     }
 }
 
@@ -88,7 +89,7 @@ fn bad_inputs_are_refused_with_one_line() {
     let out = dir.path().join("m.parquet");
     let good = testdata("tokenizers/spm/tokenizer.json");
     assert_bad_input(&vocab_map(&dir.path().join("none.json"), &good, &out), &["none.json", "cannot read"]);
-    assert_bad_input(&vocab_map(&good, &testdata("data/LICENSES.md"), &out), &["LICENSES.md", "not JSON"]);
+    assert_bad_input(&vocab_map(&good, &testdata("data/LICENSES.md"), &out), &["LICENSES.md", "not a tokenizer.json"]);
     std::fs::write(dir.path().join("wordlevel.json"), r#"{"model": {"type": "Unigram", "vocab": [["a", 0.0]]}}"#).unwrap();
     assert_bad_input(&vocab_map(&good, &dir.path().join("wordlevel.json"), &out), &["wordlevel.json", "no model.vocab object"]);
     assert!(!out.exists() && !dir.path().join("m.map").exists());

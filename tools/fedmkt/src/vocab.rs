@@ -16,7 +16,7 @@
 //! - Exact instead of brute force: targets live in a trie searched depth-first in symbol
 //!   order with Levenshtein rows and a distance bound raised 1, 2, 3, … until a match exists;
 //!   the first match at the bound is the smallest text, so the search is exact.
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -79,8 +79,8 @@ fn byte_level_decoder() -> HashMap<char, u8> {
     printable.into_iter().zip(chars).map(|(b, c)| (char::from_u32(c).unwrap(), b as u8)).collect()
 }
 
-fn encoding_of(json: &Value) -> Encoding {
-    let decoder = json.get("decoder").map(|d| d.to_string()).unwrap_or_default();
+fn encoding_of(decoder: &Value) -> Encoding {
+    let decoder = decoder.to_string();
     if decoder.contains("\"ByteLevel\"") {
         Encoding::ByteLevel
     } else if decoder.contains("ByteFallback") || decoder.contains("Metaspace") || decoder.contains('\u{2581}') {
@@ -109,53 +109,74 @@ pub fn symbols_of(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-/// Roles from `tokenizer_config.json` beside the tokenizer when present, else from the
-/// conventional names.
-fn roles_of(tokenizer_path: &Path, content: &str) -> Vec<Role> {
+/// The special-token names of `tokenizer_config.json` beside the tokenizer, if any.
+fn special_names(tokenizer_path: &Path) -> HashMap<Role, String> {
     let config = tokenizer_path.parent().map(|d| d.join("tokenizer_config.json")).and_then(|p| std::fs::read_to_string(p).ok());
     let config: Option<Value> = config.and_then(|t| serde_json::from_str(&t).ok());
-    let named = |key: &str, defaults: &[&str]| match config.as_ref().and_then(|c| c.get(key)).and_then(token_name) {
-        Some(name) => name == content,
-        None => defaults.contains(&content),
-    };
-    let mut roles = Vec::new();
-    if named("bos_token", &["<s>", "<bos>", "<|begin_of_text|>", "<|startoftext|>"]) {
-        roles.push(Role::Bos);
-    }
-    if named("eos_token", &["</s>", "<eos>", "<|endoftext|>", "<|end_of_text|>", "<|im_end|>"]) {
-        roles.push(Role::Eos);
-    }
-    if named("unk_token", &["<unk>", "<|unk|>"]) {
-        roles.push(Role::Unk);
-    }
-    if named("pad_token", &["<pad>", "<|pad|>"]) {
-        roles.push(Role::Pad);
-    }
-    roles
+    let keys = [(Role::Bos, "bos_token"), (Role::Eos, "eos_token"), (Role::Unk, "unk_token"), (Role::Pad, "pad_token")];
+    keys.into_iter().filter_map(|(role, key)| Some((role, token_name(config.as_ref()?.get(key)?)?))).collect()
+}
+
+/// Roles by the configured names when present, else by the conventional names.
+fn roles_of(content: &str, names: &HashMap<Role, String>) -> Vec<Role> {
+    let conventional = [
+        (Role::Bos, &["<s>", "<bos>", "<|begin_of_text|>", "<|startoftext|>"][..]),
+        (Role::Eos, &["</s>", "<eos>", "<|endoftext|>", "<|end_of_text|>", "<|im_end|>"][..]),
+        (Role::Unk, &["<unk>", "<|unk|>"][..]),
+        (Role::Pad, &["<pad>", "<|pad|>"][..]),
+    ];
+    conventional
+        .into_iter()
+        .filter(|(role, defaults)| names.get(role).map_or(defaults.contains(&content), |name| name == content))
+        .map(|(role, _)| role)
+        .collect()
 }
 
 fn token_name(v: &Value) -> Option<String> {
     v.as_str().map(String::from).or_else(|| v.get("content").and_then(Value::as_str).map(String::from))
 }
 
+/// The parts of a `tokenizer.json` that say what each id stands for (merges are skipped
+/// unparsed, which matters for Gemma's half-million of them).
+#[derive(serde::Deserialize)]
+struct TokenizerFile {
+    model: TokenizerModel,
+    #[serde(default)]
+    added_tokens: Vec<AddedToken>,
+    #[serde(default)]
+    decoder: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenizerModel {
+    #[serde(default)]
+    vocab: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct AddedToken {
+    id: u32,
+    content: String,
+    #[serde(default)]
+    special: bool,
+}
+
 /// Every entry of a `tokenizer.json`'s vocabulary (model vocabulary and added tokens), by id.
 pub fn token_texts(path: &Path) -> Result<Vec<TokenText>> {
     let text = std::fs::read_to_string(path).map_err(|e| bad_input(path, format!("cannot read: {e}")))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| bad_input(path, format!("not JSON ({e})")))?;
-    let vocab = json.pointer("/model/vocab").and_then(Value::as_object).ok_or_else(|| bad_input(path, "no model.vocab object (only BPE-style vocabularies are supported)"))?;
+    let file: TokenizerFile = serde_json::from_str(&text).map_err(|e| bad_input(path, format!("not a tokenizer.json ({e})")))?;
+    let vocab = file.model.vocab.as_object().ok_or_else(|| bad_input(path, "no model.vocab object (only BPE-style vocabularies are supported)"))?;
     let mut entries: HashMap<u32, (String, bool)> = vocab.iter().filter_map(|(t, id)| Some((id.as_u64()? as u32, (t.clone(), false)))).collect();
-    for added in json.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
-        if let (Some(id), Some(content)) = (added.get("id").and_then(Value::as_u64), added.get("content").and_then(Value::as_str)) {
-            entries.insert(id as u32, (content.to_string(), added.get("special").and_then(Value::as_bool).unwrap_or(false)));
-        }
+    for added in file.added_tokens {
+        entries.insert(added.id, (added.content, added.special));
     }
     let size = entries.keys().max().map_or(0, |&m| m as usize + 1);
-    let (encoding, byte_level) = (encoding_of(&json), byte_level_decoder());
+    let (encoding, byte_level, names) = (encoding_of(&file.decoder), byte_level_decoder(), special_names(path));
     (0..size as u32)
         .map(|id| {
-            let (raw, special) = entries.get(&id).cloned().ok_or_else(|| bad_input(path, format!("vocabulary has no token with id {id}")))?;
+            let (raw, special) = entries.remove(&id).ok_or_else(|| bad_input(path, format!("vocabulary has no token with id {id}")))?;
             let bytes = if special { raw.clone().into_bytes() } else { decode_entry(&raw, encoding, &byte_level) };
-            let roles = if special { roles_of(path, &raw) } else { Vec::new() };
+            let roles = if special { roles_of(&raw, &names) } else { Vec::new() };
             Ok(TokenText { symbols: symbols_of(&bytes), bytes, special, roles, raw })
         })
         .collect()
@@ -186,75 +207,161 @@ pub struct Mapping {
     pub kind: MatchKind,
 }
 
-/// A trie of the target texts' symbols; each text ends at a node holding its (lowest) id.
-struct Trie {
-    children: Vec<Vec<(u32, u32)>>,
-    terminal: Vec<Option<u32>>,
-    depth: usize,
+/// Texts and their one-symbol deletions, hashed and sorted: any text within distance 1 of a
+/// query shares a key with the query or one of its deletions (SymSpell's deletion
+/// neighbourhood), so distance 1, the commonest answer, costs n + 1 lookups.
+struct DeletionIndex {
+    keys: Vec<(u64, u32)>,
 }
 
-impl Trie {
-    fn build(texts: &[(&[u32], u32)]) -> Trie {
-        let mut trie = Trie { children: vec![Vec::new()], terminal: vec![None], depth: 0 };
-        for &(text, id) in texts {
-            let mut node = 0usize;
-            for &symbol in text {
-                node = match trie.children[node].binary_search_by_key(&symbol, |&(c, _)| c) {
-                    Ok(i) => trie.children[node][i].1 as usize,
-                    Err(i) => {
-                        let next = trie.children.len() as u32;
-                        trie.children[node].insert(i, (symbol, next));
-                        trie.children.push(Vec::new());
-                        trie.terminal.push(None);
-                        next as usize
-                    }
-                };
-            }
-            trie.terminal[node].get_or_insert(id);
-            trie.depth = trie.depth.max(text.len());
-        }
-        trie
+fn hash_symbols(symbols: impl Iterator<Item = u32>) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    symbols.for_each(|s| hasher.write_u32(s));
+    hasher.finish()
+}
+
+/// The keys of a text and of each text one symbol shorter.
+fn deletion_keys(text: &[u32]) -> impl Iterator<Item = u64> + '_ {
+    let deletions = (0..text.len()).map(move |i| hash_symbols(text[..i].iter().chain(&text[i + 1..]).copied()));
+    std::iter::once(hash_symbols(text.iter().copied())).chain(deletions)
+}
+
+impl DeletionIndex {
+    fn build(texts: &[(&[u32], u32)]) -> Self {
+        let mut keys: Vec<(u64, u32)> = texts.par_iter().enumerate().flat_map_iter(|(index, (text, _))| deletion_keys(text).map(move |k| (k, index as u32))).collect();
+        keys.par_sort_unstable();
+        keys.dedup();
+        DeletionIndex { keys }
     }
 
-    /// The first target in symbol order within distance `bound` of `query`, with its
-    /// distance. Called with bounds 1, 2, 3, …: at the first bound that matches, every match
-    /// is at exactly that distance, so the first one found (symbol order) is the answer.
-    fn first_within(&self, query: &[u32], bound: u32) -> Option<(u32, u32)> {
-        let width = query.len() + 1;
-        // Row `d` of the Levenshtein table for the trie path at depth d, one buffer for all.
-        let mut rows = vec![0u32; width * (self.depth + 1)];
-        rows.iter_mut().take(width).enumerate().for_each(|(j, v)| *v = j as u32);
-        let mut best = None;
-        self.search(0, 0, &mut rows, query, bound, &mut best);
-        best
+    fn candidates(&self, key: u64) -> impl Iterator<Item = u32> + '_ {
+        let from = self.keys.partition_point(|&(k, _)| k < key);
+        self.keys[from..].iter().take_while(move |&&(k, _)| k == key).map(|&(_, index)| index)
+    }
+}
+
+/// Levenshtein distance when it is at most `bound`, else some value above `bound`.
+fn bounded_levenshtein(a: &[u32], b: &[u32], bound: u32) -> u32 {
+    if a.len().abs_diff(b.len()) as u32 > bound {
+        return bound + 1;
+    }
+    let (mut stack, mut heap) = ([0u32; 64], Vec::new());
+    let row: &mut [u32] = if b.len() < stack.len() { &mut stack[..=b.len()] } else { heap.resize(b.len() + 1, 0); &mut heap };
+    row.iter_mut().enumerate().for_each(|(j, v)| *v = j as u32);
+    for (i, &x) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i as u32 + 1;
+        let mut lowest = row[0];
+        for j in 1..=b.len() {
+            let value = (diagonal + u32::from(x != b[j - 1])).min(row[j] + 1).min(row[j - 1] + 1);
+            diagonal = row[j];
+            row[j] = value;
+            lowest = lowest.min(value);
+        }
+        if lowest > bound {
+            return bound + 1;
+        }
+    }
+    row[b.len()]
+}
+
+/// Per-worker buffers of the shared-symbol search, one byte per target text.
+struct Scratch {
+    shared: Vec<u8>,
+    lower: Vec<u8>,
+}
+
+/// Postings of one symbol: the texts holding it (ascending) and how often each does.
+#[derive(Default)]
+struct Posting {
+    texts: Vec<u32>,
+    counts: Vec<u8>,
+}
+
+/// The target side of the search: sorted distinct texts, their deletions, their lengths, and for
+/// every symbol the texts holding it, to bound distances by shared symbols. Lengths and
+/// counts saturate at 255, which only weakens the bounds, never breaks them.
+struct TargetIndex<'a> {
+    texts: Vec<(&'a [u32], u32)>,
+    lengths: Vec<u8>,
+    deletions: DeletionIndex,
+    postings: HashMap<u32, Posting>,
+}
+
+fn saturating_u8(n: usize) -> u8 {
+    n.min(255) as u8
+}
+
+impl<'a> TargetIndex<'a> {
+    fn build(texts: Vec<(&'a [u32], u32)>) -> Self {
+        let mut postings: HashMap<u32, Posting> = HashMap::new();
+        for (index, (text, _)) in texts.iter().enumerate() {
+            let mut symbols = text.to_vec();
+            symbols.sort_unstable();
+            for run in symbols.chunk_by(|a, b| a == b) {
+                let posting = postings.entry(run[0]).or_default();
+                posting.texts.push(index as u32);
+                posting.counts.push(saturating_u8(run.len()));
+            }
+        }
+        let lengths = texts.iter().map(|(t, _)| saturating_u8(t.len())).collect();
+        TargetIndex { deletions: DeletionIndex::build(&texts), texts, lengths, postings }
     }
 
-    fn search(&self, node: usize, depth: usize, rows: &mut [u32], query: &[u32], bound: u32, best: &mut Option<(u32, u32)>) {
-        let width = query.len() + 1;
-        let start = depth * width;
-        if let Some(id) = self.terminal[node] {
-            let d = rows[start + width - 1];
-            if d <= bound {
-                *best = Some((id, d));
-                return;
+    fn scratch(&self) -> Scratch {
+        Scratch { shared: vec![0; self.texts.len()], lower: vec![0; self.texts.len()] }
+    }
+
+    /// (index, distance) of the nearest text, smallest text first among equals: the
+    /// deletion index for the common distance 1, else the shared-symbol search.
+    fn nearest(&self, query: &[u32], scratch: &mut Scratch) -> (u32, u32) {
+        self.nearest_within_one(query).unwrap_or_else(|| self.nearest_by_shared_symbols(query, scratch))
+    }
+
+    fn nearest_within_one(&self, query: &[u32]) -> Option<(u32, u32)> {
+        deletion_keys(query)
+            .flat_map(|key| self.deletions.candidates(key))
+            .filter_map(|index| Some((bounded_levenshtein(query, self.texts[index as usize].0, 1), index)).filter(|&(d, _)| d <= 1))
+            .min()
+            .map(|(d, index)| (index, d))
+    }
+
+    /// Far matches: a text of length m sharing c symbols (as multisets) with a query of length
+    /// n is at least max(n, m) − c away (exactly that when c = 0). Texts are tried in order of
+    /// that bound, then of text, until the bound exceeds the best distance found. Both passes
+    /// over the texts are dense byte loops, which beat sparse bookkeeping when a query's
+    /// common letters touch half the vocabulary.
+    fn nearest_by_shared_symbols(&self, query: &[u32], scratch: &mut Scratch) -> (u32, u32) {
+        let mut symbols = query.to_vec();
+        symbols.sort_unstable();
+        for run in symbols.chunk_by(|a, b| a == b) {
+            let Some(posting) = self.postings.get(&run[0]) else { continue };
+            let in_query = saturating_u8(run.len());
+            for (&index, &count) in posting.texts.iter().zip(&posting.counts) {
+                let shared = &mut scratch.shared[index as usize];
+                *shared = shared.saturating_add(count.min(in_query));
             }
         }
-        for &(symbol, child) in &self.children[node] {
-            if best.is_some() {
-                return;
+        let n = saturating_u8(query.len());
+        for ((lower, shared), &length) in scratch.lower.iter_mut().zip(scratch.shared.iter_mut()).zip(&self.lengths) {
+            *lower = n.max(length).saturating_sub(std::mem::take(shared));
+        }
+        let mut best = (u32::MAX, u32::MAX);
+        let lowest = scratch.lower.iter().copied().min().unwrap_or(0);
+        for bound in lowest..=u8::MAX {
+            if u32::from(bound) > best.0 {
+                break;
             }
-            let (done, rest) = rows.split_at_mut(start + width);
-            let (prev, next) = (&done[start..], &mut rest[..width]);
-            next[0] = prev[0] + 1;
-            let mut lowest = next[0];
-            for j in 1..width {
-                next[j] = (prev[j - 1] + u32::from(query[j - 1] != symbol)).min(prev[j] + 1).min(next[j - 1] + 1);
-                lowest = lowest.min(next[j]);
-            }
-            if lowest <= bound {
-                self.search(child as usize, depth + 1, rows, query, bound, best);
+            for index in memchr::memchr_iter(bound, &scratch.lower).map(|i| i as u32) {
+                if (u32::from(bound), index) >= best {
+                    break;
+                }
+                let d = bounded_levenshtein(query, self.texts[index as usize].0, best.0.min(u32::MAX - 1));
+                best = best.min((d, index));
             }
         }
+        (best.1, best.0)
     }
 }
 
@@ -270,55 +377,104 @@ fn target_texts(target: &[TokenText]) -> Vec<(&[u32], u32)> {
 }
 
 /// Where special tokens go: same role, else same text among the target's specials, else
-/// the target's unk, else its eos, else its lowest special id.
-fn special_target(token: &TokenText, target: &[TokenText]) -> Option<u32> {
-    let with_role = |role: Role| target.iter().position(|t| t.roles.contains(&role)).map(|i| i as u32);
-    token.roles.iter().find_map(|&r| with_role(r))
-        .or_else(|| target.iter().position(|t| t.special && t.raw == token.raw).map(|i| i as u32))
-        .or_else(|| with_role(Role::Unk))
-        .or_else(|| with_role(Role::Eos))
-        .or_else(|| target.iter().position(|t| t.special).map(|i| i as u32))
+/// the target's unk, else its eos, else its lowest special id. Built once per target.
+struct SpecialTargets<'a> {
+    by_role: HashMap<Role, u32>,
+    by_text: HashMap<&'a str, u32>,
+    fallback: Option<u32>,
+}
+
+impl<'a> SpecialTargets<'a> {
+    fn of(target: &'a [TokenText]) -> Self {
+        let (mut by_role, mut by_text) = (HashMap::new(), HashMap::new());
+        for (id, t) in target.iter().enumerate().filter(|(_, t)| t.special).rev() {
+            t.roles.iter().for_each(|&r| _ = by_role.insert(r, id as u32));
+            by_text.insert(t.raw.as_str(), id as u32);
+        }
+        let fallback = [Role::Unk, Role::Eos].iter().find_map(|r| by_role.get(r).copied()).or_else(|| target.iter().position(|t| t.special).map(|i| i as u32));
+        SpecialTargets { by_role, by_text, fallback }
+    }
+
+    /// The target of a special source token (None for ordinary tokens or a target without specials).
+    fn of_token(&self, token: &TokenText) -> Option<u32> {
+        if !token.special {
+            return None;
+        }
+        token.roles.iter().find_map(|r| self.by_role.get(r).copied()).or_else(|| self.by_text.get(token.raw.as_str()).copied()).or(self.fallback)
+    }
+}
+
+/// A symbol no target text holds.
+const FOREIGN: u32 = u32::MAX;
+
+/// Query symbols that no target text uses can only ever mismatch, so they are all replaced by
+/// one symbol no target holds: distances are unchanged, and queries that then coincide (many
+/// scripts the target vocabulary lacks) are searched once.
+fn normalise(query: &[u32], alphabet: &HashSet<u32>) -> Vec<u32> {
+    query.iter().map(|s| if alphabet.contains(s) { *s } else { FOREIGN }).collect()
 }
 
 /// The MinED mapping of every source token into the target vocabulary (see the module doc).
 pub fn min_edit_mapping(source: &[TokenText], target: &[TokenText]) -> Vec<Mapping> {
-    let texts = target_texts(target);
-    let exact: HashMap<&[u32], u32> = texts.iter().copied().collect();
-    let trie = Trie::build(&texts);
-    let progress = indicatif::ProgressBar::new(source.len() as u64).with_message("vocab-map");
-    let mapping = source
+    let index = TargetIndex::build(target_texts(target));
+    let exact: HashMap<&[u32], u32> = index.texts.iter().copied().collect();
+    let alphabet: HashSet<u32> = index.postings.keys().copied().collect();
+    let specials = SpecialTargets::of(target);
+    let queries: BTreeSet<Vec<u32>> = source
+        .iter()
+        .filter(|t| specials.of_token(t).is_none() && !exact.contains_key(t.symbols.as_slice()))
+        .map(|t| normalise(&t.symbols, &alphabet))
+        .collect();
+    let progress = indicatif::ProgressBar::new(queries.len() as u64).with_message("vocab-map");
+    let nearest: HashMap<&Vec<u32>, (u32, u32)> = queries
         .par_iter()
+        .map_init(
+            || index.scratch(),
+            |scratch, query| {
+                progress.inc(1);
+                (query, index.nearest(query, scratch))
+            },
+        )
+        .collect();
+    progress.finish_and_clear();
+    source
+        .iter()
         .map(|token| {
-            progress.inc(1);
-            if token.special {
-                if let Some(t) = special_target(token, target) {
-                    return Mapping { target: t, distance: 0, kind: MatchKind::Special };
-                }
+            if let Some(t) = specials.of_token(token) {
+                return Mapping { target: t, distance: 0, kind: MatchKind::Special };
             }
             if let Some(&t) = exact.get(token.symbols.as_slice()) {
                 return Mapping { target: t, distance: 0, kind: MatchKind::Exact };
             }
-            let (t, distance) = (1..).find_map(|bound| trie.first_within(&token.symbols, bound)).expect("a bound of the longer length always matches");
-            Mapping { target: t, distance, kind: MatchKind::Nearest }
+            let (text, distance) = nearest[&normalise(&token.symbols, &alphabet)];
+            Mapping { target: index.texts[text as usize].1, distance, kind: MatchKind::Nearest }
         })
-        .collect();
-    progress.finish_and_clear();
-    mapping
+        .collect()
 }
 
 /// The same mapping by brute force over all target texts (strsim), for tests and benchmarks.
-pub fn brute_force_mapping(token: &TokenText, target: &[TokenText]) -> Mapping {
-    if token.special {
-        if let Some(t) = special_target(token, target) {
+pub struct BruteForce<'a> {
+    texts: Vec<(&'a [u32], u32)>,
+    specials: SpecialTargets<'a>,
+}
+
+impl<'a> BruteForce<'a> {
+    pub fn new(target: &'a [TokenText]) -> Self {
+        BruteForce { texts: target_texts(target), specials: SpecialTargets::of(target) }
+    }
+
+    pub fn map(&self, token: &TokenText) -> Mapping {
+        if let Some(t) = self.specials.of_token(token) {
             return Mapping { target: t, distance: 0, kind: MatchKind::Special };
         }
+        let (distance, _, id) = self
+            .texts
+            .iter()
+            .map(|&(text, id)| (strsim::generic_levenshtein(&token.symbols, &text.to_vec()) as u32, text, id))
+            .min()
+            .expect("a non-empty target vocabulary");
+        Mapping { target: id, distance, kind: if distance == 0 { MatchKind::Exact } else { MatchKind::Nearest } }
     }
-    let (distance, _, id) = target_texts(target)
-        .into_iter()
-        .map(|(text, id)| (strsim::generic_levenshtein(&token.symbols, &text.to_vec()) as u32, text, id))
-        .min()
-        .expect("a non-empty target vocabulary");
-    Mapping { target: id, distance, kind: if distance == 0 { MatchKind::Exact } else { MatchKind::Nearest } }
 }
 
 fn display(bytes: &[u8]) -> String {
