@@ -26,7 +26,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate
 
-.PHONY: all build test setup round testdata testdata-fixtures check-real check-real-models bench bench-infer clean
+.PHONY: all build test setup round testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -120,11 +120,14 @@ check-real-models: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/eval.parque
 	$(PYREF)/bin/python testdata/reference/check_real_top10.py $(RUN) $(BIN)/infer-logits
 
 # ---------------------------------------------------------------- benchmarks (not tests)
-bench: bench-infer
+bench: bench-infer bench-vocab
 
 bench-infer: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/public.parquet
 	$(PYREF)/bin/python tests/bench/bench_infer.py $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet \
 	  $(BIN)/infer-logits --samples 256 --threads 2
+
+bench-vocab: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smollm2-135m/config.json
+	cargo run --release --quiet --example bench_vocab -- $(patsubst %/config.json,%/tokenizer.json,$^) 300
 
 clean:
 	rm -rf $(RUN)

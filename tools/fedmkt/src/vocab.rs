@@ -13,9 +13,14 @@
 //!   to run. Ours never depends on hash order or thread count.
 //!   Distances count characters (as the paper's and the reference's Levenshtein do); a byte
 //!   that is not valid UTF-8 on its own (part of a character) counts as one symbol.
-//! - Exact instead of brute force: targets live in a trie searched depth-first in symbol
-//!   order with Levenshtein rows and a distance bound raised 1, 2, 3, … until a match exists;
-//!   the first match at the bound is the smallest text, so the search is exact.
+//! - Exact, but not brute force (the reference compares every pair: ~1.8 CPU-hours for
+//!   Gemma-3 → SmolLM2). Source texts are first reduced: symbols the target never uses can
+//!   only mismatch, so they become one placeholder and equal queries are searched once.
+//!   Distance 1 is found through a hashed one-deletion neighbourhood index; beyond it, a
+//!   text of length m sharing c symbols with a query of length n is at least
+//!   max(n, m) − c away, so texts are verified in order of that bound (bounded Levenshtein)
+//!   until it exceeds the best distance found. Both stages keep the (distance, text) order,
+//!   so the answer equals brute force; tests check this on real and random vocabularies.
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
