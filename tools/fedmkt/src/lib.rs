@@ -10,6 +10,7 @@
 //! - [`tokens`]: tokenisation with byte offsets (`tokenize`).
 //!
 //! File formats are specified in `tools/FORMATS.md`.
+pub mod align;
 pub mod cli;
 pub mod data;
 pub mod eval;
@@ -19,5 +20,6 @@ pub mod knowledge;
 pub mod metrics;
 pub mod model;
 pub mod scoring;
+pub mod select;
 pub mod tokens;
 pub mod vocab;

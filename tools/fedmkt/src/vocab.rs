@@ -246,6 +246,11 @@ impl DeletionIndex {
     }
 }
 
+/// Levenshtein distance between two symbol sequences.
+pub fn levenshtein(a: &[u32], b: &[u32]) -> u32 {
+    bounded_levenshtein(a, b, u32::MAX - 1)
+}
+
 /// Levenshtein distance when it is at most `bound`, else some value above `bound`.
 fn bounded_levenshtein(a: &[u32], b: &[u32], bound: u32) -> u32 {
     if a.len().abs_diff(b.len()) as u32 > bound {

@@ -1,0 +1,125 @@
+//! `select`: DualMinCE (paper Algorithm 2). Per public sample, the sender with the smallest
+//! loss wins, and is kept only if its loss is below the receiver's own.
+//!
+//! Where we differ from the authors' code, and why:
+//! - Losses are compared on one scale across tokenizers: the answer's negative
+//!   log-likelihood per byte of answer text (nats/byte), in f64. The reference compares
+//!   mean token cross-entropies of different tokenizers (not comparable: a tokenizer with
+//!   longer tokens has larger per-token losses) after rounding them to bfloat16.
+//! - Ties are explicit: a sender must beat the receiver by more than `--tolerance`
+//!   (nats/byte); anything closer goes to the receiver. Among senders, equal losses go to
+//!   the one listed first.
+//! - A sample the receiver wins is not distilled (it keeps its task loss only); the
+//!   reference distils the receiver towards its own distribution instead.
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::cli::bad_input;
+use crate::io::{self, Provenance, ParquetTable};
+use crate::knowledge::{self, SampleKnowledge};
+
+pub const SELECTED_FORMAT: &str = "selected";
+
+/// The loss DualMinCE compares: answer NLL per answer byte (None without answer bytes).
+pub fn nats_per_byte(sample: &SampleKnowledge) -> Option<f64> {
+    (sample.answer_bytes > 0).then(|| sample.answer_nll / sample.answer_bytes as f64)
+}
+
+/// One candidate set: the sending party and its aligned samples by id.
+struct Candidate {
+    party: String,
+    samples: HashMap<String, SampleKnowledge>,
+}
+
+/// The winning sender of one sample, if any beats the receiver.
+pub struct Choice<'a> {
+    pub party: &'a str,
+    pub knowledge: &'a SampleKnowledge,
+    pub receiver_loss: f64,
+    pub sender_loss: f64,
+}
+
+/// Algorithm 2 for one sample: smallest sender loss (first listed among equals), kept only
+/// if below the receiver's loss by more than `tolerance`.
+fn choose<'a>(local: &SampleKnowledge, candidates: &'a [Candidate], tolerance: f64) -> Option<Choice<'a>> {
+    let receiver_loss = nats_per_byte(local)?;
+    let mut best: Option<Choice> = None;
+    for candidate in candidates {
+        let Some(sample) = candidate.samples.get(&local.id) else { continue };
+        let Some(loss) = nats_per_byte(sample) else { continue };
+        if best.as_ref().is_none_or(|b| loss < b.sender_loss) {
+            best = Some(Choice { party: &candidate.party, knowledge: sample, receiver_loss, sender_loss: loss });
+        }
+    }
+    best.filter(|b| b.sender_loss < b.receiver_loss - tolerance)
+}
+
+/// Refuse a candidate that does not belong to the receiver's knowledge set.
+fn check_candidate(local: &ParquetTable, local_ids: &HashMap<&str, ()>, table: &ParquetTable, samples: &[SampleKnowledge]) -> Result<String> {
+    let party = table.provenance.extra.get("sender").cloned().ok_or_else(|| bad_input(&table.path, "is not an aligned knowledge set (no fedmkt.sender; run align first)"))?;
+    if table.input_hash("tokens")? != local.input_hash("tokens")? {
+        return Err(bad_input(&table.path, format!("is aligned to other receiver tokens than {}", local.path.display())));
+    }
+    if table.provenance.extra.get("top_k") != local.provenance.extra.get("top_k") {
+        return Err(bad_input(&table.path, format!("has another top-K ({:?}) than {} ({:?})", table.provenance.extra.get("top_k"), local.path.display(), local.provenance.extra.get("top_k"))));
+    }
+    if let Some(extra) = samples.iter().find(|s| !local_ids.contains_key(s.id.as_str())) {
+        return Err(bad_input(&table.path, format!("has sample '{}', which {} lacks", extra.id, local.path.display())));
+    }
+    Ok(party)
+}
+
+fn selected_batch(choices: &[Choice], k: usize) -> Result<RecordBatch> {
+    let base = knowledge::knowledge_batch(&choices.iter().map(|c| c.knowledge.clone()).collect::<Vec<_>>(), k)?;
+    let mut fields: Vec<Field> = base.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns: Vec<ArrayRef> = base.columns().to_vec();
+    fields.push(Field::new("party", DataType::Utf8, false));
+    columns.push(Arc::new(StringArray::from_iter_values(choices.iter().map(|c| c.party))));
+    for (name, values) in [("receiver_loss", choices.iter().map(|c| c.receiver_loss).collect::<Vec<_>>()), ("sender_loss", choices.iter().map(|c| c.sender_loss).collect())] {
+        fields.push(Field::new(name, DataType::Float64, false));
+        columns.push(Arc::new(Float64Array::from(values)));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
+/// `select`: DualMinCE over the receiver's own knowledge set and aligned candidates.
+pub fn select(local_path: &Path, candidate_paths: &[&Path], tolerance: f64, out: &Path) -> Result<()> {
+    let (local, local_table) = knowledge::read_knowledge(local_path)?;
+    if local_table.provenance.extra.contains_key("sender") {
+        return Err(bad_input(local_path, "is an aligned set; --local takes the receiver's own knowledge (infer-logits)"));
+    }
+    let local_ids: HashMap<&str, ()> = local.iter().map(|s| (s.id.as_str(), ())).collect();
+    let mut candidates = Vec::new();
+    let mut provenance = Provenance::new(SELECTED_FORMAT, 1, "select")
+        .input("dataset", local_table.input_hash("dataset")?.to_string())
+        .input("tokenizer", local_table.input_hash("tokenizer")?.to_string())
+        .input("tokens", local_table.input_hash("tokens")?.to_string())
+        .input("local", io::file_hash(local_path)?);
+    for (n, path) in candidate_paths.iter().enumerate() {
+        let (samples, table) = knowledge::read_knowledge(path)?;
+        let party = check_candidate(&local_table, &local_ids, &table, &samples)?;
+        provenance = provenance.input(&format!("candidate{}", n + 1), io::file_hash(path)?);
+        candidates.push(Candidate { party, samples: samples.into_iter().map(|s| (s.id.clone(), s)).collect() });
+    }
+    let choices: Vec<Choice> = local.iter().filter_map(|s| choose(s, &candidates, tolerance)).collect();
+    let mut wins: BTreeMap<&str, usize> = candidates.iter().map(|c| (c.party.as_str(), 0)).collect();
+    choices.iter().for_each(|c| *wins.entry(c.party).or_default() += 1);
+    let receiver_wins = local.len() - choices.len();
+    let k: usize = local_table.provenance.extra.get("top_k").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let summary: Vec<String> = wins.iter().map(|(p, n)| format!("{p}={n}")).chain([format!("receiver={receiver_wins}")]).collect();
+    provenance = provenance.extra("top_k", k).extra("tolerance", tolerance).extra("wins", summary.join(","));
+    for key in ["positions", "vocab_size"] {
+        if let Some(v) = local_table.provenance.extra.get(key) {
+            provenance = provenance.extra(key, v);
+        }
+    }
+    let batch = selected_batch(&choices, k)?;
+    io::write_parquet(out, batch.schema(), &[batch], &provenance)?;
+    eprintln!("select: {} samples; won: {} -> {}", local.len(), summary.join(", "), out.display());
+    Ok(())
+}
