@@ -1,0 +1,143 @@
+//! `select`: DualMinCE worked by hand (nats per byte, ties to the receiver, first-listed
+//! sender among equals), an empty selection, and bad input.
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, StringArray};
+use fedmkt::io::{self, Provenance};
+use fedmkt::knowledge::{knowledge_batch, SampleKnowledge};
+use fedmkt_tests::*;
+use half::f16;
+
+const TOKENS_HASH: &str = "sha256:receiver-tokens";
+
+/// A sample with answer NLL `nll` over `tokens` tokens and `bytes` bytes, one position whose
+/// top-2 ids are (marker, marker + 1), so the chosen row shows whose it is.
+fn sample(id: &str, nll: f64, tokens: u32, bytes: u32, marker: u32) -> SampleKnowledge {
+    SampleKnowledge {
+        id: id.into(),
+        answer_nll: nll,
+        answer_tokens: tokens,
+        answer_bytes: bytes,
+        positions: vec![0],
+        topk_ids: vec![marker, marker + 1],
+        topk_logits: vec![f16::from_f32(1.0), f16::from_f32(0.0)],
+        logsumexp: vec![2.0],
+    }
+}
+
+fn write(dir: &Path, name: &str, samples: &[SampleKnowledge], sender: Option<&str>, k: usize, tokens_hash: &str) -> PathBuf {
+    let path = dir.join(name);
+    let mut provenance = Provenance::new("knowledge", 1, "test")
+        .input("dataset", "sha256:public".into())
+        .input("tokenizer", "sha256:receiver-tokenizer".into())
+        .input("tokens", tokens_hash.into())
+        .extra("top_k", k)
+        .extra("positions", "answer");
+    if let Some(sender) = sender {
+        provenance = provenance.extra("sender", sender);
+    }
+    let samples: Vec<SampleKnowledge> = samples.iter().map(|s| widen(s, k)).collect();
+    let batch = knowledge_batch(&samples, k).unwrap();
+    io::write_parquet(&path, batch.schema(), &[batch], &provenance).unwrap();
+    path
+}
+
+fn widen(s: &SampleKnowledge, k: usize) -> SampleKnowledge {
+    let mut s = s.clone();
+    s.topk_ids.resize(k, 0);
+    s.topk_logits.resize(k, f16::NEG_INFINITY);
+    s
+}
+
+fn select(local: &Path, candidates: &[&Path], out: &Path) -> std::process::Output {
+    let mut args = vec!["--local".to_string(), local.display().to_string(), "--candidates".into()];
+    args.extend(candidates.iter().map(|c| c.display().to_string()));
+    args.extend(["--out".into(), out.display().to_string()]);
+    run("select", &args)
+}
+
+fn strings(table: &io::ParquetTable, column: &str) -> Vec<String> {
+    table.batches.iter().flat_map(|b| b.column_by_name(column).unwrap().as_any().downcast_ref::<StringArray>().unwrap().iter().map(|s| s.unwrap().to_string()).collect::<Vec<_>>()).collect()
+}
+
+#[test]
+fn dual_min_ce_by_hand() {
+    let dir = tempdir();
+    let local = [
+        sample("a", 5.0, 2, 10, 100),  // 0.5 nats/byte
+        sample("b", 5.0, 2, 10, 100),  // 0.5
+        sample("c", 5.0, 2, 10, 100),  // 0.5
+        sample("d", 5.0, 2, 10, 100),  // 0.5
+        sample("e", 3.0, 2, 10, 100),  // 0.3 per byte, 1.5 per token
+        sample("f", 5.0, 2, 10, 100),  // 0.5; only client-1 has it
+    ];
+    let one = [
+        sample("a", 4.0, 2, 10, 200),            // 0.4
+        sample("b", 5.0 - 5e-9, 2, 10, 200),     // 0.5 − 5e-10: within the tolerance, a tie
+        sample("c", 2.0, 2, 10, 200),            // 0.2
+        sample("d", 6.0, 2, 10, 200),            // 0.6: worse than the receiver
+        sample("e", 2.0, 4, 5, 200),             // 0.4 per byte (worse), 0.5 per token (better)
+        sample("f", 1.0, 1, 10, 200),            // 0.1
+    ];
+    let two = [
+        sample("a", 3.0, 2, 10, 300), // 0.3
+        sample("b", 5.0, 2, 10, 300), // 0.5: a tie
+        sample("c", 2.0, 2, 10, 300), // 0.2: equal to client-1
+        sample("d", 9.0, 2, 10, 300),
+        sample("e", 9.0, 2, 10, 300),
+    ];
+    let local = write(dir.path(), "local.parquet", &local, None, 2, TOKENS_HASH);
+    let c1 = write(dir.path(), "c1.parquet", &one, Some("client-1"), 2, TOKENS_HASH);
+    let c2 = write(dir.path(), "c2.parquet", &two, Some("client-2"), 2, TOKENS_HASH);
+    let out = dir.path().join("selected.parquet");
+    assert_success(&select(&local, &[&c1, &c2], &out));
+    let table = io::read_parquet(&out, "selected").unwrap();
+    // a → client-2 (0.3 < 0.4 < 0.5); b tie → receiver; c equal senders → client-1 (listed
+    // first); d → receiver; e → receiver (per byte; per token client-1 would win);
+    // f → client-1 (client-2 lacks it).
+    assert_eq!(strings(&table, "id"), ["a", "c", "f"]);
+    assert_eq!(strings(&table, "party"), ["client-2", "client-1", "client-1"]);
+    assert_eq!(table.provenance.extra["wins"], "client-1=2,client-2=1,receiver=3");
+    let rows = read_selected(&out);
+    assert_eq!(rows.iter().map(|r| r.topk_ids[0]).collect::<Vec<_>>(), [300, 200, 200], "the winner's aligned top-K");
+}
+
+/// The knowledge columns of a `selected` file, read through a copy labelled `knowledge`.
+fn read_selected(path: &Path) -> Vec<SampleKnowledge> {
+    let table = io::read_parquet(path, "selected").unwrap();
+    let copy = path.with_file_name("as-knowledge.parquet");
+    let mut provenance = table.provenance.clone();
+    provenance.format = "knowledge".into();
+    io::write_parquet(&copy, table.schema.clone(), &table.batches, &provenance).unwrap();
+    fedmkt::knowledge::read_knowledge(&copy).unwrap().0
+}
+
+#[test]
+fn nothing_selected_is_a_valid_empty_file() {
+    let dir = tempdir();
+    let local = write(dir.path(), "local.parquet", &[sample("a", 1.0, 1, 10, 1)], None, 2, TOKENS_HASH);
+    let c1 = write(dir.path(), "c1.parquet", &[sample("a", 9.0, 1, 10, 2)], Some("client-1"), 2, TOKENS_HASH);
+    let out = dir.path().join("selected.parquet");
+    assert_success(&select(&local, &[&c1], &out));
+    let table = io::read_parquet(&out, "selected").unwrap();
+    assert_eq!(table.num_rows(), 0);
+    assert_eq!(table.provenance.extra["wins"], "client-1=0,receiver=1");
+    assert!(table.schema.field_with_name("topk_ids").is_ok(), "the schema is complete");
+}
+
+#[test]
+fn candidates_that_do_not_belong_are_refused() {
+    let dir = tempdir();
+    let local = write(dir.path(), "local.parquet", &[sample("a", 1.0, 1, 10, 1)], None, 2, TOKENS_HASH);
+    let out = dir.path().join("selected.parquet");
+    let extra_sample = write(dir.path(), "extra.parquet", &[sample("a", 1.0, 1, 10, 2), sample("zz", 1.0, 1, 10, 2)], Some("c"), 2, TOKENS_HASH);
+    assert_bad_input(&select(&local, &[&extra_sample], &out), &["extra.parquet", "has sample 'zz'"]);
+    let other_k = write(dir.path(), "k3.parquet", &[sample("a", 1.0, 1, 10, 2)], Some("c"), 3, TOKENS_HASH);
+    assert_bad_input(&select(&local, &[&other_k], &out), &["k3.parquet", "another top-K"]);
+    let other_tokens = write(dir.path(), "elsewhere.parquet", &[sample("a", 1.0, 1, 10, 2)], Some("c"), 2, "sha256:other");
+    assert_bad_input(&select(&local, &[&other_tokens], &out), &["elsewhere.parquet", "other receiver tokens"]);
+    let unaligned = write(dir.path(), "raw.parquet", &[sample("a", 1.0, 1, 10, 2)], None, 2, TOKENS_HASH);
+    assert_bad_input(&select(&local, &[&unaligned], &out), &["raw.parquet", "run align first"]);
+    assert_bad_input(&select(&other_tokens, &[&local], &out), &["elsewhere.parquet", "--local takes"]);
+    assert!(!out.exists());
+}
