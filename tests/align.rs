@@ -104,6 +104,16 @@ fn paper_sentence_by_dynamic_programming() {
 }
 
 #[test]
+fn dynamic_programming_prefers_the_diagonal_on_ties() {
+    // D = [[1, 1], [1, 2]] for 'x','y' against 'y','x': from (2,2) all three moves cost 1;
+    // the diagonal wins, so the path is (0,0) (1,1).
+    let x = symbols_of(b"x");
+    let y = symbols_of(b"y");
+    let alignment = dtw(&[&x, &y], &[&y, &x]);
+    assert_eq!(alignment.receiver_to_sender, vec![vec![0], vec![1]]);
+}
+
+#[test]
 fn one_to_many_matches_the_first_receiver_token_through_the_map() {
     // The sender's ' utilize' covers the receiver's ' util' + 'ize'.
     let map = map_by_text(&RECEIVER, &SENDER, &[(" utilize", " util")]);
