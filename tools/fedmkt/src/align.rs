@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field};
 use half::f16;
 
 use crate::cli::bad_input;
@@ -276,15 +276,9 @@ fn check_inputs(inputs: &AlignInputs, tables: [&io::ParquetTable; 4]) -> Result<
 }
 
 fn aligned_batch(samples: &[Aligned], k: usize) -> Result<RecordBatch> {
-    let base = knowledge::knowledge_batch(&samples.iter().map(|s| s.knowledge.clone()).collect::<Vec<_>>(), k)?;
-    let mut fields: Vec<Field> = base.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    let mut columns: Vec<ArrayRef> = base.columns().to_vec();
-    let counts: [(&str, Vec<u32>); 2] = [("matched_positions", samples.iter().map(|s| s.matched).collect()), ("unmatched_positions", samples.iter().map(|s| s.unmatched).collect())];
-    for (name, values) in counts {
-        fields.push(Field::new(name, DataType::UInt32, false));
-        columns.push(Arc::new(UInt32Array::from(values)));
-    }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    let count = |name: &str, value: fn(&Aligned) -> u32| -> (Field, ArrayRef) { (Field::new(name, DataType::UInt32, false), Arc::new(samples.iter().map(value).collect::<UInt32Array>())) };
+    let knowledge: Vec<SampleKnowledge> = samples.iter().map(|s| s.knowledge.clone()).collect();
+    knowledge::knowledge_batch_with(&knowledge, k, vec![count("matched_positions", |s| s.matched), count("unmatched_positions", |s| s.unmatched)])
 }
 
 /// `align`: the sender's knowledge set in the receiver's vocabulary and positions.

@@ -133,6 +133,15 @@ pub fn knowledge_batch(samples: &[SampleKnowledge], k: usize) -> Result<RecordBa
     )?)
 }
 
+/// A knowledge batch with further columns after the knowledge ones (aligned and selected sets).
+pub fn knowledge_batch_with(samples: &[SampleKnowledge], k: usize, extra: Vec<(Field, arrow_array::ArrayRef)>) -> Result<RecordBatch> {
+    let base = knowledge_batch(samples, k)?;
+    let (extra_fields, extra_columns): (Vec<Field>, Vec<_>) = extra.into_iter().unzip();
+    let fields: Vec<Field> = base.schema().fields().iter().map(|f| f.as_ref().clone()).chain(extra_fields).collect();
+    let columns = base.columns().iter().cloned().chain(extra_columns).collect();
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
 /// Samples are batched by length within windows of this many batches: little padding, and
 /// memory bounded by the window whatever the data set's size.
 const SORT_WINDOW_BATCHES: usize = 32;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field};
 
 use crate::cli::bad_input;
 use crate::io::{self, Provenance, ParquetTable};
@@ -75,16 +75,11 @@ fn check_candidate(local: &ParquetTable, local_ids: &HashMap<&str, ()>, table: &
 }
 
 fn selected_batch(choices: &[Choice], k: usize) -> Result<RecordBatch> {
-    let base = knowledge::knowledge_batch(&choices.iter().map(|c| c.knowledge.clone()).collect::<Vec<_>>(), k)?;
-    let mut fields: Vec<Field> = base.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    let mut columns: Vec<ArrayRef> = base.columns().to_vec();
-    fields.push(Field::new("party", DataType::Utf8, false));
-    columns.push(Arc::new(StringArray::from_iter_values(choices.iter().map(|c| c.party))));
-    for (name, values) in [("receiver_loss", choices.iter().map(|c| c.receiver_loss).collect::<Vec<_>>()), ("sender_loss", choices.iter().map(|c| c.sender_loss).collect())] {
-        fields.push(Field::new(name, DataType::Float64, false));
-        columns.push(Arc::new(Float64Array::from(values)));
-    }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    let loss = |name: &str, value: fn(&Choice) -> f64| -> (Field, ArrayRef) { (Field::new(name, DataType::Float64, false), Arc::new(choices.iter().map(value).collect::<Float64Array>())) };
+    let party: ArrayRef = Arc::new(StringArray::from_iter_values(choices.iter().map(|c| c.party)));
+    let knowledge: Vec<SampleKnowledge> = choices.iter().map(|c| c.knowledge.clone()).collect();
+    let extra = vec![(Field::new("party", DataType::Utf8, false), party), loss("receiver_loss", |c| c.receiver_loss), loss("sender_loss", |c| c.sender_loss)];
+    knowledge::knowledge_batch_with(&knowledge, k, extra)
 }
 
 /// `select`: DualMinCE over the receiver's own knowledge set and aligned candidates.
