@@ -22,4 +22,5 @@ pub mod model;
 pub mod scoring;
 pub mod select;
 pub mod tokens;
+pub mod train;
 pub mod vocab;
