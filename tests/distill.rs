@@ -86,3 +86,130 @@ fn sparse_kd_gradient_matches_finite_differences() {
         }
     }
 }
+
+// ---------------------------------------------------------------- the tool on tiny models
+
+use fedmkt::model::{AdapterSource, Model};
+use fedmkt_tests::*;
+use std::path::{Path, PathBuf};
+
+fn llama_tokens() -> PathBuf {
+    testdata("data/tokens/tiny-llama/arc-easy-eval.parquet")
+}
+
+fn distill(data: &Path, teacher: Option<&Path>, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--model".to_string(), testdata("models/tiny-llama").display().to_string(), "--data".into(), data.display().to_string(), "--out".into(), out.display().to_string()];
+    if let Some(t) = teacher {
+        args.extend(["--teacher".into(), t.display().to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run("distill", &args)
+}
+
+/// The answer NLL summed over a token file, measured by `infer-logits` (an independent tool).
+fn answer_nll(adapter: Option<&Path>, dir: &Path) -> f64 {
+    let out = dir.join(format!("k-{}.parquet", adapter.is_some()));
+    let mut args = vec!["--model".to_string(), testdata("models/tiny-llama").display().to_string(), "--input".into(), llama_tokens().display().to_string(), "--out".into(), out.display().to_string()];
+    if let Some(a) = adapter {
+        args.extend(["--adapter".into(), a.display().to_string()]);
+    }
+    assert_success(&run("infer-logits", &args));
+    fedmkt::knowledge::read_knowledge(&out).unwrap().0.iter().map(|s| s.answer_nll).sum()
+}
+
+#[test]
+fn private_phase_lowers_the_task_loss() {
+    let dir = tempdir();
+    let adapter = dir.path().join("adapter");
+    assert_success(&distill(&llama_tokens(), None, &adapter, &["--epochs", "4", "--lr", "1e-2"]));
+    let (before, after) = (answer_nll(None, dir.path()), answer_nll(Some(&adapter), dir.path()));
+    assert!(after < 0.9 * before, "answer NLL {before} -> {after}");
+    let log = fedmkt::io::read_parquet(&adapter.join("training_log.parquet"), "training-log").unwrap();
+    assert_eq!(log.num_rows(), 8, "6 samples, batch 4: 2 steps per epoch");
+}
+
+#[test]
+fn same_seed_gives_identical_adapter_bytes() {
+    let dir = tempdir();
+    let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+    for out in [&a, &b] {
+        assert_success(&distill(&llama_tokens(), None, out, &["--seed", "3"]));
+    }
+    assert_success(&distill(&llama_tokens(), None, &c, &["--seed", "4"]));
+    let weights = |d: &Path| std::fs::read(d.join("adapter_model.safetensors")).unwrap();
+    assert_eq!(weights(&a), weights(&b));
+    assert_ne!(weights(&a), weights(&c));
+}
+
+/// Teacher targets for the tiny-llama tokens: a peaked distribution on token 7 at every
+/// answer position (as `select` would write them).
+fn teacher_file(dir: &Path) -> PathBuf {
+    let (samples, _) = fedmkt::tokens::read_tokens(&llama_tokens()).unwrap();
+    let k = 2;
+    let rows: Vec<fedmkt::knowledge::SampleKnowledge> = samples
+        .iter()
+        .map(|s| {
+            let positions: Vec<u32> = fedmkt::knowledge::answer_positions(s).map(|p| p as u32).collect();
+            let n = positions.len();
+            fedmkt::knowledge::SampleKnowledge {
+                id: s.id.clone(),
+                answer_nll: 0.0,
+                answer_tokens: 0,
+                answer_bytes: 1,
+                topk_ids: std::iter::repeat_n([7, 9], n).flatten().collect(),
+                topk_logits: std::iter::repeat_n([f16::from_f32(4.0), f16::from_f32(0.0)], n).flatten().collect(),
+                logsumexp: vec![4.1; n],
+                positions,
+            }
+        })
+        .collect();
+    let path = dir.join("selected.parquet");
+    let provenance = fedmkt::io::Provenance::new("selected", 1, "test").input("tokens", fedmkt::io::file_hash(&llama_tokens()).unwrap()).extra("top_k", k);
+    let batch = fedmkt::knowledge::knowledge_batch(&rows, k).unwrap();
+    fedmkt::io::write_parquet(&path, batch.schema(), &[batch], &provenance).unwrap();
+    path
+}
+
+/// The student's KD loss against the teacher file, measured through the library.
+fn kd_against(adapter: Option<&Path>, teacher: &Path) -> f64 {
+    let model_dir = testdata("models/tiny-llama");
+    let source = match adapter {
+        Some(a) => AdapterSource::load(a, &fedmkt::model::base_config_hash(&model_dir).unwrap(), &Device::Cpu).unwrap(),
+        None => AdapterSource::None,
+    };
+    let model = Model::load(&model_dir, source, candle_core::DType::F32, &Device::Cpu).unwrap();
+    let table = fedmkt::io::read_parquet(teacher, "selected").unwrap();
+    let rows = fedmkt::knowledge::knowledge_rows(&table, 2).unwrap();
+    let (samples, _) = fedmkt::tokens::read_tokens(&llama_tokens()).unwrap();
+    let mut total = 0.0;
+    for (s, row) in samples.iter().zip(&rows) {
+        let ids = Tensor::new(s.input_ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let hidden = model.hidden_states(&ids).unwrap().squeeze(0).unwrap();
+        let at = hidden.index_select(&Tensor::new(row.positions.as_slice(), &Device::Cpu).unwrap(), 0).unwrap();
+        let targets = TeacherTargets::from_rows(&row.topk_ids, &row.topk_logits, &row.logsumexp, 2, CASES[0], &Device::Cpu).unwrap();
+        total += sparse_kd(&model.logits(&at).unwrap(), &targets, 1.0).unwrap().to_scalar::<f32>().unwrap() as f64;
+    }
+    total
+}
+
+#[test]
+fn distilling_lowers_the_student_teacher_cross_entropy() {
+    let dir = tempdir();
+    let teacher = teacher_file(dir.path());
+    let adapter = dir.path().join("adapter");
+    assert_success(&distill(&llama_tokens(), Some(&teacher), &adapter, &["--epochs", "4", "--lr", "1e-2", "--lambda", "0.1"]));
+    let (before, after) = (kd_against(None, &teacher), kd_against(Some(&adapter), &teacher));
+    assert!(after < 0.8 * before, "student-teacher CE {before} -> {after}");
+}
+
+#[test]
+fn teacher_targets_for_other_tokens_are_refused() {
+    let dir = tempdir();
+    let teacher = teacher_file(dir.path());
+    let gemma_tokens = testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet");
+    let out = dir.path().join("adapter");
+    let mut args = vec!["--model".to_string(), testdata("models/tiny-gemma3").display().to_string(), "--data".into(), gemma_tokens.display().to_string()];
+    args.extend(["--teacher".into(), teacher.display().to_string(), "--out".into(), out.display().to_string()]);
+    assert_bad_input(&run("distill", &args), &["selected.parquet", "other tokens"]);
+    assert!(!out.exists());
+}

@@ -219,9 +219,15 @@ pub fn infer_logits(model_dir: &Path, adapter_dir: Option<&Path>, input: &Path, 
 
 /// Read a knowledge file whole: its samples and its table (provenance, `top_k`).
 pub fn read_knowledge(path: &Path) -> Result<(Vec<SampleKnowledge>, io::ParquetTable)> {
-    use arrow_array::{Array, FixedSizeListArray, Float16Array, Float32Array, ListArray};
     let table = io::read_parquet(path, KNOWLEDGE_FORMAT)?;
     let k: usize = table.provenance.extra.get("top_k").and_then(|v| v.parse().ok()).ok_or_else(|| bad_input(path, "no fedmkt.top_k"))?;
+    Ok((knowledge_rows(&table, k)?, table))
+}
+
+/// The knowledge columns of a table (a knowledge, aligned or selected file) as samples.
+pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKnowledge>> {
+    use arrow_array::{Array, FixedSizeListArray, Float16Array, Float32Array, ListArray};
+    let path = table.path.as_path();
     let ids = table.column::<StringArray>("id")?;
     let nll = table.column::<Float64Array>("answer_nll")?;
     let (tokens, bytes) = (table.column::<UInt32Array>("answer_tokens")?, table.column::<UInt32Array>("answer_bytes")?);
@@ -260,5 +266,5 @@ pub fn read_knowledge(path: &Path) -> Result<(Vec<SampleKnowledge>, io::ParquetT
             samples.push(sample);
         }
     }
-    Ok((samples, table))
+    Ok(samples)
 }

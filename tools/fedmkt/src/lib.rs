@@ -13,6 +13,7 @@
 pub mod align;
 pub mod cli;
 pub mod data;
+pub mod distill;
 pub mod eval;
 pub mod gguf;
 pub mod io;

@@ -1,0 +1,90 @@
+//! `distill`: train a LoRA adapter with the task loss, optionally mixed with sparse KD.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use fedmkt::model::lora::LoraSpec;
+use fedmkt::train::TeacherOptions;
+
+/// Without --teacher: fine-tuning on the answer tokens (the private phase). With --teacher
+/// (a `select` output aligned to --data): λ·L_FT + (1−λ)·L_KD, the KD term a cross-entropy
+/// against the teacher's top-K at the selected positions. AdamW (0.9, 0.95, decay 0.1), clip
+/// 1.0, warmup 0.008 then cosine. Writes a PEFT adapter and training_log.parquet to --out.
+#[derive(Parser)]
+#[command(version, after_help = "Example:\n  distill --model runs/default/models/smollm2-135m --data runs/default/tok/smollm2-135m/client-1.parquet \\\n          --epochs 1 --lr 3e-5 --out runs/default/round-1/client-1/private/\n  distill --model runs/default/models/gemma3-270m --data runs/default/tok/gemma3-270m/public.parquet \\\n          --teacher runs/default/round-1/server/selected.parquet --lambda 0.9 --out runs/default/round-1/server/adapter/\n\nFormats: tools/FORMATS.md (adapter folders, training-log).")]
+struct Args {
+    /// Model folder (import-gguf).
+    #[arg(long)]
+    model: PathBuf,
+    /// Adapter folder to continue training (else a fresh adapter from --seed).
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Token file to train on (tokenize).
+    #[arg(long)]
+    data: PathBuf,
+    /// Selected teacher targets for --data (select).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// Weight of the task loss; 1 − λ weighs the KD loss.
+    #[arg(long, default_value_t = 0.9)]
+    lambda: f64,
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    #[arg(long, default_value_t = 3e-5)]
+    lr: f64,
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    /// Micro-batches per optimiser step.
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    #[arg(long, default_value_t = 0.008)]
+    warmup_ratio: f64,
+    #[arg(long, default_value_t = 0.1)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 8)]
+    lora_r: usize,
+    #[arg(long, default_value_t = 16.0)]
+    lora_alpha: f64,
+    /// Modules to adapt (the paper's LLM setting: attention projections).
+    #[arg(long, value_delimiter = ',', default_value = "q_proj,k_proj,v_proj,o_proj")]
+    lora_targets: Vec<String>,
+    /// Softening temperature of teacher and student in L_KD.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Keep the teacher's mass outside its top-K as one bucket (default: renormalise the top-K).
+    #[arg(long)]
+    teacher_tail: bool,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Adapter folder to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    fedmkt::cli::run("distill", || {
+        let mut targets = args.lora_targets.clone();
+        targets.sort();
+        let opts = fedmkt::distill::DistillOptions {
+            lambda: args.lambda,
+            epochs: args.epochs,
+            lr: args.lr,
+            batch_size: args.batch_size,
+            grad_accum: args.grad_accum,
+            warmup_ratio: args.warmup_ratio,
+            weight_decay: args.weight_decay,
+            max_grad_norm: args.max_grad_norm,
+            seed: args.seed,
+            lora: LoraSpec { r: args.lora_r, alpha: args.lora_alpha, dropout: 0.0, targets },
+            teacher: TeacherOptions { temperature: args.temperature, tail: args.teacher_tail },
+            device: fedmkt::model::parse_device(&args.device)?,
+        };
+        fedmkt::distill::distill(&args.model, args.adapter.as_deref(), &args.data, args.teacher.as_deref(), &args.out, &opts)
+    })
+}

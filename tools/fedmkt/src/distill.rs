@@ -1,0 +1,256 @@
+//! `distill`: train a LoRA adapter on a token file, with the task loss only (the private
+//! phase, Eq. 4) or mixed with sparse distillation towards selected teacher targets
+//! (`L = λ·L_FT + (1 − λ)·L_KD`, Eq. 9–10).
+//!
+//! Optimiser and schedule as the paper's Appendix D.1: AdamW (β 0.9/0.95, weight decay 0.1,
+//! decoupled as in PyTorch), global gradient-norm clipping at 1.0, linear warmup over 0.008
+//! of the steps then cosine decay to 0 (transformers' `cosine` schedule). Seeded: adapter
+//! initialisation and sample order come from ChaCha streams of `--seed`.
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use arrow_array::{Float64Array, RecordBatch, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::cli::{bad_input, bad_usage};
+use crate::io::{self, Provenance};
+use crate::knowledge::{self, SampleKnowledge};
+use crate::model::lora::LoraSpec;
+use crate::model::{self, AdapterSource, Model};
+use crate::select::SELECTED_FORMAT;
+use crate::tokens::{self, TokenizedSample};
+use crate::train::{self, TeacherOptions, TeacherTargets};
+
+pub const TRAINING_LOG_FORMAT: &str = "training-log";
+pub const TRAINING_LOG: &str = "training_log.parquet";
+
+/// Hyper-parameters of one `distill` run.
+#[derive(Debug, Clone)]
+pub struct DistillOptions {
+    pub lambda: f64,
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    pub seed: u64,
+    pub lora: LoraSpec,
+    pub teacher: TeacherOptions,
+    pub device: Device,
+}
+
+/// transformers' `get_cosine_schedule_with_warmup`: linear warmup over
+/// `ceil(warmup_ratio · total)` steps, then half a cosine down to 0. `step` counts from 0.
+pub fn learning_rate(step: usize, total: usize, warmup_ratio: f64, base: f64) -> f64 {
+    let warmup = (warmup_ratio * total as f64).ceil() as usize;
+    if step < warmup {
+        return base * step as f64 / warmup.max(1) as f64;
+    }
+    let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
+    base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// One training example: its tokens and, if `select` chose it, the teacher's rows.
+#[derive(Clone, Copy)]
+struct Example<'a> {
+    tokens: &'a TokenizedSample,
+    teacher: Option<&'a SampleKnowledge>,
+}
+
+/// Losses of one micro-batch.
+struct BatchLoss {
+    loss: Tensor,
+    ce: f64,
+    kd: f64,
+    tokens: usize,
+}
+
+/// Row-major positions `b·T + p` of `[batch, T]` and what each predicts.
+fn flat_positions(batch: &[Example], width: usize, of: impl Fn(&Example) -> Vec<usize>) -> Vec<u32> {
+    batch.iter().enumerate().flat_map(|(b, e)| of(e).into_iter().map(move |p| (b * width + p) as u32)).collect()
+}
+
+fn batch_loss(model: &Model, batch: &[Example], k: usize, opts: &DistillOptions) -> Result<BatchLoss> {
+    let width = batch.iter().map(|e| e.tokens.input_ids.len()).max().unwrap_or(0);
+    let ids: Vec<u32> = batch.iter().flat_map(|e| e.tokens.input_ids.iter().copied().chain(std::iter::repeat_n(0, width - e.tokens.input_ids.len()))).collect();
+    let ids = Tensor::from_vec(ids, (batch.len(), width), &opts.device)?;
+    let hidden = model.hidden_states(&ids)?;
+    let hidden = hidden.reshape((batch.len() * width, hidden.dim(2)?))?;
+    let logits_at = |positions: &[u32]| -> Result<Tensor> { model.logits(&hidden.index_select(&Tensor::new(positions, &opts.device)?, 0)?) };
+    let answer = flat_positions(batch, width, |e| knowledge::answer_positions(e.tokens).collect());
+    let targets: Vec<u32> = batch.iter().flat_map(|e| knowledge::answer_positions(e.tokens).map(|p| e.tokens.input_ids[p + 1])).collect();
+    let ce = train::cross_entropy(&logits_at(&answer)?, &Tensor::new(targets.as_slice(), &opts.device)?)?;
+    let teacher_rows: Vec<&SampleKnowledge> = batch.iter().filter_map(|e| e.teacher).collect();
+    let kd_positions = flat_positions(batch, width, |e| e.teacher.map_or(Vec::new(), |t| t.positions.iter().map(|&p| p as usize).collect()));
+    let kd = if kd_positions.is_empty() {
+        None
+    } else {
+        let (mut ids, mut logits, mut lse) = (Vec::new(), Vec::new(), Vec::new());
+        for t in &teacher_rows {
+            ids.extend_from_slice(&t.topk_ids);
+            logits.extend_from_slice(&t.topk_logits);
+            lse.extend_from_slice(&t.logsumexp);
+        }
+        let targets = TeacherTargets::from_rows(&ids, &logits, &lse, k, opts.teacher, &opts.device)?;
+        Some(train::sparse_kd(&logits_at(&kd_positions)?, &targets, opts.teacher.temperature)?)
+    };
+    let lambda = if kd.is_some() { opts.lambda } else { 1.0 };
+    let loss = train::combined(&ce, kd.as_ref(), lambda)?;
+    let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
+    Ok(BatchLoss { ce: scalar(&ce)?, kd: kd.as_ref().map(scalar).transpose()?.unwrap_or(f64::NAN), loss, tokens: answer.len() })
+}
+
+/// Sum of micro-batch gradients per variable (each loss already divided by the number of
+/// micro-batches), then clipped to a global norm; returns the store and the norm before
+/// clipping.
+fn clipped_gradients(vars: &[Var], parts: Vec<GradStore>, max_norm: f64) -> Result<(GradStore, f64)> {
+    let mut parts = parts.into_iter();
+    let mut store = parts.next().expect("at least one micro-batch");
+    for part in parts {
+        for var in vars {
+            if let Some(g) = part.get(var.as_tensor()) {
+                let sum = match store.get(var.as_tensor()) {
+                    Some(acc) => (acc + g)?,
+                    None => g.clone(),
+                };
+                store.insert(var.as_tensor(), sum);
+            }
+        }
+    }
+    let mut squares = 0.0;
+    for var in vars {
+        if let Some(g) = store.get(var.as_tensor()) {
+            squares += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        }
+    }
+    let norm = squares.sqrt();
+    if norm > max_norm {
+        let factor = max_norm / (norm + 1e-6);
+        for var in vars {
+            if let Some(g) = store.get(var.as_tensor()) {
+                let scaled = (g * factor)?;
+                store.insert(var.as_tensor(), scaled);
+            }
+        }
+    }
+    Ok((store, norm))
+}
+
+/// One row of the training log.
+#[derive(Debug, Clone, Copy)]
+pub struct LogRow {
+    pub step: u32,
+    pub epoch: u32,
+    pub loss: f64,
+    pub ce: f64,
+    pub kd: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+}
+
+fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
+    let u32s = |f: fn(&LogRow) -> u32| Arc::new(UInt32Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
+    let f64s = |f: fn(&LogRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
+    let fields = ["step", "epoch", "loss", "ce", "kd", "lr", "grad_norm", "tokens_per_s"];
+    let schema = Schema::new(fields.iter().enumerate().map(|(i, n)| Field::new(*n, if i < 2 { DataType::UInt32 } else { DataType::Float64 }, false)).collect::<Vec<_>>());
+    let columns = vec![u32s(|r| r.step), u32s(|r| r.epoch), f64s(|r| r.loss), f64s(|r| r.ce), f64s(|r| r.kd), f64s(|r| r.lr), f64s(|r| r.grad_norm), f64s(|r| r.tokens_per_s)];
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
+/// The teacher's selected rows by sample id, refusing a file not aligned to `data`.
+fn read_teacher(path: &Path, data: &Path, samples: &[TokenizedSample]) -> Result<(HashMap<String, SampleKnowledge>, usize)> {
+    let table = io::read_parquet(path, SELECTED_FORMAT)?;
+    if table.input_hash("tokens")? != io::file_hash(data)? {
+        return Err(bad_input(path, format!("was selected for other tokens than {} (another tokenizer or public set)", data.display())));
+    }
+    let k: usize = table.provenance.extra.get("top_k").and_then(|v| v.parse().ok()).ok_or_else(|| bad_input(path, "no fedmkt.top_k"))?;
+    let rows = knowledge::knowledge_rows(&table, k)?;
+    let lengths: HashMap<&str, usize> = samples.iter().map(|s| (s.id.as_str(), s.input_ids.len())).collect();
+    for row in &rows {
+        let length = lengths.get(row.id.as_str()).ok_or_else(|| bad_input(path, format!("has sample '{}', which {} lacks", row.id, data.display())))?;
+        if row.positions.iter().any(|&p| p as usize + 1 >= *length) {
+            return Err(bad_input(path, format!("sample '{}' has positions beyond its {length} tokens", row.id)));
+        }
+    }
+    Ok((rows.into_iter().map(|r| (r.id.clone(), r)).collect(), k))
+}
+
+/// `distill`: train (or continue) a LoRA adapter; write it and its training log to `out`.
+pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teacher: Option<&Path>, out: &Path, opts: &DistillOptions) -> Result<()> {
+    if opts.batch_size == 0 || opts.grad_accum == 0 || opts.epochs == 0 || !(0.0..=1.0).contains(&opts.lambda) {
+        return Err(bad_usage("--batch-size, --grad-accum and --epochs must be at least 1, --lambda within 0..1"));
+    }
+    let (samples, _) = tokens::read_tokens(data)?;
+    let (teacher_rows, k) = match teacher {
+        Some(path) => read_teacher(path, data, &samples)?,
+        None => (HashMap::new(), 0),
+    };
+    let base_config = model::base_config_hash(model_dir)?;
+    let adapter = match adapter_dir {
+        Some(dir) => AdapterSource::load(dir, &base_config, &opts.device)?,
+        None => AdapterSource::New { spec: opts.lora.clone(), rng: ChaCha8Rng::seed_from_u64(opts.seed) },
+    };
+    let mut model = Model::load(model_dir, adapter, DType::F32, &opts.device)?;
+    model.training = true;
+    let lora = model.lora.clone().ok_or_else(|| bad_input(model_dir, "no layer of this model matches the LoRA targets"))?;
+    let vars = lora.all_vars();
+    let params = ParamsAdamW { lr: opts.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: opts.weight_decay };
+    let mut optimiser = AdamW::new(vars.clone(), params)?;
+    let examples: Vec<Example> = samples.iter().map(|s| Example { tokens: s, teacher: teacher_rows.get(&s.id) }).collect();
+    let micro_batches_per_epoch = examples.len().div_ceil(opts.batch_size);
+    let steps_per_epoch = micro_batches_per_epoch.div_ceil(opts.grad_accum);
+    let total = steps_per_epoch * opts.epochs;
+    let mut order_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED_0000_0000_0001);
+    let progress = indicatif::ProgressBar::new(total as u64).with_message("distill");
+    let mut log = Vec::with_capacity(total);
+    for epoch in 0..opts.epochs {
+        let mut order: Vec<usize> = (0..examples.len()).collect();
+        order.shuffle(&mut order_rng);
+        let batches: Vec<Vec<Example>> = order.chunks(opts.batch_size).map(|c| c.iter().map(|&i| examples[i]).collect()).collect();
+        for group in batches.chunks(opts.grad_accum) {
+            let started = Instant::now();
+            let step = log.len();
+            let (mut grads, mut sums) = (Vec::new(), (0.0, 0.0, 0.0, 0usize));
+            for batch in group {
+                let part = batch_loss(&model, batch, k, opts)?;
+                let value = part.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                if !value.is_finite() {
+                    return Err(bad_input(data, format!("loss became {value} at step {step} (epoch {epoch}); nothing written, lower --lr")));
+                }
+                grads.push((part.loss / group.len() as f64)?.backward()?);
+                sums = (sums.0 + value, sums.1 + part.ce, sums.2 + if part.kd.is_nan() { 0.0 } else { part.kd }, sums.3 + part.tokens);
+            }
+            let (store, grad_norm) = clipped_gradients(&vars, grads, opts.max_grad_norm)?;
+            let lr = learning_rate(step, total, opts.warmup_ratio, opts.lr);
+            optimiser.set_learning_rate(lr);
+            optimiser.step(&store)?;
+            let n = group.len() as f64;
+            log.push(LogRow { step: step as u32, epoch: epoch as u32, loss: sums.0 / n, ce: sums.1 / n, kd: sums.2 / n, lr, grad_norm, tokens_per_s: sums.3 as f64 / started.elapsed().as_secs_f64() });
+            progress.inc(1);
+        }
+    }
+    progress.finish_and_clear();
+    let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    model.lora.as_ref().expect("trained adapters").save(out, &name)?;
+    let mut provenance = Provenance::new(TRAINING_LOG_FORMAT, 1, "distill").input("data", io::file_hash(data)?).input("model", base_config).extra("seed", opts.seed).extra("lambda", opts.lambda).extra("lr", opts.lr);
+    if let Some(path) = teacher {
+        provenance = provenance.input("teacher", io::file_hash(path)?);
+    }
+    let batch = log_batch(&log)?;
+    io::write_parquet(&out.join(TRAINING_LOG), batch.schema(), &[batch], &provenance)?;
+    let last = log.last().map_or(f64::NAN, |r| r.loss);
+    eprintln!("distill: {} steps, {} samples ({} with teacher targets), last loss {last:.4} -> {}", log.len(), samples.len(), teacher_rows.len(), out.display());
+    Ok(())
+}
