@@ -213,3 +213,14 @@ fn teacher_targets_for_other_tokens_are_refused() {
     assert_bad_input(&run("distill", &args), &["selected.parquet", "other tokens"]);
     assert!(!out.exists());
 }
+
+#[test]
+fn schedule_equals_transformers_cosine_with_warmup() {
+    // transformers 5.23 get_cosine_schedule_with_warmup(num_warmup_steps=ceil(0.008·300),
+    // num_training_steps=300), lr 1, read at steps 0, 1, 2, 3, 4, 150, 299.
+    let want = [(0, 0.0), (1, 0.3333333333), (2, 0.6666666667), (3, 1.0), (4, 0.999972028), (150, 0.5079329819), (299, 2.7972e-05)];
+    for (step, lr) in want {
+        let got = fedmkt::distill::learning_rate(step, 300, 0.008, 1.0);
+        assert!((got - lr).abs() < 1e-9, "step {step}: {got} vs {lr}");
+    }
+}
