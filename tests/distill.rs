@@ -224,3 +224,21 @@ fn schedule_equals_transformers_cosine_with_warmup() {
         assert!((got - lr).abs() < 1e-9, "step {step}: {got} vs {lr}");
     }
 }
+
+#[test]
+fn gradients_are_summed_over_micro_batches_then_clipped_to_the_global_norm() {
+    let a = Var::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
+    let b = Var::new(&[3.0f32], &Device::Cpu).unwrap();
+    // Two micro-batches: d/da = (1, 0) and (0.5, 2), d/db = 2 and 0 → sum (1.5, 2), 2; norm √(2.25+4+4) = 3.2016.
+    let part = |wa: [f32; 2], wb: f32| {
+        let loss = ((a.as_tensor() * Tensor::new(&wa, &Device::Cpu).unwrap()).unwrap().sum_all().unwrap() + (b.as_tensor() * wb as f64).unwrap().sum_all().unwrap()).unwrap();
+        loss.backward().unwrap()
+    };
+    let vars = [a.clone(), b.clone()];
+    let (store, norm) = fedmkt::distill::clipped_gradients(&vars, vec![part([1.0, 0.0], 2.0), part([0.5, 2.0], 0.0)], 1.0).unwrap();
+    let want_norm = (2.25f64 + 4.0 + 4.0).sqrt();
+    assert!((norm - want_norm).abs() < 1e-5);
+    let ga = store.get(a.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+    let gb = store.get(b.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+    assert!((ga[0] as f64 - 1.5 / want_norm).abs() < 1e-5 && (ga[1] as f64 - 2.0 / want_norm).abs() < 1e-5 && (gb[0] as f64 - 2.0 / want_norm).abs() < 1e-5, "{ga:?} {gb:?}");
+}

@@ -114,7 +114,7 @@ fn batch_loss(model: &Model, batch: &[Example], k: usize, opts: &DistillOptions)
 /// Sum of micro-batch gradients per variable (each loss already divided by the number of
 /// micro-batches), then clipped to a global norm; returns the store and the norm before
 /// clipping.
-fn clipped_gradients(vars: &[Var], parts: Vec<GradStore>, max_norm: f64) -> Result<(GradStore, f64)> {
+pub fn clipped_gradients(vars: &[Var], parts: Vec<GradStore>, max_norm: f64) -> Result<(GradStore, f64)> {
     let mut parts = parts.into_iter();
     let mut store = parts.next().expect("at least one micro-batch");
     for part in parts {
