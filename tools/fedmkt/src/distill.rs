@@ -244,7 +244,7 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teache
     progress.finish_and_clear();
     let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     model.lora.as_ref().expect("trained adapters").save(out, &name)?;
-    let mut provenance = Provenance::new(TRAINING_LOG_FORMAT, 1, "distill").input("data", io::file_hash(data)?).input("model", base_config).extra("seed", opts.seed).extra("lambda", opts.lambda).extra("lr", opts.lr);
+    let mut provenance = Provenance::new(TRAINING_LOG_FORMAT, 1, "distill").input("data", io::file_hash(data)?).input("model", base_config).extra("seed", opts.seed).extra("samples", samples.len()).extra("lambda", opts.lambda).extra("lr", opts.lr);
     if let Some(path) = teacher {
         provenance = provenance.input("teacher", io::file_hash(path)?);
     }

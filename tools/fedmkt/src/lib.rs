@@ -10,6 +10,7 @@
 //! - [`tokens`]: tokenisation with byte offsets (`tokenize`).
 //!
 //! File formats are specified in `tools/FORMATS.md`.
+pub mod aggregate;
 pub mod align;
 pub mod cli;
 pub mod data;

@@ -107,19 +107,12 @@ pub enum AdapterSource {
 impl AdapterSource {
     /// Read a PEFT adapter folder, refusing one made for another base model.
     pub fn load(dir: &Path, base_config: &str, device: &Device) -> Result<AdapterSource> {
-        let config_path = dir.join(ADAPTER_CONFIG);
-        let text = std::fs::read_to_string(&config_path).map_err(|e| bad_input(&config_path, format!("cannot read: {e}")))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| bad_input(&config_path, format!("not JSON ({e})")))?;
-        let spec = spec_from_json(&json).map_err(|p| bad_input(&config_path, p))?;
-        if let Some(recorded) = json.get("fedmkt_base_config").and_then(Value::as_str) {
-            if recorded != base_config {
-                return Err(bad_input(&config_path, "adapter was trained on another base model (fedmkt_base_config differs)"));
-            }
+        let adapter = read_adapter(dir)?;
+        if !adapter.base_config.is_empty() && adapter.base_config != base_config {
+            return Err(bad_input(&dir.join(ADAPTER_CONFIG), "adapter was trained on another base model (fedmkt_base_config differs)"));
         }
-        let weights = dir.join(ADAPTER_WEIGHTS);
-        let tensors = candle_core::safetensors::load(&weights, device).map_err(|e| bad_input(&weights, format!("cannot read adapter ({e})")))?;
-        let tensors = tensors.into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?))).collect::<Result<_>>()?;
-        Ok(AdapterSource::Load { spec, tensors, path: weights })
+        let tensors = adapter.tensors.into_iter().map(|(k, v)| Ok((k, v.to_device(device)?))).collect::<Result<_>>()?;
+        Ok(AdapterSource::Load { spec: adapter.spec, tensors, path: dir.join(ADAPTER_WEIGHTS) })
     }
 
     pub fn spec(&self) -> Option<&LoraSpec> {
@@ -199,21 +192,50 @@ impl LoraSet {
 
     /// Write the adapter folder in PEFT's format (atomically, as a whole).
     pub fn save(&self, dir: &Path, base_model_name: &str) -> Result<()> {
-        let mut targets = self.spec.targets.clone();
-        targets.sort();
-        let config = json!({
-            "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name,
-            "r": self.spec.r, "lora_alpha": self.spec.alpha, "lora_dropout": self.spec.dropout,
-            "target_modules": targets, "bias": "none", "fan_in_fan_out": false, "inference_mode": true,
-            "init_lora_weights": true, "use_rslora": false, "use_dora": false, "modules_to_save": null,
-            "fedmkt_base_config": self.base_config,
-        });
-        crate::io::write_dir_atomically(dir, |tmp| {
-            std::fs::write(tmp.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)? + "\n")?;
-            let tensors: Vec<(String, Tensor)> = self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-            let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-            safetensors::serialize_to_file(tensors, Some(metadata), &tmp.join(ADAPTER_WEIGHTS)).context("cannot write adapter weights")?;
-            Ok(())
-        })
+        let tensors = self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        save_adapter(dir, &Adapter { spec: self.spec.clone(), base_config: self.base_config.clone(), tensors }, base_model_name)
     }
+}
+
+/// An adapter folder's content: its spec, the base model it was made for, its tensors.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    pub spec: LoraSpec,
+    /// `fedmkt_base_config` (empty for adapters PEFT wrote).
+    pub base_config: String,
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+/// Read an adapter folder (PEFT's format) on the CPU, tensors in f32.
+pub fn read_adapter(dir: &Path) -> Result<Adapter> {
+    let config_path = dir.join(ADAPTER_CONFIG);
+    let text = std::fs::read_to_string(&config_path).map_err(|e| bad_input(&config_path, format!("cannot read: {e}")))?;
+    let json: Value = serde_json::from_str(&text).map_err(|e| bad_input(&config_path, format!("not JSON ({e})")))?;
+    let spec = spec_from_json(&json).map_err(|p| bad_input(&config_path, p))?;
+    let base_config = json.get("fedmkt_base_config").and_then(Value::as_str).unwrap_or_default().to_string();
+    let weights = dir.join(ADAPTER_WEIGHTS);
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| bad_input(&weights, format!("cannot read adapter ({e})")))?;
+    let tensors = tensors.into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?))).collect::<Result<_>>()?;
+    Ok(Adapter { spec, base_config, tensors })
+}
+
+/// Write an adapter folder in PEFT's format (atomically, as a whole).
+pub fn save_adapter(dir: &Path, adapter: &Adapter, base_model_name: &str) -> Result<()> {
+    let mut targets = adapter.spec.targets.clone();
+    targets.sort();
+    let spec = &adapter.spec;
+    let config = json!({
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name,
+        "r": spec.r, "lora_alpha": spec.alpha, "lora_dropout": spec.dropout,
+        "target_modules": targets, "bias": "none", "fan_in_fan_out": false, "inference_mode": true,
+        "init_lora_weights": true, "use_rslora": false, "use_dora": false, "modules_to_save": null,
+        "fedmkt_base_config": adapter.base_config,
+    });
+    crate::io::write_dir_atomically(dir, |tmp| {
+        std::fs::write(tmp.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)? + "\n")?;
+        let tensors: Vec<(String, Tensor)> = adapter.tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::serialize_to_file(tensors, Some(metadata), &tmp.join(ADAPTER_WEIGHTS)).context("cannot write adapter weights")?;
+        Ok(())
+    })
 }
