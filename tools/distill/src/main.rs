@@ -49,6 +49,9 @@ struct Args {
     lora_r: usize,
     #[arg(long, default_value_t = 16.0)]
     lora_alpha: f64,
+    /// Dropout on the adapter path's input while training (seeded).
+    #[arg(long, default_value_t = 0.05)]
+    lora_dropout: f64,
     /// Modules to adapt (the paper's LLM setting: attention projections).
     #[arg(long, value_delimiter = ',', default_value = "q_proj,k_proj,v_proj,o_proj")]
     lora_targets: Vec<String>,
@@ -81,7 +84,7 @@ fn main() -> ExitCode {
             weight_decay: args.weight_decay,
             max_grad_norm: args.max_grad_norm,
             seed: args.seed,
-            lora: LoraSpec { r: args.lora_r, alpha: args.lora_alpha, dropout: 0.0, targets },
+            lora: LoraSpec { r: args.lora_r, alpha: args.lora_alpha, dropout: args.lora_dropout, targets },
             teacher: TeacherOptions { temperature: args.temperature, tail: args.teacher_tail },
             device: fedmkt::model::parse_device(&args.device)?,
         };

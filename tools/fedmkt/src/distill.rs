@@ -205,6 +205,7 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teache
     let mut model = Model::load(model_dir, adapter, DType::F32, &opts.device)?;
     model.training = true;
     let lora = model.lora.clone().ok_or_else(|| bad_input(model_dir, "no layer of this model matches the LoRA targets"))?;
+    lora.dropout.enable(lora.spec.dropout, opts.seed ^ 0xD50F_0000_0000_0002);
     let vars = lora.all_vars();
     let params = ParamsAdamW { lr: opts.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: opts.weight_decay };
     let mut optimiser = AdamW::new(vars.clone(), params)?;

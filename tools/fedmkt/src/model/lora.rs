@@ -6,10 +6,11 @@
 //! PEFT loads ours and we load PEFT's.
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
@@ -56,6 +57,30 @@ pub struct LoraPair {
     pub a: Var,
     pub b: Var,
     pub scale: f64,
+    pub dropout: Arc<LoraDropout>,
+}
+
+/// PEFT's LoRA dropout on the adapter path's input, shared by every adapted layer of a
+/// model. Off (evaluation) until `distill` seeds it; then masks come from one ChaCha stream
+/// in forward order, so a run repeats exactly (candle's own dropout is not seedable).
+#[derive(Debug, Default)]
+pub struct LoraDropout {
+    state: Mutex<Option<(f64, ChaCha8Rng)>>,
+}
+
+impl LoraDropout {
+    pub fn enable(&self, rate: f64, seed: u64) {
+        *self.state.lock().expect("dropout state") = (rate > 0.0).then(|| (rate, ChaCha8Rng::seed_from_u64(seed)));
+    }
+
+    /// `x` with each element zeroed with probability `rate`, the rest scaled by 1/(1 − rate).
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let mut state = self.state.lock().expect("dropout state");
+        let Some((rate, rng)) = state.as_mut() else { return Ok(x.clone()) };
+        let keep = (1.0 / (1.0 - *rate)) as f32;
+        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f64>() < *rate { 0.0 } else { keep }).collect();
+        Ok((x * Tensor::from_vec(mask, x.shape(), x.device())?)?)
+    }
 }
 
 /// A linear layer `y = x·Wᵀ (+ b)`, optionally with a LoRA adapter.
@@ -77,7 +102,7 @@ impl Linear {
         }
         if let Some(lora) = &self.lora {
             let dtype = y.dtype();
-            let low = flat.to_dtype(DType::F32)?.matmul(&lora.a.as_tensor().t()?)?.matmul(&lora.b.as_tensor().t()?)?;
+            let low = lora.dropout.apply(&flat.to_dtype(DType::F32)?)?.matmul(&lora.a.as_tensor().t()?)?.matmul(&lora.b.as_tensor().t()?)?;
             y = (y + (low * lora.scale)?.to_dtype(dtype)?)?;
         }
         let mut out_dims = dims;
@@ -93,6 +118,7 @@ pub struct LoraSet {
     pub vars: BTreeMap<String, Var>,
     /// `sha256:` of the base model's `config.json`, recorded in `adapter_config.json`.
     pub base_config: String,
+    pub dropout: Arc<LoraDropout>,
 }
 
 /// Where a model's adapters come from while it is built.
@@ -123,7 +149,7 @@ impl AdapterSource {
     }
 
     /// The adapter pair for a layer, or None when the layer is not targeted.
-    pub fn pair_for(&mut self, module_path: &str, in_dim: usize, out_dim: usize, device: &Device) -> Result<Option<LoraPair>> {
+    pub fn pair_for(&mut self, module_path: &str, in_dim: usize, out_dim: usize, dropout: &Arc<LoraDropout>, device: &Device) -> Result<Option<LoraPair>> {
         let Some(spec) = self.spec().filter(|s| s.targets_module(module_path)).cloned() else { return Ok(None) };
         let (a, b) = match self {
             AdapterSource::New { rng, .. } => {
@@ -145,7 +171,7 @@ impl AdapterSource {
             }
             AdapterSource::None => unreachable!(),
         };
-        Ok(Some(LoraPair { a: Var::from_tensor(&a)?, b: Var::from_tensor(&b)?, scale: spec.scale() }))
+        Ok(Some(LoraPair { a: Var::from_tensor(&a)?, b: Var::from_tensor(&b)?, scale: spec.scale(), dropout: dropout.clone() }))
     }
 
     /// After the model is built: every tensor of a loaded adapter must have found its layer.

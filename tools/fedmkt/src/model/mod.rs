@@ -13,6 +13,7 @@ pub mod lora;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, Var};
@@ -49,6 +50,7 @@ pub struct Builder<'a> {
     dir: PathBuf,
     adapter: AdapterSource,
     lora_vars: BTreeMap<String, Var>,
+    dropout: Arc<lora::LoraDropout>,
     pub device: Device,
 }
 
@@ -66,7 +68,7 @@ impl Builder<'_> {
     pub fn linear(&mut self, path: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
         let weight = self.tensor(&format!("{path}.weight"), &[out_dim, in_dim])?;
         let bias = if bias { Some(self.tensor(&format!("{path}.bias"), &[out_dim])?) } else { None };
-        let lora = self.adapter.pair_for(path, in_dim, out_dim, &self.device)?;
+        let lora = self.adapter.pair_for(path, in_dim, out_dim, &self.dropout, &self.device)?;
         if let Some(pair) = &lora {
             self.lora_vars.insert(lora::peft_key(path, 'A'), pair.a.clone());
             self.lora_vars.insert(lora::peft_key(path, 'B'), pair.b.clone());
@@ -214,7 +216,7 @@ impl Model {
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
             .map_err(|e| bad_input(dir, format!("cannot read weights ({})", e.to_string().lines().next().unwrap_or_default())))?;
         let with_lora = adapter.spec().is_some();
-        let mut builder = Builder { vb, dir: dir.to_path_buf(), adapter, lora_vars: BTreeMap::new(), device: device.clone() };
+        let mut builder = Builder { vb, dir: dir.to_path_buf(), adapter, lora_vars: BTreeMap::new(), dropout: Arc::default(), device: device.clone() };
         let net = match config.arch {
             Arch::Llama => Net::Llama(llama::Llama::load(&mut builder, &config)?),
             Arch::Gemma3 => Net::Gemma3(gemma3::Gemma3::load(&mut builder, &config)?),
@@ -222,7 +224,7 @@ impl Model {
         let spec = builder.adapter.spec().cloned();
         builder.adapter.finish()?;
         let lora = match spec {
-            Some(spec) if with_lora => Some(LoraSet { spec, vars: builder.lora_vars, base_config: base_config_hash(dir)? }),
+            Some(spec) if with_lora => Some(LoraSet { spec, vars: builder.lora_vars, base_config: base_config_hash(dir)?, dropout: builder.dropout }),
             _ => None,
         };
         Ok(Model { config, lora, device: device.clone(), training: false, net })
