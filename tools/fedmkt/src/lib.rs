@@ -22,6 +22,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod model;
 pub mod scoring;
+pub mod secagg;
 pub mod select;
 pub mod tokens;
 pub mod train;
