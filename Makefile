@@ -26,7 +26,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate
 
-.PHONY: all build test setup round testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab clean
+.PHONY: all build test setup round testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -120,7 +120,7 @@ check-real-models: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/eval.parque
 	$(PYREF)/bin/python testdata/reference/check_real_top10.py $(RUN) $(BIN)/infer-logits
 
 # ---------------------------------------------------------------- benchmarks (not tests)
-bench: bench-infer bench-vocab
+bench: bench-infer bench-vocab bench-distill
 
 bench-infer: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/public.parquet
 	$(PYREF)/bin/python tests/bench/bench_infer.py $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet \
@@ -128,6 +128,24 @@ bench-infer: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/public.parquet
 
 bench-vocab: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smollm2-135m/config.json
 	cargo run --release --quiet --example bench_vocab -- $(patsubst %/config.json,%/tokenizer.json,$^) 300
+
+# KD teachers for bench-distill: the public set's knowledge of Gemma-3 (262k vocabulary) and
+# of SmolLM2 itself (49k), both aligned into SmolLM2's tokens.
+BENCH := $(RUN)/bench
+$(BENCH)/%.knowledge.parquet: $(RUN)/tok/%/public.parquet | build
+	@mkdir -p $(BENCH)
+	$(BIN)/infer-logits --model $(RUN)/models/$* --input $< --top-k 16 --out $@
+$(BENCH)/%_to_smollm2-135m.parquet: $(RUN)/models/%/config.json $(RUN)/models/smollm2-135m/config.json | build
+	@mkdir -p $(BENCH)
+	$(BIN)/vocab-map --from $(RUN)/models/$*/tokenizer.json --to $(RUN)/models/smollm2-135m/tokenizer.json --out $@
+$(BENCH)/aligned-%.parquet: $(BENCH)/%.knowledge.parquet $(BENCH)/%_to_smollm2-135m.parquet $(RUN)/tok/smollm2-135m/public.parquet
+	$(BIN)/align --sender-tokens $(RUN)/tok/$*/public.parquet --knowledge $< --receiver-tokens $(RUN)/tok/smollm2-135m/public.parquet \
+	  --map $(BENCH)/$*_to_smollm2-135m.parquet --sender-tokenizer $(RUN)/models/$*/tokenizer.json \
+	  --receiver-tokenizer $(RUN)/models/smollm2-135m/tokenizer.json --out $@
+
+bench-distill: build $(PYREF)/.installed $(BENCH)/aligned-gemma3-270m.parquet $(BENCH)/aligned-smollm2-135m.parquet
+	$(PYREF)/bin/python tests/bench/bench_distill.py $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet \
+	  $(BIN)/distill $(BENCH)/aligned-gemma3-270m.parquet $(BENCH)/aligned-smollm2-135m.parquet --samples 48 --threads 2
 
 clean:
 	rm -rf $(RUN)

@@ -158,14 +158,15 @@ pub struct LogRow {
     pub lr: f64,
     pub grad_norm: f64,
     pub tokens_per_s: f64,
+    pub seconds: f64,
 }
 
 fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
     let u32s = |f: fn(&LogRow) -> u32| Arc::new(UInt32Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
     let f64s = |f: fn(&LogRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
-    let fields = ["step", "epoch", "loss", "ce", "kd", "lr", "grad_norm", "tokens_per_s"];
+    let fields = ["step", "epoch", "loss", "ce", "kd", "lr", "grad_norm", "tokens_per_s", "seconds"];
     let schema = Schema::new(fields.iter().enumerate().map(|(i, n)| Field::new(*n, if i < 2 { DataType::UInt32 } else { DataType::Float64 }, false)).collect::<Vec<_>>());
-    let columns = vec![u32s(|r| r.step), u32s(|r| r.epoch), f64s(|r| r.loss), f64s(|r| r.ce), f64s(|r| r.kd), f64s(|r| r.lr), f64s(|r| r.grad_norm), f64s(|r| r.tokens_per_s)];
+    let columns = vec![u32s(|r| r.step), u32s(|r| r.epoch), f64s(|r| r.loss), f64s(|r| r.ce), f64s(|r| r.kd), f64s(|r| r.lr), f64s(|r| r.grad_norm), f64s(|r| r.tokens_per_s), f64s(|r| r.seconds)];
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }
 
@@ -237,8 +238,8 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teache
             let lr = learning_rate(step, total, opts.warmup_ratio, opts.lr);
             optimiser.set_learning_rate(lr);
             optimiser.step(&store)?;
-            let n = group.len() as f64;
-            log.push(LogRow { step: step as u32, epoch: epoch as u32, loss: sums.0 / n, ce: sums.1 / n, kd: sums.2 / n, lr, grad_norm, tokens_per_s: sums.3 as f64 / started.elapsed().as_secs_f64() });
+            let (n, seconds) = (group.len() as f64, started.elapsed().as_secs_f64());
+            log.push(LogRow { step: step as u32, epoch: epoch as u32, loss: sums.0 / n, ce: sums.1 / n, kd: sums.2 / n, lr, grad_norm, tokens_per_s: sums.3 as f64 / seconds, seconds });
             progress.inc(1);
         }
     }
