@@ -96,7 +96,11 @@ impl Linear {
         let dims = x.dims().to_vec();
         let (rows, inner) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
         let flat = x.reshape((rows, inner))?;
-        let mut y = flat.matmul(&self.weight.t()?)?;
+        let mut y = if flat.track_op() && flat.device().is_cpu() && flat.dtype() == DType::F32 && self.weight.dtype() == DType::F32 {
+            flat.contiguous()?.apply_op1(FrozenMatmul { weight_t: self.weight.t()? })?
+        } else {
+            flat.matmul(&self.weight.t()?)?
+        };
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
         }
@@ -108,6 +112,33 @@ impl Linear {
         let mut out_dims = dims;
         *out_dims.last_mut().unwrap() = self.weight.dim(0)?;
         Ok(y.reshape(out_dims)?)
+    }
+}
+
+/// `x·Wᵀ` for a frozen base weight W. candle's matmul backward always computes both
+/// operands' gradients, so a plain matmul also computes and allocates the gradient of every
+/// frozen weight at every training step; this op's backward returns only `∂x = ∂y·W`.
+#[derive(Clone)]
+struct FrozenMatmul {
+    /// Wᵀ, `[in, out]`.
+    weight_t: Tensor,
+}
+
+impl candle_core::CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("frozen-matmul: non-contiguous input".into()))?;
+        let x = Tensor::from_slice(&storage.as_slice::<f32>()?[start..end], layout.shape(), &Device::Cpu)?;
+        let y = x.matmul(&self.weight_t)?;
+        let shape = y.shape().clone();
+        Ok((candle_core::CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?), shape))
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad_y.matmul(&self.weight_t.t()?)?))
     }
 }
 

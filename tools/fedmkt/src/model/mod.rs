@@ -258,10 +258,12 @@ impl Model {
     }
 }
 
-/// Token embeddings `[batch, seq, hidden]` by row lookup.
+/// Token embeddings `[batch, seq, hidden]` by row lookup. Detached: the table is frozen and
+/// nothing before it trains, while candle's backward would otherwise build a gradient of
+/// the whole table (vocabulary × hidden) at every step.
 fn embed(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     let (b, t) = ids.dims2()?;
-    Ok(table.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, table.dim(1)?))?)
+    Ok(table.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, table.dim(1)?))?.detach())
 }
 
 /// Attention projections `[batch, seq, heads·dim]` → `[batch, heads, seq, dim]` and back.
