@@ -258,3 +258,30 @@ fn lora_dropout_is_seeded_and_applied_only_in_training() {
     let adapter = dir.path().join("half");
     assert_eq!(answer_nll(Some(&adapter), dir.path()), answer_nll(Some(&adapter), dir.path()));
 }
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_adapter() {
+    let dir = tempdir();
+    let train = &["--epochs", "3", "--lr", "1e-2", "--batch-size", "2", "--lora-dropout", "0.1"];
+    let straight = dir.path().join("straight");
+    assert_success(&distill(&llama_tokens(), None, &straight, train));
+    let resumed = dir.path().join("resumed");
+    let mut first = train.to_vec();
+    first.extend(["--max-steps", "4"]);
+    assert_success(&distill(&llama_tokens(), None, &resumed, &first));
+    assert!(!resumed.exists(), "no adapter until the run completes");
+    assert!(fedmkt::distill::checkpoint_dir(&resumed).join("state.json").is_file());
+    let mut second = train.to_vec();
+    second.push("--resume");
+    assert_success(&distill(&llama_tokens(), None, &resumed, &second));
+    let weights = |d: &Path| std::fs::read(d.join("adapter_model.safetensors")).unwrap();
+    assert!(weights(&straight) == weights(&resumed), "resumed adapter differs");
+    // The log matches too, but for its timing columns.
+    let column = |d: &Path, name: &str| -> Vec<f64> {
+        let table = fedmkt::io::read_parquet(&d.join("training_log.parquet"), "training-log").unwrap();
+        table.column::<arrow_array::Float64Array>(name).unwrap().iter().flat_map(|a| a.values().to_vec()).collect()
+    };
+    for name in ["loss", "ce", "kd", "lr", "grad_norm"] {
+        assert_eq!(column(&straight, name), column(&resumed, name), "{name}");
+    }
+}

@@ -61,6 +61,15 @@ struct Args {
     /// Keep the teacher's mass outside its top-K as one bucket (default: renormalise the top-K).
     #[arg(long)]
     teacher_tail: bool,
+    /// Write a checkpoint (<out>.checkpoint) every this many steps; 0: never.
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
+    /// Continue from <out>.checkpoint if it exists.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many steps in all, leaving a checkpoint to resume from.
+    #[arg(long)]
+    max_steps: Option<usize>,
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -87,6 +96,9 @@ fn main() -> ExitCode {
             lora: LoraSpec { r: args.lora_r, alpha: args.lora_alpha, dropout: args.lora_dropout, targets },
             teacher: TeacherOptions { temperature: args.temperature, tail: args.teacher_tail },
             device: fedmkt::model::parse_device(&args.device)?,
+            checkpoint_every: args.checkpoint_every,
+            resume: args.resume,
+            max_steps: args.max_steps,
         };
         fedmkt::distill::distill(&args.model, args.adapter.as_deref(), &args.data, args.teacher.as_deref(), &args.out, &opts)
     })

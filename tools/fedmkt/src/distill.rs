@@ -16,7 +16,7 @@ use arrow_array::{Float64Array, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::ParamsAdamW;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -48,6 +48,95 @@ pub struct DistillOptions {
     pub lora: LoraSpec,
     pub teacher: TeacherOptions,
     pub device: Device,
+    /// Write a checkpoint (adapter, optimiser moments, position) every this many steps (0: never).
+    pub checkpoint_every: usize,
+    /// Continue from the checkpoint beside `out` if there is one.
+    pub resume: bool,
+    /// Stop after this many steps in all (the checkpoint then holds the run).
+    pub max_steps: Option<usize>,
+}
+
+/// AdamW exactly as candle and PyTorch define it (decoupled weight decay, bias-corrected
+/// moments), with its moments exposed: a checkpoint must hold them, and candle's `AdamW`
+/// keeps them private.
+struct AdamW {
+    vars: Vec<(String, Var)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    t: i32,
+    params: ParamsAdamW,
+}
+
+impl AdamW {
+    fn new(vars: &std::collections::BTreeMap<String, Var>, params: ParamsAdamW) -> Result<Self> {
+        let zeros = |v: &Var| v.as_tensor().zeros_like();
+        let m = vars.values().map(zeros).collect::<candle_core::Result<_>>()?;
+        let v = vars.values().map(zeros).collect::<candle_core::Result<_>>()?;
+        Ok(AdamW { vars: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), m, v, t: 0, params })
+    }
+
+    fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        self.t += 1;
+        let p = &self.params;
+        let (scale_m, scale_v) = (1.0 / (1.0 - p.beta1.powi(self.t)), 1.0 / (1.0 - p.beta2.powi(self.t)));
+        for (i, (_, var)) in self.vars.iter().enumerate() {
+            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            self.m[i] = ((&self.m[i] * p.beta1)? + (g * (1.0 - p.beta1))?)?;
+            self.v[i] = ((&self.v[i] * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
+            let update = ((&self.m[i] * scale_m)? / (((&self.v[i] * scale_v)?.sqrt()? + p.eps)?))?;
+            var.set(&((var.as_tensor() * (1.0 - lr * p.weight_decay))? - (update * lr)?)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a run stands, beside the tensors of its checkpoint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CheckpointState {
+    steps_done: usize,
+    adam_t: i32,
+    /// The dropout stream's word position (decimal; u128).
+    dropout_position: Option<String>,
+    log: Vec<LogRow>,
+}
+
+/// The checkpoint folder of a run: beside `out`, named `<out>.checkpoint`.
+pub fn checkpoint_dir(out: &Path) -> std::path::PathBuf {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "adapter".into());
+    out.with_file_name(format!("{name}.checkpoint"))
+}
+
+fn save_checkpoint(dir: &Path, adam: &AdamW, dropout: &crate::model::lora::LoraDropout, log: &[LogRow]) -> Result<()> {
+    let state = CheckpointState { steps_done: log.len(), adam_t: adam.t, dropout_position: dropout.position().map(|p| p.to_string()), log: log.to_vec() };
+    io::write_dir_atomically(dir, |tmp| {
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        for (i, (key, var)) in adam.vars.iter().enumerate() {
+            tensors.extend([(format!("param:{key}"), var.as_tensor().clone()), (format!("m:{key}"), adam.m[i].clone()), (format!("v:{key}"), adam.v[i].clone())]);
+        }
+        candle_core::safetensors::save(&tensors.into_iter().collect(), tmp.join("state.safetensors"))?;
+        std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(&state)?)?;
+        Ok(())
+    })
+}
+
+/// Restore adapter, moments and dropout position; returns the log so far.
+fn load_checkpoint(dir: &Path, adam: &mut AdamW, dropout: &crate::model::lora::LoraDropout, device: &Device) -> Result<Vec<LogRow>> {
+    let state_path = dir.join("state.json");
+    let text = std::fs::read_to_string(&state_path).map_err(|e| bad_input(&state_path, format!("cannot read: {e}")))?;
+    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| bad_input(&state_path, format!("not a checkpoint ({e})")))?;
+    let tensors_path = dir.join("state.safetensors");
+    let tensors = candle_core::safetensors::load(&tensors_path, device).map_err(|e| bad_input(&tensors_path, format!("cannot read ({e})")))?;
+    let get = |name: String| tensors.get(&name).cloned().ok_or_else(|| bad_input(&tensors_path, format!("no tensor '{name}' (a checkpoint of another adapter?)")));
+    for (i, (key, var)) in adam.vars.iter().enumerate() {
+        var.set(&get(format!("param:{key}"))?)?;
+        adam.m[i] = get(format!("m:{key}"))?;
+        adam.v[i] = get(format!("v:{key}"))?;
+    }
+    adam.t = state.adam_t;
+    if let Some(position) = state.dropout_position {
+        dropout.seek(position.parse().map_err(|_| bad_input(&state_path, "bad dropout_position"))?);
+    }
+    Ok(state.log)
 }
 
 /// transformers' `get_cosine_schedule_with_warmup`: linear warmup over
@@ -148,7 +237,7 @@ pub fn clipped_gradients(vars: &[Var], parts: Vec<GradStore>, max_norm: f64) -> 
 }
 
 /// One row of the training log.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct LogRow {
     pub step: u32,
     pub epoch: u32,
@@ -209,19 +298,26 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teache
     lora.dropout.enable(lora.spec.dropout, opts.seed ^ 0xD50F_0000_0000_0002);
     let vars = lora.all_vars();
     let params = ParamsAdamW { lr: opts.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: opts.weight_decay };
-    let mut optimiser = AdamW::new(vars.clone(), params)?;
+    let mut optimiser = AdamW::new(&lora.vars, params)?;
     let examples: Vec<Example> = samples.iter().map(|s| Example { tokens: s, teacher: teacher_rows.get(&s.id) }).collect();
     let micro_batches_per_epoch = examples.len().div_ceil(opts.batch_size);
     let steps_per_epoch = micro_batches_per_epoch.div_ceil(opts.grad_accum);
     let total = steps_per_epoch * opts.epochs;
-    let mut order_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED_0000_0000_0001);
+    let checkpoint = checkpoint_dir(out);
+    let mut log = if opts.resume && checkpoint.join("state.json").is_file() { load_checkpoint(&checkpoint, &mut optimiser, &lora.dropout, &opts.device)? } else { Vec::new() };
     let progress = indicatif::ProgressBar::new(total as u64).with_message("distill");
-    let mut log = Vec::with_capacity(total);
-    for epoch in 0..opts.epochs {
+    progress.inc(log.len() as u64);
+    for epoch in log.len() / steps_per_epoch..opts.epochs {
+        // Each epoch's order from its own stream, so a resumed run skips straight to its place.
         let mut order: Vec<usize> = (0..examples.len()).collect();
-        order.shuffle(&mut order_rng);
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED_0000_0000_0001 ^ ((epoch as u64) << 32)));
         let batches: Vec<Vec<Example>> = order.chunks(opts.batch_size).map(|c| c.iter().map(|&i| examples[i]).collect()).collect();
-        for group in batches.chunks(opts.grad_accum) {
+        for group in batches.chunks(opts.grad_accum).skip(log.len() - epoch * steps_per_epoch) {
+            if opts.max_steps.is_some_and(|m| log.len() >= m) {
+                save_checkpoint(&checkpoint, &optimiser, &lora.dropout, &log)?;
+                eprintln!("distill: stopped after {} steps; checkpoint {} (continue with --resume)", log.len(), checkpoint.display());
+                return Ok(());
+            }
             let started = Instant::now();
             let step = log.len();
             let (mut grads, mut sums) = (Vec::new(), (0.0, 0.0, 0.0, 0usize));
@@ -229,18 +325,21 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teache
                 let part = batch_loss(&model, batch, k, opts)?;
                 let value = part.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 if !value.is_finite() {
-                    return Err(bad_input(data, format!("loss became {value} at step {step} (epoch {epoch}); nothing written, lower --lr")));
+                    let kept = if checkpoint.is_dir() { format!("; the last good checkpoint is {}", checkpoint.display()) } else { String::new() };
+                    return Err(bad_input(data, format!("loss became {value} at step {step} (epoch {epoch}); no adapter written{kept}, lower --lr")));
                 }
                 grads.push((part.loss / group.len() as f64)?.backward()?);
                 sums = (sums.0 + value, sums.1 + part.ce, sums.2 + if part.kd.is_nan() { 0.0 } else { part.kd }, sums.3 + part.tokens);
             }
             let (store, grad_norm) = clipped_gradients(&vars, grads, opts.max_grad_norm)?;
             let lr = learning_rate(step, total, opts.warmup_ratio, opts.lr);
-            optimiser.set_learning_rate(lr);
-            optimiser.step(&store)?;
+            optimiser.step(&store, lr)?;
             let (n, seconds) = (group.len() as f64, started.elapsed().as_secs_f64());
             log.push(LogRow { step: step as u32, epoch: epoch as u32, loss: sums.0 / n, ce: sums.1 / n, kd: sums.2 / n, lr, grad_norm, tokens_per_s: sums.3 as f64 / seconds, seconds });
             progress.inc(1);
+            if opts.checkpoint_every > 0 && log.len() % opts.checkpoint_every == 0 {
+                save_checkpoint(&checkpoint, &optimiser, &lora.dropout, &log)?;
+            }
         }
     }
     progress.finish_and_clear();

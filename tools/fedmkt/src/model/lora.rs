@@ -73,6 +73,18 @@ impl LoraDropout {
         *self.state.lock().expect("dropout state") = (rate > 0.0).then(|| (rate, ChaCha8Rng::seed_from_u64(seed)));
     }
 
+    /// Where the mask stream stands (None when off), for checkpoints.
+    pub fn position(&self) -> Option<u128> {
+        self.state.lock().expect("dropout state").as_ref().map(|(_, rng)| rng.get_word_pos())
+    }
+
+    /// Continue the mask stream from a checkpoint's position.
+    pub fn seek(&self, position: u128) {
+        if let Some((_, rng)) = self.state.lock().expect("dropout state").as_mut() {
+            rng.set_word_pos(position);
+        }
+    }
+
     /// `x` with each element zeroed with probability `rate`, the rest scaled by 1/(1 − rate).
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let mut state = self.state.lock().expect("dropout state");
