@@ -102,14 +102,9 @@ fn dual_min_ce_by_hand() {
     assert_eq!(rows.iter().map(|r| r.topk_ids[0]).collect::<Vec<_>>(), [300, 200, 200], "the winner's aligned top-K");
 }
 
-/// The knowledge columns of a `selected` file, read through a copy labelled `knowledge`.
+/// The knowledge columns of a `selected` file.
 fn read_selected(path: &Path) -> Vec<SampleKnowledge> {
-    let table = io::read_parquet(path, "selected").unwrap();
-    let copy = path.with_file_name("as-knowledge.parquet");
-    let mut provenance = table.provenance.clone();
-    provenance.format = "knowledge".into();
-    io::write_parquet(&copy, table.schema.clone(), &table.batches, &provenance).unwrap();
-    fedmkt::knowledge::read_knowledge(&copy).unwrap().0
+    fedmkt::knowledge::knowledge_rows(&io::read_parquet(path, "selected").unwrap(), 2).unwrap()
 }
 
 #[test]

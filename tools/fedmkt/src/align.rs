@@ -17,7 +17,7 @@
 //! - Two strategies: `dtw`, the paper's dynamic programming with edit distance between token
 //!   texts as the cost, and `offsets`, exact alignment by the byte spans of the tokens.
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -290,7 +290,7 @@ pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()
     check_inputs(inputs, [&sender_table, &knowledge_table, &receiver_table, &map_table])?;
     let map: Vec<u32> = flat.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
     let texts = (vocab::token_texts(inputs.sender_tokenizer)?, vocab::token_texts(inputs.receiver_tokenizer)?);
-    let k: usize = knowledge_table.provenance.extra["top_k"].parse()?;
+    let k = knowledge::top_k(&knowledge_table)?;
     let all_positions = knowledge_table.provenance.extra.get("positions").is_some_and(|p| p == "all");
     let (senders, receivers) = (by_id(&sender_samples), by_id(&receiver_samples));
     let progress = indicatif::ProgressBar::new(knowledge_samples.len() as u64).with_message("align");
@@ -337,5 +337,5 @@ fn by_id(samples: &[TokenizedSample]) -> BTreeMap<&str, &TokenizedSample> {
 
 /// Default sender name: the knowledge file's stem.
 pub fn default_sender(knowledge: &Path) -> String {
-    knowledge.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| PathBuf::from(knowledge).display().to_string())
+    knowledge.file_stem().map_or_else(|| knowledge.display().to_string(), |s| s.to_string_lossy().into_owned())
 }

@@ -265,7 +265,7 @@ fn read_teacher(path: &Path, data: &Path, samples: &[TokenizedSample]) -> Result
     if table.input_hash("tokens")? != io::file_hash(data)? {
         return Err(bad_input(path, format!("was selected for other tokens than {} (another tokenizer or public set)", data.display())));
     }
-    let k: usize = table.provenance.extra.get("top_k").and_then(|v| v.parse().ok()).ok_or_else(|| bad_input(path, "no fedmkt.top_k"))?;
+    let k = knowledge::top_k(&table)?;
     let rows = knowledge::knowledge_rows(&table, k)?;
     let lengths: HashMap<&str, usize> = samples.iter().map(|s| (s.id.as_str(), s.input_ids.len())).collect();
     for row in &rows {

@@ -220,8 +220,12 @@ pub fn infer_logits(model_dir: &Path, adapter_dir: Option<&Path>, input: &Path, 
 /// Read a knowledge file whole: its samples and its table (provenance, `top_k`).
 pub fn read_knowledge(path: &Path) -> Result<(Vec<SampleKnowledge>, io::ParquetTable)> {
     let table = io::read_parquet(path, KNOWLEDGE_FORMAT)?;
-    let k: usize = table.provenance.extra.get("top_k").and_then(|v| v.parse().ok()).ok_or_else(|| bad_input(path, "no fedmkt.top_k"))?;
-    Ok((knowledge_rows(&table, k)?, table))
+    Ok((knowledge_rows(&table, top_k(&table)?)?, table))
+}
+
+/// K of a table holding knowledge columns (`fedmkt.top_k`).
+pub fn top_k(table: &io::ParquetTable) -> Result<usize> {
+    table.provenance.extra.get("top_k").and_then(|v| v.parse().ok()).ok_or_else(|| bad_input(&table.path, "no fedmkt.top_k"))
 }
 
 /// The knowledge columns of a table (a knowledge, aligned or selected file) as samples.

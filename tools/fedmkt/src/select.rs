@@ -11,7 +11,7 @@
 //!   the one listed first.
 //! - A sample the receiver wins is not distilled (it keeps its task loss only); the
 //!   reference distils the receiver towards its own distribution instead.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -60,7 +60,7 @@ fn choose<'a>(local: &SampleKnowledge, candidates: &'a [Candidate], tolerance: f
 }
 
 /// Refuse a candidate that does not belong to the receiver's knowledge set.
-fn check_candidate(local: &ParquetTable, local_ids: &HashMap<&str, ()>, table: &ParquetTable, samples: &[SampleKnowledge]) -> Result<String> {
+fn check_candidate(local: &ParquetTable, local_ids: &HashSet<&str>, table: &ParquetTable, samples: &[SampleKnowledge]) -> Result<String> {
     let party = table.provenance.extra.get("sender").cloned().ok_or_else(|| bad_input(&table.path, "is not an aligned knowledge set (no fedmkt.sender; run align first)"))?;
     if table.input_hash("tokens")? != local.input_hash("tokens")? {
         return Err(bad_input(&table.path, format!("is aligned to other receiver tokens than {}", local.path.display())));
@@ -68,7 +68,7 @@ fn check_candidate(local: &ParquetTable, local_ids: &HashMap<&str, ()>, table: &
     if table.provenance.extra.get("top_k") != local.provenance.extra.get("top_k") {
         return Err(bad_input(&table.path, format!("has another top-K ({:?}) than {} ({:?})", table.provenance.extra.get("top_k"), local.path.display(), local.provenance.extra.get("top_k"))));
     }
-    if let Some(extra) = samples.iter().find(|s| !local_ids.contains_key(s.id.as_str())) {
+    if let Some(extra) = samples.iter().find(|s| !local_ids.contains(s.id.as_str())) {
         return Err(bad_input(&table.path, format!("has sample '{}', which {} lacks", extra.id, local.path.display())));
     }
     Ok(party)
@@ -88,7 +88,7 @@ pub fn select(local_path: &Path, candidate_paths: &[&Path], tolerance: f64, out:
     if local_table.provenance.extra.contains_key("sender") {
         return Err(bad_input(local_path, "is an aligned set; --local takes the receiver's own knowledge (infer-logits)"));
     }
-    let local_ids: HashMap<&str, ()> = local.iter().map(|s| (s.id.as_str(), ())).collect();
+    let local_ids: HashSet<&str> = local.iter().map(|s| s.id.as_str()).collect();
     let mut candidates = Vec::new();
     let mut provenance = Provenance::new(SELECTED_FORMAT, 1, "select")
         .input("dataset", local_table.input_hash("dataset")?.to_string())
@@ -105,7 +105,7 @@ pub fn select(local_path: &Path, candidate_paths: &[&Path], tolerance: f64, out:
     let mut wins: BTreeMap<&str, usize> = candidates.iter().map(|c| (c.party.as_str(), 0)).collect();
     choices.iter().for_each(|c| *wins.entry(c.party).or_default() += 1);
     let receiver_wins = local.len() - choices.len();
-    let k: usize = local_table.provenance.extra.get("top_k").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let k = knowledge::top_k(&local_table)?;
     let summary: Vec<String> = wins.iter().map(|(p, n)| format!("{p}={n}")).chain([format!("receiver={receiver_wins}")]).collect();
     provenance = provenance.extra("top_k", k).extra("tolerance", tolerance).extra("wins", summary.join(","));
     for key in ["positions", "vocab_size"] {
