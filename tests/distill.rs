@@ -141,12 +141,11 @@ fn same_seed_gives_identical_adapter_bytes() {
     assert_ne!(weights(&a), weights(&c));
 }
 
-/// Teacher targets for the tiny-llama tokens: a peaked distribution on token 7 at every
-/// answer position (as `select` would write them).
-fn teacher_file(dir: &Path) -> PathBuf {
-    let (samples, _) = fedmkt::tokens::read_tokens(&llama_tokens()).unwrap();
-    let k = 2;
-    let rows: Vec<fedmkt::knowledge::SampleKnowledge> = samples
+/// Teacher targets for token samples: a peaked distribution on token 7 at every answer
+/// position (as `select` would write them). A rule the student can learn, so it carries over
+/// to samples the student never trained on.
+fn peaked_teacher(samples: &[fedmkt::tokens::TokenizedSample]) -> Vec<fedmkt::knowledge::SampleKnowledge> {
+    samples
         .iter()
         .map(|s| {
             let positions: Vec<u32> = fedmkt::knowledge::answer_positions(s).map(|p| p as u32).collect();
@@ -162,27 +161,39 @@ fn teacher_file(dir: &Path) -> PathBuf {
                 positions,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// A `selected` file of teacher targets for the token file `tokens`.
+fn teacher_file(dir: &Path, tokens: &Path) -> PathBuf {
+    let (samples, _) = fedmkt::tokens::read_tokens(tokens).unwrap();
     let path = dir.join("selected.parquet");
-    let provenance = fedmkt::io::Provenance::new("selected", 1, "test").input("tokens", fedmkt::io::file_hash(&llama_tokens()).unwrap()).extra("top_k", k);
-    let batch = fedmkt::knowledge::knowledge_batch(&rows, k).unwrap();
+    let provenance = fedmkt::io::Provenance::new("selected", 1, "test").input("tokens", fedmkt::io::file_hash(tokens).unwrap()).extra("top_k", 2);
+    let batch = fedmkt::knowledge::knowledge_batch(&peaked_teacher(&samples), 2).unwrap();
     fedmkt::io::write_parquet(&path, batch.schema(), &[batch], &provenance).unwrap();
     path
 }
 
-/// The student's KD loss against the teacher file, measured through the library.
-fn kd_against(adapter: Option<&Path>, teacher: &Path) -> f64 {
+/// The first four tiny-llama samples as a token file to train on; the last two held out.
+fn split_tokens(dir: &Path) -> (PathBuf, Vec<fedmkt::tokens::TokenizedSample>) {
+    let (mut samples, table) = fedmkt::tokens::read_tokens(&llama_tokens()).unwrap();
+    let held_out = samples.split_off(4);
+    let path = dir.join("train.parquet");
+    let provenance = fedmkt::io::Provenance::new("tokens", 1, "test").input("tokenizer", table.input_hash("tokenizer").unwrap().to_string());
+    fedmkt::tokens::write_tokens(&path, &samples, &provenance).unwrap();
+    (path, held_out)
+}
+
+/// The student's KD loss against the teacher rows of `samples`, measured through the library.
+fn kd_against(adapter: Option<&Path>, samples: &[fedmkt::tokens::TokenizedSample]) -> f64 {
     let model_dir = testdata("models/tiny-llama");
     let source = match adapter {
         Some(a) => AdapterSource::load(a, &fedmkt::model::base_config_hash(&model_dir).unwrap(), &Device::Cpu).unwrap(),
         None => AdapterSource::None,
     };
     let model = Model::load(&model_dir, source, candle_core::DType::F32, &Device::Cpu).unwrap();
-    let table = fedmkt::io::read_parquet(teacher, "selected").unwrap();
-    let rows = fedmkt::knowledge::knowledge_rows(&table, 2).unwrap();
-    let (samples, _) = fedmkt::tokens::read_tokens(&llama_tokens()).unwrap();
     let mut total = 0.0;
-    for (s, row) in samples.iter().zip(&rows) {
+    for (s, row) in samples.iter().zip(peaked_teacher(samples)) {
         let ids = Tensor::new(s.input_ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         let hidden = model.hidden_states(&ids).unwrap().squeeze(0).unwrap();
         let at = hidden.index_select(&Tensor::new(row.positions.as_slice(), &Device::Cpu).unwrap(), 0).unwrap();
@@ -193,19 +204,48 @@ fn kd_against(adapter: Option<&Path>, teacher: &Path) -> f64 {
 }
 
 #[test]
-fn distilling_lowers_the_student_teacher_cross_entropy() {
+fn distilling_lowers_the_student_teacher_cross_entropy_on_held_out_samples() {
     let dir = tempdir();
-    let teacher = teacher_file(dir.path());
+    let (train, held_out) = split_tokens(dir.path());
+    let teacher = teacher_file(dir.path(), &train);
     let adapter = dir.path().join("adapter");
-    assert_success(&distill(&llama_tokens(), Some(&teacher), &adapter, &["--epochs", "4", "--lr", "1e-2", "--lambda", "0.1"]));
-    let (before, after) = (kd_against(None, &teacher), kd_against(Some(&adapter), &teacher));
-    assert!(after < 0.8 * before, "student-teacher CE {before} -> {after}");
+    assert_success(&distill(&train, Some(&teacher), &adapter, &["--epochs", "6", "--lr", "1e-2", "--lambda", "0.1", "--batch-size", "2"]));
+    let (before, after) = (kd_against(None, &held_out), kd_against(Some(&adapter), &held_out));
+    eprintln!("held-out student-teacher CE {before:.4} -> {after:.4}");
+    assert!(after < 0.8 * before, "held-out student-teacher CE {before} -> {after}");
+}
+
+#[test]
+fn an_adapter_for_another_base_model_is_refused() {
+    let dir = tempdir();
+    let llama_adapter = dir.path().join("llama-adapter");
+    assert_success(&distill(&llama_tokens(), None, &llama_adapter, &["--max-steps", "100"]));
+    let out = dir.path().join("gemma-adapter");
+    let gemma_tokens = testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet");
+    let args = ["--model", &testdata("models/tiny-gemma3").display().to_string(), "--adapter", &llama_adapter.display().to_string(), "--data", &gemma_tokens.display().to_string(), "--out", &out.display().to_string()];
+    assert_bad_input(&run("distill", args), &["adapter_config.json", "another base model"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_diverging_loss_stops_with_the_last_good_checkpoint_kept() {
+    let dir = tempdir();
+    let out = dir.path().join("adapter");
+    let output = distill(&llama_tokens(), None, &out, &["--epochs", "4", "--batch-size", "2", "--lr", "1e30", "--checkpoint-every", "1"]);
+    assert_bad_input(&output, &["arc-easy-eval.parquet", "loss became", "last good checkpoint"]);
+    assert!(!out.exists(), "no adapter from a diverged run");
+    let state = read_json(&fedmkt::distill::checkpoint_dir(&out).join("state.json"));
+    let failed_at: u64 = String::from_utf8_lossy(&output.stderr).split("at step ").nth(1).and_then(|t| t.split(' ').next()).unwrap().parse().unwrap();
+    assert!(state["steps_done"].as_u64().unwrap() < failed_at, "the checkpoint holds parameters before the divergence: {state}");
+    // Its parameters are good: resumed with a sane learning rate, the run completes.
+    assert_success(&distill(&llama_tokens(), None, &out, &["--epochs", "4", "--batch-size", "2", "--lr", "1e-2", "--resume"]));
+    assert!(!fedmkt::distill::checkpoint_dir(&out).exists(), "a finished run leaves no checkpoint");
 }
 
 #[test]
 fn teacher_targets_for_other_tokens_are_refused() {
     let dir = tempdir();
-    let teacher = teacher_file(dir.path());
+    let teacher = teacher_file(dir.path(), &llama_tokens());
     let gemma_tokens = testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet");
     let out = dir.path().join("adapter");
     let mut args = vec!["--model".to_string(), testdata("models/tiny-gemma3").display().to_string(), "--data".into(), gemma_tokens.display().to_string()];

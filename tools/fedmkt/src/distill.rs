@@ -106,6 +106,53 @@ pub fn checkpoint_dir(out: &Path) -> std::path::PathBuf {
     out.with_file_name(format!("{name}.checkpoint"))
 }
 
+/// A periodic checkpoint is first staged beside the real one and promoted only once its
+/// parameters have given a finite loss: a run that diverges keeps the last *good* checkpoint,
+/// not the parameters that blew up.
+struct Checkpoints {
+    dir: std::path::PathBuf,
+    staged: std::path::PathBuf,
+}
+
+impl Checkpoints {
+    fn new(out: &Path) -> Checkpoints {
+        let dir = checkpoint_dir(out);
+        let staged = dir.with_extension("checkpoint.staged");
+        Checkpoints { dir, staged }
+    }
+
+    fn stage(&self, adam: &AdamW, dropout: &crate::model::lora::LoraDropout, log: &[LogRow]) -> Result<()> {
+        save_checkpoint(&self.staged, adam, dropout, log)
+    }
+
+    /// The staged parameters gave a finite loss: they become the checkpoint.
+    fn promote(&self) -> Result<()> {
+        if self.staged.is_dir() {
+            if self.dir.exists() {
+                std::fs::remove_dir_all(&self.dir)?;
+            }
+            std::fs::rename(&self.staged, &self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn discard_staged(&self) -> Result<()> {
+        if self.staged.is_dir() {
+            std::fs::remove_dir_all(&self.staged)?;
+        }
+        Ok(())
+    }
+
+    /// The run finished and wrote its adapter: no checkpoint is needed any more.
+    fn remove(&self) -> Result<()> {
+        self.discard_staged()?;
+        if self.dir.is_dir() {
+            std::fs::remove_dir_all(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
 fn save_checkpoint(dir: &Path, adam: &AdamW, dropout: &crate::model::lora::LoraDropout, log: &[LogRow]) -> Result<()> {
     let state = CheckpointState { steps_done: log.len(), adam_t: adam.t, dropout_position: dropout.position().map(|p| p.to_string()), log: log.to_vec() };
     io::write_dir_atomically(dir, |tmp| {
@@ -303,8 +350,10 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teache
     let micro_batches_per_epoch = examples.len().div_ceil(opts.batch_size);
     let steps_per_epoch = micro_batches_per_epoch.div_ceil(opts.grad_accum);
     let total = steps_per_epoch * opts.epochs;
-    let checkpoint = checkpoint_dir(out);
-    let mut log = if opts.resume && checkpoint.join("state.json").is_file() { load_checkpoint(&checkpoint, &mut optimiser, &lora.dropout, &opts.device)? } else { Vec::new() };
+    let checkpoints = Checkpoints::new(out);
+    checkpoints.discard_staged()?;
+    let checkpoint = &checkpoints.dir;
+    let mut log = if opts.resume && checkpoint.join("state.json").is_file() { load_checkpoint(checkpoint, &mut optimiser, &lora.dropout, &opts.device)? } else { Vec::new() };
     let progress = indicatif::ProgressBar::new(total as u64).with_message("distill");
     progress.inc(log.len() as u64);
     for epoch in log.len() / steps_per_epoch..opts.epochs {
@@ -314,7 +363,8 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teache
         let batches: Vec<Vec<Example>> = order.chunks(opts.batch_size).map(|c| c.iter().map(|&i| examples[i]).collect()).collect();
         for group in batches.chunks(opts.grad_accum).skip(log.len() - epoch * steps_per_epoch) {
             if opts.max_steps.is_some_and(|m| log.len() >= m) {
-                save_checkpoint(&checkpoint, &optimiser, &lora.dropout, &log)?;
+                checkpoints.discard_staged()?;
+                save_checkpoint(checkpoint, &optimiser, &lora.dropout, &log)?;
                 eprintln!("distill: stopped after {} steps; checkpoint {} (continue with --resume)", log.len(), checkpoint.display());
                 return Ok(());
             }
@@ -325,9 +375,11 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teache
                 let part = batch_loss(&model, batch, k, opts)?;
                 let value = part.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 if !value.is_finite() {
+                    checkpoints.discard_staged()?;
                     let kept = if checkpoint.is_dir() { format!("; the last good checkpoint is {}", checkpoint.display()) } else { String::new() };
                     return Err(bad_input(data, format!("loss became {value} at step {step} (epoch {epoch}); no adapter written{kept}, lower --lr")));
                 }
+                checkpoints.promote()?;
                 grads.push((part.loss / group.len() as f64)?.backward()?);
                 sums = (sums.0 + value, sums.1 + part.ce, sums.2 + if part.kd.is_nan() { 0.0 } else { part.kd }, sums.3 + part.tokens);
             }
@@ -338,7 +390,7 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teache
             log.push(LogRow { step: step as u32, epoch: epoch as u32, loss: sums.0 / n, ce: sums.1 / n, kd: sums.2 / n, lr, grad_norm, tokens_per_s: sums.3 as f64 / seconds, seconds });
             progress.inc(1);
             if opts.checkpoint_every > 0 && log.len() % opts.checkpoint_every == 0 {
-                save_checkpoint(&checkpoint, &optimiser, &lora.dropout, &log)?;
+                checkpoints.stage(&optimiser, &lora.dropout, &log)?;
             }
         }
     }
@@ -351,6 +403,7 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teache
     }
     let batch = log_batch(&log)?;
     io::write_parquet(&out.join(TRAINING_LOG), batch.schema(), &[batch], &provenance)?;
+    checkpoints.remove()?;
     let last = log.last().map_or(f64::NAN, |r| r.loss);
     eprintln!("distill: {} steps, {} samples ({} with teacher targets), last loss {last:.4} -> {}", log.len(), samples.len(), teacher_rows.len(), out.display());
     Ok(())
