@@ -325,3 +325,20 @@ fn an_interrupted_run_resumes_to_the_same_adapter() {
         assert_eq!(column(&straight, name), column(&resumed, name), "{name}");
     }
 }
+
+#[test]
+fn several_token_files_of_one_tokenizer_train_together() {
+    let dir = tempdir();
+    let (train, held_out) = split_tokens(dir.path());
+    let rest = dir.path().join("rest.parquet");
+    let provenance = fedmkt::io::Provenance::new("tokens", 1, "test").input("tokenizer", fedmkt::tokens::read_tokens(&train).unwrap().1.input_hash("tokenizer").unwrap().to_string());
+    fedmkt::tokens::write_tokens(&rest, &held_out, &provenance).unwrap();
+    let out = dir.path().join("adapter");
+    let path = |p: &Path| p.display().to_string();
+    let args = |second: &Path| ["--model".to_string(), path(&testdata("models/tiny-llama")), "--data".into(), path(&train), "--data".into(), path(second), "--out".into(), path(&out)];
+    assert_bad_input(&run("distill", args(&testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet"))), &["arc-easy-eval.parquet", "another tokenizer"]);
+    assert_bad_input(&run("distill", args(&train)), &["appears twice"]);
+    assert_success(&run("distill", args(&rest)));
+    let log = fedmkt::io::read_parquet(&out.join("training_log.parquet"), "training-log").unwrap();
+    assert_eq!(log.schema.metadata.get("fedmkt.samples").map(String::as_str), Some("6"));
+}

@@ -19,9 +19,9 @@ struct Args {
     /// Adapter folder to continue training (else a fresh adapter from --seed).
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Token file to train on (tokenize).
-    #[arg(long)]
-    data: PathBuf,
+    /// Token file to train on (tokenize); repeat to train on several of one tokenizer.
+    #[arg(long, required = true)]
+    data: Vec<PathBuf>,
     /// Selected teacher targets for --data (select).
     #[arg(long)]
     teacher: Option<PathBuf>,

