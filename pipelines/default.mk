@@ -17,3 +17,4 @@ PRIVATE_EPOCHS := 1
 DISTILL_EPOCHS := 1
 CLIENT_LR     := 2e-4
 SERVER_LR     := 1e-4
+BASELINES     := zero-shot standalone centralized

@@ -1,0 +1,107 @@
+//! `make round` end to end on the tiny test models (pipelines/tiny.mk): two rounds of FedMKT,
+//! every file of a round where the design puts it, nothing redone on a second run, only the
+//! dependents redone after deleting one file, and byte-identical adapters from two runs.
+use std::path::Path;
+use std::process::{Command, Output};
+
+use fedmkt_tests::*;
+
+/// `make` in the repository root on the tiny pipeline, runs under `runs`; the test has built
+/// the tools already, so cargo is not run again (CARGO=true).
+fn make(runs: &Path, extra: &[&str]) -> Output {
+    let output = Command::new("make")
+        .current_dir(root())
+        .args(["round", "PIPELINE=pipelines/tiny.mk", "CARGO=true", "ROUND=2"])
+        .arg(format!("RUNS={}", runs.display()))
+        .args(extra)
+        .output()
+        .expect("make runs");
+    assert_success(&output);
+    output
+}
+
+/// The output files of the tool commands make ran (their --out), in order.
+fn outputs_made(output: &Output) -> Vec<String> {
+    let stdout = String::from_utf8_lossy(&output.stdout).replace("\\\n", " ");
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("target/release/"))
+        .filter_map(|l| l.split(" --out ").nth(1).map(|rest| rest.split_whitespace().next().unwrap_or_default().to_string()))
+        .collect()
+}
+
+const ROUND_FILES: &[&str] = &[
+    "client-1/private/adapter_config.json",
+    "client-1/knowledge.parquet",
+    "server/from-client-1.parquet",
+    "server/from-client-2.parquet",
+    "server/selected.parquet",
+    "server/adapter/adapter_model.safetensors",
+    "server/knowledge.parquet",
+    "client-2/from-server.parquet",
+    "client-2/selected.parquet",
+    "client-2/adapter/training_log.parquet",
+    "eval/server.json",
+    "eval/client-1.json",
+    "eval/client-2.json",
+    "comms.parquet",
+    "comms.md",
+];
+
+#[test]
+fn two_rounds_on_the_tiny_models() {
+    let dir = tempdir();
+    let runs = dir.path().join("a");
+    let first = make(&runs, &["-j2"]);
+    let run = runs.join("tiny");
+    for n in 1..=2 {
+        for file in ROUND_FILES {
+            assert!(run.join(format!("round-{n}")).join(file).is_file(), "round {n}: {file} missing");
+        }
+    }
+    assert!(run.join("round-1/server/local.parquet").is_file(), "round 1 infers the server's own losses");
+    assert!(!run.join("round-2/server/local.parquet").exists(), "round 2 reuses round 1's server knowledge");
+
+    // The printed table: methods as rows, parties as columns.
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    for row in ["| method | server (tiny-llama) | client-1 (tiny-gemma3) | client-2 (tiny-gemma3) |", "| Zero-Shot |", "| FedMKT (round 1) |", "| FedMKT (round 2) |"] {
+        assert!(stdout.contains(row), "table lacks '{row}':\n{stdout}");
+    }
+    // Round 2 continues from round 1's adapters.
+    assert!(stdout.contains("--adapter ") && stdout.contains("tiny/round-1/client-1/adapter --data"), "round 2's private phase starts from round 1");
+
+    // Communication: a client sends its knowledge set and receives the server's.
+    let comms = fedmkt::io::read_parquet(&run.join("round-1/comms.parquet"), "comms").unwrap();
+    let sent = comms.column::<arrow_array::UInt64Array>("sent_bytes").unwrap()[0].value(0);
+    assert_eq!(sent, std::fs::metadata(run.join("round-1/client-1/knowledge.parquet")).unwrap().len());
+
+    // Nothing to redo; after deleting the server's selection, only what depends on it.
+    assert_eq!(outputs_made(&make(&runs, &[])), Vec::<String>::new());
+    std::fs::remove_file(run.join("round-2/server/selected.parquet")).unwrap();
+    let mut redone: Vec<String> = outputs_made(&make(&runs, &[])).iter().map(|p| p.trim_start_matches(&format!("{}/", run.display())).to_string()).collect();
+    redone.sort();
+    let mut expected = vec![
+        "round-2/server/selected.parquet",
+        "round-2/server/adapter",
+        "round-2/server/knowledge.parquet",
+        "round-2/eval/server.json",
+        "round-2/client-1/from-server.parquet",
+        "round-2/client-2/from-server.parquet",
+        "round-2/client-1/selected.parquet",
+        "round-2/client-2/selected.parquet",
+        "round-2/client-1/adapter",
+        "round-2/client-2/adapter",
+        "round-2/eval/client-1.json",
+        "round-2/eval/client-2.json",
+        "round-2/comms.parquet",
+        "report-2.parquet",
+    ];
+    expected.sort();
+    assert_eq!(redone, expected);
+
+    // Same pipeline, another folder, one job at a time: the same adapters, byte for byte.
+    let again = dir.path().join("b");
+    make(&again, &[]);
+    let weights = |runs: &Path| std::fs::read(runs.join("tiny/round-2/client-2/adapter/adapter_model.safetensors")).unwrap();
+    assert!(weights(&runs) == weights(&again), "a rerun gives other adapters");
+}
