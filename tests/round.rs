@@ -9,9 +9,13 @@ use fedmkt_tests::*;
 /// `make` in the repository root on the tiny pipeline, runs under `runs`; the test has built
 /// the tools already, so cargo is not run again (CARGO=true).
 fn make(runs: &Path, extra: &[&str]) -> Output {
+    make_target("round", runs, extra)
+}
+
+fn make_target(target: &str, runs: &Path, extra: &[&str]) -> Output {
     let output = Command::new("make")
         .current_dir(root())
-        .args(["round", "PIPELINE=pipelines/tiny.mk", "CARGO=true", "ROUND=2"])
+        .args([target, "PIPELINE=pipelines/tiny.mk", "CARGO=true", "ROUND=2"])
         .arg(format!("RUNS={}", runs.display()))
         .args(extra)
         .output()
@@ -104,4 +108,23 @@ fn two_rounds_on_the_tiny_models() {
     make(&again, &[]);
     let weights = |runs: &Path| std::fs::read(runs.join("tiny/round-2/client-2/adapter/adapter_model.safetensors")).unwrap();
     assert!(weights(&runs) == weights(&again), "a rerun gives other adapters");
+}
+
+#[test]
+fn every_baseline_has_its_rows_in_the_report() {
+    let dir = tempdir();
+    let runs = dir.path();
+    let report = runs.join("tiny/report.md");
+    make_target(&report.display().to_string(), runs, &["BASELINES=zero-shot standalone centralized fedavg llm2slm"]);
+    let text = std::fs::read_to_string(&report).unwrap();
+    for row in ["| Zero-Shot |", "| Standalone | – |", "| Centralized |", "| FedAvg (round 2) | – |", "| LLM2SLM (round 1) |", "| FedMKT (round 2) |", "## Communication per round", "| 2 | client-2 |"] {
+        assert!(text.contains(row), "report lacks '{row}':\n{text}");
+    }
+    // LLM2SLM's server never learns: its clients send nothing.
+    let comms = fedmkt::io::read_parquet(&runs.join("tiny-llm2slm/round-1/comms.parquet"), "comms").unwrap();
+    assert_eq!(comms.column::<arrow_array::UInt64Array>("sent_bytes").unwrap()[0].value(0), 0);
+    assert!(!runs.join("tiny-llm2slm/round-1/server/adapter").exists());
+    // One row per method, round and party: zero-shot 3, standalone 2, centralized 1, FedAvg 2×2, LLM2SLM and FedMKT 2×3.
+    let table = fedmkt::io::read_parquet(&runs.join("tiny/report.parquet"), "results").unwrap();
+    assert_eq!(table.num_rows(), 3 + 2 + 1 + 2 * 2 + 2 * 3 + 2 * 3);
 }

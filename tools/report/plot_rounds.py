@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import pyarrow.parquet as pq
 
 
@@ -32,6 +33,7 @@ def main(report, out):
             if r["round"] is None and r["method"] != "Zero-Shot":
                 ax.axhline(100 * r[metric], linestyle="--", linewidth=1, color="grey")
                 ax.annotate(f"{r['method']} {r['party']}", (0, 100 * r[metric]), fontsize=7, color="grey", va="bottom")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
         ax.set_xlabel("round (0: zero-shot)")
         ax.grid(alpha=0.3)
