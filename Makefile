@@ -140,7 +140,7 @@ CLIENTS  := $(addprefix client-,$(shell seq 1 $(N_CLIENTS)))
 ROUNDS   := $(shell seq 1 $(ROUND))
 PREV      = $(word $(1),0 $(shell seq 1 100))
 R         = $(RUN)/round-$(1)
-MODEL_OF  = $(if $(filter server,$(1)),$(SERVER),$(word $(patsubst client-%,%,$(1)),$(CLIENT_MODELS)))
+MODEL_OF  = $(if $(filter server,$(1)),$(SERVER),$(if $(filter slm,$(1)),$(word 1,$(CLIENT_MODELS)),$(word $(patsubst client-%,%,$(1)),$(CLIENT_MODELS))))
 M         = $(RUN)/models/$(call MODEL_OF,$(1))
 PUBLIC    = $(RUN)/tok/$(call MODEL_OF,$(1))/public.parquet
 EVAL_DATA = $(RUN)/data/$(TASK)/eval.parquet
@@ -154,6 +154,10 @@ ALIGN_FLAGS  = --sender-tokens $(call PUBLIC,$(1)) --receiver-tokens $(call PUBL
 TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(SEED) --lora-r $(LORA_R) --lora-alpha $(LORA_ALPHA)
 SERVER_ADAPTER = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/server/adapter)
 SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R,$(call PREV,$(1)))/server/knowledge.parquet)
+
+# Round 1: the server's own losses before it learns anything.
+$(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
+	$(BIN)/infer-logits --model $(call M,server) --input $< --top-k $(TOP_K) --out $@
 
 # $(1) round, $(2) client
 define client_rules
@@ -183,9 +187,6 @@ endef
 
 # $(1) round
 define server_rules
-$(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
-	$(BIN)/infer-logits --model $(call M,server) --input $$< --top-k $(TOP_K) --out $$@
-
 $(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(foreach c,$(CLIENTS),$(call R,$(1))/server/from-$(c).parquet) | $(BIN)/select
 	$(BIN)/select --local $$< --candidates $$(wordlist 2,100,$$^) --out $$@
 
@@ -206,7 +207,92 @@ $(call R,$(1))/comms.parquet: $(foreach c,$(CLIENTS),$(call R,$(1))/$(c)/adapter
 	  $(1),$(c),$(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/$(c)/knowledge.parquet,-),$(call R,$(1))/server/knowledge.parquet,$(call R,$(1))/$(c)/adapter/adapter_model.safetensors,$(call PUBLIC,$(c)))
 endef
 
+# ---------------------------------------------------------------- a FedCoLLM round (METHOD=FedCoLLM)
+# Homogeneous clients fine-tune one SLM on their shards; the server learns only the weighted
+# sum of their adapters (secure aggregation, `aggregate`), then the LLM and the averaged SLM
+# distil into each other on the public set (align + select + distill both ways), and the
+# distilled SLM is what every client starts the next round from. Files of round n:
+#   client-k/private/   secagg/{client-k,shares/from-k,masked/client-k.parquet,reveal/k.json,sum.parquet}
+#   server/slm/ (the average)  server/{slm-knowledge,from-slm,selected,knowledge,slm-from-server,slm-selected}.parquet
+#   server/adapter/ (LLM)  server/slm-distilled/ (sent to the clients)  eval/{server,slm}.json
+SECAGG_THRESHOLD ?= $(N_CLIENTS)
+S         = $(call R,$(1))/secagg
+PUBLICS   = $(foreach c,$(CLIENTS),$(call S,$(1))/$(c)/public.json)
+COLLM_START = $(if $(filter 1,$(1)),,$(call R,$(call PREV,$(1)))/server/slm-distilled)
+
+# $(1) round, $(2) client, $(3) its number
+define fedcollm_client_rules
+$(call R,$(1))/$(2)/private/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(call ADAPTER_DEP,$(call COLLM_START,$(1))) | $(BIN)/distill
+	$(BIN)/distill --model $(call M,$(2)) $(call ADAPTER_FLAG,$(call COLLM_START,$(1))) --data $$< \
+	  --epochs $(PRIVATE_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+
+$(call S,$(1))/$(2)/public.json: | $(BIN)/aggregate
+	$(BIN)/aggregate keygen --party $(3) --round $(1) --out $$(@D)
+
+$(call S,$(1))/shares/from-$(3)/to-1.json: $(call PUBLICS,$(1)) | $(BIN)/aggregate
+	$(BIN)/aggregate share --keys $(call S,$(1))/$(2) --publics $(call PUBLICS,$(1)) --threshold $(SECAGG_THRESHOLD) --out $$(@D)
+
+$(call S,$(1))/masked/$(2).parquet: $(call R,$(1))/$(2)/private/adapter_config.json $(call PUBLICS,$(1)) | $(BIN)/aggregate
+	$(BIN)/aggregate mask --keys $(call S,$(1))/$(2) --publics $(call PUBLICS,$(1)) --adapter $$(<D) --out $$@
+
+$(call S,$(1))/reveal/$(3).json: $(call S,$(1))/sum.parquet $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(call S,$(1))/shares/from-$(k)/to-1.json) | $(BIN)/aggregate
+	$(BIN)/aggregate reveal --keys $(call S,$(1))/$(2) --shares $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(call S,$(1))/shares/from-$(k)/to-$(3).json) \
+	  --publics $(call PUBLICS,$(1)) --sum $$< --out $$@
+endef
+
+# $(1) round; the party `slm` is the averaged SLM, client-1's model (all clients hold the same one).
+define fedcollm_server_rules
+$(call S,$(1))/sum.parquet: $(foreach c,$(CLIENTS),$(call S,$(1))/masked/$(c).parquet) | $(BIN)/aggregate
+	$(BIN)/aggregate sum --masked $$^ --out $$@
+
+$(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(call S,$(1))/reveal/$(k).json) | $(BIN)/aggregate
+	$(BIN)/aggregate unmask --sum $$< --reveals $$(wordlist 2,1000,$$^) --publics $(call PUBLICS,$(1)) --threshold $(SECAGG_THRESHOLD) --out $$(@D)
+
+$(call R,$(1))/server/slm-knowledge.parquet: $(call R,$(1))/server/slm/adapter_config.json | $(BIN)/infer-logits
+	$(BIN)/infer-logits --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) --top-k $(TOP_K) --out $$@
+
+$(call R,$(1))/server/from-slm.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call MAP,$(call MODEL_OF,slm),$(SERVER)) | $(BIN)/align
+	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,slm,server) --out $$@
+
+$(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(call R,$(1))/server/from-slm.parquet | $(BIN)/select
+	$(BIN)/select --local $$< --candidates $$(word 2,$$^) --out $$@
+
+$(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(BIN)/distill
+	$(BIN)/distill --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
+	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
+
+$(call R,$(1))/server/knowledge.parquet: $(call R,$(1))/server/adapter/adapter_config.json | $(BIN)/infer-logits
+	$(BIN)/infer-logits --model $(call M,server) --adapter $$(<D) --input $(call PUBLIC,server) --top-k $(TOP_K) --out $$@
+
+$(call R,$(1))/server/slm-from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,slm)) | $(BIN)/align
+	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,server,slm) --out $$@
+
+$(call R,$(1))/server/slm-selected.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call R,$(1))/server/slm-from-server.parquet | $(BIN)/select
+	$(BIN)/select --local $$< --candidates $$(word 2,$$^) --out $$@
+
+$(call R,$(1))/server/slm-distilled/adapter_config.json: $(call R,$(1))/server/slm-selected.parquet $(call R,$(1))/server/slm/adapter_config.json | $(BIN)/distill
+	$(BIN)/distill --model $(call M,slm) --adapter $(call R,$(1))/server/slm --data $(call PUBLIC,slm) --teacher $$< \
+	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+
+$(call R,$(1))/eval/server.json: $(call R,$(1))/server/adapter/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
+	$(BIN)/evaluate --model $(call M,server) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
+
+$(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
+	$(BIN)/evaluate --model $(call M,slm) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
+
+# A client sends its masked adapter and receives the distilled SLM adapter.
+$(call R,$(1))/comms.parquet: $(call R,$(1))/server/slm-distilled/adapter_config.json | $(BIN)/report
+	$(BIN)/report comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(CLIENTS),--entry \
+	  $(1),$(c),$(call S,$(1))/masked/$(c).parquet,$(call R,$(1))/server/slm-distilled/adapter_model.safetensors,$(call R,$(1))/$(c)/private/adapter_model.safetensors,$(call PUBLIC,$(c)))
+endef
+
+ifeq ($(METHOD),FedCoLLM)
+PARTIES := server slm
+$(foreach n,$(ROUNDS),$(eval $(call fedcollm_server_rules,$(n))) $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(eval $(call fedcollm_client_rules,$(n),client-$(k),$(k)))))
+else
+PARTIES := server $(CLIENTS)
 $(foreach n,$(ROUNDS),$(eval $(call server_rules,$(n))) $(foreach c,$(CLIENTS),$(eval $(call client_rules,$(n),$(c)))))
+endif
 
 # ---------------------------------------------------------------- baselines (BASELINES in the pipeline)
 # Zero-Shot: every model as it comes. Standalone: each client on its private shard only.
@@ -256,7 +342,7 @@ $(LLM2SLM_RUN)/report-$(ROUND).md: FORCE
 
 # Each baseline: its files and its rows in the report (METHOD,ROUND,PARTY=FILE).
 BASELINE_FILES_zero-shot   = $(foreach m,$(MODELS),$(call ZERO_SHOT,$(m)))
-BASELINE_ROWS_zero-shot    = $(foreach p,server $(CLIENTS),Zero-Shot,-,$(p)=$(call ZERO_SHOT,$(call MODEL_OF,$(p))))
+BASELINE_ROWS_zero-shot    = $(foreach p,$(PARTIES),Zero-Shot,-,$(p)=$(call ZERO_SHOT,$(call MODEL_OF,$(p))))
 BASELINE_FILES_standalone  = $(foreach c,$(CLIENTS),$(B)/standalone/eval/$(c).json)
 BASELINE_ROWS_standalone   = $(foreach c,$(CLIENTS),Standalone,-,$(c)=$(B)/standalone/eval/$(c).json)
 BASELINE_FILES_centralized = $(B)/centralized/eval/server.json
@@ -269,8 +355,8 @@ BASELINE_ROWS_llm2slm      = $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS)
 baselines: setup $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b)))
 
 # ---------------------------------------------------------------- the report
-ROUND_FILES = $(foreach n,$(ROUNDS),$(call R,$(n))/eval/server.json $(foreach c,$(CLIENTS),$(call R,$(n))/eval/$(c).json) $(call R,$(n))/comms.parquet)
-ROUND_ROWS  = $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
+ROUND_FILES = $(foreach n,$(ROUNDS),$(foreach p,$(PARTIES),$(call R,$(n))/eval/$(p).json) $(call R,$(n))/comms.parquet)
+ROUND_ROWS  = $(foreach n,$(ROUNDS),$(foreach p,$(PARTIES),$(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
 
 $(RUN)/report-$(ROUND).md: $(ROUND_FILES) $(BASELINE_FILES_zero-shot) | $(BIN)/report
 	$(BIN)/report results $(addprefix --result ,$(BASELINE_ROWS_zero-shot) $(ROUND_ROWS)) --out $(@:.md=.parquet) --markdown $@

@@ -128,3 +128,28 @@ fn every_baseline_has_its_rows_in_the_report() {
     let table = fedmkt::io::read_parquet(&runs.join("tiny/report.parquet"), "results").unwrap();
     assert_eq!(table.num_rows(), 3 + 2 + 1 + 2 * 2 + 2 * 3 + 2 * 3);
 }
+
+#[test]
+fn fedcollm_averages_securely_then_distils_both_ways() {
+    let dir = tempdir();
+    let runs = dir.path();
+    let output = make(runs, &["METHOD=FedCoLLM", "NAME=tiny-fedcollm", "SECAGG_THRESHOLD=2"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for row in ["| method | server (tiny-llama) | slm (tiny-gemma3) |", "| FedCoLLM (round 2) |"] {
+        assert!(stdout.contains(row), "table lacks '{row}':\n{stdout}");
+    }
+    // The server's SLM is the weighted average of the clients' adapters, learnt from masked files only.
+    let round = runs.join("tiny-fedcollm/round-1");
+    let plain = runs.join("plain");
+    let clients = [round.join("client-1/private"), round.join("client-2/private")];
+    assert_success(&run("aggregate", ["average".as_ref(), "--adapters".as_ref(), clients[0].as_os_str(), clients[1].as_os_str(), "--out".as_ref(), plain.as_os_str()]));
+    let load = |d: &Path| candle_core::safetensors::load(d.join("adapter_model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let (secure, expected) = (load(&round.join("server/slm")), load(&plain));
+    assert_eq!(secure.len(), expected.len());
+    for (name, tensor) in &expected {
+        let difference = (tensor - &secure[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(difference < 1e-6, "{name}: secure and plain averages differ by {difference}");
+    }
+    assert!(round.join("server/slm-distilled/adapter_config.json").is_file());
+    assert!(stdout.contains("tiny-fedcollm/round-1/server/slm-distilled --data"), "round 2 starts from the distilled SLM");
+}

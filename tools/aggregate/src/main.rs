@@ -56,9 +56,9 @@ enum Command {
         publics: Vec<PathBuf>,
         #[arg(long)]
         adapter: PathBuf,
-        /// Its private sample count.
+        /// Its private sample count (default: the count distill recorded in the adapter's training log).
         #[arg(long)]
-        weight: f64,
+        weight: Option<f64>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -107,7 +107,13 @@ fn main() -> ExitCode {
         Command::Average { adapters, weights, out } => fedmkt::aggregate::average(&paths(adapters), weights.as_deref(), out),
         Command::Keygen { party, round, out } => secagg::keygen(*party, *round, out),
         Command::Share { keys, publics, threshold, out } => secagg::share(keys, &paths(publics), *threshold, out),
-        Command::Mask { keys, publics, adapter, weight, out } => secagg::mask(keys, &paths(publics), adapter, *weight, out),
+        Command::Mask { keys, publics, adapter, weight, out } => {
+            let weight = match weight {
+                Some(w) => *w,
+                None => fedmkt::aggregate::recorded_samples(adapter)?,
+            };
+            secagg::mask(keys, &paths(publics), adapter, weight, out)
+        }
         Command::Sum { masked, out } => secagg::sum(&paths(masked), out),
         Command::Reveal { keys, shares, publics, sum, out } => secagg::reveal(keys, &paths(shares), &paths(publics), sum, out),
         Command::Unmask { sum, reveals, publics, threshold, out } => secagg::unmask(sum, &paths(reveals), &paths(publics), *threshold, out),

@@ -15,7 +15,7 @@ use crate::io;
 use crate::model::lora::{read_adapter, save_adapter, Adapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 
 /// A party's weight: `fedmkt.samples` of the training log `distill` wrote beside its adapter.
-fn recorded_samples(dir: &Path) -> Result<f64> {
+pub fn recorded_samples(dir: &Path) -> Result<f64> {
     let log = dir.join(TRAINING_LOG);
     let table = io::read_parquet(&log, TRAINING_LOG_FORMAT)?;
     table.provenance.extra.get("samples").and_then(|v| v.parse().ok()).ok_or_else(|| bad_input(&log, "no fedmkt.samples (pass --weights)"))
