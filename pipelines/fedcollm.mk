@@ -5,16 +5,9 @@
 # every client. Paper: LLaMA2-7B / GPT-2 family; substituted: Gemma-3-270M server, four
 # SmolLM2-135M clients, ARC-Easy samples. Differs from the paper in one point: both KD
 # directions keep only the samples where the teacher beats the student (DualMinCE, as FedMKT).
+include pipelines/real-models.mk
 NAME          := fedcollm
 METHOD        := FedCoLLM
-TASK          := arc-easy
-SERVER        := gemma3-270m
 CLIENT_MODELS := smollm2-135m smollm2-135m smollm2-135m smollm2-135m
 SECAGG_THRESHOLD := 3
-SEED          := 42
-PUBLIC_SIZE   := 100
-CLIENT_SIZE   := 50
-EVAL_SIZE     := 100
-CLIENT_LR     := 2e-4
-SERVER_LR     := 1e-4
 BASELINES     := zero-shot fedavg
