@@ -155,16 +155,19 @@ TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(SEED) --lora-r $(LORA_R) --lo
 SERVER_ADAPTER = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/server/adapter)
 SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R,$(call PREV,$(1)))/server/knowledge.parquet)
 
+# The private phase of client $(2) in round $(1), from adapter $(3) (none: a fresh one).
+define private_rule
+$(call R,$(1))/$(2)/private/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(call ADAPTER_DEP,$(3)) | $(BIN)/distill
+	$(BIN)/distill --model $(call M,$(2)) $(call ADAPTER_FLAG,$(3)) --data $$< \
+	  --epochs $(PRIVATE_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+endef
+
 # Round 1: the server's own losses before it learns anything.
 $(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
 	$(BIN)/infer-logits --model $(call M,server) --input $< --top-k $(TOP_K) --out $@
 
 # $(1) round, $(2) client
 define client_rules
-$(call R,$(1))/$(2)/private/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(call ADAPTER_DEP,$(call START,$(1),$(2))) | $(BIN)/distill
-	$(BIN)/distill --model $(call M,$(2)) $(call ADAPTER_FLAG,$(call START,$(1),$(2))) --data $$< \
-	  --epochs $(PRIVATE_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
-
 $(call R,$(1))/$(2)/knowledge.parquet: $(call R,$(1))/$(2)/private/adapter_config.json $(call PUBLIC,$(2)) | $(BIN)/infer-logits
 	$(BIN)/infer-logits --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) --top-k $(TOP_K) --out $$@
 
@@ -185,11 +188,9 @@ $(call R,$(1))/eval/$(2).json: $(call R,$(1))/$(2)/adapter/adapter_config.json $
 	$(BIN)/evaluate --model $(call M,$(2)) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
 endef
 
-# $(1) round
-define server_rules
-$(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(foreach c,$(CLIENTS),$(call R,$(1))/server/from-$(c).parquet) | $(BIN)/select
-	$(BIN)/select --local $$< --candidates $$(wordlist 2,100,$$^) --out $$@
-
+# The LLM's side of round $(1), once server/selected.parquet holds its teacher targets:
+# distill, then its knowledge set and its evaluation (without an adapter if it does not learn).
+define llm_rules
 $(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(BIN)/distill
 	$(BIN)/distill --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
 	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
@@ -199,6 +200,12 @@ $(call R,$(1))/server/knowledge.parquet: $(call ADAPTER_DEP,$(call SERVER_ADAPTE
 
 $(call R,$(1))/eval/server.json: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(EVAL_DATA) | $(BIN)/evaluate
 	$(BIN)/evaluate --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --data $(EVAL_DATA) --out $$@
+endef
+
+# $(1) round
+define server_rules
+$(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(foreach c,$(CLIENTS),$(call R,$(1))/server/from-$(c).parquet) | $(BIN)/select
+	$(BIN)/select --local $$< --candidates $$(wordlist 2,100,$$^) --out $$@
 
 # What each client sent (its knowledge set; nothing when the server does not learn) and
 # received (the server's knowledge set), beside its adapter's size and the paper's estimate.
@@ -222,10 +229,6 @@ COLLM_START = $(if $(filter 1,$(1)),,$(call R,$(call PREV,$(1)))/server/slm-dist
 
 # $(1) round, $(2) client, $(3) its number
 define fedcollm_client_rules
-$(call R,$(1))/$(2)/private/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(call ADAPTER_DEP,$(call COLLM_START,$(1))) | $(BIN)/distill
-	$(BIN)/distill --model $(call M,$(2)) $(call ADAPTER_FLAG,$(call COLLM_START,$(1))) --data $$< \
-	  --epochs $(PRIVATE_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
-
 $(call S,$(1))/$(2)/public.json: | $(BIN)/aggregate
 	$(BIN)/aggregate keygen --party $(3) --round $(1) --out $$(@D)
 
@@ -257,13 +260,6 @@ $(call R,$(1))/server/from-slm.parquet: $(call R,$(1))/server/slm-knowledge.parq
 $(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(call R,$(1))/server/from-slm.parquet | $(BIN)/select
 	$(BIN)/select --local $$< --candidates $$(word 2,$$^) --out $$@
 
-$(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(BIN)/distill
-	$(BIN)/distill --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
-	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
-
-$(call R,$(1))/server/knowledge.parquet: $(call R,$(1))/server/adapter/adapter_config.json | $(BIN)/infer-logits
-	$(BIN)/infer-logits --model $(call M,server) --adapter $$(<D) --input $(call PUBLIC,server) --top-k $(TOP_K) --out $$@
-
 $(call R,$(1))/server/slm-from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,slm)) | $(BIN)/align
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,server,slm) --out $$@
 
@@ -273,9 +269,6 @@ $(call R,$(1))/server/slm-selected.parquet: $(call R,$(1))/server/slm-knowledge.
 $(call R,$(1))/server/slm-distilled/adapter_config.json: $(call R,$(1))/server/slm-selected.parquet $(call R,$(1))/server/slm/adapter_config.json | $(BIN)/distill
 	$(BIN)/distill --model $(call M,slm) --adapter $(call R,$(1))/server/slm --data $(call PUBLIC,slm) --teacher $$< \
 	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
-
-$(call R,$(1))/eval/server.json: $(call R,$(1))/server/adapter/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(BIN)/evaluate --model $(call M,server) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
 
 $(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(BIN)/evaluate --model $(call M,slm) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
@@ -288,10 +281,13 @@ endef
 
 ifeq ($(METHOD),FedCoLLM)
 PARTIES := server slm
-$(foreach n,$(ROUNDS),$(eval $(call fedcollm_server_rules,$(n))) $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(eval $(call fedcollm_client_rules,$(n),client-$(k),$(k)))))
+$(foreach n,$(ROUNDS),$(eval $(call fedcollm_server_rules,$(n))) $(eval $(call llm_rules,$(n))) \
+  $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(eval $(call fedcollm_client_rules,$(n),client-$(k),$(k))) \
+    $(eval $(call private_rule,$(n),client-$(k),$(call COLLM_START,$(n))))))
 else
 PARTIES := server $(CLIENTS)
-$(foreach n,$(ROUNDS),$(eval $(call server_rules,$(n))) $(foreach c,$(CLIENTS),$(eval $(call client_rules,$(n),$(c)))))
+$(foreach n,$(ROUNDS),$(eval $(call server_rules,$(n))) $(eval $(call llm_rules,$(n))) \
+  $(foreach c,$(CLIENTS),$(eval $(call client_rules,$(n),$(c))) $(eval $(call private_rule,$(n),$(c),$(call START,$(n),$(c))))))
 endif
 
 # ---------------------------------------------------------------- baselines (BASELINES in the pipeline)
