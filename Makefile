@@ -198,7 +198,7 @@ $(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selecte
 $(call R,$(1))/server/knowledge.parquet: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call PUBLIC,server) | $(BIN)/infer-logits
 	$(BIN)/infer-logits --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) --top-k $(TOP_K) --out $$@
 
-$(call R,$(1))/eval/server.json: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(EVAL_DATA) | $(BIN)/evaluate
+$(call R,$(1))/eval/server.json: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call M,server)/config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(BIN)/evaluate --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --data $(EVAL_DATA) --out $$@
 endef
 
@@ -332,9 +332,10 @@ $(call FEDAVG,$(1))/eval/average.json: $(call FEDAVG,$(1))/average/adapter_confi
 endef
 $(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) $(foreach c,$(CLIENTS),$(eval $(call fedavg_client_rules,$(n),$(c)))))
 
-LLM2SLM_RUN := $(RUNS)/$(NAME)-llm2slm
-$(LLM2SLM_RUN)/report-$(ROUND).md: FORCE
-	$(MAKE) --no-print-directory round PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) NAME=$(NAME)-llm2slm METHOD=LLM2SLM SERVER_LEARNS=no
+LLM2SLM_RUN   := $(RUNS)/$(NAME)-llm2slm
+LLM2SLM_EVALS := $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json) $(LLM2SLM_RUN)/round-$(n)/comms.parquet)
+$(LLM2SLM_EVALS) &: FORCE
+	$(MAKE) --no-print-directory $(LLM2SLM_EVALS) PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) NAME=$(NAME)-llm2slm METHOD=LLM2SLM SERVER_LEARNS=no
 
 # Each baseline: its files and its rows in the report (METHOD,ROUND,PARTY=FILE).
 BASELINE_FILES_zero-shot   = $(foreach m,$(MODELS),$(call ZERO_SHOT,$(m)))
@@ -345,7 +346,7 @@ BASELINE_FILES_centralized = $(B)/centralized/eval/server.json
 BASELINE_ROWS_centralized  = Centralized,-,server=$(B)/centralized/eval/server.json
 BASELINE_FILES_fedavg      = $(foreach n,$(ROUNDS),$(call FEDAVG,$(n))/eval/average.json)
 BASELINE_ROWS_fedavg       = $(foreach n,$(ROUNDS),$(foreach c,$(CLIENTS),FedAvg,$(n),$(c)=$(call FEDAVG,$(n))/eval/average.json))
-BASELINE_FILES_llm2slm     = $(LLM2SLM_RUN)/report-$(ROUND).md
+BASELINE_FILES_llm2slm     = $(LLM2SLM_EVALS)
 BASELINE_ROWS_llm2slm      = $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),LLM2SLM,$(n),$(p)=$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json))
 
 baselines: setup $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b)))
