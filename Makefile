@@ -251,7 +251,7 @@ $(call S,$(1))/sum.parquet: $(foreach c,$(CLIENTS),$(call S,$(1))/masked/$(c).pa
 $(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(call S,$(1))/reveal/$(k).json) | $(BIN)/aggregate
 	$(BIN)/aggregate unmask --sum $$< --reveals $$(wordlist 2,1000,$$^) --publics $(call PUBLICS,$(1)) --threshold $(SECAGG_THRESHOLD) --out $$(@D)
 
-$(call R,$(1))/server/slm-knowledge.parquet: $(call R,$(1))/server/slm/adapter_config.json | $(BIN)/infer-logits
+$(call R,$(1))/server/slm-knowledge.parquet: $(call R,$(1))/server/slm/adapter_config.json $(call PUBLIC,slm) | $(BIN)/infer-logits
 	$(BIN)/infer-logits --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) --top-k $(TOP_K) --out $$@
 
 $(call R,$(1))/server/from-slm.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call MAP,$(call MODEL_OF,slm),$(SERVER)) | $(BIN)/align
@@ -375,7 +375,7 @@ $(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_
 $(RUN)/report.png: $(RUN)/report.md $(PLOT_ENV)/.installed
 	$(PLOT_ENV)/bin/python tools/report/plot_rounds.py $(RUN)/report.parquet $@
 
-report: $(RUN)/report.md $(RUN)/report.png
+report: setup $(RUN)/report.md $(RUN)/report.png
 	@cat $(RUN)/report.md; echo; echo "Report: $(RUN)/report.{md,parquet,png}"
 
 # ---------------------------------------------------------------- test data (run by hand)
