@@ -101,7 +101,7 @@ struct CheckpointState {
 }
 
 /// The checkpoint folder of a run: beside `out`, named `<out>.checkpoint`.
-pub fn checkpoint_dir(out: &Path) -> std::path::PathBuf {
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "adapter".into());
     out.with_file_name(format!("{name}.checkpoint"))
 }
@@ -110,8 +110,8 @@ pub fn checkpoint_dir(out: &Path) -> std::path::PathBuf {
 /// parameters have given a finite loss: a run that diverges keeps the last *good* checkpoint,
 /// not the parameters that blew up.
 struct Checkpoints {
-    dir: std::path::PathBuf,
-    staged: std::path::PathBuf,
+    dir: PathBuf,
+    staged: PathBuf,
 }
 
 impl Checkpoints {
@@ -306,7 +306,6 @@ fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }
 
-/// The teacher's selected rows by sample id, refusing a file not aligned to `data`.
 /// The samples of one or more token files made by one tokenizer (the Centralized baseline
 /// trains on the public set and every client's shard); returns them and the first file.
 fn read_training_tokens(files: &[PathBuf]) -> Result<(Vec<TokenizedSample>, &Path)> {
@@ -327,6 +326,7 @@ fn read_training_tokens(files: &[PathBuf]) -> Result<(Vec<TokenizedSample>, &Pat
     Ok((samples, first))
 }
 
+/// The teacher's selected rows by sample id, refusing a file not aligned to `data`.
 fn read_teacher(path: &Path, data: &Path, samples: &[TokenizedSample]) -> Result<(HashMap<String, SampleKnowledge>, usize)> {
     let table = io::read_parquet(path, SELECTED_FORMAT)?;
     if table.input_hash("tokens")? != io::file_hash(data)? {
