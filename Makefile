@@ -155,12 +155,16 @@ TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(SEED) --lora-r $(LORA_R) --lo
 SERVER_ADAPTER = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/server/adapter)
 SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R,$(call PREV,$(1)))/server/knowledge.parquet)
 
-# The private phase of client $(2) in round $(1), from adapter $(3) (none: a fresh one).
-define private_rule
-$(call R,$(1))/$(2)/private/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(call ADAPTER_DEP,$(3)) | $(BIN)/distill
+# Client $(2) trains on its private shard into adapter folder $(1), from adapter $(3) (none:
+# a fresh one), for $(4) epochs: the private phase of a round, Standalone and FedAvg.
+define shard_rule
+$(1)/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(call ADAPTER_DEP,$(3)) | $(BIN)/distill
 	$(BIN)/distill --model $(call M,$(2)) $(call ADAPTER_FLAG,$(3)) --data $$< \
-	  --epochs $(PRIVATE_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+	  --epochs $(4) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 endef
+
+# `evaluate` of party $(1)'s model with adapter folder $(2) (none: the model as it comes).
+EVALUATE = $(BIN)/evaluate --model $(call M,$(1)) $(call ADAPTER_FLAG,$(2)) --data $(EVAL_DATA) --out
 
 # Round 1: the server's own losses before it learns anything.
 $(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
@@ -185,7 +189,7 @@ $(call R,$(1))/$(2)/adapter/adapter_config.json: $(call R,$(1))/$(2)/selected.pa
 	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/eval/$(2).json: $(call R,$(1))/$(2)/adapter/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(BIN)/evaluate --model $(call M,$(2)) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
+	$(call EVALUATE,$(2),$$(<D)) $$@
 endef
 
 # The LLM's side of round $(1), once server/selected.parquet holds its teacher targets:
@@ -199,7 +203,7 @@ $(call R,$(1))/server/knowledge.parquet: $(call ADAPTER_DEP,$(call SERVER_ADAPTE
 	$(BIN)/infer-logits --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) --top-k $(TOP_K) --out $$@
 
 $(call R,$(1))/eval/server.json: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call M,server)/config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(BIN)/evaluate --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --data $(EVAL_DATA) --out $$@
+	$(call EVALUATE,server,$(call SERVER_ADAPTER,$(1))) $$@
 endef
 
 # $(1) round
@@ -271,7 +275,7 @@ $(call R,$(1))/server/slm-distilled/adapter_config.json: $(call R,$(1))/server/s
 	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(BIN)/evaluate --model $(call M,slm) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
+	$(call EVALUATE,slm,$$(<D)) $$@
 
 # A client sends its masked adapter and receives the distilled SLM adapter.
 $(call R,$(1))/comms.parquet: $(call R,$(1))/server/slm-distilled/adapter_config.json | $(BIN)/report
@@ -283,11 +287,11 @@ ifeq ($(METHOD),FedCoLLM)
 PARTIES := server slm
 $(foreach n,$(ROUNDS),$(eval $(call fedcollm_server_rules,$(n))) $(eval $(call llm_rules,$(n))) \
   $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(eval $(call fedcollm_client_rules,$(n),client-$(k),$(k))) \
-    $(eval $(call private_rule,$(n),client-$(k),$(call COLLM_START,$(n))))))
+    $(eval $(call shard_rule,$(call R,$(n))/client-$(k)/private,client-$(k),$(call COLLM_START,$(n)),$(PRIVATE_EPOCHS)))))
 else
 PARTIES := server $(CLIENTS)
 $(foreach n,$(ROUNDS),$(eval $(call server_rules,$(n))) $(eval $(call llm_rules,$(n))) \
-  $(foreach c,$(CLIENTS),$(eval $(call client_rules,$(n),$(c))) $(eval $(call private_rule,$(n),$(c),$(call START,$(n),$(c))))))
+  $(foreach c,$(CLIENTS),$(eval $(call client_rules,$(n),$(c))) $(eval $(call shard_rule,$(call R,$(n))/$(c)/private,$(c),$(call START,$(n),$(c)),$(PRIVATE_EPOCHS)))))
 endif
 
 # ---------------------------------------------------------------- baselines (BASELINES in the pipeline)
@@ -302,11 +306,10 @@ $(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/
   $(BIN)/evaluate --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@))
 
 define standalone_rules
-$(B)/standalone/$(1)/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(1))/$(1).parquet | $(BIN)/distill
-	$(BIN)/distill --model $(call M,$(1)) --data $$< --epochs $(STANDALONE_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+$(call shard_rule,$(B)/standalone/$(1),$(1),,$(STANDALONE_EPOCHS))
 
 $(B)/standalone/eval/$(1).json: $(B)/standalone/$(1)/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(BIN)/evaluate --model $(call M,$(1)) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
+	$(call EVALUATE,$(1),$$(<D)) $$@
 endef
 $(foreach c,$(CLIENTS),$(eval $(call standalone_rules,$(c))))
 
@@ -314,23 +317,19 @@ CENTRAL_DATA := $(call PUBLIC,server) $(foreach c,$(CLIENTS),$(RUN)/tok/$(SERVER
 $(B)/centralized/server/adapter_config.json: $(CENTRAL_DATA) | $(BIN)/distill
 	$(BIN)/distill --model $(call M,server) $(addprefix --data ,$^) --epochs $(STANDALONE_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $(@D)
 $(B)/centralized/eval/server.json: $(B)/centralized/server/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(BIN)/evaluate --model $(call M,server) --adapter $(<D) --data $(EVAL_DATA) --out $@
+	$(call EVALUATE,server,$(<D)) $@
 
 FEDAVG = $(B)/fedavg/round-$(1)
-# $(1) round, $(2) client
-define fedavg_client_rules
-$(call FEDAVG,$(1))/$(2)/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(if $(filter 1,$(1)),,$(call FEDAVG,$(call PREV,$(1)))/average/adapter_config.json) | $(BIN)/distill
-	$(BIN)/distill --model $(call M,$(2)) $(if $(filter 1,$(1)),,--adapter $(call FEDAVG,$(call PREV,$(1)))/average) --data $$< \
-	  --epochs $(PRIVATE_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
-endef
+FEDAVG_START = $(if $(filter 1,$(1)),,$(call FEDAVG,$(call PREV,$(1)))/average)
 define fedavg_rules
 $(call FEDAVG,$(1))/average/adapter_config.json: $(foreach c,$(CLIENTS),$(call FEDAVG,$(1))/$(c)/adapter_config.json) | $(BIN)/aggregate
 	$(BIN)/aggregate average --adapters $$(^D) --out $$(@D)
 
 $(call FEDAVG,$(1))/eval/average.json: $(call FEDAVG,$(1))/average/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(BIN)/evaluate --model $(call M,client-1) --adapter $$(<D) --data $(EVAL_DATA) --out $$@
+	$(call EVALUATE,client-1,$$(<D)) $$@
 endef
-$(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) $(foreach c,$(CLIENTS),$(eval $(call fedavg_client_rules,$(n),$(c)))))
+$(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) \
+  $(foreach c,$(CLIENTS),$(eval $(call shard_rule,$(call FEDAVG,$(n))/$(c),$(c),$(call FEDAVG_START,$(n)),$(PRIVATE_EPOCHS)))))
 
 LLM2SLM_RUN   := $(RUNS)/$(NAME)-llm2slm
 LLM2SLM_EVALS := $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json) $(LLM2SLM_RUN)/round-$(n)/comms.parquet)
