@@ -24,14 +24,20 @@ fn make_target(target: &str, runs: &Path, extra: &[&str]) -> Output {
     output
 }
 
+/// The tool commands make ran, each on one line, in order.
+fn commands(output: &Output) -> Vec<String> {
+    let stdout = String::from_utf8_lossy(&output.stdout).replace("\\\n", " ");
+    stdout.lines().filter(|l| l.starts_with("target/release/")).map(String::from).collect()
+}
+
+/// The command make ran to make `out`.
+fn command_making(output: &Output, out: &Path) -> String {
+    commands(output).into_iter().find(|c| c.ends_with(&format!("--out {}", out.display()))).unwrap_or_else(|| panic!("no command makes {}", out.display()))
+}
+
 /// The output files of the tool commands make ran (their --out), in order.
 fn outputs_made(output: &Output) -> Vec<String> {
-    let stdout = String::from_utf8_lossy(&output.stdout).replace("\\\n", " ");
-    stdout
-        .lines()
-        .filter(|l| l.starts_with("target/release/"))
-        .filter_map(|l| l.split(" --out ").nth(1).map(|rest| rest.split_whitespace().next().unwrap_or_default().to_string()))
-        .collect()
+    commands(output).iter().filter_map(|l| l.split(" --out ").nth(1).map(|rest| rest.split_whitespace().next().unwrap_or_default().to_string())).collect()
 }
 
 const ROUND_FILES: &[&str] = &[
@@ -72,7 +78,10 @@ fn two_rounds_on_the_tiny_models() {
         assert!(stdout.contains(row), "table lacks '{row}':\n{stdout}");
     }
     // Round 2 continues from round 1's adapters.
-    assert!(stdout.contains("--adapter ") && stdout.contains("tiny/round-1/client-1/adapter --data"), "round 2's private phase starts from round 1");
+    let private = command_making(&first, &run.join("round-2/client-1/private"));
+    assert!(private.contains(&format!("--adapter {}", run.join("round-1/client-1/adapter").display())), "round 2's private phase starts from round 1: {private}");
+    let server = command_making(&first, &run.join("round-2/server/adapter"));
+    assert!(server.contains(&format!("--adapter {}", run.join("round-1/server/adapter").display())), "the server continues too: {server}");
 
     // Communication: a client sends its knowledge set and receives the server's.
     let comms = fedmkt::io::read_parquet(&run.join("round-1/comms.parquet"), "comms").unwrap();
@@ -151,5 +160,6 @@ fn fedcollm_averages_securely_then_distils_both_ways() {
         assert!(difference < 1e-6, "{name}: secure and plain averages differ by {difference}");
     }
     assert!(round.join("server/slm-distilled/adapter_config.json").is_file());
-    assert!(stdout.contains("tiny-fedcollm/round-1/server/slm-distilled --data"), "round 2 starts from the distilled SLM");
+    let private = command_making(&output, &runs.join("tiny-fedcollm/round-2/client-1/private"));
+    assert!(private.contains(&format!("--adapter {}", round.join("server/slm-distilled").display())), "round 2 starts from the distilled SLM: {private}");
 }
