@@ -109,7 +109,7 @@ impl Linear {
         let (rows, inner) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
         let flat = x.reshape((rows, inner))?;
         let mut y = if flat.track_op() && flat.device().is_cpu() && flat.dtype() == DType::F32 && self.weight.dtype() == DType::F32 {
-            flat.contiguous()?.apply_op1(FrozenMatmul { weight_t: self.weight.t()? })?
+            flat.apply_op1(FrozenMatmul { weight_t: self.weight.t()? })?
         } else {
             flat.matmul(&self.weight.t()?)?
         };
@@ -141,12 +141,14 @@ impl candle_core::CustomOp1 for FrozenMatmul {
         "frozen-matmul"
     }
 
+    /// The same GEMM call candle's matmul makes, on the storages directly (no copies).
     fn cpu_fwd(&self, storage: &candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("frozen-matmul: non-contiguous input".into()))?;
-        let x = Tensor::from_slice(&storage.as_slice::<f32>()?[start..end], layout.shape(), &Device::Cpu)?;
-        let y = x.matmul(&self.weight_t)?;
-        let shape = y.shape().clone();
-        Ok((candle_core::CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?), shape))
+        use candle_core::backend::BackendStorage;
+        let (weight, weight_layout) = self.weight_t.storage_and_layout();
+        let candle_core::Storage::Cpu(weight) = &*weight else { candle_core::bail!("frozen-matmul: weight not on the CPU") };
+        let (m, k) = layout.shape().dims2()?;
+        let n = weight_layout.shape().dims2()?.1;
+        Ok((storage.matmul(weight, (1, m, n, k), layout, weight_layout)?, candle_core::Shape::from((m, n))))
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> candle_core::Result<Option<Tensor>> {
