@@ -1,15 +1,31 @@
-//! Building blocks shared by the architectures, written with differentiable ops only.
+//! Building blocks shared by the architectures, differentiable wherever gradients flow.
 //!
 //! candle's fused kernels (`softmax_last_dim`, `rms_norm`, `rope`, …) have no backward pass:
-//! gradients upstream of them silently vanish. Everything here composes plain tensor ops, so
-//! LoRA adapters train through it. On CPU the fused softmax and RMS norm were measured no
-//! faster; the fused rotary embedding is, and serves inference (see [`apply_rotary`]).
+//! gradients upstream of them silently vanish. Where a gradient flows on the CPU, our own
+//! fused kernels with backward passes serve ([`super::fused`]); elsewhere these compose plain
+//! tensor ops. For inference on the CPU the fused softmax and RMS norm were measured no faster
+//! than the composed ops; the fused rotary embedding is (see [`apply_rotary`]).
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
+
+use super::fused;
+
+/// Whether `x` is a training activation our fused CPU kernels (f32 only) can take.
+fn fused_training(x: &Tensor) -> bool {
+    x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32
+}
 
 /// RMS norm in f32: `x / sqrt(mean(x²) + eps) · scale`, with `scale` = `w` (llama) or
 /// `1 + w` (Gemma, folded into the weight at load time).
 pub fn rms_norm(x: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused_training(x) {
+        return Ok(fused::rms_norm(x, scale, eps)?);
+    }
+    rms_norm_composed(x, scale, eps)
+}
+
+/// [`rms_norm`] from plain tensor ops.
+pub(crate) fn rms_norm_composed(x: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
     let dtype = x.dtype();
     let x = x.to_dtype(DType::F32)?;
     let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
@@ -45,7 +61,11 @@ pub fn rotary_tables(base: f64, head_dim: usize, seq_len: usize, device: &Device
 pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor, training: bool) -> Result<Tensor> {
     let dtype = x.dtype();
     let x = x.to_dtype(DType::F32)?;
-    let y = if training { candle_nn::rotary_emb::rope_slow(&x, cos, sin)? } else { candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)? };
+    let y = if training && fused_training(&x) {
+        fused::rope(&x, cos, sin)?
+    } else if training {
+        candle_nn::rotary_emb::rope_slow(&x, cos, sin)?
+    } else { candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)? };
     Ok(y.to_dtype(dtype)?)
 }
 
@@ -70,8 +90,12 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) 
     let (b, heads, t, d) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let (k, v) = (repeat_kv(k, heads / kv_heads)?, repeat_kv(v, heads / kv_heads)?);
-    let scores = (q.to_dtype(DType::F32)?.matmul(&k.to_dtype(DType::F32)?.t()?)? * scale)?;
-    let probs = candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)?;
+    let scores = q.to_dtype(DType::F32)?.matmul(&k.to_dtype(DType::F32)?.t()?)?;
+    let probs = if fused_training(&scores) {
+        fused::masked_softmax(&scores, mask, scale)?
+    } else {
+        candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(mask)?, D::Minus1)?
+    };
     let out = probs.to_dtype(v.dtype())?.matmul(&v.contiguous()?)?;
     debug_assert_eq!(out.dims(), &[b, heads, t, d]);
     Ok(out)

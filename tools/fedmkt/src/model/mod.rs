@@ -6,6 +6,7 @@
 //! candle-transformers' models serve as an independent reference in the tests: they cannot be
 //! trained (fused ops without gradients, no way to inject LoRA).
 pub mod config;
+mod fused;
 mod gemma3;
 pub mod layers;
 mod llama;

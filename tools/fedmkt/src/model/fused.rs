@@ -1,0 +1,257 @@
+//! Fused CPU kernels with backward passes, for training on the CPU.
+//!
+//! candle's own fused kernels (`rms_norm`, `softmax_last_dim`, `rope`) have no backward pass,
+//! and composing plain ops instead costs, per op, a pass over memory, an allocation and a
+//! backward node — plus a gradient for the constant operand (norm weight, rotary tables,
+//! attention mask) that nothing uses. Each op here does its forward in one pass and returns
+//! only the gradient of its input. The maths is that of the composed versions in `layers.rs`,
+//! which serve other devices and inference, and which the tests below check these against.
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+
+/// The f32 values of a contiguous CPU input.
+fn values<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op}: non-contiguous input")))?;
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
+/// A small constant operand (weight, table, mask) as owned f32 values.
+fn constant(t: &Tensor) -> Result<Arc<[f32]>> {
+    Ok(t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?.into())
+}
+
+/// `1 / sqrt(mean(x²) + eps)` of one row.
+fn inv_rms(row: &[f32], eps: f32) -> f32 {
+    (row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32 + eps).sqrt().recip()
+}
+
+/// RMS norm over the last dimension: `y = x · r · w` with `r = 1/sqrt(mean(x²) + eps)`.
+struct RmsNormOp {
+    scale: Arc<[f32]>,
+    eps: f32,
+}
+
+impl CustomOp1 for RmsNormOp {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(storage, layout, self.name())?;
+        let mut y = vec![0f32; x.len()];
+        for (y, x) in y.chunks_mut(self.scale.len()).zip(x.chunks(self.scale.len())) {
+            let r = inv_rms(x, self.eps);
+            for ((y, x), w) in y.iter_mut().zip(x).zip(self.scale.iter()) {
+                *y = x * r * w;
+            }
+        }
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {
+        let backward = RmsNormBackward { scale: self.scale.clone(), eps: self.eps };
+        Ok(Some(x.apply_op2_no_bwd(&grad_y.contiguous()?, &backward)?))
+    }
+}
+
+/// `∂x = r·u − x·r³·mean(u·x)` with `u = ∂y·w`, from `x` and `∂y`.
+struct RmsNormBackward {
+    scale: Arc<[f32]>,
+    eps: f32,
+}
+
+impl CustomOp2 for RmsNormBackward {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm-backward"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, x_layout: &Layout, gs: &CpuStorage, g_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, g) = (values(xs, x_layout, self.name())?, values(gs, g_layout, self.name())?);
+        let d = self.scale.len();
+        let mut dx = vec![0f32; x.len()];
+        for ((dx, x), g) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
+            let r = inv_rms(x, self.eps);
+            let mean_ux = x.iter().zip(g).zip(self.scale.iter()).map(|((x, g), w)| g * w * x).sum::<f32>() / d as f32;
+            for (((dx, x), g), w) in dx.iter_mut().zip(x).zip(g).zip(self.scale.iter()) {
+                *dx = r * g * w - x * r * r * r * mean_ux;
+            }
+        }
+        Ok((CpuStorage::F32(dx), x_layout.shape().clone()))
+    }
+}
+
+/// Fused RMS norm of f32 `x` (any leading shape) with weight `scale` `[hidden]`.
+pub fn rms_norm(x: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(RmsNormOp { scale: constant(scale)?, eps: eps as f32 })
+}
+
+/// `softmax(x·scale + mask)` over the last dimension of attention scores `[…, seq, seq]`,
+/// the `[seq, seq]` additive mask picked by each row's query position.
+struct MaskedSoftmax {
+    mask: Arc<[f32]>,
+    seq: usize,
+    scale: f32,
+}
+
+impl CustomOp1 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "fused-masked-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(storage, layout, self.name())?;
+        let seq = self.seq;
+        let mut y = vec![0f32; x.len()];
+        for (row, (y, x)) in y.chunks_mut(seq).zip(x.chunks(seq)).enumerate() {
+            let mask = &self.mask[(row % seq) * seq..][..seq];
+            for ((y, x), m) in y.iter_mut().zip(x).zip(mask) {
+                *y = x * self.scale + m;
+            }
+            let max = y.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            y.iter_mut().for_each(|v| *v = (*v - max).exp());
+            let sum: f32 = y.iter().sum();
+            y.iter_mut().for_each(|v| *v /= sum);
+        }
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(y.apply_op2_no_bwd(&grad_y.contiguous()?, &SoftmaxBackward { seq: self.seq, scale: self.scale })?))
+    }
+}
+
+/// `∂x = scale · y · (∂y − Σ ∂y·y)` per row, from `y` and `∂y`.
+struct SoftmaxBackward {
+    seq: usize,
+    scale: f32,
+}
+
+impl CustomOp2 for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "fused-masked-softmax-backward"
+    }
+
+    fn cpu_fwd(&self, ys: &CpuStorage, y_layout: &Layout, gs: &CpuStorage, g_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (y, g) = (values(ys, y_layout, self.name())?, values(gs, g_layout, self.name())?);
+        let mut dx = vec![0f32; y.len()];
+        for ((dx, y), g) in dx.chunks_mut(self.seq).zip(y.chunks(self.seq)).zip(g.chunks(self.seq)) {
+            let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+            for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
+                *dx = self.scale * y * (g - dot);
+            }
+        }
+        Ok((CpuStorage::F32(dx), y_layout.shape().clone()))
+    }
+}
+
+/// Attention probabilities of f32 scores `[batch, heads, seq, seq]`: `softmax(scores·scale + mask)`.
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    let seq = mask.dim(0)?;
+    scores.contiguous()?.apply_op1(MaskedSoftmax { mask: constant(mask)?, seq, scale: scale as f32 })
+}
+
+/// Rotary embedding (rotate-half layout) of `[batch, heads, seq, head_dim]` with tables
+/// `[seq, head_dim/2]`. Rotation by −θ undoes it, so the backward pass is the same kernel
+/// with `sin` negated.
+struct Rope {
+    cos: Arc<[f32]>,
+    sin: Arc<[f32]>,
+    /// −1 for the backward pass (rotation by −θ).
+    sin_sign: f32,
+}
+
+impl CustomOp1 for Rope {
+    fn name(&self) -> &'static str {
+        "fused-rope"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(storage, layout, self.name())?;
+        let (_, _, seq, head_dim) = layout.shape().dims4()?;
+        let half = head_dim / 2;
+        let mut y = vec![0f32; x.len()];
+        for (row, (y, x)) in y.chunks_mut(head_dim).zip(x.chunks(head_dim)).enumerate() {
+            let at = (row % seq) * half;
+            let (cos, sin) = (&self.cos[at..at + half], &self.sin[at..at + half]);
+            for i in 0..half {
+                let (a, b, s) = (x[i], x[i + half], self.sin_sign * sin[i]);
+                y[i] = a * cos[i] - b * s;
+                y[i + half] = b * cos[i] + a * s;
+            }
+        }
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {
+        let inverse = Rope { cos: self.cos.clone(), sin: self.sin.clone(), sin_sign: -self.sin_sign };
+        Ok(Some(grad_y.contiguous()?.apply_op1_no_bwd(&inverse)?))
+    }
+}
+
+/// Fused rotary embedding of f32 `x` `[batch, heads, seq, head_dim]`.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Rope { cos: constant(cos)?, sin: constant(sin)?, sin_sign: 1.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var, D};
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::model::layers;
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n = shape.iter().product();
+        Tensor::from_vec((0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect::<Vec<_>>(), shape, &Device::Cpu).unwrap()
+    }
+
+    /// Output and input gradient of `f` at `x`, through a random linear read-out of the output
+    /// (so every output element gets a different upstream gradient).
+    fn value_and_grad(x: &Tensor, f: impl Fn(&Tensor) -> anyhow::Result<Tensor>) -> (Vec<f32>, Vec<f32>) {
+        let var = Var::from_tensor(x).unwrap();
+        let y = f(var.as_tensor()).unwrap();
+        let readout = random(y.dims(), 99);
+        let grads = (&y * readout).unwrap().sum_all().unwrap().backward().unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        (flat(&y), flat(grads.get(var.as_tensor()).unwrap()))
+    }
+
+    fn assert_close(ours: &[f32], reference: &[f32], what: &str) {
+        assert_eq!(ours.len(), reference.len(), "{what}: lengths");
+        for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{what}[{i}]: fused {a} vs composed {b}");
+        }
+    }
+
+    fn assert_same_as_composed(x: &Tensor, fused: impl Fn(&Tensor) -> anyhow::Result<Tensor>, composed: impl Fn(&Tensor) -> anyhow::Result<Tensor>) {
+        let (y, dx) = value_and_grad(x, fused);
+        let (y_ref, dx_ref) = value_and_grad(x, composed);
+        assert_close(&y, &y_ref, "output");
+        assert_close(&dx, &dx_ref, "input gradient");
+        assert!(dx.iter().any(|v| v.abs() > 1e-3), "the gradient must not vanish");
+    }
+
+    #[test]
+    fn rms_norm_matches_composed_ops() {
+        let (x, scale) = (random(&[2, 5, 16], 1), random(&[16], 2));
+        assert_same_as_composed(&x, |x| Ok(rms_norm(x, &scale, 1e-6)?), |x| layers::rms_norm_composed(x, &scale, 1e-6));
+    }
+
+    #[test]
+    fn masked_softmax_matches_composed_ops() {
+        let scores = random(&[2, 3, 6, 6], 3);
+        let mask = layers::attention_mask(6, Some(4), &Device::Cpu).unwrap();
+        let composed = |s: &Tensor| Ok(candle_nn::ops::softmax(&(s * 0.125)?.broadcast_add(&mask)?, D::Minus1)?);
+        assert_same_as_composed(&scores, |s| Ok(masked_softmax(s, &mask, 0.125)?), composed);
+    }
+
+    #[test]
+    fn rope_matches_composed_ops() {
+        let x = random(&[2, 3, 5, 8], 4);
+        let (cos, sin) = layers::rotary_tables(10_000.0, 8, 5, &Device::Cpu).unwrap();
+        assert_same_as_composed(&x, |x| Ok(rope(x, &cos, &sin)?), |x| Ok(candle_nn::rotary_emb::rope_slow(x, &cos, &sin)?));
+    }
+}
