@@ -6,7 +6,8 @@ usage: bench_distill.py MODEL_DIR TOKENS DISTILL_BIN ALIGNED_262K ALIGNED_49K [-
 ALIGNED_*: knowledge sets aligned (`align`) into the model's vocabulary on TOKENS, from a
 262k-vocabulary teacher (Gemma-3) and a 49k one (SmolLM2); every sample is used as a target.
 
-Speed: the same samples (first N of TOKENS), batch 4, LoRA r=8/alpha 16 on q/k/v/o, AdamW,
+Speed: the same batches (first N samples of TOKENS, batched as `distill`'s training log
+says it did), batch 4, LoRA r=8/alpha 16 on q/k/v/o, AdamW,
 answer-token cross-entropy, dropout 0 on both sides; each side's step times summed
 (model loading excluded), first step excluded as warm-up. Ratio = our tokens/s over theirs.
 Memory: peak RSS of whole `distill` runs with the two teacher files (same samples).
@@ -42,10 +43,11 @@ def ours(model, tokens, binary, threads, extra=()):
         if r.returncode != 0:
             sys.exit(r.stderr)
         peak_kib = int(r.stderr.strip().splitlines()[-1])
-        return pq.read_table(f"{d}/a/training_log.parquet")["seconds"].to_pylist(), peak_kib / 1024
+        log = pq.read_table(f"{d}/a/training_log.parquet")
+        return log["seconds"].to_pylist(), log["samples"].to_pylist(), peak_kib / 1024
 
 
-def theirs(model, tokens, threads):
+def theirs(model, tokens, batches, threads):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -55,10 +57,10 @@ def theirs(model, tokens, threads):
     m = AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float32)
     m = get_peft_model(m, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
-    rows = pq.read_table(tokens).to_pylist()
+    rows = {r["id"]: r for r in pq.read_table(tokens).to_pylist()}
     times = []
-    for i in range(0, len(rows), 4):
-        batch = rows[i:i + 4]
+    for ids in batches:
+        batch = [rows[i] for i in ids]
         width = max(len(r["input_ids"]) for r in batch)
         ids = torch.tensor([r["input_ids"] + [0] * (width - len(r["input_ids"])) for r in batch])
         mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in batch])
@@ -86,8 +88,8 @@ def main():
         data = f"{d}/tokens.parquet"
         first_rows(a.tokens, a.samples, data)
         tokens = sum(len(r) for r in pq.read_table(data)["input_ids"].to_pylist())
-        our_times, _ = ours(a.model, data, a.binary, a.threads, ["--batch-size", "4"])
-        their_times = theirs(a.model, data, a.threads)
+        our_times, batches, _ = ours(a.model, data, a.binary, a.threads, ["--batch-size", "4"])
+        their_times = theirs(a.model, data, batches, a.threads)
         ours_tps = tokens / sum(our_times[1:]) * (len(our_times) - 1) / len(our_times)
         theirs_tps = tokens / sum(their_times[1:]) * (len(their_times) - 1) / len(their_times)
         print(f"LoRA step, {a.samples} samples, {tokens} tokens, batch 4, {a.threads} threads:")
@@ -96,7 +98,7 @@ def main():
         for name, aligned in [("262k", a.teacher_big), ("49k", a.teacher_small)]:
             teacher = f"{d}/selected-{name}.parquet"
             as_selected(aligned, data, teacher)
-            _, peaks[name] = ours(a.model, data, a.binary, a.threads, ["--teacher", teacher])
+            _, _, peaks[name] = ours(a.model, data, a.binary, a.threads, ["--teacher", teacher])
         print(f"KD peak RSS: teacher vocabulary 262k {peaks['262k']:.0f} MiB, 49k {peaks['49k']:.0f} MiB, ratio {peaks['262k'] / peaks['49k']:.3f} (goal: 1.0)")
 
 

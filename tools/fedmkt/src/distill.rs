@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use arrow_array::{Float64Array, RecordBatch, UInt32Array};
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{Array, Float64Array, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
@@ -284,7 +285,7 @@ pub fn clipped_gradients(vars: &[Var], parts: Vec<GradStore>, max_norm: f64) -> 
 }
 
 /// One row of the training log.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LogRow {
     pub step: u32,
     pub epoch: u32,
@@ -295,15 +296,26 @@ pub struct LogRow {
     pub grad_norm: f64,
     pub tokens_per_s: f64,
     pub seconds: f64,
+    /// Ids of the step's samples, micro-batch after micro-batch: what the step trained on.
+    #[serde(default)]
+    pub samples: Vec<String>,
 }
 
 fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
     let u32s = |f: fn(&LogRow) -> u32| Arc::new(UInt32Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
     let f64s = |f: fn(&LogRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
     let fields = ["step", "epoch", "loss", "ce", "kd", "lr", "grad_norm", "tokens_per_s", "seconds"];
-    let schema = Schema::new(fields.iter().enumerate().map(|(i, n)| Field::new(*n, if i < 2 { DataType::UInt32 } else { DataType::Float64 }, false)).collect::<Vec<_>>());
-    let columns = vec![u32s(|r| r.step), u32s(|r| r.epoch), f64s(|r| r.loss), f64s(|r| r.ce), f64s(|r| r.kd), f64s(|r| r.lr), f64s(|r| r.grad_norm), f64s(|r| r.tokens_per_s), f64s(|r| r.seconds)];
-    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+    let mut schema: Vec<Field> = fields.iter().enumerate().map(|(i, n)| Field::new(*n, if i < 2 { DataType::UInt32 } else { DataType::Float64 }, false)).collect();
+    let mut columns = vec![u32s(|r| r.step), u32s(|r| r.epoch), f64s(|r| r.loss), f64s(|r| r.ce), f64s(|r| r.kd), f64s(|r| r.lr), f64s(|r| r.grad_norm), f64s(|r| r.tokens_per_s), f64s(|r| r.seconds)];
+    let mut samples = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, false)));
+    for row in rows {
+        samples.values().extend(row.samples.iter().map(Some));
+        samples.append(true);
+    }
+    let samples = samples.finish();
+    schema.push(Field::new("samples", samples.data_type().clone(), false));
+    columns.push(Arc::new(samples));
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(schema)), columns)?)
 }
 
 /// The samples of one or more token files made by one tokenizer (the Centralized baseline
@@ -408,7 +420,7 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data_files: &[PathB
             let lr = learning_rate(step, total, opts.warmup_ratio, opts.lr);
             optimiser.step(&store, lr)?;
             let (n, seconds) = (group.len() as f64, started.elapsed().as_secs_f64());
-            log.push(LogRow { step: step as u32, epoch: epoch as u32, loss: sums.0 / n, ce: sums.1 / n, kd: sums.2 / n, lr, grad_norm, tokens_per_s: sums.3 as f64 / seconds, seconds });
+            log.push(LogRow { step: step as u32, epoch: epoch as u32, loss: sums.0 / n, ce: sums.1 / n, kd: sums.2 / n, lr, grad_norm, tokens_per_s: sums.3 as f64 / seconds, seconds, samples: group.iter().flatten().map(|e| e.tokens.id.clone()).collect() });
             progress.inc(1);
             if opts.checkpoint_every > 0 && log.len() % opts.checkpoint_every == 0 {
                 checkpoints.stage(&optimiser, &lora.dropout, &log)?;
