@@ -126,6 +126,17 @@ fn private_phase_lowers_the_task_loss() {
     assert!(after < 0.9 * before, "answer NLL {before} -> {after}");
     let log = fedmkt::io::read_parquet(&adapter.join("training_log.parquet"), "training-log").unwrap();
     assert_eq!(log.num_rows(), 8, "6 samples, batch 4: 2 steps per epoch");
+    use arrow_array::cast::AsArray;
+    let lists = log.column::<arrow_array::ListArray>("samples").unwrap();
+    let steps: Vec<Vec<String>> = lists.iter().flat_map(|list| list.iter().flatten().collect::<Vec<_>>()).map(|ids| ids.as_string::<i32>().iter().flatten().map(String::from).collect()).collect();
+    let mut ids: Vec<String> = fedmkt::tokens::read_tokens(&llama_tokens()).unwrap().0.into_iter().map(|s| s.id).collect();
+    ids.sort();
+    for epoch in steps.chunks(2) {
+        let mut seen: Vec<String> = epoch.concat();
+        seen.sort();
+        assert_eq!(seen, ids, "each epoch's steps name every sample once");
+    }
+    assert_ne!(steps[0..2].concat(), steps[2..4].concat(), "each epoch has its own order");
 }
 
 #[test]
