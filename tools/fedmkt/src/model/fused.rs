@@ -3,12 +3,13 @@
 //! candle's own fused kernels (`rms_norm`, `softmax_last_dim`, `rope`) have no backward pass,
 //! and composing plain ops instead costs, per op, a pass over memory, an allocation and a
 //! backward node — plus a gradient for the constant operand (norm weight, rotary tables,
-//! attention mask) that nothing uses. Each op here does its forward in one pass and returns
-//! only the gradient of its input. The maths is that of the composed versions in `layers.rs`,
+//! attention mask) that nothing uses. Each op here does its forward in one pass (rows in
+//! parallel) and returns only the gradient of its input. The maths is that of the composed versions in `layers.rs`,
 //! which serve other devices and inference, and which the tests below check these against.
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 /// The f32 values of a contiguous CPU input.
 fn values<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -40,12 +41,12 @@ impl CustomOp1 for RmsNormOp {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = values(storage, layout, self.name())?;
         let mut y = vec![0f32; x.len()];
-        for (y, x) in y.chunks_mut(self.scale.len()).zip(x.chunks(self.scale.len())) {
+        y.par_chunks_mut(self.scale.len()).zip(x.par_chunks(self.scale.len())).for_each(|(y, x)| {
             let r = inv_rms(x, self.eps);
             for ((y, x), w) in y.iter_mut().zip(x).zip(self.scale.iter()) {
                 *y = x * r * w;
             }
-        }
+        });
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
@@ -70,13 +71,13 @@ impl CustomOp2 for RmsNormBackward {
         let (x, g) = (values(xs, x_layout, self.name())?, values(gs, g_layout, self.name())?);
         let d = self.scale.len();
         let mut dx = vec![0f32; x.len()];
-        for ((dx, x), g) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
+        dx.par_chunks_mut(d).zip(x.par_chunks(d)).zip(g.par_chunks(d)).for_each(|((dx, x), g)| {
             let r = inv_rms(x, self.eps);
             let mean_ux = x.iter().zip(g).zip(self.scale.iter()).map(|((x, g), w)| g * w * x).sum::<f32>() / d as f32;
             for (((dx, x), g), w) in dx.iter_mut().zip(x).zip(g).zip(self.scale.iter()) {
                 *dx = r * g * w - x * r * r * r * mean_ux;
             }
-        }
+        });
         Ok((CpuStorage::F32(dx), x_layout.shape().clone()))
     }
 }
@@ -103,7 +104,7 @@ impl CustomOp1 for MaskedSoftmax {
         let x = values(storage, layout, self.name())?;
         let seq = self.seq;
         let mut y = vec![0f32; x.len()];
-        for (row, (y, x)) in y.chunks_mut(seq).zip(x.chunks(seq)).enumerate() {
+        y.par_chunks_mut(seq).zip(x.par_chunks(seq)).enumerate().for_each(|(row, (y, x))| {
             let mask = &self.mask[(row % seq) * seq..][..seq];
             for ((y, x), m) in y.iter_mut().zip(x).zip(mask) {
                 *y = x * self.scale + m;
@@ -112,7 +113,7 @@ impl CustomOp1 for MaskedSoftmax {
             y.iter_mut().for_each(|v| *v = (*v - max).exp());
             let sum: f32 = y.iter().sum();
             y.iter_mut().for_each(|v| *v /= sum);
-        }
+        });
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
@@ -135,12 +136,12 @@ impl CustomOp2 for SoftmaxBackward {
     fn cpu_fwd(&self, ys: &CpuStorage, y_layout: &Layout, gs: &CpuStorage, g_layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (y, g) = (values(ys, y_layout, self.name())?, values(gs, g_layout, self.name())?);
         let mut dx = vec![0f32; y.len()];
-        for ((dx, y), g) in dx.chunks_mut(self.seq).zip(y.chunks(self.seq)).zip(g.chunks(self.seq)) {
+        dx.par_chunks_mut(self.seq).zip(y.par_chunks(self.seq)).zip(g.par_chunks(self.seq)).for_each(|((dx, y), g)| {
             let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
             for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
                 *dx = self.scale * y * (g - dot);
             }
-        }
+        });
         Ok((CpuStorage::F32(dx), y_layout.shape().clone()))
     }
 }
@@ -171,7 +172,7 @@ impl CustomOp1 for Rope {
         let (_, _, seq, head_dim) = layout.shape().dims4()?;
         let half = head_dim / 2;
         let mut y = vec![0f32; x.len()];
-        for (row, (y, x)) in y.chunks_mut(head_dim).zip(x.chunks(head_dim)).enumerate() {
+        y.par_chunks_mut(head_dim).zip(x.par_chunks(head_dim)).enumerate().for_each(|(row, (y, x))| {
             let at = (row % seq) * half;
             let (cos, sin) = (&self.cos[at..at + half], &self.sin[at..at + half]);
             for i in 0..half {
@@ -179,7 +180,7 @@ impl CustomOp1 for Rope {
                 y[i] = a * cos[i] - b * s;
                 y[i + half] = b * cos[i] + a * s;
             }
-        }
+        });
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
