@@ -9,7 +9,8 @@ ALIGNED_*: knowledge sets aligned (`align`) into the model's vocabulary on TOKEN
 Speed: the same batches (first N samples of TOKENS, batched as `distill`'s training log
 says it did), batch 4, LoRA r=8/alpha 16 on q/k/v/o, AdamW,
 answer-token cross-entropy, dropout 0 on both sides; each side's step times summed
-(model loading excluded), first step excluded as warm-up. Ratio = our tokens/s over theirs.
+(model loading excluded), first step excluded as warm-up, fastest of --repeats passes.
+Ratio = our tokens/s over theirs.
 Memory: peak RSS of whole `distill` runs with the two teacher files (same samples).
 """
 import argparse, hashlib, os, subprocess, sys, tempfile, time
@@ -47,7 +48,7 @@ def ours(model, tokens, binary, threads, extra=()):
         return log["seconds"].to_pylist(), log["samples"].to_pylist(), peak_kib / 1024
 
 
-def theirs(model, tokens, batches, threads):
+def theirs(model, tokens, batches, threads, passes):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -58,24 +59,32 @@ def theirs(model, tokens, batches, threads):
     m = get_peft_model(m, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
     rows = {r["id"]: r for r in pq.read_table(tokens).to_pylist()}
-    times = []
-    for ids in batches:
-        batch = [rows[i] for i in ids]
-        width = max(len(r["input_ids"]) for r in batch)
-        ids = torch.tensor([r["input_ids"] + [0] * (width - len(r["input_ids"])) for r in batch])
-        mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in batch])
-        labels = torch.full_like(ids, -100)
-        for b, r in enumerate(batch):
-            start = max(r["answer_start"], 1)
-            labels[b, start:len(r["input_ids"])] = ids[b, start:len(r["input_ids"])]
-        started = time.perf_counter()
-        loss = m(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], 1.0)
-        opt.step()
-        opt.zero_grad()
-        times.append(time.perf_counter() - started)
-    return times
+    return [[step(m, opt, [rows[i] for i in ids]) for ids in batches] for _ in range(passes)]
+
+
+def step(m, opt, batch):
+    """Seconds of one training step on `batch` (padding, labels on the answer tokens)."""
+    import torch
+
+    width = max(len(r["input_ids"]) for r in batch)
+    ids = torch.tensor([r["input_ids"] + [0] * (width - len(r["input_ids"])) for r in batch])
+    mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in batch])
+    labels = torch.full_like(ids, -100)
+    for b, r in enumerate(batch):
+        start = max(r["answer_start"], 1)
+        labels[b, start:len(r["input_ids"])] = ids[b, start:len(r["input_ids"])]
+    started = time.perf_counter()
+    loss = m(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], 1.0)
+    opt.step()
+    opt.zero_grad()
+    return time.perf_counter() - started
+
+
+def per_step(passes):
+    """Mean seconds per step of the fastest pass, its first step left out as warm-up."""
+    return min(sum(p[1:]) / (len(p) - 1) for p in passes)
 
 
 def main():
@@ -83,17 +92,18 @@ def main():
     ap.add_argument("model"); ap.add_argument("tokens"); ap.add_argument("binary")
     ap.add_argument("teacher_big"); ap.add_argument("teacher_small")
     ap.add_argument("--samples", type=int, default=48); ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="passes per side; the fastest counts (other load only slows a pass)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         data = f"{d}/tokens.parquet"
         first_rows(a.tokens, a.samples, data)
         tokens = sum(len(r) for r in pq.read_table(data)["input_ids"].to_pylist())
-        our_times, batches, _ = ours(a.model, data, a.binary, a.threads, ["--batch-size", "4"])
-        their_times = theirs(a.model, data, batches, a.threads)
-        ours_tps = tokens / sum(our_times[1:]) * (len(our_times) - 1) / len(our_times)
-        theirs_tps = tokens / sum(their_times[1:]) * (len(their_times) - 1) / len(their_times)
-        print(f"LoRA step, {a.samples} samples, {tokens} tokens, batch 4, {a.threads} threads:")
-        print(f"  ours {ours_tps:.1f} tok/s ({sum(our_times[1:]) / (len(our_times) - 1):.3f} s/step) | PyTorch+PEFT {theirs_tps:.1f} tok/s ({sum(their_times[1:]) / (len(their_times) - 1):.3f} s/step) | ratio {ours_tps / theirs_tps:.2f} (goal >= 1.0)")
+        runs = [ours(a.model, data, a.binary, a.threads, ["--batch-size", "4"]) for _ in range(a.repeats)]
+        batches = runs[0][1]
+        our_step, their_step = per_step([r[0] for r in runs]), per_step(theirs(a.model, data, batches, a.threads, a.repeats))
+        steps = len(batches)
+        print(f"LoRA step, {a.samples} samples, {tokens} tokens, {steps} steps of batch 4, {a.threads} threads, best of {a.repeats} passes:")
+        print(f"  ours {tokens / steps / our_step:.1f} tok/s ({our_step:.3f} s/step) | PyTorch+PEFT {tokens / steps / their_step:.1f} tok/s ({their_step:.3f} s/step) | ratio {their_step / our_step:.2f} (goal >= 1.0)")
         peaks = {}
         for name, aligned in [("262k", a.teacher_big), ("49k", a.teacher_small)]:
             teacher = f"{d}/selected-{name}.parquet"
