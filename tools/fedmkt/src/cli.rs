@@ -72,8 +72,8 @@ pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<()> + Send) -> Exit
 
 /// candle's element-wise workers spin `CANDLE_BARRIER_POOL_SPIN_LIMIT` times (default 25,000)
 /// waiting for the next op before they sleep; meanwhile the GEMM's threads need those cores.
-/// 2,000–5,000 measured fastest for LoRA steps on 2 cores (3,000: 1.01 → 0.93 s a step); a value set in
-/// the environment wins. Called before any thread exists, as `set_var` requires.
+/// 2,000–5,000 measured fastest for LoRA steps on 2 cores (3,000: 1.01 → 0.93 s a step); a
+/// value set in the environment wins. Called before any thread exists, as `set_var` requires.
 fn shorten_worker_spinning() {
     const SPIN_LIMIT: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
     if std::env::var_os(SPIN_LIMIT).is_none() {

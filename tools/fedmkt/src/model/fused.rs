@@ -4,12 +4,19 @@
 //! and composing plain ops instead costs, per op, a pass over memory, an allocation and a
 //! backward node — plus a gradient for the constant operand (norm weight, rotary tables,
 //! attention mask) that nothing uses. Each op here does its forward in one pass (rows in
-//! parallel) and returns only the gradient of its input. The maths is that of the composed versions in `layers.rs`,
-//! which serve other devices and inference, and which the tests below check these against.
+//! parallel) and returns only the gradient of its input. The maths is that of the composed
+//! versions in `layers.rs`, which serve other devices and inference, and which the tests below
+//! check these against.
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+/// Whether `x` is a training activation (it tracks gradients) in f32 on the CPU: what the
+/// kernels here, and the frozen-weight matmul, take.
+pub fn cpu_training(x: &Tensor) -> bool {
+    x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32
+}
 
 /// The f32 values of a contiguous CPU input.
 fn values<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -17,9 +24,23 @@ fn values<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a 
     Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
+/// `f(row index, input row, output row)` over the rows of `width` values of `x`, in parallel.
+fn map_rows(x: &[f32], width: usize, f: impl Fn(usize, &[f32], &mut [f32]) + Sync) -> CpuStorage {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(width).zip(x.par_chunks(width)).enumerate().for_each(|(row, (y, x))| f(row, x, y));
+    CpuStorage::F32(y)
+}
+
+/// `f(row of a, row of b, output row)` over the paired rows of `width` values, in parallel.
+fn map_row_pairs(a: &[f32], b: &[f32], width: usize, f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync) -> CpuStorage {
+    let mut y = vec![0f32; a.len()];
+    y.par_chunks_mut(width).zip(a.par_chunks(width)).zip(b.par_chunks(width)).for_each(|((y, a), b)| f(a, b, y));
+    CpuStorage::F32(y)
+}
+
 /// A small constant operand (weight, table, mask) as owned f32 values.
 fn constant(t: &Tensor) -> Result<Arc<[f32]>> {
-    Ok(t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?.into())
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?.into())
 }
 
 /// `1 / sqrt(mean(x²) + eps)` of one row.
@@ -40,14 +61,13 @@ impl CustomOp1 for RmsNormOp {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = values(storage, layout, self.name())?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(self.scale.len()).zip(x.par_chunks(self.scale.len())).for_each(|(y, x)| {
+        let y = map_rows(x, self.scale.len(), |_, x, y| {
             let r = inv_rms(x, self.eps);
             for ((y, x), w) in y.iter_mut().zip(x).zip(self.scale.iter()) {
                 *y = x * r * w;
             }
         });
-        Ok((CpuStorage::F32(y), layout.shape().clone()))
+        Ok((y, layout.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {
@@ -70,15 +90,14 @@ impl CustomOp2 for RmsNormBackward {
     fn cpu_fwd(&self, xs: &CpuStorage, x_layout: &Layout, gs: &CpuStorage, g_layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, g) = (values(xs, x_layout, self.name())?, values(gs, g_layout, self.name())?);
         let d = self.scale.len();
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(d).zip(x.par_chunks(d)).zip(g.par_chunks(d)).for_each(|((dx, x), g)| {
+        let dx = map_row_pairs(x, g, d, |x, g, dx| {
             let r = inv_rms(x, self.eps);
             let mean_ux = x.iter().zip(g).zip(self.scale.iter()).map(|((x, g), w)| g * w * x).sum::<f32>() / d as f32;
             for (((dx, x), g), w) in dx.iter_mut().zip(x).zip(g).zip(self.scale.iter()) {
                 *dx = r * g * w - x * r * r * r * mean_ux;
             }
         });
-        Ok((CpuStorage::F32(dx), x_layout.shape().clone()))
+        Ok((dx, x_layout.shape().clone()))
     }
 }
 
@@ -103,8 +122,7 @@ impl CustomOp1 for MaskedSoftmax {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = values(storage, layout, self.name())?;
         let seq = self.seq;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(seq).zip(x.par_chunks(seq)).enumerate().for_each(|(row, (y, x))| {
+        let y = map_rows(x, seq, |row, x, y| {
             let mask = &self.mask[(row % seq) * seq..][..seq];
             for ((y, x), m) in y.iter_mut().zip(x).zip(mask) {
                 *y = x * self.scale + m;
@@ -114,7 +132,7 @@ impl CustomOp1 for MaskedSoftmax {
             let sum: f32 = y.iter().sum();
             y.iter_mut().for_each(|v| *v /= sum);
         });
-        Ok((CpuStorage::F32(y), layout.shape().clone()))
+        Ok((y, layout.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {
@@ -135,14 +153,13 @@ impl CustomOp2 for SoftmaxBackward {
 
     fn cpu_fwd(&self, ys: &CpuStorage, y_layout: &Layout, gs: &CpuStorage, g_layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (y, g) = (values(ys, y_layout, self.name())?, values(gs, g_layout, self.name())?);
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(self.seq).zip(y.par_chunks(self.seq)).zip(g.par_chunks(self.seq)).for_each(|((dx, y), g)| {
+        let dx = map_row_pairs(y, g, self.seq, |y, g, dx| {
             let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
             for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
                 *dx = self.scale * y * (g - dot);
             }
         });
-        Ok((CpuStorage::F32(dx), y_layout.shape().clone()))
+        Ok((dx, y_layout.shape().clone()))
     }
 }
 
@@ -171,8 +188,7 @@ impl CustomOp1 for Rope {
         let x = values(storage, layout, self.name())?;
         let (_, _, seq, head_dim) = layout.shape().dims4()?;
         let half = head_dim / 2;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(head_dim).zip(x.par_chunks(head_dim)).enumerate().for_each(|(row, (y, x))| {
+        let y = map_rows(x, head_dim, |row, x, y| {
             let at = (row % seq) * half;
             let (cos, sin) = (&self.cos[at..at + half], &self.sin[at..at + half]);
             for i in 0..half {
@@ -181,7 +197,7 @@ impl CustomOp1 for Rope {
                 y[i + half] = b * cos[i] + a * s;
             }
         });
-        Ok((CpuStorage::F32(y), layout.shape().clone()))
+        Ok((y, layout.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {

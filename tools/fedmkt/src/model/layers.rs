@@ -10,15 +10,10 @@ use candle_core::{DType, Device, Tensor, D};
 
 use super::fused;
 
-/// Whether `x` is a training activation our fused CPU kernels (f32 only) can take.
-fn fused_training(x: &Tensor) -> bool {
-    x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32
-}
-
 /// RMS norm in f32: `x / sqrt(mean(x²) + eps) · scale`, with `scale` = `w` (llama) or
 /// `1 + w` (Gemma, folded into the weight at load time).
 pub fn rms_norm(x: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
-    if fused_training(x) {
+    if fused::cpu_training(x) {
         return Ok(fused::rms_norm(x, scale, eps)?);
     }
     rms_norm_composed(x, scale, eps)
@@ -61,11 +56,13 @@ pub fn rotary_tables(base: f64, head_dim: usize, seq_len: usize, device: &Device
 pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor, training: bool) -> Result<Tensor> {
     let dtype = x.dtype();
     let x = x.to_dtype(DType::F32)?;
-    let y = if training && fused_training(&x) {
+    let y = if training && fused::cpu_training(&x) {
         fused::rope(&x, cos, sin)?
     } else if training {
         candle_nn::rotary_emb::rope_slow(&x, cos, sin)?
-    } else { candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)? };
+    } else {
+        candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?
+    };
     Ok(y.to_dtype(dtype)?)
 }
 
@@ -91,7 +88,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) 
     let kv_heads = k.dim(1)?;
     let (k, v) = (repeat_kv(k, heads / kv_heads)?, repeat_kv(v, heads / kv_heads)?);
     let scores = q.to_dtype(DType::F32)?.matmul(&k.to_dtype(DType::F32)?.t()?)?;
-    let probs = if fused_training(&scores) {
+    let probs = if fused::cpu_training(&scores) {
         fused::masked_softmax(&scores, mask, scale)?
     } else {
         candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(mask)?, D::Minus1)?

@@ -108,7 +108,7 @@ impl Linear {
         let dims = x.dims().to_vec();
         let (rows, inner) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
         let flat = x.reshape((rows, inner))?;
-        let mut y = if flat.track_op() && flat.device().is_cpu() && flat.dtype() == DType::F32 && self.weight.dtype() == DType::F32 {
+        let mut y = if super::fused::cpu_training(&flat) && self.weight.dtype() == DType::F32 {
             flat.apply_op1(FrozenMatmul { weight_t: self.weight.t()? })?
         } else {
             flat.matmul(&self.weight.t()?)?
