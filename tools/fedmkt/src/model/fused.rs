@@ -9,7 +9,7 @@
 //! check these against.
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Whether `x` is a training activation (it tracks gradients) in f32 on the CPU: what the
@@ -211,15 +211,106 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Rope { cos: constant(cos)?, sin: constant(sin)?, sin_sign: 1.0 })
 }
 
+/// The gate's activation in a gated MLP: SiLU (llama) or GELU's tanh approximation (Gemma).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    Silu,
+    GeluTanh,
+}
+
+impl Activation {
+    /// The activation from plain tensor ops (any device and dtype).
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Silu => x.silu(),
+            Activation::GeluTanh => x.gelu(),
+        }
+    }
+
+    /// `f(v)` and `f'(v)`.
+    fn value_and_slope(self, v: f32) -> (f32, f32) {
+        match self {
+            Activation::Silu => {
+                let sigmoid = 1.0 / (1.0 + (-v).exp());
+                (v * sigmoid, sigmoid * (1.0 + v * (1.0 - sigmoid)))
+            }
+            Activation::GeluTanh => {
+                const C: f32 = 0.797_884_6; // sqrt(2/π)
+                let t = (C * v * (1.0 + 0.044715 * v * v)).tanh();
+                (0.5 * v * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044715 * v * v))
+            }
+        }
+    }
+}
+
+/// `f(gate) · up`, the gated MLP's middle, in one pass (composed: an activation, a product,
+/// and in the backward pass about a dozen elementwise ops over the MLP's widest tensors).
+struct Gated(Activation);
+
+impl CustomOp2 for Gated {
+    fn name(&self) -> &'static str {
+        "fused-gated-activation"
+    }
+
+    fn cpu_fwd(&self, gs: &CpuStorage, g_layout: &Layout, us: &CpuStorage, u_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (gate, up) = (values(gs, g_layout, self.name())?, values(us, u_layout, self.name())?);
+        let width = *g_layout.dims().last().unwrap_or(&1);
+        let y = map_row_pairs(gate, up, width, |gate, up, y| {
+            for ((y, g), u) in y.iter_mut().zip(gate).zip(up) {
+                *y = self.0.value_and_slope(*g).0 * u;
+            }
+        });
+        Ok((y, g_layout.shape().clone()))
+    }
+
+    fn bwd(&self, gate: &Tensor, up: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let stacked = gate.apply_op3_no_bwd(up, &grad_y.contiguous()?, &GatedBackward(self.0))?;
+        Ok((Some(stacked.get(0)?), Some(stacked.get(1)?)))
+    }
+}
+
+/// `[∂gate, ∂up]` stacked, from `gate`, `up` and `∂y`: `∂gate = ∂y·up·f'(gate)`, `∂up = ∂y·f(gate)`.
+struct GatedBackward(Activation);
+
+impl CustomOp3 for GatedBackward {
+    fn name(&self) -> &'static str {
+        "fused-gated-activation-backward"
+    }
+
+    fn cpu_fwd(&self, gs: &CpuStorage, g_layout: &Layout, us: &CpuStorage, u_layout: &Layout, dys: &CpuStorage, dy_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (gate, up, dy) = (values(gs, g_layout, name)?, values(us, u_layout, name)?, values(dys, dy_layout, name)?);
+        let width = *g_layout.dims().last().unwrap_or(&1);
+        let mut grads = vec![0f32; 2 * gate.len()];
+        let (d_gate, d_up) = grads.split_at_mut(gate.len());
+        let inputs = gate.par_chunks(width).zip(up.par_chunks(width)).zip(dy.par_chunks(width));
+        d_gate.par_chunks_mut(width).zip(d_up.par_chunks_mut(width)).zip(inputs).for_each(|((d_gate, d_up), ((gate, up), dy))| {
+            for i in 0..gate.len() {
+                let (f, slope) = self.0.value_and_slope(gate[i]);
+                d_gate[i] = dy[i] * up[i] * slope;
+                d_up[i] = dy[i] * f;
+            }
+        });
+        let mut dims = vec![2];
+        dims.extend_from_slice(g_layout.dims());
+        Ok((CpuStorage::F32(grads), Shape::from(dims)))
+    }
+}
+
+/// `f(gate) · up` of f32 tensors of one shape.
+pub fn gated(gate: &Tensor, up: &Tensor, activation: Activation) -> Result<Tensor> {
+    gate.contiguous()?.apply_op2(&up.contiguous()?, Gated(activation))
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use candle_core::{Device, Var, D};
     use rand::{Rng, SeedableRng};
 
     use super::*;
     use crate::model::layers;
 
-    fn random(shape: &[usize], seed: u64) -> Tensor {
+    pub(in crate::model) fn random(shape: &[usize], seed: u64) -> Tensor {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let n = shape.iter().product();
         Tensor::from_vec((0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect::<Vec<_>>(), shape, &Device::Cpu).unwrap()
@@ -236,7 +327,7 @@ mod tests {
         (flat(&y), flat(grads.get(var.as_tensor()).unwrap()))
     }
 
-    fn assert_close(ours: &[f32], reference: &[f32], what: &str) {
+    pub(in crate::model) fn assert_close(ours: &[f32], reference: &[f32], what: &str) {
         assert_eq!(ours.len(), reference.len(), "{what}: lengths");
         for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
             assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{what}[{i}]: fused {a} vs composed {b}");
@@ -270,5 +361,17 @@ mod tests {
         let x = random(&[2, 3, 5, 8], 4);
         let (cos, sin) = layers::rotary_tables(10_000.0, 8, 5, &Device::Cpu).unwrap();
         assert_same_as_composed(&x, |x| Ok(rope(x, &cos, &sin)?), |x| Ok(candle_nn::rotary_emb::rope_slow(x, &cos, &sin)?));
+    }
+
+    #[test]
+    fn gated_activations_match_composed_ops() {
+        let up = Var::from_tensor(&random(&[2, 5, 16], 5)).unwrap();
+        for activation in [Activation::Silu, Activation::GeluTanh] {
+            let composed = |g: &Tensor| Ok((activation.apply(g)? * up.as_tensor())?);
+            assert_same_as_composed(&random(&[2, 5, 16], 6), |g| Ok(gated(g, up.as_tensor(), activation)?), composed);
+            let gate = random(&[2, 5, 16], 6);
+            let composed = |u: &Tensor| Ok((activation.apply(&gate)? * u)?);
+            assert_same_as_composed(up.as_tensor(), |u| Ok(gated(&gate, u, activation)?), composed);
+        }
     }
 }

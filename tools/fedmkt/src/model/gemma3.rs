@@ -10,7 +10,7 @@ use anyhow::Result;
 use candle_core::Tensor;
 
 use super::layers::{attention_mask, rotary_tables, RmsNorm};
-use super::{embed, lm_head, Attention, Builder, GatedMlp, Linear, ModelConfig};
+use super::{embed, lm_head, Activation, Attention, Builder, GatedMlp, Linear, ModelConfig};
 
 struct Layer {
     input_layernorm: RmsNorm,
@@ -75,7 +75,7 @@ impl Gemma3 {
             let h = layer.input_layernorm.forward(&x)?;
             let attn = layer.self_attn.forward(&h, (cos, sin, training), mask, scale, Some((&layer.q_norm, &layer.k_norm)))?;
             x = (&x + layer.post_attention_layernorm.forward(&attn)?)?;
-            let mlp = layer.mlp.forward(&layer.pre_feedforward_layernorm.forward(&x)?, Tensor::gelu)?;
+            let mlp = layer.mlp.forward(&layer.pre_feedforward_layernorm.forward(&x)?, Activation::GeluTanh)?;
             x = (x + layer.post_feedforward_layernorm.forward(&mlp)?)?;
         }
         self.norm.forward(&x)

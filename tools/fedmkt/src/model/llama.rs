@@ -6,7 +6,7 @@ use anyhow::Result;
 use candle_core::Tensor;
 
 use super::layers::{attention_mask, rotary_tables, RmsNorm};
-use super::{embed, lm_head, Attention, Builder, GatedMlp, Linear, ModelConfig};
+use super::{embed, lm_head, Activation, Attention, Builder, GatedMlp, Linear, ModelConfig};
 
 struct Layer {
     input_layernorm: RmsNorm,
@@ -52,7 +52,7 @@ impl Llama {
         for layer in &self.layers {
             let attn = layer.self_attn.forward(&layer.input_layernorm.forward(&x)?, (&cos, &sin, training), &mask, scale, None)?;
             x = (x + attn)?;
-            let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?, Tensor::silu)?;
+            let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?, Activation::Silu)?;
             x = (x + mlp)?;
         }
         self.norm.forward(&x)

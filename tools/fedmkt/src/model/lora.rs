@@ -85,13 +85,14 @@ impl LoraDropout {
         }
     }
 
-    /// `x` with each element zeroed with probability `rate`, the rest scaled by 1/(1 − rate).
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+    /// The next mask for an input of `shape`: each element 0 with probability `rate`, else
+    /// 1/(1 − rate). None when off.
+    fn mask(&self, shape: &candle_core::Shape, device: &Device) -> Result<Option<Tensor>> {
         let mut state = self.state.lock().expect("dropout state");
-        let Some((rate, rng)) = state.as_mut() else { return Ok(x.clone()) };
+        let Some((rate, rng)) = state.as_mut() else { return Ok(None) };
         let keep = (1.0 / (1.0 - *rate)) as f32;
-        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f64>() < *rate { 0.0 } else { keep }).collect();
-        Ok((x * Tensor::from_vec(mask, x.shape(), x.device())?)?)
+        let mask: Vec<f32> = (0..shape.elem_count()).map(|_| if rng.random::<f64>() < *rate { 0.0 } else { keep }).collect();
+        Ok(Some(Tensor::from_vec(mask, shape, device)?))
     }
 }
 
@@ -108,51 +109,35 @@ impl Linear {
         let dims = x.dims().to_vec();
         let (rows, inner) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
         let flat = x.reshape((rows, inner))?;
-        let mut y = if super::fused::cpu_training(&flat) && self.weight.dtype() == DType::F32 {
-            flat.apply_op1(FrozenMatmul { weight_t: self.weight.t()? })?
-        } else {
-            flat.matmul(&self.weight.t()?)?
+        let on_cpu_in_f32 = flat.device().is_cpu() && flat.dtype() == DType::F32 && self.weight.dtype() == DType::F32;
+        let mut y = match &self.lora {
+            Some(lora) if on_cpu_in_f32 => {
+                let mask = lora.dropout.mask(flat.shape(), flat.device())?;
+                super::frozen::lora_matmul(&flat, &self.weight, lora.a.as_tensor(), lora.b.as_tensor(), lora.scale, mask)?
+            }
+            Some(lora) => self.composed(&flat, lora)?,
+            None if on_cpu_in_f32 && flat.track_op() => super::frozen::matmul(&flat, &self.weight)?,
+            None => flat.matmul(&self.weight.t()?)?,
         };
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
-        }
-        if let Some(lora) = &self.lora {
-            let dtype = y.dtype();
-            let low = lora.dropout.apply(&flat.to_dtype(DType::F32)?)?.matmul(&lora.a.as_tensor().t()?)?.matmul(&lora.b.as_tensor().t()?)?;
-            y = (y + (low * lora.scale)?.to_dtype(dtype)?)?;
         }
         let mut out_dims = dims;
         *out_dims.last_mut().unwrap() = self.weight.dim(0)?;
         Ok(y.reshape(out_dims)?)
     }
-}
 
-/// `x·Wᵀ` for a frozen base weight W. candle's matmul backward always computes both
-/// operands' gradients, so a plain matmul also computes and allocates the gradient of every
-/// frozen weight at every training step; this op's backward returns only `∂x = ∂y·W`.
-#[derive(Clone)]
-struct FrozenMatmul {
-    /// Wᵀ, `[in, out]`.
-    weight_t: Tensor,
-}
-
-impl candle_core::CustomOp1 for FrozenMatmul {
-    fn name(&self) -> &'static str {
-        "frozen-matmul"
-    }
-
-    /// The same GEMM call candle's matmul makes, on the storages directly (no copies).
-    fn cpu_fwd(&self, storage: &candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use candle_core::backend::BackendStorage;
-        let (weight, weight_layout) = self.weight_t.storage_and_layout();
-        let candle_core::Storage::Cpu(weight) = &*weight else { candle_core::bail!("frozen-matmul: weight not on the CPU") };
-        let (m, k) = layout.shape().dims2()?;
-        let n = weight_layout.shape().dims2()?.1;
-        Ok((storage.matmul(weight, (1, m, n, k), layout, weight_layout)?, candle_core::Shape::from((m, n))))
-    }
-
-    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad_y.matmul(&self.weight_t.t()?)?))
+    /// `x·Wᵀ + scale·(drop(x)·Aᵀ)·Bᵀ` from plain candle ops (any device and dtype): the
+    /// reference the CPU kernel (`frozen::lora_matmul`) is tested against.
+    pub(super) fn composed(&self, x: &Tensor, lora: &LoraPair) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.t()?)?;
+        let mut x_adapter = x.to_dtype(DType::F32)?;
+        if let Some(mask) = lora.dropout.mask(x.shape(), x.device())? {
+            x_adapter = (x_adapter * mask)?;
+        }
+        let low = x_adapter.matmul(&lora.a.as_tensor().t()?)?.matmul(&lora.b.as_tensor().t()?)?;
+        let dtype = y.dtype();
+        Ok((y + (low * lora.scale)?.to_dtype(dtype)?)?)
     }
 }
 

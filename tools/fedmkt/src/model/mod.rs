@@ -6,6 +6,7 @@
 //! candle-transformers' models serve as an independent reference in the tests: they cannot be
 //! trained (fused ops without gradients, no way to inject LoRA).
 pub mod config;
+mod frozen;
 mod fused;
 mod gemma3;
 pub mod layers;
@@ -21,6 +22,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 
 pub use config::{Arch, ModelConfig};
+pub use fused::Activation;
 use layers::RmsNorm;
 pub use lora::{AdapterSource, Linear, LoraSet, LoraSpec};
 
@@ -142,8 +144,10 @@ impl GatedMlp {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, activation: fn(&Tensor) -> candle_core::Result<Tensor>) -> Result<Tensor> {
-        self.down_proj.forward(&(activation(&self.gate_proj.forward(x)?)? * self.up_proj.forward(x)?)?)
+    pub fn forward(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
+        let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
+        let middle = if fused::cpu_training(&gate) && fused::cpu_training(&up) { fused::gated(&gate, &up, activation)? } else { (activation.apply(&gate)? * up)? };
+        self.down_proj.forward(&middle)
     }
 }
 

@@ -1,0 +1,269 @@
+//! Linear layers over a frozen base weight, for training on the CPU: `x·Wᵀ` and, with a LoRA
+//! adapter, `x·Wᵀ + s·(drop(x)·Aᵀ)·Bᵀ`, each one graph node calling gemm directly.
+//!
+//! Composed from candle ops, a LoRA layer is five nodes (frozen product, two low-rank
+//! products, a scale, an add), and candle's backward gives every operand of every node a
+//! zero-filled gradient it then adds into; its matmul also computes the frozen weight's
+//! gradient, which nothing uses, and zero-fills outputs gemm overwrites anyway. Here the
+//! low-rank product accumulates into the frozen product in place, forward and backward, and
+//! the backward pass returns only what trains: ∂x, ∂A, ∂B. The composed version
+//! (`lora::Linear::forward` off the CPU or outside f32) is what the tests compare against.
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+
+/// A matrix view of f32 values: `rows × cols`, element (i, j) at `i·row_stride + j·col_stride`.
+#[derive(Clone, Copy)]
+struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// Row-major `rows × cols` values (exactly that many).
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Result<MatRef<'a>> {
+        if data.len() != rows * cols {
+            candle_core::bail!("frozen linear: {} values for a {rows}×{cols} matrix", data.len());
+        }
+        Ok(MatRef { data, rows, cols, row_stride: cols, col_stride: 1 })
+    }
+
+    fn t(self) -> MatRef<'a> {
+        MatRef { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+    }
+}
+
+/// `dst = scale·a·b`, or `dst += scale·a·b` when `accumulate`; `dst` row-major `a.rows × b.cols`.
+///
+/// # Safety
+/// `dst` must be valid for writes of `a.rows · b.cols` values (and initialised when `accumulate`).
+unsafe fn gemm_into(dst: *mut f32, a: MatRef, b: MatRef, scale: f32, accumulate: bool) {
+    assert_eq!(a.cols, b.rows, "frozen linear: inner dimensions differ");
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    // SAFETY: MatRef::new checked that each operand's values cover its extent; the caller vouches for dst.
+    unsafe {
+        gemm::gemm(
+            m, n, k, dst, 1, n as isize, accumulate,
+            a.data.as_ptr(), a.col_stride as isize, a.row_stride as isize,
+            b.data.as_ptr(), b.col_stride as isize, b.row_stride as isize,
+            1.0, scale, false, false, false, parallelism,
+        )
+    }
+}
+
+/// `scale·a·b` in a new row-major buffer (never zero-filled: gemm writes every value).
+fn product(a: MatRef, b: MatRef, scale: f32) -> Vec<f32> {
+    let len = a.rows * b.cols;
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: the buffer holds `len` values; gemm writes all of them before set_len exposes them.
+    unsafe {
+        gemm_into(out.spare_capacity_mut().as_mut_ptr().cast(), a, b, scale, false);
+        out.set_len(len);
+    }
+    out
+}
+
+/// The f32 values of a contiguous CPU input.
+fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("frozen linear: non-contiguous input".into()))?;
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
+/// `f` on a CPU f32 tensor's values (the frozen weight, the dropout mask).
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else { candle_core::bail!("frozen linear: tensor not on the CPU") };
+    f(values(cpu, layout)?)
+}
+
+/// `x·Wᵀ` (`transposed`) or `x·W` for the frozen weight W `[out, in]`. The backward pass of
+/// the first is the second, and returns only `∂x`.
+#[derive(Clone)]
+struct FrozenMatmul {
+    weight: Tensor,
+    transposed: bool,
+}
+
+impl FrozenMatmul {
+    fn weight_ref<'a>(&self, w: &'a [f32]) -> Result<MatRef<'a>> {
+        let (out, inp) = self.weight.dims2()?;
+        let w = MatRef::new(w, out, inp)?;
+        Ok(if self.transposed { w.t() } else { w })
+    }
+}
+
+impl CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (rows, inner) = layout.shape().dims2()?;
+        let x = MatRef::new(values(storage, layout)?, rows, inner)?;
+        with_values(&self.weight, |w| {
+            let w = self.weight_ref(w)?;
+            Ok((CpuStorage::F32(product(x, w, 1.0)), Shape::from((rows, w.cols))))
+        })
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {
+        let backward = FrozenMatmul { weight: self.weight.clone(), transposed: !self.transposed };
+        Ok(Some(grad_y.contiguous()?.apply_op1_no_bwd(&backward)?))
+    }
+}
+
+/// `x·Wᵀ` of `x` `[rows, in]` for a frozen f32 weight `[out, in]` on the CPU.
+pub fn matmul(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(FrozenMatmul { weight: weight.clone(), transposed: true })
+}
+
+/// `x·Wᵀ + scale·(x·mask)·Aᵀ·Bᵀ` of `(x, A, B)`: a LoRA layer over the frozen weight W.
+struct LoraMatmul {
+    weight: Tensor,
+    scale: f32,
+    /// LoRA dropout's mask for this call (zeros and 1/(1 − rate)), shaped like `x`.
+    mask: Option<Tensor>,
+}
+
+impl LoraMatmul {
+    fn frozen(&self, transposed: bool) -> FrozenMatmul {
+        FrozenMatmul { weight: self.weight.clone(), transposed }
+    }
+
+    /// `x` as the adapter sees it: after dropout.
+    fn dropped(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.detach();
+        match &self.mask {
+            Some(mask) => x * mask,
+            None => Ok(x),
+        }
+    }
+}
+
+impl CustomOp3 for LoraMatmul {
+    fn name(&self) -> &'static str {
+        "lora-matmul"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, x_layout: &Layout, a_s: &CpuStorage, a_layout: &Layout, b_s: &CpuStorage, b_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (frozen, shape) = self.frozen(true).cpu_fwd(xs, x_layout)?;
+        let CpuStorage::F32(mut y) = frozen else { unreachable!("frozen-matmul returns f32") };
+        let (rows, inner) = x_layout.shape().dims2()?;
+        let (r, out) = (a_layout.shape().dims2()?.0, shape.dims2()?.1);
+        let (a, b) = (MatRef::new(values(a_s, a_layout)?, r, inner)?, MatRef::new(values(b_s, b_layout)?, out, r)?);
+        let x = values(xs, x_layout)?;
+        let dropped = self.mask.as_ref().map(|mask| with_values(mask, |m| Ok(x.iter().zip(m).map(|(x, m)| x * m).collect::<Vec<f32>>()))).transpose()?;
+        let x = MatRef::new(dropped.as_deref().unwrap_or(x), rows, inner)?;
+        let low = product(x, a.t(), self.scale);
+        // SAFETY: y holds rows × out initialised values.
+        unsafe { gemm_into(y.as_mut_ptr(), MatRef::new(&low, rows, r)?, b.t(), 1.0, true) };
+        Ok((CpuStorage::F32(y), shape))
+    }
+
+    fn bwd(&self, x: &Tensor, a: &Tensor, b: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (a, b, g) = (a.detach(), b.detach(), grad_y.contiguous()?);
+        let x_dropped = self.dropped(x)?;
+        let g_b = (g.matmul(&b)? * self.scale as f64)?; // [rows, r]
+        let grad_a = g_b.t()?.matmul(&x_dropped)?;
+        let grad_b = g.t()?.matmul(&(x_dropped.matmul(&a.t()?)? * self.scale as f64)?)?;
+        let grad_x = g.apply_op2_no_bwd(&g_b, &LoraInputGrad { frozen: self.frozen(false), a, mask: self.mask.clone() })?;
+        Ok((Some(grad_x), Some(grad_a), Some(grad_b)))
+    }
+}
+
+/// `∂x = ∂y·W + ((s·∂y·B)·A)·mask` from `∂y` and `s·∂y·B`.
+struct LoraInputGrad {
+    frozen: FrozenMatmul,
+    a: Tensor,
+    mask: Option<Tensor>,
+}
+
+impl CustomOp2 for LoraInputGrad {
+    fn name(&self) -> &'static str {
+        "lora-matmul-input-grad"
+    }
+
+    fn cpu_fwd(&self, gs: &CpuStorage, g_layout: &Layout, g_bs: &CpuStorage, g_b_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (frozen, shape) = self.frozen.cpu_fwd(gs, g_layout)?;
+        let CpuStorage::F32(mut grad_x) = frozen else { unreachable!("frozen-matmul returns f32") };
+        let (rows, r) = g_b_layout.shape().dims2()?;
+        let g_b = MatRef::new(values(g_bs, g_b_layout)?, rows, r)?;
+        with_values(&self.a, |a| {
+            let a = MatRef::new(a, r, shape.dims2()?.1)?;
+            match &self.mask {
+                // SAFETY: grad_x holds rows × in initialised values.
+                None => unsafe { gemm_into(grad_x.as_mut_ptr(), g_b, a, 1.0, true) },
+                Some(mask) => with_values(mask, |m| {
+                    let low = product(g_b, a, 1.0);
+                    grad_x.iter_mut().zip(low).zip(m).for_each(|((d, l), m)| *d += l * m);
+                    Ok(())
+                })?,
+            }
+            Ok(())
+        })?;
+        Ok((CpuStorage::F32(grad_x), shape))
+    }
+}
+
+/// `x·Wᵀ + scale·(x·mask)·Aᵀ·Bᵀ` of `x` `[rows, in]`, adapter `A` `[r, in]`, `B` `[out, r]`
+/// and the frozen f32 weight `[out, in]`, all on the CPU.
+pub fn lora_matmul(x: &Tensor, weight: &Tensor, a: &Tensor, b: &Tensor, scale: f64, mask: Option<Tensor>) -> Result<Tensor> {
+    let op = LoraMatmul { weight: weight.clone(), scale: scale as f32, mask: mask.map(|m| m.contiguous()).transpose()? };
+    x.contiguous()?.apply_op3(a, b, op)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use candle_core::{Tensor, Var};
+
+    use super::super::fused::tests::{assert_close, random};
+    use super::super::lora::{Linear, LoraDropout, LoraPair};
+
+    /// A LoRA layer (nonzero B, so every gradient flows) with dropout seeded alike for both routes.
+    fn layer(dropout: f64) -> Linear {
+        let pair = |seed| {
+            let state = Arc::new(LoraDropout::default());
+            state.enable(dropout, seed);
+            let a = Var::from_tensor(&random(&[3, 8], 2)).unwrap();
+            LoraPair { a, b: Var::from_tensor(&random(&[6, 3], 3)).unwrap(), scale: 2.0, dropout: state }
+        };
+        Linear { weight: random(&[6, 8], 1), bias: None, lora: Some(pair(7)) }
+    }
+
+    /// Output and gradients of (x, A, B), through a random linear read-out of the output.
+    fn value_and_grads(linear: &Linear, forward: impl Fn(&Linear, &Tensor) -> anyhow::Result<Tensor>) -> Vec<Vec<f32>> {
+        let x = Var::from_tensor(&random(&[2, 5, 8], 4)).unwrap();
+        let y = forward(linear, x.as_tensor()).unwrap();
+        let grads = (&y * random(y.dims(), 99)).unwrap().sum_all().unwrap().backward().unwrap();
+        let lora = linear.lora.as_ref().unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        [&y, x.as_tensor(), lora.a.as_tensor(), lora.b.as_tensor()].iter().enumerate().map(|(i, t)| if i == 0 { flat(t) } else { flat(grads.get(t).unwrap()) }).collect()
+    }
+
+    fn assert_matches_composed(dropout: f64) {
+        let ours = value_and_grads(&layer(dropout), |l, x| l.forward(x));
+        let reference = value_and_grads(&layer(dropout), |l, x| {
+            let flat = x.reshape((10, 8))?;
+            Ok(l.composed(&flat, l.lora.as_ref().unwrap())?.reshape((2, 5, 6))?)
+        });
+        for (what, (ours, reference)) in ["output", "∂x", "∂A", "∂B"].iter().zip(ours.iter().zip(&reference)) {
+            assert_close(ours, reference, what);
+            assert!(ours.iter().any(|v| v.abs() > 1e-3), "{what} must not vanish");
+        }
+    }
+
+    #[test]
+    fn lora_matmul_matches_composed_ops() {
+        assert_matches_composed(0.0);
+    }
+
+    #[test]
+    fn lora_matmul_with_dropout_matches_composed_ops() {
+        assert_matches_composed(0.4);
+    }
+}
