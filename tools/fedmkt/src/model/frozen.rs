@@ -9,101 +9,8 @@
 //! the backward pass returns only what trains: ∂x, ∂A, ∂B. The composed version
 //! (`lora::Linear::forward` off the CPU or outside f32) is what the tests compare against.
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
-/// A matrix view of f32 values: `rows × cols`, element (i, j) at `i·row_stride + j·col_stride`.
-#[derive(Clone, Copy)]
-struct MatRef<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> MatRef<'a> {
-    /// Row-major `rows × cols` values (exactly that many).
-    fn new(data: &'a [f32], rows: usize, cols: usize) -> Result<MatRef<'a>> {
-        if data.len() != rows * cols {
-            candle_core::bail!("frozen linear: {} values for a {rows}×{cols} matrix", data.len());
-        }
-        Ok(MatRef { data, rows, cols, row_stride: cols, col_stride: 1 })
-    }
-
-    fn t(self) -> MatRef<'a> {
-        MatRef { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
-    }
-}
-
-/// `dst = scale·a·b`, or `dst += scale·a·b` when `accumulate`; `dst` row-major `a.rows × b.cols`.
-///
-/// Threads split `b`'s columns, each one gemm call without threads of its own: gemm's own
-/// threads split `a`'s rows instead, and each of them then packs the whole of `b`ᵀ — here the
-/// frozen weight, far larger than the activations — so two threads packed it twice.
-///
-/// # Safety
-/// `dst` must be valid for writes of `a.rows · b.cols` values (and initialised when `accumulate`).
-unsafe fn gemm_into(dst: *mut f32, a: MatRef, b: MatRef, scale: f32, accumulate: bool) {
-    let (m, n, k) = (a.rows, b.cols, a.cols);
-    let threads = candle_core::utils::get_num_threads().min(n / MIN_COLUMNS_PER_THREAD).max(1);
-    let threads = if m * n * k < MIN_WORK_PER_THREAD * threads { 1 } else { threads };
-    // SAFETY: passed on from the caller.
-    unsafe { gemm_in_column_blocks(dst, a, b, scale, accumulate, threads) }
-}
-
-/// [`gemm_into`] with `b`'s columns in `blocks` blocks, one gemm call each, in parallel.
-///
-/// # Safety
-/// As [`gemm_into`].
-unsafe fn gemm_in_column_blocks(dst: *mut f32, a: MatRef, b: MatRef, scale: f32, accumulate: bool, blocks: usize) {
-    assert_eq!(a.cols, b.rows, "frozen linear: inner dimensions differ");
-    let (m, n, k) = (a.rows, b.cols, a.cols);
-    let per_block = n.div_ceil(blocks);
-    let dst = dst as usize; // raw pointers are not Send; each block writes its own columns
-    (0..n.div_ceil(per_block)).into_par_iter().for_each(|block| {
-        let (first, cols) = (block * per_block, per_block.min(n - block * per_block));
-        let b = MatRef { data: &b.data[first * b.col_stride..], cols, ..b };
-        // SAFETY: MatRef::new checked that each operand's values cover its extent; the caller
-        // vouches for dst, of which this call touches columns first..first + cols only.
-        unsafe {
-            gemm::gemm(
-                m, cols, k, (dst as *mut f32).add(first), 1, n as isize, accumulate,
-                a.data.as_ptr(), a.col_stride as isize, a.row_stride as isize,
-                b.data.as_ptr(), b.col_stride as isize, b.row_stride as isize,
-                1.0, scale, false, false, false, gemm::Parallelism::None,
-            )
-        }
-    });
-}
-
-/// Below these a product runs on one thread (gemm's own threading threshold is 48·48·256).
-const MIN_COLUMNS_PER_THREAD: usize = 64;
-const MIN_WORK_PER_THREAD: usize = 48 * 48 * 256;
-
-/// `scale·a·b` in a new row-major buffer (never zero-filled: gemm writes every value).
-fn product(a: MatRef, b: MatRef, scale: f32) -> Vec<f32> {
-    let len = a.rows * b.cols;
-    let mut out = Vec::with_capacity(len);
-    // SAFETY: the buffer holds `len` values; gemm writes all of them before set_len exposes them.
-    unsafe {
-        gemm_into(out.spare_capacity_mut().as_mut_ptr().cast(), a, b, scale, false);
-        out.set_len(len);
-    }
-    out
-}
-
-/// The f32 values of a contiguous CPU input.
-fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("frozen linear: non-contiguous input".into()))?;
-    Ok(&storage.as_slice::<f32>()?[start..end])
-}
-
-/// `f` on a CPU f32 tensor's values (the frozen weight, the dropout mask).
-fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else { candle_core::bail!("frozen linear: tensor not on the CPU") };
-    f(values(cpu, layout)?)
-}
+use super::cpu_gemm::{gemm_into, product, values, with_values, MatRef};
 
 /// `x·Wᵀ` (`transposed`) or `x·W` for the frozen weight W `[out, in]`. The backward pass of
 /// the first is the second, and returns only `∂x`.
@@ -248,7 +155,6 @@ mod tests {
     use candle_core::{Tensor, Var};
 
     use super::super::fused::tests::{assert_close, random};
-    use super::{gemm_in_column_blocks, MatRef};
     use super::super::lora::{Linear, LoraDropout, LoraPair};
 
     /// A LoRA layer (nonzero B, so every gradient flows) with dropout seeded alike for both routes.
@@ -281,28 +187,6 @@ mod tests {
         for (what, (ours, reference)) in ["output", "∂x", "∂A", "∂B"].iter().zip(ours.iter().zip(&reference)) {
             assert_close(ours, reference, what);
             assert!(ours.iter().any(|v| v.abs() > 1e-3), "{what} must not vanish");
-        }
-    }
-
-    /// `scale·a·b` (+ `dst` when accumulating) by the textbook triple loop.
-    fn naive(a: MatRef, b: MatRef, scale: f32, dst: &[f32]) -> Vec<f32> {
-        let at = |m: MatRef, i: usize, j: usize| m.data[i * m.row_stride + j * m.col_stride];
-        (0..a.rows * b.cols).map(|ij| dst[ij] + scale * (0..a.cols).map(|l| at(a, ij / b.cols, l) * at(b, l, ij % b.cols)).sum::<f32>()).collect()
-    }
-
-    #[test]
-    fn column_blocks_give_the_textbook_product() {
-        let flat = |shape: &[usize], seed| random(shape, seed).flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let (a, w) = (flat(&[7, 40], 1), flat(&[130, 40], 2));
-        let (a, w) = (MatRef::new(&a, 7, 40).unwrap(), MatRef::new(&w, 130, 40).unwrap());
-        for (b, what) in [(w.t(), "x·Wᵀ"), (MatRef::new(w.data, 40, 130).unwrap(), "x·W")] {
-            let start = flat(&[7, 130], 3);
-            for (accumulate, blocks) in [(false, 1), (false, 2), (true, 3), (true, 130)] {
-                let mut dst = if accumulate { start.clone() } else { vec![f32::NAN; 7 * 130] };
-                unsafe { gemm_in_column_blocks(dst.as_mut_ptr(), a, b, 0.5, accumulate, blocks) };
-                let expected = naive(a, b, 0.5, if accumulate { &start } else { &[0.0; 7 * 130] });
-                assert_close(&dst, &expected, &format!("{what}, {blocks} blocks, accumulate {accumulate}"));
-            }
         }
     }
 

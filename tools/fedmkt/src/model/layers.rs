@@ -8,7 +8,7 @@
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 
-use super::fused;
+use super::{fused, heads};
 
 /// RMS norm in f32: `x / sqrt(mean(x²) + eps) · scale`, with `scale` = `w` (llama) or
 /// `1 + w` (Gemma, folded into the weight at load time).
@@ -84,15 +84,21 @@ pub fn attention_mask(seq_len: usize, window: Option<usize>, device: &Device) ->
 /// `[batch, kv_heads, seq, head_dim]` keys/values (grouped-query attention repeats each KV
 /// head for `heads / kv_heads` query heads). Softmax in f32.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    let on_cpu_in_f32 = [q, k, v].iter().all(|x| x.device().is_cpu() && x.dtype() == DType::F32);
+    if on_cpu_in_f32 && [q, k, v].iter().any(|x| x.track_op()) {
+        let probs = fused::masked_softmax(&heads::matmul(q, k, true)?, mask, scale)?;
+        return Ok(heads::matmul(&probs, v, false)?);
+    }
+    attention_composed(q, k, v, mask, scale)
+}
+
+/// [`attention`] from plain tensor ops.
+pub(crate) fn attention_composed(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     let (b, heads, t, d) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let (k, v) = (repeat_kv(k, heads / kv_heads)?, repeat_kv(v, heads / kv_heads)?);
     let scores = q.to_dtype(DType::F32)?.matmul(&k.to_dtype(DType::F32)?.t()?)?;
-    let probs = if fused::cpu_training(&scores) {
-        fused::masked_softmax(&scores, mask, scale)?
-    } else {
-        candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(mask)?, D::Minus1)?
-    };
+    let probs = candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(mask)?, D::Minus1)?;
     let out = probs.to_dtype(v.dtype())?.matmul(&v.contiguous()?)?;
     debug_assert_eq!(out.dims(), &[b, heads, t, d]);
     Ok(out)

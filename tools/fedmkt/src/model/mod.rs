@@ -6,9 +6,11 @@
 //! candle-transformers' models serve as an independent reference in the tests: they cannot be
 //! trained (fused ops without gradients, no way to inject LoRA).
 pub mod config;
+mod cpu_gemm;
 mod frozen;
 mod fused;
 mod gemma3;
+mod heads;
 pub mod layers;
 mod llama;
 pub mod lora;
