@@ -4,7 +4,9 @@
 //! and composing plain ops instead costs, per op, a pass over memory, an allocation and a
 //! backward node — plus a gradient for the constant operand (norm weight, rotary tables,
 //! attention mask) that nothing uses. Each op here does its forward in one pass (rows in
-//! parallel) and returns only the gradient of its input. The maths is that of the composed
+//! parallel) and returns only the gradients of its activations, never of a constant. The
+//! matrix products of training live beside these: `frozen.rs` (linear layers, LoRA) and
+//! `heads.rs` (attention). The maths is that of the composed
 //! versions in `layers.rs`, which serve other devices and inference, and which the tests below
 //! check these against.
 use std::sync::Arc;
