@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Re
 use rayon::prelude::*;
 
 /// Whether `x` is a training activation (it tracks gradients) in f32 on the CPU: what the
-/// kernels here, and the frozen-weight matmul, take.
+/// kernels here take.
 pub fn cpu_training(x: &Tensor) -> bool {
     x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32
 }
