@@ -159,13 +159,10 @@ mod tests {
 
     /// A LoRA layer (nonzero B, so every gradient flows) with dropout seeded alike for both routes.
     fn layer(dropout: f64) -> Linear {
-        let pair = |seed| {
-            let state = Arc::new(LoraDropout::default());
-            state.enable(dropout, seed);
-            let a = Var::from_tensor(&random(&[3, 8], 2)).unwrap();
-            LoraPair { a, b: Var::from_tensor(&random(&[6, 3], 3)).unwrap(), scale: 2.0, dropout: state }
-        };
-        Linear { weight: random(&[6, 8], 1), bias: None, lora: Some(pair(7)) }
+        let state = Arc::new(LoraDropout::default());
+        state.enable(dropout, 7);
+        let (a, b) = (Var::from_tensor(&random(&[3, 8], 2)).unwrap(), Var::from_tensor(&random(&[6, 3], 3)).unwrap());
+        Linear { weight: random(&[6, 8], 1), bias: None, lora: Some(LoraPair { a, b, scale: 2.0, dropout: state }) }
     }
 
     /// Output and gradients of (x, A, B), through a random linear read-out of the output.
