@@ -102,8 +102,9 @@ impl CustomOp3 for LoraMatmul {
         let g_b = (g.matmul(&b)? * self.scale as f64)?; // [rows, r]
         let grad_a = g_b.t()?.matmul(&x_dropped)?;
         let grad_b = g.t()?.matmul(&(x_dropped.matmul(&a.t()?)? * self.scale as f64)?)?;
-        let grad_x = g.apply_op2_no_bwd(&g_b, &LoraInputGrad { frozen: self.frozen(false), a, mask: self.mask.clone() })?;
-        Ok((Some(grad_x), Some(grad_a), Some(grad_b)))
+        // The first layer's input comes from the frozen embeddings: nothing needs its gradient.
+        let grad_x = x.track_op().then(|| g.apply_op2_no_bwd(&g_b, &LoraInputGrad { frozen: self.frozen(false), a, mask: self.mask.clone() })).transpose()?;
+        Ok((grad_x, Some(grad_a), Some(grad_b)))
     }
 }
 
