@@ -1,7 +1,7 @@
 //! Matrix products on f32 CPU values through gemm directly, for the training kernels
 //! (`frozen.rs`, `heads.rs`): into buffers gemm need not zero first, accumulating in place,
 //! and threaded the way these shapes want.
-use candle_core::{CpuStorage, Layout, Result, Tensor};
+use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 /// A matrix view of f32 values: `rows × cols`, element (i, j) at `i·row_stride + j·col_stride`.
@@ -101,17 +101,11 @@ pub fn product(a: MatRef, b: MatRef, scale: f32) -> Vec<f32> {
     out
 }
 
-/// The f32 values of a contiguous CPU input.
-pub fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("cpu gemm: non-contiguous input".into()))?;
-    Ok(&storage.as_slice::<f32>()?[start..end])
-}
-
 /// `f` on a CPU f32 tensor's values (the frozen weight, the dropout mask).
 pub fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else { candle_core::bail!("cpu gemm: tensor not on the CPU") };
-    f(values(cpu, layout)?)
+    f(super::fused::values(cpu, layout, "cpu gemm")?)
 }
 
 #[cfg(test)]

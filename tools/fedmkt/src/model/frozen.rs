@@ -10,7 +10,8 @@
 //! (`lora::Linear::forward` off the CPU or outside f32) is what the tests compare against.
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::cpu_gemm::{gemm_into, product, values, with_values, MatRef};
+use super::cpu_gemm::{gemm_into, product, with_values, MatRef};
+use super::fused::values;
 
 /// `x·Wᵀ` (`transposed`) or `x·W` for the frozen weight W `[out, in]`. The backward pass of
 /// the first is the second, and returns only `∂x`.
@@ -35,7 +36,7 @@ impl CustomOp1 for FrozenMatmul {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (rows, inner) = layout.shape().dims2()?;
-        let x = MatRef::new(values(storage, layout)?, rows, inner)?;
+        let x = MatRef::new(values(storage, layout, self.name())?, rows, inner)?;
         with_values(&self.weight, |w| {
             let w = self.weight_ref(w)?;
             Ok((CpuStorage::F32(product(x, w, 1.0)), Shape::from((rows, w.cols))))
@@ -86,8 +87,8 @@ impl CustomOp3 for LoraMatmul {
         let CpuStorage::F32(mut y) = frozen else { unreachable!("frozen-matmul returns f32") };
         let (rows, inner) = x_layout.shape().dims2()?;
         let (r, out) = (a_layout.shape().dims2()?.0, shape.dims2()?.1);
-        let (a, b) = (MatRef::new(values(a_s, a_layout)?, r, inner)?, MatRef::new(values(b_s, b_layout)?, out, r)?);
-        let x = values(xs, x_layout)?;
+        let (a, b) = (MatRef::new(values(a_s, a_layout, self.name())?, r, inner)?, MatRef::new(values(b_s, b_layout, self.name())?, out, r)?);
+        let x = values(xs, x_layout, self.name())?;
         let dropped = self.mask.as_ref().map(|mask| with_values(mask, |m| Ok(x.iter().zip(m).map(|(x, m)| x * m).collect::<Vec<f32>>()))).transpose()?;
         let x = MatRef::new(dropped.as_deref().unwrap_or(x), rows, inner)?;
         let low = product(x, a.t(), self.scale);
@@ -124,7 +125,7 @@ impl CustomOp2 for LoraInputGrad {
         let (frozen, shape) = self.frozen.cpu_fwd(gs, g_layout)?;
         let CpuStorage::F32(mut grad_x) = frozen else { unreachable!("frozen-matmul returns f32") };
         let (rows, r) = g_b_layout.shape().dims2()?;
-        let g_b = MatRef::new(values(g_bs, g_b_layout)?, rows, r)?;
+        let g_b = MatRef::new(values(g_bs, g_b_layout, self.name())?, rows, r)?;
         with_values(&self.a, |a| {
             let a = MatRef::new(a, r, shape.dims2()?.1)?;
             match &self.mask {

@@ -21,7 +21,7 @@ pub fn cpu_training(x: &Tensor) -> bool {
 }
 
 /// The f32 values of a contiguous CPU input.
-fn values<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(super) fn values<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
     let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op}: non-contiguous input")))?;
     Ok(&storage.as_slice::<f32>()?[start..end])
 }

@@ -10,7 +10,8 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_gemm::{gemm_serial, values, MatRef};
+use super::cpu_gemm::{gemm_serial, MatRef};
+use super::fused::values;
 
 /// Matrix `index` of `count` stacked `rows × cols` matrices.
 fn matrix(values: &[f32], index: usize, rows: usize, cols: usize) -> Result<MatRef<'_>> {
@@ -30,7 +31,7 @@ impl CustomOp2 for HeadProduct {
 
     fn cpu_fwd(&self, xs: &CpuStorage, x_layout: &Layout, ys: &CpuStorage, y_layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let ((batch, heads, r, c), (_, kv_heads, p, q)) = (x_layout.shape().dims4()?, y_layout.shape().dims4()?);
-        let (x, y) = (values(xs, x_layout)?, values(ys, y_layout)?);
+        let (x, y) = (values(xs, x_layout, self.name())?, values(ys, y_layout, self.name())?);
         let cols = if self.transpose_y { p } else { q };
         let mut out = vec![0f32; batch * heads * r * cols];
         out.par_chunks_mut(r * cols).enumerate().try_for_each(|(i, out)| {
@@ -63,7 +64,7 @@ impl CustomOp2 for GroupSum {
 
     fn cpu_fwd(&self, a_s: &CpuStorage, a_layout: &Layout, b_s: &CpuStorage, b_layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let ((batch, heads, r, m), (_, _, _, n)) = (a_layout.shape().dims4()?, b_layout.shape().dims4()?);
-        let (a, b, group) = (values(a_s, a_layout)?, values(b_s, b_layout)?, heads / self.kv_heads);
+        let (a, b, group) = (values(a_s, a_layout, self.name())?, values(b_s, b_layout, self.name())?, heads / self.kv_heads);
         let mut out = vec![0f32; batch * self.kv_heads * m * n];
         out.par_chunks_mut(m * n).enumerate().try_for_each(|(g, out)| {
             for (member, i) in (g * group..(g + 1) * group).enumerate() {
