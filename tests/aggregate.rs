@@ -7,7 +7,16 @@ use fedmkt_tests::*;
 
 fn train(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let out = dir.join(name);
-    let mut args = vec!["--model".to_string(), testdata("models/tiny-llama").display().to_string(), "--data".into(), testdata("data/tokens/tiny-llama/arc-easy-eval.parquet").display().to_string(), "--lr".into(), "1e-2".into(), "--out".into(), out.display().to_string()];
+    let mut args = vec![
+        "--model".to_string(),
+        testdata("models/tiny-llama").display().to_string(),
+        "--data".into(),
+        testdata("data/tokens/tiny-llama/arc-easy-eval.parquet").display().to_string(),
+        "--lr".into(),
+        "1e-2".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
     args.extend(extra.iter().map(|s| s.to_string()));
     assert_success(&run("distill", &args));
     out
@@ -17,7 +26,10 @@ fn train(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
 fn tensors(dir: &Path) -> BTreeMap<String, Vec<f64>> {
     let bytes = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors().into_iter().map(|(k, v)| (k, v.data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect())).collect()
+    file.tensors()
+        .into_iter()
+        .map(|(k, v)| (k, v.data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()))
+        .collect()
 }
 
 fn average(adapters: &[&Path], weights: Option<&[&str]>, out: &Path) -> std::process::Output {
@@ -79,7 +91,15 @@ fn s(p: &Path) -> String {
 fn secure_round(dir: &Path, adapters: &[PathBuf; 3], masking: &[usize], round: &str) -> (PathBuf, PathBuf) {
     let sec = dir.join(format!("sec-{round}-{}", masking.len()));
     for k in 1..=3 {
-        assert_success(&aggregate(&["keygen".into(), "--party".into(), k.to_string(), "--round".into(), round.into(), "--out".into(), s(&sec.join(format!("client-{k}")))]));
+        assert_success(&aggregate(&[
+            "keygen".into(),
+            "--party".into(),
+            k.to_string(),
+            "--round".into(),
+            round.into(),
+            "--out".into(),
+            s(&sec.join(format!("client-{k}"))),
+        ]));
     }
     let publics: Vec<String> = (1..=3).map(|k| s(&sec.join(format!("client-{k}/public.json")))).collect();
     let with_publics = |mut args: Vec<String>| {
@@ -88,12 +108,30 @@ fn secure_round(dir: &Path, adapters: &[PathBuf; 3], masking: &[usize], round: &
         args
     };
     for k in 1..=3 {
-        let args = vec!["share".into(), "--keys".into(), s(&sec.join(format!("client-{k}"))), "--threshold".into(), "2".into(), "--out".into(), s(&sec.join(format!("shares/from-{k}")))];
+        let args = vec![
+            "share".into(),
+            "--keys".into(),
+            s(&sec.join(format!("client-{k}"))),
+            "--threshold".into(),
+            "2".into(),
+            "--out".into(),
+            s(&sec.join(format!("shares/from-{k}"))),
+        ];
         assert_success(&aggregate(&with_publics(args)));
     }
     let masked = |k: usize| sec.join(format!("masked/client-{k}.parquet"));
     for &k in masking {
-        let args = vec!["mask".into(), "--keys".into(), s(&sec.join(format!("client-{k}"))), "--adapter".into(), s(&adapters[k - 1]), "--weight".into(), k.to_string(), "--out".into(), s(&masked(k))];
+        let args = vec![
+            "mask".into(),
+            "--keys".into(),
+            s(&sec.join(format!("client-{k}"))),
+            "--adapter".into(),
+            s(&adapters[k - 1]),
+            "--weight".into(),
+            k.to_string(),
+            "--out".into(),
+            s(&masked(k)),
+        ];
         assert_success(&aggregate(&with_publics(args)));
     }
     let sum = sec.join("sum.parquet");
@@ -104,13 +142,31 @@ fn secure_round(dir: &Path, adapters: &[PathBuf; 3], masking: &[usize], round: &
     let mut reveals = Vec::new();
     for &k in masking {
         let out = sec.join(format!("reveal/{k}.json"));
-        let mut args = vec!["reveal".to_string(), "--keys".into(), s(&sec.join(format!("client-{k}"))), "--sum".into(), s(&sum), "--out".into(), s(&out), "--shares".into()];
+        let mut args = vec![
+            "reveal".to_string(),
+            "--keys".into(),
+            s(&sec.join(format!("client-{k}"))),
+            "--sum".into(),
+            s(&sum),
+            "--out".into(),
+            s(&out),
+            "--shares".into(),
+        ];
         args.extend((1..=3).map(|from| s(&sec.join(format!("shares/from-{from}/to-{k}.json")))));
         assert_success(&aggregate(&with_publics(args)));
         reveals.push(s(&out));
     }
     let adapter = sec.join("average");
-    let mut args = vec!["unmask".to_string(), "--sum".into(), s(&sum), "--threshold".into(), "2".into(), "--out".into(), s(&adapter), "--reveals".into()];
+    let mut args = vec![
+        "unmask".to_string(),
+        "--sum".into(),
+        s(&sum),
+        "--threshold".into(),
+        "2".into(),
+        "--out".into(),
+        s(&adapter),
+        "--reveals".into(),
+    ];
     args.extend(reveals);
     assert_success(&aggregate(&with_publics(args)));
     (adapter, masked(masking[0]))
@@ -164,13 +220,18 @@ fn a_masked_file_looks_uniform() {
     let adapters = three_adapters(dir.path());
     let (_, masked) = secure_round(dir.path(), &adapters, &[1, 2, 3], "1");
     let table = fedmkt::io::read_parquet(&masked, "masked-adapter").unwrap();
-    let words: Vec<u64> = table.batches.iter().flat_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap().values().to_vec()).collect();
+    let words: Vec<u64> = table
+        .batches
+        .iter()
+        .flat_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap().values().to_vec())
+        .collect();
     // χ² with 255 degrees of freedom: mean 255, sd √510 ≈ 22.6; 6 sd leaves no false alarms.
     let limit = 255.0 + 6.0 * 510f64.sqrt();
     assert!(byte_chi_square(&words) < limit, "masked words: χ² {} (limit {limit})", byte_chi_square(&words));
     // The same statistic flags the unmasked fixed-point encoding (small values: the high
     // bytes are all 0x00 or 0xFF), so the check can fail.
-    let plain: Vec<u64> = tensors(&adapters[0]).values().flatten().map(|v| (v * 2f64.powi(24)).round() as i64 as u64).collect();
+    let plain: Vec<u64> =
+        tensors(&adapters[0]).values().flatten().map(|v| (v * 2f64.powi(24)).round() as i64 as u64).collect();
     assert!(byte_chi_square(&plain) > 10.0 * limit, "plain words look uniform: χ² {}", byte_chi_square(&plain));
 }
 
@@ -181,6 +242,9 @@ fn masked_files_of_different_rounds_are_refused() {
     let (_, round_1) = secure_round(dir.path(), &adapters, &[1, 2, 3], "1");
     let (_, round_2) = secure_round(dir.path(), &adapters, &[2, 3], "2");
     let out = dir.path().join("sum.parquet");
-    assert_bad_input(&aggregate(&["sum".into(), "--masked".into(), s(&round_1), s(&round_2), "--out".into(), s(&out)]), &["client-2.parquet", "round 2"]);
+    assert_bad_input(
+        &aggregate(&["sum".into(), "--masked".into(), s(&round_1), s(&round_2), "--out".into(), s(&out)]),
+        &["client-2.parquet", "round 2"],
+    );
     assert!(!out.exists());
 }

@@ -3,7 +3,9 @@
 //! merging, the next-token direction, and the tool on files (invariants and bad input).
 use std::path::{Path, PathBuf};
 
-use fedmkt::align::{self, align_sample, by_offsets, dtw, map_top_k, matches, Aligned, AlignOptions, Fallback, Pair, Strategy, PAD_ID};
+use fedmkt::align::{
+    self, align_sample, by_offsets, dtw, map_top_k, matches, AlignOptions, Aligned, Fallback, Pair, Strategy, PAD_ID,
+};
 use fedmkt::knowledge::SampleKnowledge;
 use fedmkt::tokens::TokenizedSample;
 use fedmkt::vocab::{symbols_of, TokenText};
@@ -26,22 +28,43 @@ fn side(tokens: &[&str], answer_start: u32) -> Side {
         let piece = tokens[i];
         if piece == "<s>" {
             (starts.push(0), ends.push(0));
-            vocab.push(TokenText { bytes: piece.into(), symbols: symbols_of(piece.as_bytes()), special: true, roles: vec![], raw: piece.into() });
+            vocab.push(TokenText {
+                bytes: piece.into(),
+                symbols: symbols_of(piece.as_bytes()),
+                special: true,
+                roles: vec![],
+                raw: piece.into(),
+            });
             i += 1;
             continue;
         }
         let run = tokens[i..].iter().take_while(|t| t.starts_with("<0x")).count().max(1);
-        let bytes: Vec<Vec<u8>> = tokens[i..i + run].iter().map(|t| byte_of(t).map_or_else(|| t.as_bytes().to_vec(), |b| vec![b])).collect();
+        let bytes: Vec<Vec<u8>> =
+            tokens[i..i + run].iter().map(|t| byte_of(t).map_or_else(|| t.as_bytes().to_vec(), |b| vec![b])).collect();
         let width: u32 = bytes.iter().map(|b| b.len() as u32).sum();
         for b in bytes {
             (starts.push(start), ends.push(start + width));
-            vocab.push(TokenText { symbols: symbols_of(&b), bytes: b, special: false, roles: vec![], raw: tokens[i].into() });
+            vocab.push(TokenText {
+                symbols: symbols_of(&b),
+                bytes: b,
+                special: false,
+                roles: vec![],
+                raw: tokens[i].into(),
+            });
         }
         start += width;
         i += run;
     }
     let n = tokens.len() as u32;
-    let sample = TokenizedSample { id: "s".into(), input_ids: (0..n).collect(), answer_start, token_start: starts, token_end: ends, context_bytes: 0, text_bytes: start };
+    let sample = TokenizedSample {
+        id: "s".into(),
+        input_ids: (0..n).collect(),
+        answer_start,
+        token_start: starts,
+        token_end: ends,
+        context_bytes: 0,
+        text_bytes: start,
+    };
     Side { sample, vocab }
 }
 
@@ -53,11 +76,16 @@ fn byte_of(token: &str) -> Option<u8> {
 /// the receiver token of the same text, else to receiver id 0.
 fn map_by_text(sender: &[&str], receiver: &[&str], pairs: &[(&str, &str)]) -> Vec<u32> {
     let find = |t: &str| receiver.iter().position(|r| *r == t).map(|i| i as u32);
-    sender.iter().map(|s| pairs.iter().find(|p| p.0 == *s).and_then(|p| find(p.1)).or_else(|| find(s)).unwrap_or(0)).collect()
+    sender
+        .iter()
+        .map(|s| pairs.iter().find(|p| p.0 == *s).and_then(|p| find(p.1)).or_else(|| find(s)).unwrap_or(0))
+        .collect()
 }
 
-const SENDER: [&str; 10] = ["we", " util", "ize", " the", " dynamic", " programming", " approach", " to", " align", " tokens"];
-const RECEIVER: [&str; 9] = ["we", " utilize", " the", " dynamic", " programming", " approach", " to", " align", " tokens"];
+const SENDER: [&str; 10] =
+    ["we", " util", "ize", " the", " dynamic", " programming", " approach", " to", " align", " tokens"];
+const RECEIVER: [&str; 9] =
+    ["we", " utilize", " the", " dynamic", " programming", " approach", " to", " align", " tokens"];
 
 fn matched_senders(strategy: Strategy, sender: &[&str], receiver: &[&str], map: &[u32]) -> Vec<Option<usize>> {
     let (s, r) = (side(sender, 0), side(receiver, 0));
@@ -96,7 +124,8 @@ fn paper_sentence_by_dynamic_programming() {
     // ↔ ' the', whose first sender token 'ize' does not map to ' the': no match there.
     let (s, r) = (side(&SENDER, 0), side(&RECEIVER, 0));
     let alignment = dtw(&texts(&s.vocab), &texts(&r.vocab));
-    let expected: Vec<Vec<usize>> = vec![vec![0], vec![1], vec![2, 3], vec![4], vec![5], vec![6], vec![7], vec![8], vec![9]];
+    let expected: Vec<Vec<usize>> =
+        vec![vec![0], vec![1], vec![2, 3], vec![4], vec![5], vec![6], vec![7], vec![8], vec![9]];
     assert_eq!(alignment.receiver_to_sender, expected);
     let map = map_by_text(&SENDER, &RECEIVER, &[(" util", " utilize"), ("ize", " utilize")]);
     let got = matches(&alignment, &s.sample.input_ids, &r.sample.input_ids, &map);
@@ -120,7 +149,10 @@ fn one_to_many_matches_the_first_receiver_token_through_the_map() {
     let got = matched_senders(Strategy::Offsets, &RECEIVER, &SENDER, &map);
     assert_eq!(&got[..4], &[Some(0), Some(1), None, Some(2)]);
     let elsewhere = map_by_text(&RECEIVER, &SENDER, &[(" utilize", "ize")]);
-    assert_eq!(&matched_senders(Strategy::Offsets, &RECEIVER, &SENDER, &elsewhere)[..4], &[Some(0), None, None, Some(2)]);
+    assert_eq!(
+        &matched_senders(Strategy::Offsets, &RECEIVER, &SENDER, &elsewhere)[..4],
+        &[Some(0), None, None, Some(2)]
+    );
 }
 
 #[test]
@@ -133,9 +165,15 @@ fn byte_fallback_pieces_share_their_character() {
     // And the other way: the receiver's two pieces; only the first can match, and only
     // when the map takes 'é' to it.
     let back = map_by_text(&receiver, &sender, &[("é", "<0xC3>")]);
-    assert_eq!(matched_senders(Strategy::Offsets, &receiver, &sender, &back), vec![Some(0), Some(1), None, Some(2), Some(3)]);
+    assert_eq!(
+        matched_senders(Strategy::Offsets, &receiver, &sender, &back),
+        vec![Some(0), Some(1), None, Some(2), Some(3)]
+    );
     let back = map_by_text(&receiver, &sender, &[("é", "caf")]);
-    assert_eq!(matched_senders(Strategy::Offsets, &receiver, &sender, &back), vec![Some(0), None, None, Some(2), Some(3)]);
+    assert_eq!(
+        matched_senders(Strategy::Offsets, &receiver, &sender, &back),
+        vec![Some(0), None, None, Some(2), Some(3)]
+    );
 }
 
 /// Sender knowledge with one row per sender position 0..n−1: position p's top-2 are
@@ -226,11 +264,30 @@ fn tokenizer(model: &str) -> PathBuf {
 fn setup(extra: &[&str]) -> Setup {
     let dir = tempdir();
     let knowledge = dir.path().join("llama.parquet");
-    let mut args = vec!["--model".to_string(), testdata("models/tiny-llama").display().to_string(), "--input".into(), tok("tiny-llama").display().to_string(), "--top-k".into(), "4".into(), "--out".into(), knowledge.display().to_string()];
+    let mut args = vec![
+        "--model".to_string(),
+        testdata("models/tiny-llama").display().to_string(),
+        "--input".into(),
+        tok("tiny-llama").display().to_string(),
+        "--top-k".into(),
+        "4".into(),
+        "--out".into(),
+        knowledge.display().to_string(),
+    ];
     args.extend(extra.iter().map(|s| s.to_string()));
     assert_success(&run("infer-logits", &args));
     let map = dir.path().join("llama_to_gemma.parquet");
-    assert_success(&run("vocab-map", ["--from", tokenizer("tiny-llama").to_str().unwrap(), "--to", tokenizer("tiny-gemma3").to_str().unwrap(), "--out", map.to_str().unwrap()]));
+    assert_success(&run(
+        "vocab-map",
+        [
+            "--from",
+            tokenizer("tiny-llama").to_str().unwrap(),
+            "--to",
+            tokenizer("tiny-gemma3").to_str().unwrap(),
+            "--out",
+            map.to_str().unwrap(),
+        ],
+    ));
     Setup { sender_tokens: tok("tiny-llama"), receiver_tokens: tok("tiny-gemma3"), knowledge, map, dir }
 }
 
@@ -259,7 +316,12 @@ fn aligned_files_keep_mass_and_cover_the_receivers_answer_positions() {
     let (receiver_tokens, _) = fedmkt::tokens::read_tokens(&s.receiver_tokens).unwrap();
     for strategy in ["offsets", "dtw"] {
         let out = s.dir.path().join(format!("{strategy}.parquet"));
-        assert_success(&align_files(&s, &[], &["--strategy", strategy, "--fallback", "onehot", "--sender", "client-1"], &out));
+        assert_success(&align_files(
+            &s,
+            &[],
+            &["--strategy", strategy, "--fallback", "onehot", "--sender", "client-1"],
+            &out,
+        ));
         let (aligned, table) = fedmkt::knowledge::read_knowledge(&out).unwrap();
         assert_eq!(table.provenance.extra["sender"], "client-1");
         assert_eq!(table.input_hash("tokens").unwrap(), fedmkt::io::file_hash(&s.receiver_tokens).unwrap());
@@ -270,7 +332,13 @@ fn aligned_files_keep_mass_and_cover_the_receivers_answer_positions() {
             assert_eq!(a.answer_nll, snd.answer_nll);
             // A mapped row keeps the sender's top-K mass exactly (merging adds probabilities).
             for row in 0..a.positions.len() {
-                let mass = |ids: &[u32], logits: &[f16], lse: f32| ids.iter().zip(logits).filter(|(i, _)| **i != PAD_ID).map(|(_, l)| (l.to_f64() - lse as f64).exp()).sum::<f64>();
+                let mass = |ids: &[u32], logits: &[f16], lse: f32| {
+                    ids.iter()
+                        .zip(logits)
+                        .filter(|(i, _)| **i != PAD_ID)
+                        .map(|(_, l)| (l.to_f64() - lse as f64).exp())
+                        .sum::<f64>()
+                };
                 let lse = a.logsumexp[row];
                 let got = mass(&a.topk_ids[row * 4..row * 4 + 4], &a.topk_logits[row * 4..row * 4 + 4], lse);
                 if lse == 0.0 && a.topk_ids[row * 4 + 1] == PAD_ID {
@@ -278,7 +346,8 @@ fn aligned_files_keep_mass_and_cover_the_receivers_answer_positions() {
                 }
                 matched += 1;
                 let source = snd.logsumexp.iter().position(|&l| l == lse).expect("a sender row with this normaliser");
-                let want = mass(&snd.topk_ids[source * 4..source * 4 + 4], &snd.topk_logits[source * 4..source * 4 + 4], lse);
+                let want =
+                    mass(&snd.topk_ids[source * 4..source * 4 + 4], &snd.topk_logits[source * 4..source * 4 + 4], lse);
                 assert!((got - want).abs() < 2e-3 * want.max(1e-3), "{strategy}: mass {got} vs {want}");
             }
         }
@@ -302,8 +371,21 @@ fn inputs_that_do_not_belong_together_are_refused() {
     let out = s.dir.path().join("out.parquet");
     // The map built the other way round.
     let back = s.dir.path().join("gemma_to_llama.parquet");
-    assert_success(&run("vocab-map", ["--from", tokenizer("tiny-gemma3").to_str().unwrap(), "--to", tokenizer("tiny-llama").to_str().unwrap(), "--out", back.to_str().unwrap()]));
-    assert_bad_input(&align_files(&s, &[("--map", &back)], &[], &out), &["gemma_to_llama.parquet", "another source tokenizer"]);
+    assert_success(&run(
+        "vocab-map",
+        [
+            "--from",
+            tokenizer("tiny-gemma3").to_str().unwrap(),
+            "--to",
+            tokenizer("tiny-llama").to_str().unwrap(),
+            "--out",
+            back.to_str().unwrap(),
+        ],
+    ));
+    assert_bad_input(
+        &align_files(&s, &[("--map", &back)], &[], &out),
+        &["gemma_to_llama.parquet", "another source tokenizer"],
+    );
     // A .map file that is not the table's.
     let forged = s.dir.path().join("forged.parquet");
     std::fs::copy(&s.map, &forged).unwrap();
@@ -311,12 +393,31 @@ fn inputs_that_do_not_belong_together_are_refused() {
     assert_bad_input(&align_files(&s, &[("--map", &forged)], &[], &out), &["forged.map", "does not belong"]);
     // Receiver tokens of another public set.
     let other_set = s.dir.path().join("other.parquet");
-    assert_success(&run("tokenize", ["--tokenizer", tokenizer("tiny-gemma3").to_str().unwrap(), "--input", testdata("data/tasks/boolq/eval.parquet").to_str().unwrap(), "--out", other_set.to_str().unwrap()]));
-    assert_bad_input(&align_files(&s, &[("--receiver-tokens", &other_set)], &[], &out), &["other.parquet", "another public data set"]);
+    assert_success(&run(
+        "tokenize",
+        [
+            "--tokenizer",
+            tokenizer("tiny-gemma3").to_str().unwrap(),
+            "--input",
+            testdata("data/tasks/boolq/eval.parquet").to_str().unwrap(),
+            "--out",
+            other_set.to_str().unwrap(),
+        ],
+    ));
+    assert_bad_input(
+        &align_files(&s, &[("--receiver-tokens", &other_set)], &[], &out),
+        &["other.parquet", "another public data set"],
+    );
     // Knowledge made with another tokenizer than the sender tokens.
-    assert_bad_input(&align_files(&s, &[("--sender-tokens", &s.receiver_tokens.clone())], &[], &out), &["llama.parquet", "another tokenizer"]);
+    assert_bad_input(
+        &align_files(&s, &[("--sender-tokens", &s.receiver_tokens.clone())], &[], &out),
+        &["llama.parquet", "another tokenizer"],
+    );
     // The wrong tokenizer for dtw's texts.
-    assert_bad_input(&align_files(&s, &[("--sender-tokenizer", &tokenizer("tiny-gemma3"))], &[], &out), &["tokenizer.json", "is not the tokenizer"]);
+    assert_bad_input(
+        &align_files(&s, &[("--sender-tokenizer", &tokenizer("tiny-gemma3"))], &[], &out),
+        &["tokenizer.json", "is not the tokenizer"],
+    );
     assert!(!out.exists());
 }
 

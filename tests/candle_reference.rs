@@ -9,7 +9,8 @@ use fedmkt_tests::testdata;
 
 /// The first golden sequence of a tiny model (unpadded) as `[1, n]` ids.
 fn sequence(model: &str) -> Tensor {
-    let golden = candle_core::safetensors::load(testdata(&format!("golden/models/{model}.safetensors")), &Device::Cpu).unwrap();
+    let golden =
+        candle_core::safetensors::load(testdata(&format!("golden/models/{model}.safetensors")), &Device::Cpu).unwrap();
     let n = golden["lengths"].to_vec1::<i64>().unwrap()[1] as usize;
     golden["ids"].get(1).unwrap().narrow(0, 0, n).unwrap().to_dtype(DType::U32).unwrap().unsqueeze(0).unwrap()
 }
@@ -70,5 +71,9 @@ fn gemma3_matches_candle_transformers_within_the_window() {
 fn gemma3_window_differs_from_candle_transformers_by_one_key() {
     let ids = sequence("tiny-gemma3");
     assert!(ids.dim(1).unwrap() > 16);
-    assert_close(&ours_last("tiny-gemma3", &ids), &gemma3_reference_last(&ids, -1), "tiny-gemma3, candle-transformers with w-1");
+    assert_close(
+        &ours_last("tiny-gemma3", &ids),
+        &gemma3_reference_last(&ids, -1),
+        "tiny-gemma3, candle-transformers with w-1",
+    );
 }

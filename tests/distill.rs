@@ -31,7 +31,10 @@ fn dense_loss(student: &[f64], opts: TeacherOptions) -> f64 {
         let norm = z.iter().map(|x| x.exp()).sum::<f64>().ln();
         let p: Vec<f64> = z.iter().map(|x| (x - norm).exp()).collect();
         let mut q = vec![0.0; V];
-        let entries: Vec<(usize, f64)> = (0..K).filter(|&i| ids[row * K + i] != PAD_ID).map(|i| (ids[row * K + i] as usize, logits[row * K + i].to_f64() / opts.temperature)).collect();
+        let entries: Vec<(usize, f64)> = (0..K)
+            .filter(|&i| ids[row * K + i] != PAD_ID)
+            .map(|i| (ids[row * K + i] as usize, logits[row * K + i].to_f64() / opts.temperature))
+            .collect();
         let top_mass: f64 = if opts.tail { entries.iter().map(|e| (e.1 - lse[row] as f64).exp()).sum() } else { 1.0 };
         let renorm: f64 = entries.iter().map(|e| e.1.exp()).sum();
         for &(id, l) in &entries {
@@ -49,7 +52,10 @@ fn dense_loss(student: &[f64], opts: TeacherOptions) -> f64 {
 fn sparse(student: &[f64], opts: TeacherOptions) -> (f64, Vec<f64>) {
     let (ids, logits, lse) = teacher_rows();
     let targets = TeacherTargets::from_rows(&ids, &logits, &lse, K, opts, &Device::Cpu).unwrap();
-    let var = Var::from_tensor(&Tensor::from_vec(student.iter().map(|&x| x as f32).collect::<Vec<_>>(), (3, V), &Device::Cpu).unwrap()).unwrap();
+    let var = Var::from_tensor(
+        &Tensor::from_vec(student.iter().map(|&x| x as f32).collect::<Vec<_>>(), (3, V), &Device::Cpu).unwrap(),
+    )
+    .unwrap();
     let loss = sparse_kd(var.as_tensor(), &targets, opts.temperature).unwrap();
     let grads = loss.backward().unwrap();
     let grad = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -98,7 +104,14 @@ fn llama_tokens() -> PathBuf {
 }
 
 fn distill(data: &Path, teacher: Option<&Path>, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["--model".to_string(), testdata("models/tiny-llama").display().to_string(), "--data".into(), data.display().to_string(), "--out".into(), out.display().to_string()];
+    let mut args = vec![
+        "--model".to_string(),
+        testdata("models/tiny-llama").display().to_string(),
+        "--data".into(),
+        data.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
     if let Some(t) = teacher {
         args.extend(["--teacher".into(), t.display().to_string()]);
     }
@@ -109,7 +122,14 @@ fn distill(data: &Path, teacher: Option<&Path>, out: &Path, extra: &[&str]) -> s
 /// The answer NLL summed over a token file, measured by `infer-logits` (an independent tool).
 fn answer_nll(adapter: Option<&Path>, dir: &Path) -> f64 {
     let out = dir.join(format!("k-{}.parquet", adapter.is_some()));
-    let mut args = vec!["--model".to_string(), testdata("models/tiny-llama").display().to_string(), "--input".into(), llama_tokens().display().to_string(), "--out".into(), out.display().to_string()];
+    let mut args = vec![
+        "--model".to_string(),
+        testdata("models/tiny-llama").display().to_string(),
+        "--input".into(),
+        llama_tokens().display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
     if let Some(a) = adapter {
         args.extend(["--adapter".into(), a.display().to_string()]);
     }
@@ -128,8 +148,13 @@ fn private_phase_lowers_the_task_loss() {
     assert_eq!(log.num_rows(), 8, "6 samples, batch 4: 2 steps per epoch");
     use arrow_array::cast::AsArray;
     let lists = log.column::<arrow_array::ListArray>("samples").unwrap();
-    let steps: Vec<Vec<String>> = lists.iter().flat_map(|list| list.iter().flatten().collect::<Vec<_>>()).map(|ids| ids.as_string::<i32>().iter().flatten().map(String::from).collect()).collect();
-    let mut ids: Vec<String> = fedmkt::tokens::read_tokens(&llama_tokens()).unwrap().0.into_iter().map(|s| s.id).collect();
+    let steps: Vec<Vec<String>> = lists
+        .iter()
+        .flat_map(|list| list.iter().flatten().collect::<Vec<_>>())
+        .map(|ids| ids.as_string::<i32>().iter().flatten().map(String::from).collect())
+        .collect();
+    let mut ids: Vec<String> =
+        fedmkt::tokens::read_tokens(&llama_tokens()).unwrap().0.into_iter().map(|s| s.id).collect();
     ids.sort();
     for epoch in steps.chunks(2) {
         let mut seen: Vec<String> = epoch.concat();
@@ -179,7 +204,9 @@ fn peaked_teacher(samples: &[fedmkt::tokens::TokenizedSample]) -> Vec<fedmkt::kn
 fn teacher_file(dir: &Path, tokens: &Path) -> PathBuf {
     let (samples, _) = fedmkt::tokens::read_tokens(tokens).unwrap();
     let path = dir.join("selected.parquet");
-    let provenance = fedmkt::io::Provenance::new("selected", 1, "test").input("tokens", fedmkt::io::file_hash(tokens).unwrap()).extra("top_k", 2);
+    let provenance = fedmkt::io::Provenance::new("selected", 1, "test")
+        .input("tokens", fedmkt::io::file_hash(tokens).unwrap())
+        .extra("top_k", 2);
     let batch = fedmkt::knowledge::knowledge_batch(&peaked_teacher(&samples), 2).unwrap();
     fedmkt::io::write_parquet(&path, batch.schema(), &[batch], &provenance).unwrap();
     path
@@ -190,7 +217,8 @@ fn split_tokens(dir: &Path) -> (PathBuf, Vec<fedmkt::tokens::TokenizedSample>) {
     let (mut samples, table) = fedmkt::tokens::read_tokens(&llama_tokens()).unwrap();
     let held_out = samples.split_off(4);
     let path = dir.join("train.parquet");
-    let provenance = fedmkt::io::Provenance::new("tokens", 1, "test").input("tokenizer", table.input_hash("tokenizer").unwrap().to_string());
+    let provenance = fedmkt::io::Provenance::new("tokens", 1, "test")
+        .input("tokenizer", table.input_hash("tokenizer").unwrap().to_string());
     fedmkt::tokens::write_tokens(&path, &samples, &provenance).unwrap();
     (path, held_out)
 }
@@ -208,7 +236,9 @@ fn kd_against(adapter: Option<&Path>, samples: &[fedmkt::tokens::TokenizedSample
         let ids = Tensor::new(s.input_ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         let hidden = model.hidden_states(&ids).unwrap().squeeze(0).unwrap();
         let at = hidden.index_select(&Tensor::new(row.positions.as_slice(), &Device::Cpu).unwrap(), 0).unwrap();
-        let targets = TeacherTargets::from_rows(&row.topk_ids, &row.topk_logits, &row.logsumexp, 2, CASES[0], &Device::Cpu).unwrap();
+        let targets =
+            TeacherTargets::from_rows(&row.topk_ids, &row.topk_logits, &row.logsumexp, 2, CASES[0], &Device::Cpu)
+                .unwrap();
         total += sparse_kd(&model.logits(&at).unwrap(), &targets, 1.0).unwrap().to_scalar::<f32>().unwrap() as f64;
     }
     total
@@ -220,7 +250,12 @@ fn distilling_lowers_the_student_teacher_cross_entropy_on_held_out_samples() {
     let (train, held_out) = split_tokens(dir.path());
     let teacher = teacher_file(dir.path(), &train);
     let adapter = dir.path().join("adapter");
-    assert_success(&distill(&train, Some(&teacher), &adapter, &["--epochs", "6", "--lr", "1e-2", "--lambda", "0.1", "--batch-size", "2"]));
+    assert_success(&distill(
+        &train,
+        Some(&teacher),
+        &adapter,
+        &["--epochs", "6", "--lr", "1e-2", "--lambda", "0.1", "--batch-size", "2"],
+    ));
     let (before, after) = (kd_against(None, &held_out), kd_against(Some(&adapter), &held_out));
     eprintln!("held-out student-teacher CE {before:.4} -> {after:.4}");
     assert!(after < 0.8 * before, "held-out student-teacher CE {before} -> {after}");
@@ -233,7 +268,16 @@ fn an_adapter_for_another_base_model_is_refused() {
     assert_success(&distill(&llama_tokens(), None, &llama_adapter, &["--max-steps", "100"]));
     let out = dir.path().join("gemma-adapter");
     let gemma_tokens = testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet");
-    let args = ["--model", &testdata("models/tiny-gemma3").display().to_string(), "--adapter", &llama_adapter.display().to_string(), "--data", &gemma_tokens.display().to_string(), "--out", &out.display().to_string()];
+    let args = [
+        "--model",
+        &testdata("models/tiny-gemma3").display().to_string(),
+        "--adapter",
+        &llama_adapter.display().to_string(),
+        "--data",
+        &gemma_tokens.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+    ];
     assert_bad_input(&run("distill", args), &["adapter_config.json", "another base model"]);
     assert!(!out.exists());
 }
@@ -242,14 +286,33 @@ fn an_adapter_for_another_base_model_is_refused() {
 fn a_diverging_loss_stops_with_the_last_good_checkpoint_kept() {
     let dir = tempdir();
     let out = dir.path().join("adapter");
-    let output = distill(&llama_tokens(), None, &out, &["--epochs", "4", "--batch-size", "2", "--lr", "1e30", "--checkpoint-every", "1"]);
+    let output = distill(
+        &llama_tokens(),
+        None,
+        &out,
+        &["--epochs", "4", "--batch-size", "2", "--lr", "1e30", "--checkpoint-every", "1"],
+    );
     assert_bad_input(&output, &["arc-easy-eval.parquet", "loss became", "last good checkpoint"]);
     assert!(!out.exists(), "no adapter from a diverged run");
     let state = read_json(&fedmkt::distill::checkpoint_dir(&out).join("state.json"));
-    let failed_at: u64 = String::from_utf8_lossy(&output.stderr).split("at step ").nth(1).and_then(|t| t.split(' ').next()).unwrap().parse().unwrap();
-    assert!(state["steps_done"].as_u64().unwrap() < failed_at, "the checkpoint holds parameters before the divergence: {state}");
+    let failed_at: u64 = String::from_utf8_lossy(&output.stderr)
+        .split("at step ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        state["steps_done"].as_u64().unwrap() < failed_at,
+        "the checkpoint holds parameters before the divergence: {state}"
+    );
     // Its parameters are good: resumed with a sane learning rate, the run completes.
-    assert_success(&distill(&llama_tokens(), None, &out, &["--epochs", "4", "--batch-size", "2", "--lr", "1e-2", "--resume"]));
+    assert_success(&distill(
+        &llama_tokens(),
+        None,
+        &out,
+        &["--epochs", "4", "--batch-size", "2", "--lr", "1e-2", "--resume"],
+    ));
     assert!(!fedmkt::distill::checkpoint_dir(&out).exists(), "a finished run leaves no checkpoint");
 }
 
@@ -259,7 +322,12 @@ fn teacher_targets_for_other_tokens_are_refused() {
     let teacher = teacher_file(dir.path(), &llama_tokens());
     let gemma_tokens = testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet");
     let out = dir.path().join("adapter");
-    let mut args = vec!["--model".to_string(), testdata("models/tiny-gemma3").display().to_string(), "--data".into(), gemma_tokens.display().to_string()];
+    let mut args = vec![
+        "--model".to_string(),
+        testdata("models/tiny-gemma3").display().to_string(),
+        "--data".into(),
+        gemma_tokens.display().to_string(),
+    ];
     args.extend(["--teacher".into(), teacher.display().to_string(), "--out".into(), out.display().to_string()]);
     assert_bad_input(&run("distill", &args), &["selected.parquet", "other tokens"]);
     assert!(!out.exists());
@@ -269,7 +337,15 @@ fn teacher_targets_for_other_tokens_are_refused() {
 fn schedule_equals_transformers_cosine_with_warmup() {
     // transformers 5.23 get_cosine_schedule_with_warmup(num_warmup_steps=ceil(0.008·300),
     // num_training_steps=300), lr 1, read at steps 0, 1, 2, 3, 4, 150, 299.
-    let want = [(0, 0.0), (1, 0.3333333333), (2, 0.6666666667), (3, 1.0), (4, 0.999972028), (150, 0.5079329819), (299, 2.7972e-05)];
+    let want = [
+        (0, 0.0),
+        (1, 0.3333333333),
+        (2, 0.6666666667),
+        (3, 1.0),
+        (4, 0.999972028),
+        (150, 0.5079329819),
+        (299, 2.7972e-05),
+    ];
     for (step, lr) in want {
         let got = fedmkt::distill::learning_rate(step, 300, 0.008, 1.0);
         assert!((got - lr).abs() < 1e-9, "step {step}: {got} vs {lr}");
@@ -282,16 +358,24 @@ fn gradients_are_summed_over_micro_batches_then_clipped_to_the_global_norm() {
     let b = Var::new(&[3.0f32], &Device::Cpu).unwrap();
     // Two micro-batches: d/da = (1, 0) and (0.5, 2), d/db = 2 and 0 → sum (1.5, 2), 2; norm √(2.25+4+4) = 3.2016.
     let part = |wa: [f32; 2], wb: f32| {
-        let loss = ((a.as_tensor() * Tensor::new(&wa, &Device::Cpu).unwrap()).unwrap().sum_all().unwrap() + (b.as_tensor() * wb as f64).unwrap().sum_all().unwrap()).unwrap();
+        let loss = ((a.as_tensor() * Tensor::new(&wa, &Device::Cpu).unwrap()).unwrap().sum_all().unwrap()
+            + (b.as_tensor() * wb as f64).unwrap().sum_all().unwrap())
+        .unwrap();
         loss.backward().unwrap()
     };
     let vars = [a.clone(), b.clone()];
-    let (store, norm) = fedmkt::distill::clipped_gradients(&vars, vec![part([1.0, 0.0], 2.0), part([0.5, 2.0], 0.0)], 1.0).unwrap();
+    let (store, norm) =
+        fedmkt::distill::clipped_gradients(&vars, vec![part([1.0, 0.0], 2.0), part([0.5, 2.0], 0.0)], 1.0).unwrap();
     let want_norm = (2.25f64 + 4.0 + 4.0).sqrt();
     assert!((norm - want_norm).abs() < 1e-5);
     let ga = store.get(a.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
     let gb = store.get(b.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
-    assert!((ga[0] as f64 - 1.5 / want_norm).abs() < 1e-5 && (ga[1] as f64 - 2.0 / want_norm).abs() < 1e-5 && (gb[0] as f64 - 2.0 / want_norm).abs() < 1e-5, "{ga:?} {gb:?}");
+    assert!(
+        (ga[0] as f64 - 1.5 / want_norm).abs() < 1e-5
+            && (ga[1] as f64 - 2.0 / want_norm).abs() < 1e-5
+            && (gb[0] as f64 - 2.0 / want_norm).abs() < 1e-5,
+        "{ga:?} {gb:?}"
+    );
 }
 
 #[test]
@@ -299,7 +383,12 @@ fn lora_dropout_is_seeded_and_applied_only_in_training() {
     let dir = tempdir();
     let run_with = |name: &str, rate: &str| {
         let out = dir.path().join(name);
-        assert_success(&distill(&llama_tokens(), None, &out, &["--lora-dropout", rate, "--epochs", "2", "--lr", "1e-2"]));
+        assert_success(&distill(
+            &llama_tokens(),
+            None,
+            &out,
+            &["--lora-dropout", rate, "--epochs", "2", "--lr", "1e-2"],
+        ));
         std::fs::read(out.join("adapter_model.safetensors")).unwrap()
     };
     let (none, half, half_again) = (run_with("none", "0"), run_with("half", "0.5"), run_with("half-again", "0.5"));
@@ -342,12 +431,29 @@ fn several_token_files_of_one_tokenizer_train_together() {
     let dir = tempdir();
     let (train, held_out) = split_tokens(dir.path());
     let rest = dir.path().join("rest.parquet");
-    let provenance = fedmkt::io::Provenance::new("tokens", 1, "test").input("tokenizer", fedmkt::tokens::read_tokens(&train).unwrap().1.input_hash("tokenizer").unwrap().to_string());
+    let provenance = fedmkt::io::Provenance::new("tokens", 1, "test").input(
+        "tokenizer",
+        fedmkt::tokens::read_tokens(&train).unwrap().1.input_hash("tokenizer").unwrap().to_string(),
+    );
     fedmkt::tokens::write_tokens(&rest, &held_out, &provenance).unwrap();
     let out = dir.path().join("adapter");
     let path = |p: &Path| p.display().to_string();
-    let args = |second: &Path| ["--model".to_string(), path(&testdata("models/tiny-llama")), "--data".into(), path(&train), "--data".into(), path(second), "--out".into(), path(&out)];
-    assert_bad_input(&run("distill", args(&testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet"))), &["arc-easy-eval.parquet", "another tokenizer"]);
+    let args = |second: &Path| {
+        [
+            "--model".to_string(),
+            path(&testdata("models/tiny-llama")),
+            "--data".into(),
+            path(&train),
+            "--data".into(),
+            path(second),
+            "--out".into(),
+            path(&out),
+        ]
+    };
+    assert_bad_input(
+        &run("distill", args(&testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet"))),
+        &["arc-easy-eval.parquet", "another tokenizer"],
+    );
     assert_bad_input(&run("distill", args(&train)), &["appears twice"]);
     assert_success(&run("distill", args(&rest)));
     let log = fedmkt::io::read_parquet(&out.join("training_log.parquet"), "training-log").unwrap();

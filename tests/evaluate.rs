@@ -12,7 +12,8 @@ fn evaluate(model: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
 
 fn evaluate_task(task: &str, model: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let data = testdata(&format!("data/tasks/{task}/eval.parquet"));
-    let mut args = vec!["--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let mut args =
+        vec!["--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
     run("evaluate", args)
 }
@@ -33,7 +34,10 @@ fn check_case(case: &str, task: &str, model: &str, extra: &[&str]) {
     let batch = &table.batches[0];
     let col = |name: &str| batch.column_by_name(name).unwrap().clone();
     let (pred, pred_norm) = (col("pred"), col("pred_norm"));
-    let (pred, pred_norm) = (pred.as_any().downcast_ref::<UInt32Array>().unwrap(), pred_norm.as_any().downcast_ref::<UInt32Array>().unwrap());
+    let (pred, pred_norm) = (
+        pred.as_any().downcast_ref::<UInt32Array>().unwrap(),
+        pred_norm.as_any().downcast_ref::<UInt32Array>().unwrap(),
+    );
     let loglik = col("loglik");
     let loglik = loglik.as_any().downcast_ref::<ListArray>().unwrap();
     let generation = col("generation");
@@ -45,7 +49,11 @@ fn check_case(case: &str, task: &str, model: &str, extra: &[&str]) {
         let ours = ours.as_any().downcast_ref::<arrow_array::Float64Array>().unwrap();
         for (j, w) in want["loglik"].as_array().unwrap().iter().enumerate() {
             let w = w.as_f64().unwrap();
-            assert!((ours.value(j) - w).abs() < 1e-4 * w.abs().max(1.0), "{case} sample {i} choice {j}: {} vs {w}", ours.value(j));
+            assert!(
+                (ours.value(j) - w).abs() < 1e-4 * w.abs().max(1.0),
+                "{case} sample {i} choice {j}: {} vs {w}",
+                ours.value(j)
+            );
         }
         assert_eq!(generation.value(i), want["generation"].as_str().unwrap(), "{case} sample {i}: greedy generation");
     }
@@ -80,7 +88,10 @@ fn bad_inputs_are_refused_with_one_line() {
     let out = dir.path().join("eval.json");
     let data = testdata("bad/task-without-choices.parquet");
     let model = testdata("models/tiny-llama");
-    let output = run("evaluate", ["--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let output = run(
+        "evaluate",
+        ["--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()],
+    );
     assert_bad_input(&output, &["task-without-choices.parquet", "missing column 'choices'"]);
     let output = evaluate(&model, &out, &["--device", "tpu"]);
     assert_bad_input(&output, &["--device must be cpu or cuda"]);
@@ -99,6 +110,9 @@ fn a_tokenizer_larger_than_the_embedding_is_refused() {
     }
     std::fs::copy(testdata("models/tiny-gemma3/tokenizer.json"), model.join("tokenizer.json")).unwrap();
     let out = dir.path().join("out/eval.json");
-    assert_bad_input(&evaluate(&model, &out, &[]), &["model/tokenizer.json", "1201 tokens, more than the model's 1024 embeddings"]);
+    assert_bad_input(
+        &evaluate(&model, &out, &[]),
+        &["model/tokenizer.json", "1201 tokens, more than the model's 1024 embeddings"],
+    );
     assert!(!out.parent().unwrap().exists() || files_below(out.parent().unwrap()).is_empty());
 }

@@ -53,7 +53,8 @@ fn tensors_match_gguf_py_dequantisation() {
             let got = &ours[name];
             assert_eq!(got.dims(), want.dims(), "{model} {name}: shape");
             assert_eq!(got.dtype(), DType::F32);
-            let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let diff =
+                (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
             assert!(diff <= 1e-6, "{model} {name}: max abs difference {diff}");
         }
     }
@@ -109,7 +110,10 @@ fn reimport_gives_identical_bytes() {
     assert_success(&import("tiny-llama", a.path(), &[]));
     assert_success(&import("tiny-llama", b.path(), &[]));
     for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
-        assert!(std::fs::read(a.path().join(file)).unwrap() == std::fs::read(b.path().join(file)).unwrap(), "{file} differs");
+        assert!(
+            std::fs::read(a.path().join(file)).unwrap() == std::fs::read(b.path().join(file)).unwrap(),
+            "{file} differs"
+        );
     }
 }
 
@@ -132,6 +136,10 @@ fn bad_inputs_are_refused_with_one_line() {
     assert_bad_gguf(&text, &["LICENSES.md", "not a readable GGUF file"], &[]);
     let truncated = truncated_copy(&testdata("models/tiny-llama.gguf"), scratch.path());
     assert_bad_gguf(&truncated, &["truncated-tiny-llama.gguf", "truncated: tensor"], &[]);
-    assert_bad_gguf(&testdata("models/bad-arch.gguf"), &["bad-arch.gguf", "architecture 'falcon' is not supported"], &[]);
+    assert_bad_gguf(
+        &testdata("models/bad-arch.gguf"),
+        &["bad-arch.gguf", "architecture 'falcon' is not supported"],
+        &[],
+    );
     assert_bad_gguf(&testdata("models/tiny-llama.gguf"), &["--dtype"], &["--dtype", "q4"]);
 }

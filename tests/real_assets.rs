@@ -58,13 +58,19 @@ fn prepare_data_is_byte_identical_across_runs_for_every_task() {
     for task in ["arc-easy", "arc-challenge", "boolq", "csqa", "rte"] {
         let (a, b) = (fedmkt_tests::tempdir(), fedmkt_tests::tempdir());
         for dir in [&a, &b] {
-            let out = fedmkt_tests::run("prepare-data", ["--task", task, "--source", olmo.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
+            let out = fedmkt_tests::run(
+                "prepare-data",
+                ["--task", task, "--source", olmo.to_str().unwrap(), "--out", dir.path().to_str().unwrap()],
+            );
             fedmkt_tests::assert_success(&out);
         }
         let mut counts = Vec::new();
         for split in ["public", "client-1", "client-2", "client-3", "client-4", "eval"] {
             let file = format!("{split}.parquet");
-            assert!(std::fs::read(a.path().join(&file)).unwrap() == std::fs::read(b.path().join(&file)).unwrap(), "{task} {file} differs");
+            assert!(
+                std::fs::read(a.path().join(&file)).unwrap() == std::fs::read(b.path().join(&file)).unwrap(),
+                "{task} {file} differs"
+            );
             counts.push(format!("{split} {}", read_tasks(&a.path().join(&file)).unwrap().0.len()));
         }
         eprintln!("{task}: {} (two runs byte-identical)", counts.join(", "));

@@ -32,12 +32,20 @@ fn commands(output: &Output) -> Vec<String> {
 
 /// The command make ran to make `out`.
 fn command_making(output: &Output, out: &Path) -> String {
-    commands(output).into_iter().find(|c| c.ends_with(&format!("--out {}", out.display()))).unwrap_or_else(|| panic!("no command makes {}", out.display()))
+    commands(output)
+        .into_iter()
+        .find(|c| c.ends_with(&format!("--out {}", out.display())))
+        .unwrap_or_else(|| panic!("no command makes {}", out.display()))
 }
 
 /// The output files of the tool commands make ran (their --out), in order.
 fn outputs_made(output: &Output) -> Vec<String> {
-    commands(output).iter().filter_map(|l| l.split(" --out ").nth(1).map(|rest| rest.split_whitespace().next().unwrap_or_default().to_string())).collect()
+    commands(output)
+        .iter()
+        .filter_map(|l| {
+            l.split(" --out ").nth(1).map(|rest| rest.split_whitespace().next().unwrap_or_default().to_string())
+        })
+        .collect()
 }
 
 const ROUND_FILES: &[&str] = &[
@@ -74,14 +82,25 @@ fn two_rounds_on_the_tiny_models() {
 
     // The printed table: methods as rows, parties as columns.
     let stdout = String::from_utf8_lossy(&first.stdout);
-    for row in ["| method | server (tiny-llama) | client-1 (tiny-gemma3) | client-2 (tiny-gemma3) |", "| Zero-Shot |", "| FedMKT (round 1) |", "| FedMKT (round 2) |"] {
+    for row in [
+        "| method | server (tiny-llama) | client-1 (tiny-gemma3) | client-2 (tiny-gemma3) |",
+        "| Zero-Shot |",
+        "| FedMKT (round 1) |",
+        "| FedMKT (round 2) |",
+    ] {
         assert!(stdout.contains(row), "table lacks '{row}':\n{stdout}");
     }
     // Round 2 continues from round 1's adapters.
     let private = command_making(&first, &run.join("round-2/client-1/private"));
-    assert!(private.contains(&format!("--adapter {}", run.join("round-1/client-1/adapter").display())), "round 2's private phase starts from round 1: {private}");
+    assert!(
+        private.contains(&format!("--adapter {}", run.join("round-1/client-1/adapter").display())),
+        "round 2's private phase starts from round 1: {private}"
+    );
     let server = command_making(&first, &run.join("round-2/server/adapter"));
-    assert!(server.contains(&format!("--adapter {}", run.join("round-1/server/adapter").display())), "the server continues too: {server}");
+    assert!(
+        server.contains(&format!("--adapter {}", run.join("round-1/server/adapter").display())),
+        "the server continues too: {server}"
+    );
 
     // Communication: a client sends its knowledge set and receives the server's.
     let comms = fedmkt::io::read_parquet(&run.join("round-1/comms.parquet"), "comms").unwrap();
@@ -91,7 +110,10 @@ fn two_rounds_on_the_tiny_models() {
     // Nothing to redo; after deleting the server's selection, only what depends on it.
     assert_eq!(outputs_made(&make(&runs, &[])), Vec::<String>::new());
     std::fs::remove_file(run.join("round-2/server/selected.parquet")).unwrap();
-    let mut redone: Vec<String> = outputs_made(&make(&runs, &[])).iter().map(|p| p.trim_start_matches(&format!("{}/", run.display())).to_string()).collect();
+    let mut redone: Vec<String> = outputs_made(&make(&runs, &[]))
+        .iter()
+        .map(|p| p.trim_start_matches(&format!("{}/", run.display())).to_string())
+        .collect();
     redone.sort();
     let mut expected = vec![
         "round-2/server/selected.parquet",
@@ -115,7 +137,8 @@ fn two_rounds_on_the_tiny_models() {
     // Same pipeline, another folder, one job at a time: the same adapters, byte for byte.
     let again = dir.path().join("b");
     make(&again, &[]);
-    let weights = |runs: &Path| std::fs::read(runs.join("tiny/round-2/client-2/adapter/adapter_model.safetensors")).unwrap();
+    let weights =
+        |runs: &Path| std::fs::read(runs.join("tiny/round-2/client-2/adapter/adapter_model.safetensors")).unwrap();
     assert!(weights(&runs) == weights(&again), "a rerun gives other adapters");
 }
 
@@ -126,7 +149,16 @@ fn every_baseline_has_its_rows_in_the_report() {
     let report = runs.join("tiny/report.md");
     make_target(&report.display().to_string(), runs, &["BASELINES=zero-shot standalone centralized fedavg llm2slm"]);
     let text = std::fs::read_to_string(&report).unwrap();
-    for row in ["| Zero-Shot |", "| Standalone | – |", "| Centralized |", "| FedAvg (round 2) | – |", "| LLM2SLM (round 1) |", "| FedMKT (round 2) |", "## Communication per round", "| 2 | client-2 |"] {
+    for row in [
+        "| Zero-Shot |",
+        "| Standalone | – |",
+        "| Centralized |",
+        "| FedAvg (round 2) | – |",
+        "| LLM2SLM (round 1) |",
+        "| FedMKT (round 2) |",
+        "## Communication per round",
+        "| 2 | client-2 |",
+    ] {
         assert!(text.contains(row), "report lacks '{row}':\n{text}");
     }
     // LLM2SLM's server never learns: its clients send nothing.
@@ -151,15 +183,31 @@ fn fedcollm_averages_securely_then_distils_both_ways() {
     let round = runs.join("tiny-fedcollm/round-1");
     let plain = runs.join("plain");
     let clients = [round.join("client-1/private"), round.join("client-2/private")];
-    assert_success(&run("aggregate", ["average".as_ref(), "--adapters".as_ref(), clients[0].as_os_str(), clients[1].as_os_str(), "--out".as_ref(), plain.as_os_str()]));
-    let load = |d: &Path| candle_core::safetensors::load(d.join("adapter_model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_success(&run(
+        "aggregate",
+        [
+            "average".as_ref(),
+            "--adapters".as_ref(),
+            clients[0].as_os_str(),
+            clients[1].as_os_str(),
+            "--out".as_ref(),
+            plain.as_os_str(),
+        ],
+    ));
+    let load = |d: &Path| {
+        candle_core::safetensors::load(d.join("adapter_model.safetensors"), &candle_core::Device::Cpu).unwrap()
+    };
     let (secure, expected) = (load(&round.join("server/slm")), load(&plain));
     assert_eq!(secure.len(), expected.len());
     for (name, tensor) in &expected {
-        let difference = (tensor - &secure[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let difference =
+            (tensor - &secure[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(difference < 1e-6, "{name}: secure and plain averages differ by {difference}");
     }
     assert!(round.join("server/slm-distilled/adapter_config.json").is_file());
     let private = command_making(&output, &runs.join("tiny-fedcollm/round-2/client-1/private"));
-    assert!(private.contains(&format!("--adapter {}", round.join("server/slm-distilled").display())), "round 2 starts from the distilled SLM: {private}");
+    assert!(
+        private.contains(&format!("--adapter {}", round.join("server/slm-distilled").display())),
+        "round 2 starts from the distilled SLM: {private}"
+    );
 }

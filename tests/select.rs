@@ -25,7 +25,14 @@ fn sample(id: &str, nll: f64, tokens: u32, bytes: u32, marker: u32) -> SampleKno
     }
 }
 
-fn write(dir: &Path, name: &str, samples: &[SampleKnowledge], sender: Option<&str>, k: usize, tokens_hash: &str) -> PathBuf {
+fn write(
+    dir: &Path,
+    name: &str,
+    samples: &[SampleKnowledge],
+    sender: Option<&str>,
+    k: usize,
+    tokens_hash: &str,
+) -> PathBuf {
     let path = dir.join(name);
     let mut provenance = Provenance::new("knowledge", 1, "test")
         .input("dataset", "sha256:public".into())
@@ -57,27 +64,40 @@ fn select(local: &Path, candidates: &[&Path], out: &Path) -> std::process::Outpu
 }
 
 fn strings(table: &io::ParquetTable, column: &str) -> Vec<String> {
-    table.batches.iter().flat_map(|b| b.column_by_name(column).unwrap().as_any().downcast_ref::<StringArray>().unwrap().iter().map(|s| s.unwrap().to_string()).collect::<Vec<_>>()).collect()
+    table
+        .batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(column)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .iter()
+                .map(|s| s.unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[test]
 fn dual_min_ce_by_hand() {
     let dir = tempdir();
     let local = [
-        sample("a", 5.0, 2, 10, 100),  // 0.5 nats/byte
-        sample("b", 5.0, 2, 10, 100),  // 0.5
-        sample("c", 5.0, 2, 10, 100),  // 0.5
-        sample("d", 5.0, 2, 10, 100),  // 0.5
-        sample("e", 3.0, 2, 10, 100),  // 0.3 per byte, 1.5 per token
-        sample("f", 5.0, 2, 10, 100),  // 0.5; only client-1 has it
+        sample("a", 5.0, 2, 10, 100), // 0.5 nats/byte
+        sample("b", 5.0, 2, 10, 100), // 0.5
+        sample("c", 5.0, 2, 10, 100), // 0.5
+        sample("d", 5.0, 2, 10, 100), // 0.5
+        sample("e", 3.0, 2, 10, 100), // 0.3 per byte, 1.5 per token
+        sample("f", 5.0, 2, 10, 100), // 0.5; only client-1 has it
     ];
     let one = [
-        sample("a", 4.0, 2, 10, 200),            // 0.4
-        sample("b", 5.0 - 5e-9, 2, 10, 200),     // 0.5 − 5e-10: within the tolerance, a tie
-        sample("c", 2.0, 2, 10, 200),            // 0.2
-        sample("d", 6.0, 2, 10, 200),            // 0.6: worse than the receiver
-        sample("e", 2.0, 4, 5, 200),             // 0.4 per byte (worse), 0.5 per token (better)
-        sample("f", 1.0, 1, 10, 200),            // 0.1
+        sample("a", 4.0, 2, 10, 200),        // 0.4
+        sample("b", 5.0 - 5e-9, 2, 10, 200), // 0.5 − 5e-10: within the tolerance, a tie
+        sample("c", 2.0, 2, 10, 200),        // 0.2
+        sample("d", 6.0, 2, 10, 200),        // 0.6: worse than the receiver
+        sample("e", 2.0, 4, 5, 200),         // 0.4 per byte (worse), 0.5 per token (better)
+        sample("f", 1.0, 1, 10, 200),        // 0.1
     ];
     let two = [
         sample("a", 3.0, 2, 10, 300), // 0.3
@@ -125,11 +145,19 @@ fn candidates_that_do_not_belong_are_refused() {
     let dir = tempdir();
     let local = write(dir.path(), "local.parquet", &[sample("a", 1.0, 1, 10, 1)], None, 2, TOKENS_HASH);
     let out = dir.path().join("selected.parquet");
-    let extra_sample = write(dir.path(), "extra.parquet", &[sample("a", 1.0, 1, 10, 2), sample("zz", 1.0, 1, 10, 2)], Some("c"), 2, TOKENS_HASH);
+    let extra_sample = write(
+        dir.path(),
+        "extra.parquet",
+        &[sample("a", 1.0, 1, 10, 2), sample("zz", 1.0, 1, 10, 2)],
+        Some("c"),
+        2,
+        TOKENS_HASH,
+    );
     assert_bad_input(&select(&local, &[&extra_sample], &out), &["extra.parquet", "has sample 'zz'"]);
     let other_k = write(dir.path(), "k3.parquet", &[sample("a", 1.0, 1, 10, 2)], Some("c"), 3, TOKENS_HASH);
     assert_bad_input(&select(&local, &[&other_k], &out), &["k3.parquet", "another top-K"]);
-    let other_tokens = write(dir.path(), "elsewhere.parquet", &[sample("a", 1.0, 1, 10, 2)], Some("c"), 2, "sha256:other");
+    let other_tokens =
+        write(dir.path(), "elsewhere.parquet", &[sample("a", 1.0, 1, 10, 2)], Some("c"), 2, "sha256:other");
     assert_bad_input(&select(&local, &[&other_tokens], &out), &["elsewhere.parquet", "other receiver tokens"]);
     let unaligned = write(dir.path(), "raw.parquet", &[sample("a", 1.0, 1, 10, 2)], None, 2, TOKENS_HASH);
     assert_bad_input(&select(&local, &[&unaligned], &out), &["raw.parquet", "run align first"]);

@@ -8,7 +8,17 @@ use fedmkt_tests::*;
 use serde_json::{json, Value};
 
 fn tokenize(tokenizer: &Path, input: &Path, out: &Path) -> std::process::Output {
-    run("tokenize", ["--tokenizer", tokenizer.to_str().unwrap(), "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
+    run(
+        "tokenize",
+        [
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
 }
 
 fn u32_list(list: &ListArray, row: usize) -> Vec<u32> {
@@ -22,7 +32,8 @@ fn samples(path: &Path) -> Value {
     for batch in &table.batches {
         let col = |name: &str| batch.column_by_name(name).unwrap_or_else(|| panic!("column {name}")).clone();
         let (ids, input_ids, answer_start) = (col("id"), col("input_ids"), col("answer_start"));
-        let (starts, ends, context_bytes, text_bytes) = (col("token_start"), col("token_end"), col("context_bytes"), col("text_bytes"));
+        let (starts, ends, context_bytes, text_bytes) =
+            (col("token_start"), col("token_end"), col("context_bytes"), col("text_bytes"));
         let list = |a: &std::sync::Arc<dyn Array>| a.as_any().downcast_ref::<ListArray>().unwrap().clone();
         let num = |a: &std::sync::Arc<dyn Array>, i: usize| a.as_any().downcast_ref::<UInt32Array>().unwrap().value(i);
         for i in 0..batch.num_rows() {
@@ -48,7 +59,11 @@ fn token_files_match_the_reference() {
             let out = dir.path().join("tok.parquet");
             let tokenizer = testdata(&format!("tokenizers/{tok}/tokenizer.json"));
             assert_success(&tokenize(&tokenizer, &testdata(&format!("data/tasks/{task}/eval.parquet")), &out));
-            assert_eq!(samples(&out), read_json(&testdata(&format!("golden/tokenize/{tok}/{task}.json"))), "{tok} {task}");
+            assert_eq!(
+                samples(&out),
+                read_json(&testdata(&format!("golden/tokenize/{tok}/{task}.json"))),
+                "{tok} {task}"
+            );
         }
     }
 }
@@ -56,7 +71,11 @@ fn token_files_match_the_reference() {
 #[test]
 fn token_files_name_their_dataset_and_tokenizer() {
     let dir = tempdir();
-    let (input, tokenizer, out) = (testdata("data/tasks/boolq/eval.parquet"), testdata("tokenizers/spm/tokenizer.json"), dir.path().join("t.parquet"));
+    let (input, tokenizer, out) = (
+        testdata("data/tasks/boolq/eval.parquet"),
+        testdata("tokenizers/spm/tokenizer.json"),
+        dir.path().join("t.parquet"),
+    );
     assert_success(&tokenize(&tokenizer, &input, &out));
     let table = read_parquet(&out, "tokens").unwrap();
     assert_eq!(table.input_hash("dataset").unwrap(), fedmkt::io::file_hash(&input).unwrap());
@@ -76,13 +95,22 @@ fn assert_refused(tokenizer: &Path, input: &Path, mentions: &[&str]) {
 #[test]
 fn bad_inputs_are_refused_with_one_line() {
     let scratch = tempdir();
-    let (tokenizer, input) = (testdata("tokenizers/bytelevel/tokenizer.json"), testdata("data/tasks/arc-easy/eval.parquet"));
+    let (tokenizer, input) =
+        (testdata("tokenizers/bytelevel/tokenizer.json"), testdata("data/tasks/arc-easy/eval.parquet"));
     assert_refused(&scratch.path().join("nope.json"), &input, &["nope.json", "no such file"]);
     assert_refused(&testdata("data/LICENSES.md"), &input, &["LICENSES.md", "not a valid tokenizer.json"]);
     assert_refused(&tokenizer, &scratch.path().join("nope.parquet"), &["nope.parquet", "cannot open"]);
     assert_refused(&tokenizer, &testdata("data/LICENSES.md"), &["LICENSES.md", "not a readable Parquet file"]);
-    assert_refused(&tokenizer, &truncated_copy(&input, scratch.path()), &["truncated-eval.parquet", "not a readable Parquet file"]);
-    assert_refused(&tokenizer, &testdata("bad/task-without-choices.parquet"), &["task-without-choices.parquet", "missing column 'choices'"]);
+    assert_refused(
+        &tokenizer,
+        &truncated_copy(&input, scratch.path()),
+        &["truncated-eval.parquet", "not a readable Parquet file"],
+    );
+    assert_refused(
+        &tokenizer,
+        &testdata("bad/task-without-choices.parquet"),
+        &["task-without-choices.parquet", "missing column 'choices'"],
+    );
     // A token file is not a task file.
     let tokens = scratch.path().join("tokens.parquet");
     assert_success(&tokenize(&tokenizer, &input, &tokens));
@@ -95,7 +123,11 @@ fn bad_inputs_are_refused_with_one_line() {
 fn provenance_is_in_the_arrow_schema_too() {
     let dir = tempdir();
     let out = dir.path().join("t.parquet");
-    assert_success(&tokenize(&testdata("tokenizers/spm/tokenizer.json"), &testdata("data/tasks/boolq/eval.parquet"), &out));
+    assert_success(&tokenize(
+        &testdata("tokenizers/spm/tokenizer.json"),
+        &testdata("data/tasks/boolq/eval.parquet"),
+        &out,
+    ));
     let table = read_parquet(&out, "tokens").unwrap();
     let metadata = table.schema.metadata().clone();
     assert_eq!(metadata["fedmkt.format"], "tokens");

@@ -76,7 +76,8 @@ pub fn truncated_copy(src: &Path, dir: &Path) -> PathBuf {
 
 /// Read a JSON file.
 pub fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("valid JSON")
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("valid JSON")
 }
 
 /// A fresh temporary folder.

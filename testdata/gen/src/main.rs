@@ -39,14 +39,18 @@ fn main() -> Result<()> {
 
 /// A task file whose `choices` column is missing (for the bad-input tests).
 fn write_bad_task_file(path: &std::path::Path) -> Result<()> {
-    use std::sync::Arc;
     use arrow_array::{RecordBatch, StringArray};
     use arrow_schema::{DataType, Field, Schema};
-    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false), Field::new("context", DataType::Utf8, false)]));
+    use std::sync::Arc;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("context", DataType::Utf8, false),
+    ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![Arc::new(StringArray::from(vec!["q1"])), Arc::new(StringArray::from(vec!["Question: ?\nAnswer:"]))],
     )?;
-    let provenance = fedmkt::io::Provenance::new(fedmkt::data::TASK_FORMAT, fedmkt::data::TASK_FORMAT_VERSION, "gen-testdata");
+    let provenance =
+        fedmkt::io::Provenance::new(fedmkt::data::TASK_FORMAT, fedmkt::data::TASK_FORMAT_VERSION, "gen-testdata");
     fedmkt::io::write_parquet(path, schema, &[batch], &provenance)
 }

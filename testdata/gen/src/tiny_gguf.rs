@@ -67,8 +67,13 @@ pub fn write_tiny_llama(tokenizer: &Tokenizer, seed: u64, path: &Path) -> Result
     let tokens = tokens_by_id(tokenizer);
     let vocab = tokens.len();
     let json: Json = serde_json::from_str(&tokenizer.to_string(false).map_err(|e| anyhow!("{e}"))?)?;
-    let merges = json["model"]["merges"].as_array().unwrap().iter().map(|m| format!("{} {}", m[0].as_str().unwrap(), m[1].as_str().unwrap()));
-    let types = tokens.iter().map(|t| Value::I32(if t == "<|endoftext|>" { TYPE_CONTROL } else { TYPE_NORMAL })).collect();
+    let merges = json["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{} {}", m[0].as_str().unwrap(), m[1].as_str().unwrap()));
+    let types =
+        tokens.iter().map(|t| Value::I32(if t == "<|endoftext|>" { TYPE_CONTROL } else { TYPE_NORMAL })).collect();
     let head_dim = hidden / heads;
     let mut w = Weights::new(seed);
     w.add("token_embd.weight", &[vocab, hidden], 0.0, GgmlDType::Q8_0)?;
@@ -120,7 +125,15 @@ pub fn write_tiny_gemma3(tokenizer: &Tokenizer, seed: u64, path: &Path) -> Resul
     let mut types: Vec<i32> = tokens
         .iter()
         .enumerate()
-        .map(|(id, t)| if id < 4 { TYPE_CONTROL } else if t.starts_with("<0x") { TYPE_BYTE } else { TYPE_NORMAL })
+        .map(|(id, t)| {
+            if id < 4 {
+                TYPE_CONTROL
+            } else if t.starts_with("<0x") {
+                TYPE_BYTE
+            } else {
+                TYPE_NORMAL
+            }
+        })
         .collect();
     tokens.push("  ".into());
     types.push(TYPE_USER_DEFINED);

@@ -8,14 +8,24 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerBuilder};
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer,
+    TokenizerBuilder,
+};
 
-type Trainable = tokenizers::TokenizerImpl<BPE, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>;
+type Trainable =
+    tokenizers::TokenizerImpl<BPE, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>;
 
 const BYTE_LEVEL_VOCAB: usize = 1024;
 const SPM_VOCAB: usize = 1200;
 
-fn train(pre_tokenizer: PreTokenizerWrapper, vocab: usize, specials: &[String], alphabet: Vec<char>, corpus: &Path) -> Result<Trainable> {
+fn train(
+    pre_tokenizer: PreTokenizerWrapper,
+    vocab: usize,
+    specials: &[String],
+    alphabet: Vec<char>,
+    corpus: &Path,
+) -> Result<Trainable> {
     let mut trainer = BpeTrainerBuilder::new()
         .vocab_size(vocab)
         .min_frequency(2)
@@ -31,7 +41,9 @@ fn train(pre_tokenizer: PreTokenizerWrapper, vocab: usize, specials: &[String], 
         .with_decoder(None)
         .build()
         .map_err(|e| anyhow!("{e}"))?;
-    tokenizer.train_from_files(&mut trainer, vec![corpus.to_string_lossy().into_owned()]).map_err(|e| anyhow!("{e}"))?;
+    tokenizer
+        .train_from_files(&mut trainer, vec![corpus.to_string_lossy().into_owned()])
+        .map_err(|e| anyhow!("{e}"))?;
     Ok(tokenizer)
 }
 
@@ -45,9 +57,16 @@ fn save(json: Value, path: &Path) -> Result<Tokenizer> {
 pub fn byte_level(corpus: &Path, out: &Path) -> Result<Tokenizer> {
     let byte_level = ByteLevel::new(false, true, true);
     let pre = Sequence::new(vec![Digits::new(true).into(), byte_level.into()]);
-    let trained = train(pre.into(), BYTE_LEVEL_VOCAB, &["<|endoftext|>".into()], ByteLevel::alphabet().into_iter().collect(), corpus)?;
+    let trained = train(
+        pre.into(),
+        BYTE_LEVEL_VOCAB,
+        &["<|endoftext|>".into()],
+        ByteLevel::alphabet().into_iter().collect(),
+        corpus,
+    )?;
     let mut json: Value = serde_json::from_str(&trained.to_string(false).map_err(|e| anyhow!("{e}"))?)?;
-    json["post_processor"] = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
+    json["post_processor"] =
+        json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
     json["decoder"] = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true});
     save(json, out)
 }
@@ -66,7 +85,8 @@ pub fn sentencepiece_style(corpus: &Path, out: &Path) -> Result<Tokenizer> {
         token["normalized"] = json!(false);
     }
     json["normalizer"] = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
-    json["pre_tokenizer"] = json!({"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false});
+    json["pre_tokenizer"] =
+        json!({"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false});
     json["post_processor"] = json!({
         "type": "TemplateProcessing",
         "single": [{"SpecialToken": {"id": "<bos>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],

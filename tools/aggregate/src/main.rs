@@ -6,7 +6,10 @@ use clap::{Parser, Subcommand};
 use fedmkt::secagg;
 
 #[derive(Parser)]
-#[command(version, after_help = "Examples:\n  aggregate average --adapters r1/client-1/adapter r1/client-2/adapter --out r1/fedavg/adapter\n\n  Secure (each line run by the party named):\n  client k: aggregate keygen --party K --round 1 --out sec/client-K\n  client k: aggregate share --keys sec/client-K --publics sec/*/public.json --threshold 2 --out sec/shares/from-K\n  client k: aggregate mask --keys sec/client-K --publics sec/*/public.json --adapter r1/client-K/adapter --weight 450 --out sec/masked/client-K.parquet\n  server:   aggregate sum --masked sec/masked/*.parquet --out sec/sum.parquet\n  client k: aggregate reveal --keys sec/client-K --shares sec/shares/*/to-K.json --publics sec/*/public.json --sum sec/sum.parquet --out sec/reveal/K.json\n  server:   aggregate unmask --sum sec/sum.parquet --reveals sec/reveal/*.json --publics sec/*/public.json --threshold 2 --out r1/fedavg/adapter\n\nFormats: tools/FORMATS.md (adapter folders, secure aggregation).")]
+#[command(
+    version,
+    after_help = "Examples:\n  aggregate average --adapters r1/client-1/adapter r1/client-2/adapter --out r1/fedavg/adapter\n\n  Secure (each line run by the party named):\n  client k: aggregate keygen --party K --round 1 --out sec/client-K\n  client k: aggregate share --keys sec/client-K --publics sec/*/public.json --threshold 2 --out sec/shares/from-K\n  client k: aggregate mask --keys sec/client-K --publics sec/*/public.json --adapter r1/client-K/adapter --weight 450 --out sec/masked/client-K.parquet\n  server:   aggregate sum --masked sec/masked/*.parquet --out sec/sum.parquet\n  client k: aggregate reveal --keys sec/client-K --shares sec/shares/*/to-K.json --publics sec/*/public.json --sum sec/sum.parquet --out sec/reveal/K.json\n  server:   aggregate unmask --sum sec/sum.parquet --reveals sec/reveal/*.json --publics sec/*/public.json --threshold 2 --out r1/fedavg/adapter\n\nFormats: tools/FORMATS.md (adapter folders, secure aggregation)."
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -104,7 +107,9 @@ fn paths(list: &[PathBuf]) -> Vec<&Path> {
 fn main() -> ExitCode {
     let args = Args::parse();
     fedmkt::cli::run("aggregate", || match &args.command {
-        Command::Average { adapters, weights, out } => fedmkt::aggregate::average(&paths(adapters), weights.as_deref(), out),
+        Command::Average { adapters, weights, out } => {
+            fedmkt::aggregate::average(&paths(adapters), weights.as_deref(), out)
+        }
         Command::Keygen { party, round, out } => secagg::keygen(*party, *round, out),
         Command::Share { keys, publics, threshold, out } => secagg::share(keys, &paths(publics), *threshold, out),
         Command::Mask { keys, publics, adapter, weight, out } => {
@@ -115,7 +120,11 @@ fn main() -> ExitCode {
             secagg::mask(keys, &paths(publics), adapter, weight, out)
         }
         Command::Sum { masked, out } => secagg::sum(&paths(masked), out),
-        Command::Reveal { keys, shares, publics, sum, out } => secagg::reveal(keys, &paths(shares), &paths(publics), sum, out),
-        Command::Unmask { sum, reveals, publics, threshold, out } => secagg::unmask(sum, &paths(reveals), &paths(publics), *threshold, out),
+        Command::Reveal { keys, shares, publics, sum, out } => {
+            secagg::reveal(keys, &paths(shares), &paths(publics), sum, out)
+        }
+        Command::Unmask { sum, reveals, publics, threshold, out } => {
+            secagg::unmask(sum, &paths(reveals), &paths(publics), *threshold, out)
+        }
     })
 }

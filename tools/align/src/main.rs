@@ -9,7 +9,10 @@ use fedmkt::align::{Fallback, Strategy};
 /// receiver position whose next token is matched to a sender token, maps the sender's top-K
 /// through the vocabulary map (ids landing together merged by log-sum-exp).
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  align --sender-tokens runs/default/tok/smollm2-135m/public.parquet \\\n        --knowledge runs/default/round-1/client-1/knowledge.parquet \\\n        --receiver-tokens runs/default/tok/gemma3-270m/public.parquet \\\n        --map runs/default/maps/smollm2-135m_to_gemma3-270m.parquet \\\n        --sender-tokenizer runs/default/models/smollm2-135m/tokenizer.json \\\n        --receiver-tokenizer runs/default/models/gemma3-270m/tokenizer.json \\\n        --sender client-1 --out runs/default/round-1/server/from-client-1.parquet\n\nFormat: tools/FORMATS.md (knowledge, aligned).")]
+#[command(
+    version,
+    after_help = "Example:\n  align --sender-tokens runs/default/tok/smollm2-135m/public.parquet \\\n        --knowledge runs/default/round-1/client-1/knowledge.parquet \\\n        --receiver-tokens runs/default/tok/gemma3-270m/public.parquet \\\n        --map runs/default/maps/smollm2-135m_to_gemma3-270m.parquet \\\n        --sender-tokenizer runs/default/models/smollm2-135m/tokenizer.json \\\n        --receiver-tokenizer runs/default/models/gemma3-270m/tokenizer.json \\\n        --sender client-1 --out runs/default/round-1/server/from-client-1.parquet\n\nFormat: tools/FORMATS.md (knowledge, aligned)."
+)]
 struct Args {
     /// The sender's token file of the public set.
     #[arg(long)]

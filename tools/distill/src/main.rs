@@ -11,7 +11,10 @@ use fedmkt::train::TeacherOptions;
 /// against the teacher's top-K at the selected positions. AdamW (0.9, 0.95, decay 0.1), clip
 /// 1.0, warmup 0.008 then cosine. Writes a PEFT adapter and training_log.parquet to --out.
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  distill --model runs/default/models/smollm2-135m --data runs/default/tok/smollm2-135m/client-1.parquet \\\n          --epochs 1 --lr 3e-5 --out runs/default/round-1/client-1/private/\n  distill --model runs/default/models/gemma3-270m --data runs/default/tok/gemma3-270m/public.parquet \\\n          --teacher runs/default/round-1/server/selected.parquet --lambda 0.9 --out runs/default/round-1/server/adapter/\n\nFormats: tools/FORMATS.md (adapter folders, training-log).")]
+#[command(
+    version,
+    after_help = "Example:\n  distill --model runs/default/models/smollm2-135m --data runs/default/tok/smollm2-135m/client-1.parquet \\\n          --epochs 1 --lr 3e-5 --out runs/default/round-1/client-1/private/\n  distill --model runs/default/models/gemma3-270m --data runs/default/tok/gemma3-270m/public.parquet \\\n          --teacher runs/default/round-1/server/selected.parquet --lambda 0.9 --out runs/default/round-1/server/adapter/\n\nFormats: tools/FORMATS.md (adapter folders, training-log)."
+)]
 struct Args {
     /// Model folder (import-gguf).
     #[arg(long)]
@@ -100,6 +103,13 @@ fn main() -> ExitCode {
             resume: args.resume,
             max_steps: args.max_steps,
         };
-        fedmkt::distill::distill(&args.model, args.adapter.as_deref(), &args.data, args.teacher.as_deref(), &args.out, &opts)
+        fedmkt::distill::distill(
+            &args.model,
+            args.adapter.as_deref(),
+            &args.data,
+            args.teacher.as_deref(),
+            &args.out,
+            &opts,
+        )
     })
 }

@@ -8,7 +8,10 @@ use clap::Parser;
 /// lm-evaluation-harness does: acc (argmax) and acc_norm (argmax per character). Writes a JSON
 /// summary and, beside it, a Parquet file of per-sample predictions.
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  evaluate --model runs/default/models/smollm2-135m --data runs/default/data/arc-easy/eval.parquet \\\n           --out runs/default/round-1/eval/client-1.json")]
+#[command(
+    version,
+    after_help = "Example:\n  evaluate --model runs/default/models/smollm2-135m --data runs/default/data/arc-easy/eval.parquet \\\n           --out runs/default/round-1/eval/client-1.json"
+)]
 struct Args {
     #[command(flatten)]
     model: fedmkt::cli::ModelArgs,

@@ -18,7 +18,12 @@ use crate::model::lora::{read_adapter, save_adapter, Adapter, ADAPTER_CONFIG, AD
 pub fn recorded_samples(dir: &Path) -> Result<f64> {
     let log = dir.join(TRAINING_LOG);
     let table = io::read_parquet(&log, TRAINING_LOG_FORMAT)?;
-    table.provenance.extra.get("samples").and_then(|v| v.parse().ok()).ok_or_else(|| bad_input(&log, "no fedmkt.samples (pass --weights)"))
+    table
+        .provenance
+        .extra
+        .get("samples")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad_input(&log, "no fedmkt.samples (pass --weights)"))
 }
 
 /// Refuse an adapter that cannot be averaged with the first.
@@ -28,12 +33,24 @@ fn check_compatible(first: &Adapter, dir: &Path, other: &Adapter) -> Result<()> 
         return Err(bad_input(&config, "adapter for another base model (fedmkt_base_config differs)"));
     }
     if (other.spec.r, other.spec.alpha, &other.spec.targets) != (first.spec.r, first.spec.alpha, &first.spec.targets) {
-        return Err(bad_input(&config, format!("rank/alpha/targets {}/{}/{:?} differ from the first adapter's {}/{}/{:?}", other.spec.r, other.spec.alpha, other.spec.targets, first.spec.r, first.spec.alpha, first.spec.targets)));
+        return Err(bad_input(
+            &config,
+            format!(
+                "rank/alpha/targets {}/{}/{:?} differ from the first adapter's {}/{}/{:?}",
+                other.spec.r, other.spec.alpha, other.spec.targets, first.spec.r, first.spec.alpha, first.spec.targets
+            ),
+        ));
     }
     for (key, tensor) in &first.tensors {
-        let theirs = other.tensors.get(key).ok_or_else(|| bad_input(&dir.join(ADAPTER_WEIGHTS), format!("has no tensor '{key}'")))?;
+        let theirs = other
+            .tensors
+            .get(key)
+            .ok_or_else(|| bad_input(&dir.join(ADAPTER_WEIGHTS), format!("has no tensor '{key}'")))?;
         if theirs.dims() != tensor.dims() {
-            return Err(bad_input(&dir.join(ADAPTER_WEIGHTS), format!("'{key}' has shape {:?}, the first adapter {:?}", theirs.dims(), tensor.dims())));
+            return Err(bad_input(
+                &dir.join(ADAPTER_WEIGHTS),
+                format!("'{key}' has shape {:?}, the first adapter {:?}", theirs.dims(), tensor.dims()),
+            ));
         }
     }
     if other.tensors.len() != first.tensors.len() {

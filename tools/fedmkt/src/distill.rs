@@ -155,11 +155,20 @@ impl Checkpoints {
 }
 
 fn save_checkpoint(dir: &Path, adam: &AdamW, dropout: &crate::model::lora::LoraDropout, log: &[LogRow]) -> Result<()> {
-    let state = CheckpointState { steps_done: log.len(), adam_t: adam.t, dropout_position: dropout.position().map(|p| p.to_string()), log: log.to_vec() };
+    let state = CheckpointState {
+        steps_done: log.len(),
+        adam_t: adam.t,
+        dropout_position: dropout.position().map(|p| p.to_string()),
+        log: log.to_vec(),
+    };
     io::write_dir_atomically(dir, |tmp| {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (i, (key, var)) in adam.vars.iter().enumerate() {
-            tensors.extend([(format!("param:{key}"), var.as_tensor().clone()), (format!("m:{key}"), adam.m[i].clone()), (format!("v:{key}"), adam.v[i].clone())]);
+            tensors.extend([
+                (format!("param:{key}"), var.as_tensor().clone()),
+                (format!("m:{key}"), adam.m[i].clone()),
+                (format!("v:{key}"), adam.v[i].clone()),
+            ]);
         }
         candle_core::safetensors::save(&tensors.into_iter().collect(), tmp.join("state.safetensors"))?;
         std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(&state)?)?;
@@ -168,13 +177,25 @@ fn save_checkpoint(dir: &Path, adam: &AdamW, dropout: &crate::model::lora::LoraD
 }
 
 /// Restore adapter, moments and dropout position; returns the log so far.
-fn load_checkpoint(dir: &Path, adam: &mut AdamW, dropout: &crate::model::lora::LoraDropout, device: &Device) -> Result<Vec<LogRow>> {
+fn load_checkpoint(
+    dir: &Path,
+    adam: &mut AdamW,
+    dropout: &crate::model::lora::LoraDropout,
+    device: &Device,
+) -> Result<Vec<LogRow>> {
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| bad_input(&state_path, format!("cannot read: {e}")))?;
-    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| bad_input(&state_path, format!("not a checkpoint ({e})")))?;
+    let state: CheckpointState =
+        serde_json::from_str(&text).map_err(|e| bad_input(&state_path, format!("not a checkpoint ({e})")))?;
     let tensors_path = dir.join("state.safetensors");
-    let tensors = candle_core::safetensors::load(&tensors_path, device).map_err(|e| bad_input(&tensors_path, format!("cannot read ({e})")))?;
-    let get = |name: String| tensors.get(&name).cloned().ok_or_else(|| bad_input(&tensors_path, format!("no tensor '{name}' (a checkpoint of another adapter?)")));
+    let tensors = candle_core::safetensors::load(&tensors_path, device)
+        .map_err(|e| bad_input(&tensors_path, format!("cannot read ({e})")))?;
+    let get = |name: String| {
+        tensors
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| bad_input(&tensors_path, format!("no tensor '{name}' (a checkpoint of another adapter?)")))
+    };
     for (i, (key, var)) in adam.vars.iter().enumerate() {
         var.set(&get(format!("param:{key}"))?)?;
         adam.m[i] = get(format!("m:{key}"))?;
@@ -220,16 +241,26 @@ fn flat_positions(batch: &[Example], width: usize, of: impl Fn(&Example) -> Vec<
 
 fn batch_loss(model: &Model, batch: &[Example], k: usize, opts: &DistillOptions) -> Result<BatchLoss> {
     let width = batch.iter().map(|e| e.tokens.input_ids.len()).max().unwrap_or(0);
-    let ids: Vec<u32> = batch.iter().flat_map(|e| e.tokens.input_ids.iter().copied().chain(std::iter::repeat_n(0, width - e.tokens.input_ids.len()))).collect();
+    let ids: Vec<u32> = batch
+        .iter()
+        .flat_map(|e| {
+            e.tokens.input_ids.iter().copied().chain(std::iter::repeat_n(0, width - e.tokens.input_ids.len()))
+        })
+        .collect();
     let ids = Tensor::from_vec(ids, (batch.len(), width), &opts.device)?;
     let hidden = model.hidden_states(&ids)?;
     let hidden = hidden.reshape((batch.len() * width, hidden.dim(2)?))?;
-    let logits_at = |positions: &[u32]| -> Result<Tensor> { model.logits(&hidden.index_select(&Tensor::new(positions, &opts.device)?, 0)?) };
+    let logits_at = |positions: &[u32]| -> Result<Tensor> {
+        model.logits(&hidden.index_select(&Tensor::new(positions, &opts.device)?, 0)?)
+    };
     let answer = flat_positions(batch, width, |e| knowledge::answer_positions(e.tokens).collect());
-    let targets: Vec<u32> = batch.iter().flat_map(|e| knowledge::answer_positions(e.tokens).map(|p| e.tokens.input_ids[p + 1])).collect();
+    let targets: Vec<u32> =
+        batch.iter().flat_map(|e| knowledge::answer_positions(e.tokens).map(|p| e.tokens.input_ids[p + 1])).collect();
     let ce = train::cross_entropy(&logits_at(&answer)?, &Tensor::new(targets.as_slice(), &opts.device)?)?;
     let teacher_rows: Vec<&SampleKnowledge> = batch.iter().filter_map(|e| e.teacher).collect();
-    let kd_positions = flat_positions(batch, width, |e| e.teacher.map_or(Vec::new(), |t| t.positions.iter().map(|&p| p as usize).collect()));
+    let kd_positions = flat_positions(batch, width, |e| {
+        e.teacher.map_or(Vec::new(), |t| t.positions.iter().map(|&p| p as usize).collect())
+    });
     let kd = if kd_positions.is_empty() {
         None
     } else {
@@ -245,7 +276,12 @@ fn batch_loss(model: &Model, batch: &[Example], k: usize, opts: &DistillOptions)
     let lambda = if kd.is_some() { opts.lambda } else { 1.0 };
     let loss = train::combined(&ce, kd.as_ref(), lambda)?;
     let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
-    Ok(BatchLoss { ce: scalar(&ce)?, kd: kd.as_ref().map(scalar).transpose()?.unwrap_or(f64::NAN), loss, tokens: answer.len() })
+    Ok(BatchLoss {
+        ce: scalar(&ce)?,
+        kd: kd.as_ref().map(scalar).transpose()?.unwrap_or(f64::NAN),
+        loss,
+        tokens: answer.len(),
+    })
 }
 
 /// Sum of micro-batch gradients per variable (each loss already divided by the number of
@@ -302,12 +338,29 @@ pub struct LogRow {
 }
 
 fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
-    let u32s = |f: fn(&LogRow) -> u32| Arc::new(UInt32Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
-    let f64s = |f: fn(&LogRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
+    let u32s =
+        |f: fn(&LogRow) -> u32| Arc::new(UInt32Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
+    let f64s =
+        |f: fn(&LogRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
     let fields = ["step", "epoch", "loss", "ce", "kd", "lr", "grad_norm", "tokens_per_s", "seconds"];
-    let mut schema: Vec<Field> = fields.iter().enumerate().map(|(i, n)| Field::new(*n, if i < 2 { DataType::UInt32 } else { DataType::Float64 }, false)).collect();
-    let mut columns = vec![u32s(|r| r.step), u32s(|r| r.epoch), f64s(|r| r.loss), f64s(|r| r.ce), f64s(|r| r.kd), f64s(|r| r.lr), f64s(|r| r.grad_norm), f64s(|r| r.tokens_per_s), f64s(|r| r.seconds)];
-    let mut samples = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, false)));
+    let mut schema: Vec<Field> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Field::new(*n, if i < 2 { DataType::UInt32 } else { DataType::Float64 }, false))
+        .collect();
+    let mut columns = vec![
+        u32s(|r| r.step),
+        u32s(|r| r.epoch),
+        f64s(|r| r.loss),
+        f64s(|r| r.ce),
+        f64s(|r| r.kd),
+        f64s(|r| r.lr),
+        f64s(|r| r.grad_norm),
+        f64s(|r| r.tokens_per_s),
+        f64s(|r| r.seconds),
+    ];
+    let mut samples =
+        ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, false)));
     for row in rows {
         samples.values().extend(row.samples.iter().map(Some));
         samples.append(true);
@@ -339,16 +392,25 @@ fn read_training_tokens(files: &[PathBuf]) -> Result<(Vec<TokenizedSample>, &Pat
 }
 
 /// The teacher's selected rows by sample id, refusing a file not aligned to `data`.
-fn read_teacher(path: &Path, data: &Path, samples: &[TokenizedSample]) -> Result<(HashMap<String, SampleKnowledge>, usize)> {
+fn read_teacher(
+    path: &Path,
+    data: &Path,
+    samples: &[TokenizedSample],
+) -> Result<(HashMap<String, SampleKnowledge>, usize)> {
     let table = io::read_parquet(path, SELECTED_FORMAT)?;
     if table.input_hash("tokens")? != io::file_hash(data)? {
-        return Err(bad_input(path, format!("was selected for other tokens than {} (another tokenizer or public set)", data.display())));
+        return Err(bad_input(
+            path,
+            format!("was selected for other tokens than {} (another tokenizer or public set)", data.display()),
+        ));
     }
     let k = knowledge::top_k(&table)?;
     let rows = knowledge::knowledge_rows(&table, k)?;
     let lengths: HashMap<&str, usize> = samples.iter().map(|s| (s.id.as_str(), s.input_ids.len())).collect();
     for row in &rows {
-        let length = lengths.get(row.id.as_str()).ok_or_else(|| bad_input(path, format!("has sample '{}', which {} lacks", row.id, data.display())))?;
+        let length = lengths
+            .get(row.id.as_str())
+            .ok_or_else(|| bad_input(path, format!("has sample '{}', which {} lacks", row.id, data.display())))?;
         if row.positions.iter().any(|&p| p as usize + 1 >= *length) {
             return Err(bad_input(path, format!("sample '{}' has positions beyond its {length} tokens", row.id)));
         }
@@ -357,7 +419,14 @@ fn read_teacher(path: &Path, data: &Path, samples: &[TokenizedSample]) -> Result
 }
 
 /// `distill`: train (or continue) a LoRA adapter; write it and its training log to `out`.
-pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data_files: &[PathBuf], teacher: Option<&Path>, out: &Path, opts: &DistillOptions) -> Result<()> {
+pub fn distill(
+    model_dir: &Path,
+    adapter_dir: Option<&Path>,
+    data_files: &[PathBuf],
+    teacher: Option<&Path>,
+    out: &Path,
+    opts: &DistillOptions,
+) -> Result<()> {
     if opts.batch_size == 0 || opts.grad_accum == 0 || opts.epochs == 0 || !(0.0..=1.0).contains(&opts.lambda) {
         return Err(bad_usage("--batch-size, --grad-accum and --epochs must be at least 1, --lambda within 0..1"));
     }
@@ -374,31 +443,42 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data_files: &[PathB
     };
     let mut model = Model::load(model_dir, adapter, DType::F32, &opts.device)?;
     model.training = true;
-    let lora = model.lora.clone().ok_or_else(|| bad_input(model_dir, "no layer of this model matches the LoRA targets"))?;
+    let lora =
+        model.lora.clone().ok_or_else(|| bad_input(model_dir, "no layer of this model matches the LoRA targets"))?;
     lora.dropout.enable(lora.spec.dropout, opts.seed ^ 0xD50F_0000_0000_0002);
     let vars = lora.all_vars();
     let params = ParamsAdamW { lr: opts.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: opts.weight_decay };
     let mut optimiser = AdamW::new(&lora.vars, params)?;
-    let examples: Vec<Example> = samples.iter().map(|s| Example { tokens: s, teacher: teacher_rows.get(&s.id) }).collect();
+    let examples: Vec<Example> =
+        samples.iter().map(|s| Example { tokens: s, teacher: teacher_rows.get(&s.id) }).collect();
     let micro_batches_per_epoch = examples.len().div_ceil(opts.batch_size);
     let steps_per_epoch = micro_batches_per_epoch.div_ceil(opts.grad_accum);
     let total = steps_per_epoch * opts.epochs;
     let checkpoints = Checkpoints::new(out);
     checkpoints.discard_staged()?;
     let checkpoint = &checkpoints.dir;
-    let mut log = if opts.resume && checkpoint.join("state.json").is_file() { load_checkpoint(checkpoint, &mut optimiser, &lora.dropout, &opts.device)? } else { Vec::new() };
+    let mut log = if opts.resume && checkpoint.join("state.json").is_file() {
+        load_checkpoint(checkpoint, &mut optimiser, &lora.dropout, &opts.device)?
+    } else {
+        Vec::new()
+    };
     let progress = indicatif::ProgressBar::new(total as u64).with_message("distill");
     progress.inc(log.len() as u64);
     for epoch in log.len() / steps_per_epoch..opts.epochs {
         // Each epoch's order from its own stream, so a resumed run skips straight to its place.
         let mut order: Vec<usize> = (0..examples.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED_0000_0000_0001 ^ ((epoch as u64) << 32)));
-        let batches: Vec<Vec<Example>> = order.chunks(opts.batch_size).map(|c| c.iter().map(|&i| examples[i]).collect()).collect();
+        let batches: Vec<Vec<Example>> =
+            order.chunks(opts.batch_size).map(|c| c.iter().map(|&i| examples[i]).collect()).collect();
         for group in batches.chunks(opts.grad_accum).skip(log.len() - epoch * steps_per_epoch) {
             if opts.max_steps.is_some_and(|m| log.len() >= m) {
                 checkpoints.discard_staged()?;
                 save_checkpoint(checkpoint, &optimiser, &lora.dropout, &log)?;
-                eprintln!("distill: stopped after {} steps; checkpoint {} (continue with --resume)", log.len(), checkpoint.display());
+                eprintln!(
+                    "distill: stopped after {} steps; checkpoint {} (continue with --resume)",
+                    log.len(),
+                    checkpoint.display()
+                );
                 return Ok(());
             }
             let started = Instant::now();
@@ -409,18 +489,43 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data_files: &[PathB
                 let value = part.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 if !value.is_finite() {
                     checkpoints.discard_staged()?;
-                    let kept = if checkpoint.is_dir() { format!("; the last good checkpoint is {}", checkpoint.display()) } else { String::new() };
-                    return Err(bad_input(data, format!("loss became {value} at step {step} (epoch {epoch}); no adapter written{kept}, lower --lr")));
+                    let kept = if checkpoint.is_dir() {
+                        format!("; the last good checkpoint is {}", checkpoint.display())
+                    } else {
+                        String::new()
+                    };
+                    return Err(bad_input(
+                        data,
+                        format!(
+                            "loss became {value} at step {step} (epoch {epoch}); no adapter written{kept}, lower --lr"
+                        ),
+                    ));
                 }
                 checkpoints.promote()?;
                 grads.push((part.loss / group.len() as f64)?.backward()?);
-                sums = (sums.0 + value, sums.1 + part.ce, sums.2 + if part.kd.is_nan() { 0.0 } else { part.kd }, sums.3 + part.tokens);
+                sums = (
+                    sums.0 + value,
+                    sums.1 + part.ce,
+                    sums.2 + if part.kd.is_nan() { 0.0 } else { part.kd },
+                    sums.3 + part.tokens,
+                );
             }
             let (store, grad_norm) = clipped_gradients(&vars, grads, opts.max_grad_norm)?;
             let lr = learning_rate(step, total, opts.warmup_ratio, opts.lr);
             optimiser.step(&store, lr)?;
             let (n, seconds) = (group.len() as f64, started.elapsed().as_secs_f64());
-            log.push(LogRow { step: step as u32, epoch: epoch as u32, loss: sums.0 / n, ce: sums.1 / n, kd: sums.2 / n, lr, grad_norm, tokens_per_s: sums.3 as f64 / seconds, seconds, samples: group.iter().flatten().map(|e| e.tokens.id.clone()).collect() });
+            log.push(LogRow {
+                step: step as u32,
+                epoch: epoch as u32,
+                loss: sums.0 / n,
+                ce: sums.1 / n,
+                kd: sums.2 / n,
+                lr,
+                grad_norm,
+                tokens_per_s: sums.3 as f64 / seconds,
+                seconds,
+                samples: group.iter().flatten().map(|e| e.tokens.id.clone()).collect(),
+            });
             progress.inc(1);
             if opts.checkpoint_every > 0 && log.len() % opts.checkpoint_every == 0 {
                 checkpoints.stage(&optimiser, &lora.dropout, &log)?;
@@ -432,9 +537,14 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data_files: &[PathB
     model.lora.as_ref().expect("trained adapters").save(out, &name)?;
     let mut provenance = Provenance::new(TRAINING_LOG_FORMAT, 1, "distill").input("model", base_config);
     for (i, file) in data_files.iter().enumerate() {
-        provenance = provenance.input(&if i == 0 { "data".to_string() } else { format!("data{}", i + 1) }, io::file_hash(file)?);
+        provenance =
+            provenance.input(&if i == 0 { "data".to_string() } else { format!("data{}", i + 1) }, io::file_hash(file)?);
     }
-    provenance = provenance.extra("seed", opts.seed).extra("samples", samples.len()).extra("lambda", opts.lambda).extra("lr", opts.lr);
+    provenance = provenance
+        .extra("seed", opts.seed)
+        .extra("samples", samples.len())
+        .extra("lambda", opts.lambda)
+        .extra("lr", opts.lr);
     if let Some(path) = teacher {
         provenance = provenance.input("teacher", io::file_hash(path)?);
     }
@@ -442,6 +552,12 @@ pub fn distill(model_dir: &Path, adapter_dir: Option<&Path>, data_files: &[PathB
     io::write_parquet(&out.join(TRAINING_LOG), batch.schema(), &[batch], &provenance)?;
     checkpoints.remove()?;
     let last = log.last().map_or(f64::NAN, |r| r.loss);
-    eprintln!("distill: {} steps, {} samples ({} with teacher targets), last loss {last:.4} -> {}", log.len(), samples.len(), teacher_rows.len(), out.display());
+    eprintln!(
+        "distill: {} steps, {} samples ({} with teacher targets), last loss {last:.4} -> {}",
+        log.len(),
+        samples.len(),
+        teacher_rows.len(),
+        out.display()
+    );
     Ok(())
 }

@@ -65,7 +65,8 @@ fn jobs<'a>(records: &[TaskRecord], seqs: &'a [TokenizedSample]) -> Vec<Job<'a>>
         first = group.end;
         let start = seqs[group.start].answer_start as usize;
         let context = &seqs[group.start].input_ids[..start];
-        let single_token = start > 0 && group.clone().all(|i| seqs[i].input_ids.len() == start + 1 && seqs[i].input_ids[..start] == *context);
+        let single_token = start > 0
+            && group.clone().all(|i| seqs[i].input_ids.len() == start + 1 && seqs[i].input_ids[..start] == *context);
         if single_token {
             let terms = group.map(|i| (i, 0, seqs[i].input_ids[start])).collect();
             jobs.push(Job { ids: context, positions: vec![start - 1], terms });
@@ -81,13 +82,20 @@ fn jobs<'a>(records: &[TaskRecord], seqs: &'a [TokenizedSample]) -> Vec<Job<'a>>
 }
 
 /// Summed log-likelihood of each sequence's continuation, in length-sorted batches.
-fn continuation_logliks(model: &Model, records: &[TaskRecord], seqs: &[TokenizedSample], batch_size: usize, progress: &indicatif::ProgressBar) -> Result<Vec<f64>> {
+fn continuation_logliks(
+    model: &Model,
+    records: &[TaskRecord],
+    seqs: &[TokenizedSample],
+    batch_size: usize,
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<f64>> {
     let jobs = jobs(records, seqs);
     progress.set_length(jobs.len() as u64);
     let lengths: Vec<usize> = jobs.iter().map(|j| j.ids.len()).collect();
     let mut out = vec![0.0; seqs.len()];
     for batch in scoring::length_sorted_batches(&lengths, batch_size) {
-        let requests: Vec<Request> = batch.iter().map(|&j| Request { ids: jobs[j].ids, positions: jobs[j].positions.clone() }).collect();
+        let requests: Vec<Request> =
+            batch.iter().map(|&j| Request { ids: jobs[j].ids, positions: jobs[j].positions.clone() }).collect();
         for (&j, logits) in batch.iter().zip(scoring::logits_at(model, &requests)?) {
             let vocab = logits.dim(1)?;
             let flat = logits.flatten_all()?.to_vec1::<f32>()?;
@@ -109,7 +117,8 @@ fn score_choices(records: &[TaskRecord], logliks: &[f64]) -> Vec<Scored> {
         .map(|r| {
             let loglik = logliks[offset..offset + r.choices.len()].to_vec();
             offset += r.choices.len();
-            let chars: Vec<u32> = r.choices.iter().map(|c| c.strip_prefix(' ').unwrap_or(c).chars().count() as u32).collect();
+            let chars: Vec<u32> =
+                r.choices.iter().map(|c| c.strip_prefix(' ').unwrap_or(c).chars().count() as u32).collect();
             let normed: Vec<f64> = loglik.iter().zip(&chars).map(|(ll, &n)| ll / n.max(1) as f64).collect();
             Scored { pred: argmax(&loglik), pred_norm: argmax(&normed), loglik, chars }
         })
@@ -131,7 +140,11 @@ fn generate_greedy(model: &Model, ids: &[u32], max_new: usize, eos: Option<u32>)
     Ok(seq[ids.len()..].to_vec())
 }
 
-fn predictions_batch(records: &[TaskRecord], scored: &[Scored], generations: Option<&[String]>) -> Result<(Arc<Schema>, RecordBatch)> {
+fn predictions_batch(
+    records: &[TaskRecord],
+    scored: &[Scored],
+    generations: Option<&[String]>,
+) -> Result<(Arc<Schema>, RecordBatch)> {
     let list = |t: DataType| DataType::List(Arc::new(Field::new("item", t, true)));
     let mut fields = vec![
         Field::new("id", DataType::Utf8, false),
@@ -160,7 +173,9 @@ fn predictions_batch(records: &[TaskRecord], scored: &[Scored], generations: Opt
         fields.push(Field::new("generation", DataType::Utf8, false));
         fields.push(Field::new("rouge_l", DataType::Float64, false));
         columns.push(Arc::new(StringArray::from_iter_values(texts)));
-        columns.push(Arc::new(Float64Array::from_iter_values(records.iter().zip(texts).map(|(r, g)| rouge_l(g, r.target())))));
+        columns.push(Arc::new(Float64Array::from_iter_values(
+            records.iter().zip(texts).map(|(r, g)| rouge_l(g, r.target())),
+        )));
     }
     let schema = Arc::new(Schema::new(fields));
     Ok((schema.clone(), RecordBatch::try_new(schema, columns)?))
@@ -172,7 +187,13 @@ pub fn predictions_path(summary: &Path) -> PathBuf {
 }
 
 /// `evaluate`: accuracy of a model (+ adapter) on a task file → JSON summary + predictions.
-pub fn evaluate(model_dir: &Path, adapter_dir: Option<&Path>, data_path: &Path, out: &Path, opts: &EvalOptions) -> Result<()> {
+pub fn evaluate(
+    model_dir: &Path,
+    adapter_dir: Option<&Path>,
+    data_path: &Path,
+    out: &Path,
+    opts: &EvalOptions,
+) -> Result<()> {
     if opts.batch_size == 0 {
         return Err(bad_usage("--batch-size must be at least 1"));
     }
@@ -193,7 +214,8 @@ pub fn evaluate(model_dir: &Path, adapter_dir: Option<&Path>, data_path: &Path, 
         .map(|(r, c)| tokens::tokenize_continuation(&tokenizer, &r.id, &r.context, c))
         .collect::<Result<Vec<_>>>()?;
     let progress = indicatif::ProgressBar::new(seqs.len() as u64).with_message("evaluate");
-    let logliks = continuation_logliks(&model, &records, &seqs, opts.batch_size, &progress).map_err(|e| bad_input(model_dir, e))?;
+    let logliks = continuation_logliks(&model, &records, &seqs, opts.batch_size, &progress)
+        .map_err(|e| bad_input(model_dir, e))?;
     progress.finish_and_clear();
     let scored = score_choices(&records, &logliks);
     let generations = opts.generate.map(|max_new| generate_all(&model, &tokenizer, &records, max_new)).transpose()?;
@@ -210,23 +232,33 @@ pub fn evaluate(model_dir: &Path, adapter_dir: Option<&Path>, data_path: &Path, 
         let mean = records.iter().zip(texts).map(|(r, g)| rouge_l(g, r.target())).sum::<f64>() / n;
         summary["rouge_l"] = json!(mean);
     }
-    let mut provenance = Provenance::new(PREDICTIONS_FORMAT, 1, "evaluate").input("dataset", io::file_hash(data_path)?).input("model", base_config);
+    let mut provenance = Provenance::new(PREDICTIONS_FORMAT, 1, "evaluate")
+        .input("dataset", io::file_hash(data_path)?)
+        .input("model", base_config);
     if let Some(dir) = adapter_dir {
         provenance = provenance.input("adapter", io::file_hash(&dir.join(model::lora::ADAPTER_WEIGHTS))?);
     }
     let (schema, batch) = predictions_batch(&records, &scored, generations.as_deref())?;
     io::write_parquet(&predictions_path(out), schema, &[batch], &provenance)?;
-    io::write_atomically(out, |f| Ok(std::io::Write::write_all(f, (serde_json::to_string_pretty(&summary)? + "\n").as_bytes())?))?;
+    io::write_atomically(out, |f| {
+        Ok(std::io::Write::write_all(f, (serde_json::to_string_pretty(&summary)? + "\n").as_bytes())?)
+    })?;
     eprintln!("evaluate: n={} acc={acc:.4} acc_norm={acc_norm:.4} -> {}", records.len(), out.display());
     Ok(())
 }
 
 fn generate_all(model: &Model, tokenizer: &Tokenizer, records: &[TaskRecord], max_new: usize) -> Result<Vec<String>> {
-    let eos = tokenizer.get_added_vocabulary().get_vocab().iter().find(|(t, _)| ["<eos>", "</s>", "<|endoftext|>", "<|im_end|>"].contains(&t.as_str())).map(|(_, &id)| id);
+    let eos = tokenizer
+        .get_added_vocabulary()
+        .get_vocab()
+        .iter()
+        .find(|(t, _)| ["<eos>", "</s>", "<|endoftext|>", "<|im_end|>"].contains(&t.as_str()))
+        .map(|(_, &id)| id);
     records
         .iter()
         .map(|r| {
-            let ids = tokenizer.encode(r.context.as_str(), true).map_err(|e| anyhow::anyhow!("{e}"))?.get_ids().to_vec();
+            let ids =
+                tokenizer.encode(r.context.as_str(), true).map_err(|e| anyhow::anyhow!("{e}"))?.get_ids().to_vec();
             let new = generate_greedy(model, &ids, max_new, eos)?;
             tokenizer.decode(&new, true).map_err(|e| anyhow::anyhow!("{e}"))
         })

@@ -197,7 +197,8 @@ pub fn write_parquet_stream(
     let metadata = provenance.to_key_values().into_iter().map(|kv| (kv.key, kv.value.unwrap_or_default())).collect();
     let schema = Arc::new(schema.as_ref().clone().with_metadata(metadata));
     write_atomically(path, |file| {
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).with_context(|| format!("{}: cannot write Parquet", path.display()))?;
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .with_context(|| format!("{}: cannot write Parquet", path.display()))?;
         produce(&mut |batch| {
             let batch = batch.clone().with_schema(schema.clone())?;
             Ok(writer.write(&batch).with_context(|| format!("{}: cannot write Parquet", path.display()))?)
@@ -246,7 +247,9 @@ impl ParquetTable {
         self.batches
             .iter()
             .map(|batch| {
-                let col = batch.column_by_name(name).ok_or_else(|| bad_input(&self.path, format!("missing column '{name}'")))?;
+                let col = batch
+                    .column_by_name(name)
+                    .ok_or_else(|| bad_input(&self.path, format!("missing column '{name}'")))?;
                 col.as_any().downcast_ref::<A>().cloned().ok_or_else(|| {
                     bad_input(&self.path, format!("column '{name}' has type {}, not the expected one", col.data_type()))
                 })

@@ -58,13 +58,24 @@ pub fn answer_positions(sample: &TokenizedSample) -> std::ops::Range<usize> {
 }
 
 fn positions_of(sample: &TokenizedSample, all: bool) -> Vec<usize> {
-    if all { (0..sample.input_ids.len()).collect() } else { answer_positions(sample).collect() }
+    if all {
+        (0..sample.input_ids.len()).collect()
+    } else {
+        answer_positions(sample).collect()
+    }
 }
 
 /// Summarise one sample's logits `[positions, vocab]` into its knowledge.
-fn summarise(sample: &TokenizedSample, positions: &[usize], logits: &[f32], vocab: usize, k: usize) -> Result<SampleKnowledge> {
+fn summarise(
+    sample: &TokenizedSample,
+    positions: &[usize],
+    logits: &[f32],
+    vocab: usize,
+    k: usize,
+) -> Result<SampleKnowledge> {
     let rows: Vec<&[f32]> = logits.chunks(vocab).collect();
-    let per_row: Vec<(Vec<(u32, f32)>, f64)> = rows.par_iter().map(|r| (scoring::top_k(r, k), scoring::logsumexp(r))).collect();
+    let per_row: Vec<(Vec<(u32, f32)>, f64)> =
+        rows.par_iter().map(|r| (scoring::top_k(r, k), scoring::logsumexp(r))).collect();
     let answer = answer_positions(sample);
     let mut answer_nll = 0.0;
     for (i, &p) in positions.iter().enumerate() {
@@ -134,7 +145,11 @@ pub fn knowledge_batch(samples: &[SampleKnowledge], k: usize) -> Result<RecordBa
 }
 
 /// A knowledge batch with further columns after the knowledge ones (aligned and selected sets).
-pub fn knowledge_batch_with(samples: &[SampleKnowledge], k: usize, extra: Vec<(Field, arrow_array::ArrayRef)>) -> Result<RecordBatch> {
+pub fn knowledge_batch_with(
+    samples: &[SampleKnowledge],
+    k: usize,
+    extra: Vec<(Field, arrow_array::ArrayRef)>,
+) -> Result<RecordBatch> {
     let base = knowledge_batch(samples, k)?;
     let (extra_fields, extra_columns): (Vec<Field>, Vec<_>) = extra.into_iter().unzip();
     let fields: Vec<Field> = base.schema().fields().iter().map(|f| f.as_ref().clone()).chain(extra_fields).collect();
@@ -147,14 +162,28 @@ pub fn knowledge_batch_with(samples: &[SampleKnowledge], k: usize, extra: Vec<(F
 const SORT_WINDOW_BATCHES: usize = 32;
 
 /// Knowledge of a window of samples, computed in length-sorted batches, returned in order.
-fn window_knowledge(model: &Model, window: &[TokenizedSample], opts: &InferOptions, progress: &indicatif::ProgressBar) -> Result<Vec<SampleKnowledge>> {
+fn window_knowledge(
+    model: &Model,
+    window: &[TokenizedSample],
+    opts: &InferOptions,
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<SampleKnowledge>> {
     let vocab = model.config.vocab_size;
     let lengths: Vec<usize> = window.iter().map(|s| s.input_ids.len()).collect();
     let mut results: Vec<Option<SampleKnowledge>> = vec![None; window.len()];
     for batch in scoring::length_sorted_batches(&lengths, opts.batch_size) {
-        let requests: Vec<Request> = batch.iter().map(|&i| Request { ids: &window[i].input_ids, positions: positions_of(&window[i], opts.all_positions) }).collect();
+        let requests: Vec<Request> = batch
+            .iter()
+            .map(|&i| Request { ids: &window[i].input_ids, positions: positions_of(&window[i], opts.all_positions) })
+            .collect();
         for ((&i, request), logits) in batch.iter().zip(&requests).zip(scoring::logits_at(model, &requests)?) {
-            results[i] = Some(summarise(&window[i], &request.positions, &logits.flatten_all()?.to_vec1::<f32>()?, vocab, opts.top_k)?);
+            results[i] = Some(summarise(
+                &window[i],
+                &request.positions,
+                &logits.flatten_all()?.to_vec1::<f32>()?,
+                vocab,
+                opts.top_k,
+            )?);
         }
         progress.inc(batch.len() as u64);
     }
@@ -162,22 +191,42 @@ fn window_knowledge(model: &Model, window: &[TokenizedSample], opts: &InferOptio
 }
 
 /// Refuse token files that do not belong to this model before any work.
-fn check_tokens_fit_model(tokens_path: &Path, table: &io::ParquetTable, samples: &[TokenizedSample], model_dir: &Path, vocab: usize) -> Result<()> {
+fn check_tokens_fit_model(
+    tokens_path: &Path,
+    table: &io::ParquetTable,
+    samples: &[TokenizedSample],
+    model_dir: &Path,
+    vocab: usize,
+) -> Result<()> {
     let model_tokenizer = model_dir.join("tokenizer.json");
     if model_tokenizer.is_file() {
         model::check_tokenizer_fits(&tokens::load_tokenizer(&model_tokenizer)?, &model_tokenizer, vocab)?;
         if table.input_hash("tokenizer")? != io::file_hash(&model_tokenizer)? {
-            return Err(bad_input(tokens_path, format!("made with another tokenizer than {}", model_tokenizer.display())));
+            return Err(bad_input(
+                tokens_path,
+                format!("made with another tokenizer than {}", model_tokenizer.display()),
+            ));
         }
     }
-    if let Some((s, id)) = samples.iter().flat_map(|s| s.input_ids.iter().map(move |id| (s, id))).find(|(_, &id)| id as usize >= vocab) {
-        return Err(bad_input(tokens_path, format!("sample '{}' has token id {id}, beyond the model's vocabulary of {vocab}", s.id)));
+    if let Some((s, id)) =
+        samples.iter().flat_map(|s| s.input_ids.iter().map(move |id| (s, id))).find(|(_, &id)| id as usize >= vocab)
+    {
+        return Err(bad_input(
+            tokens_path,
+            format!("sample '{}' has token id {id}, beyond the model's vocabulary of {vocab}", s.id),
+        ));
     }
     Ok(())
 }
 
 /// `infer-logits`: model (+ adapter) over a token file → knowledge set, streamed to disk.
-pub fn infer_logits(model_dir: &Path, adapter_dir: Option<&Path>, input: &Path, out: &Path, opts: &InferOptions) -> Result<()> {
+pub fn infer_logits(
+    model_dir: &Path,
+    adapter_dir: Option<&Path>,
+    input: &Path,
+    out: &Path,
+    opts: &InferOptions,
+) -> Result<()> {
     if opts.top_k == 0 || opts.batch_size == 0 {
         return Err(bad_usage("--top-k and --batch-size must be at least 1"));
     }
@@ -225,7 +274,12 @@ pub fn read_knowledge(path: &Path) -> Result<(Vec<SampleKnowledge>, io::ParquetT
 
 /// K of a table holding knowledge columns (`fedmkt.top_k`).
 pub fn top_k(table: &io::ParquetTable) -> Result<usize> {
-    table.provenance.extra.get("top_k").and_then(|v| v.parse().ok()).ok_or_else(|| bad_input(&table.path, "no fedmkt.top_k"))
+    table
+        .provenance
+        .extra
+        .get("top_k")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad_input(&table.path, "no fedmkt.top_k"))
 }
 
 /// The knowledge columns of a table (a knowledge, aligned or selected file) as samples.
@@ -236,7 +290,8 @@ pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKn
     let nll = table.column::<Float64Array>("answer_nll")?;
     let (tokens, bytes) = (table.column::<UInt32Array>("answer_tokens")?, table.column::<UInt32Array>("answer_bytes")?);
     let lists = |name: &str| table.column::<ListArray>(name);
-    let (positions, topk_ids, topk_logits, lse) = (lists("positions")?, lists("topk_ids")?, lists("topk_logits")?, lists("logsumexp")?);
+    let (positions, topk_ids, topk_logits, lse) =
+        (lists("positions")?, lists("topk_ids")?, lists("topk_logits")?, lists("logsumexp")?);
     let malformed = |name: &str| bad_input(path, format!("column '{name}' has an unexpected type"));
     let mut samples = Vec::new();
     for b in 0..table.batches.len() {
@@ -245,7 +300,10 @@ pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKn
                 let rows = list.value(row);
                 let rows = rows.as_any().downcast_ref::<FixedSizeListArray>().ok_or_else(|| malformed(name))?;
                 if rows.value_length() as usize != k {
-                    return Err(bad_input(path, format!("column '{name}' holds {} per position, fedmkt.top_k says {k}", rows.value_length())));
+                    return Err(bad_input(
+                        path,
+                        format!("column '{name}' holds {} per position, fedmkt.top_k says {k}", rows.value_length()),
+                    ));
                 }
                 Ok(rows.values().clone())
             };
@@ -258,14 +316,37 @@ pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKn
                 answer_nll: nll[b].value(row),
                 answer_tokens: tokens[b].value(row),
                 answer_bytes: bytes[b].value(row),
-                positions: pos.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| malformed("positions"))?.values().to_vec(),
-                topk_ids: ids_flat.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| malformed("topk_ids"))?.values().to_vec(),
-                topk_logits: logits_flat.as_any().downcast_ref::<Float16Array>().ok_or_else(|| malformed("topk_logits"))?.values().to_vec(),
-                logsumexp: lse_row.as_any().downcast_ref::<Float32Array>().ok_or_else(|| malformed("logsumexp"))?.values().to_vec(),
+                positions: pos
+                    .as_any()
+                    .downcast_ref::<UInt32Array>()
+                    .ok_or_else(|| malformed("positions"))?
+                    .values()
+                    .to_vec(),
+                topk_ids: ids_flat
+                    .as_any()
+                    .downcast_ref::<UInt32Array>()
+                    .ok_or_else(|| malformed("topk_ids"))?
+                    .values()
+                    .to_vec(),
+                topk_logits: logits_flat
+                    .as_any()
+                    .downcast_ref::<Float16Array>()
+                    .ok_or_else(|| malformed("topk_logits"))?
+                    .values()
+                    .to_vec(),
+                logsumexp: lse_row
+                    .as_any()
+                    .downcast_ref::<Float32Array>()
+                    .ok_or_else(|| malformed("logsumexp"))?
+                    .values()
+                    .to_vec(),
             };
             let n = sample.positions.len();
             if sample.logsumexp.len() != n || sample.topk_ids.len() != n * k || sample.topk_logits.len() != n * k {
-                return Err(bad_input(path, format!("sample '{}': columns disagree on its number of positions", sample.id)));
+                return Err(bad_input(
+                    path,
+                    format!("sample '{}': columns disagree on its number of positions", sample.id),
+                ));
             }
             samples.push(sample);
         }

@@ -8,7 +8,8 @@ pub fn argmax(values: &[f64]) -> usize {
 /// `rouge_score`'s tokenisation (no stemming): lowercase, non-alphanumerics become spaces.
 fn rouge_tokens(text: &str) -> Vec<String> {
     let lowered = text.to_lowercase();
-    let cleaned: String = lowered.chars().map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { ' ' }).collect();
+    let cleaned: String =
+        lowered.chars().map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { ' ' }).collect();
     cleaned.split_whitespace().map(String::from).collect()
 }
 
@@ -34,7 +35,11 @@ pub fn rouge_l(prediction: &str, reference: &str) -> f64 {
     }
     let lcs = lcs_len(&r, &p) as f64;
     let (precision, recall) = (lcs / p.len() as f64, lcs / r.len() as f64);
-    if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) }
+    if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    }
 }
 
 #[cfg(test)]

@@ -53,10 +53,24 @@ struct Score {
 
 fn read_score(entry: &ResultEntry) -> Result<Score> {
     let text = std::fs::read_to_string(&entry.file).map_err(|e| bad_input(&entry.file, format!("cannot read: {e}")))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad_input(&entry.file, format!("not an evaluate summary: {e}")))?;
-    let number = |key: &str| json[key].as_f64().ok_or_else(|| bad_input(&entry.file, format!("no number '{key}' (not an evaluate summary?)")));
-    let model = json["model"].as_str().map(|m| Path::new(m).file_name().map_or(m.to_string(), |n| n.to_string_lossy().into_owned())).unwrap_or_default();
-    Ok(Score { entry: entry.clone(), model, n: number("n")? as u64, acc: number("acc")?, acc_norm: number("acc_norm")? })
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad_input(&entry.file, format!("not an evaluate summary: {e}")))?;
+    let number = |key: &str| {
+        json[key]
+            .as_f64()
+            .ok_or_else(|| bad_input(&entry.file, format!("no number '{key}' (not an evaluate summary?)")))
+    };
+    let model = json["model"]
+        .as_str()
+        .map(|m| Path::new(m).file_name().map_or(m.to_string(), |n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    Ok(Score {
+        entry: entry.clone(),
+        model,
+        n: number("n")? as u64,
+        acc: number("acc")?,
+        acc_norm: number("acc_norm")?,
+    })
 }
 
 fn method_label(entry: &ResultEntry) -> String {
@@ -82,9 +96,16 @@ fn markdown_table(scores: &[Score]) -> String {
         }
         cells.insert((row, s.entry.party.clone()), format!("{:.1} / {:.1}", 100.0 * s.acc, 100.0 * s.acc_norm));
     }
-    let mut out = format!("| method | {} |\n|---|{}\n", parties.iter().map(|(p, m)| format!("{p} ({m})")).collect::<Vec<_>>().join(" | "), "---|".repeat(parties.len()));
+    let mut out = format!(
+        "| method | {} |\n|---|{}\n",
+        parties.iter().map(|(p, m)| format!("{p} ({m})")).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(parties.len())
+    );
     for row in &rows {
-        let line: Vec<String> = parties.iter().map(|(p, _)| cells.get(&(row.clone(), p.clone())).cloned().unwrap_or_else(|| "–".into())).collect();
+        let line: Vec<String> = parties
+            .iter()
+            .map(|(p, _)| cells.get(&(row.clone(), p.clone())).cloned().unwrap_or_else(|| "–".into()))
+            .collect();
         out.push_str(&format!("| {row} | {} |\n", line.join(" | ")));
     }
     out
@@ -146,7 +167,14 @@ impl std::str::FromStr for CommsEntry {
         let fields: Vec<&str> = text.split(',').collect();
         let [round, party, sent, received, adapter, tokens] = fields[..] else { return Err(malformed()) };
         let optional = |f: &str| (f != "-").then(|| PathBuf::from(f));
-        Ok(CommsEntry { round: round.parse().map_err(|_| malformed())?, party: party.into(), sent: optional(sent), received: optional(received), adapter: adapter.into(), tokens: tokens.into() })
+        Ok(CommsEntry {
+            round: round.parse().map_err(|_| malformed())?,
+            party: party.into(),
+            sent: optional(sent),
+            received: optional(received),
+            adapter: adapter.into(),
+            tokens: tokens.into(),
+        })
     }
 }
 
@@ -168,7 +196,13 @@ pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path) -> Result<String> {
         let (samples, _) = tokens::read_tokens(&e.tokens)?;
         let s = samples.iter().map(|t| t.input_ids.len()).sum::<usize>() as f64 / samples.len().max(1) as f64;
         let size = |p: &Option<PathBuf>| p.as_deref().map_or(Ok(0), file_size);
-        let values = [size(&e.sent)?, size(&e.received)?, file_size(&e.adapter)?, samples.len() as u64, paper_estimate_bytes(samples.len() as u64, s, top_k)];
+        let values = [
+            size(&e.sent)?,
+            size(&e.received)?,
+            file_size(&e.adapter)?,
+            samples.len() as u64,
+            paper_estimate_bytes(samples.len() as u64, s, top_k),
+        ];
         for (column, v) in columns.iter_mut().zip(values) {
             column.push(v);
         }
@@ -178,14 +212,31 @@ pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path) -> Result<String> {
     let mut fields = vec![Field::new("round", DataType::UInt32, false), Field::new("party", DataType::Utf8, false)];
     fields.extend(names.iter().map(|n| Field::new(*n, DataType::UInt64, false)));
     fields.push(Field::new("mean_tokens", DataType::Float64, false));
-    let mut arrays: Vec<arrow_array::ArrayRef> = vec![Arc::new(UInt32Array::from_iter_values(entries.iter().map(|e| e.round))), Arc::new(StringArray::from_iter_values(entries.iter().map(|e| e.party.as_str())))];
+    let mut arrays: Vec<arrow_array::ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(entries.iter().map(|e| e.round))),
+        Arc::new(StringArray::from_iter_values(entries.iter().map(|e| e.party.as_str()))),
+    ];
     arrays.extend(columns.iter().map(|c| Arc::new(UInt64Array::from(c.clone())) as arrow_array::ArrayRef));
     arrays.push(Arc::new(Float64Array::from(mean_tokens)));
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
-    io::write_parquet(out, batch.schema(), &[batch], &Provenance::new(COMMS_FORMAT, 1, "report").extra("top_k", top_k))?;
-    let mut md = String::from("| round | party | sent | received | LoRA adapter | paper's N·S·K |\n|---|---|---|---|---|---|\n");
+    io::write_parquet(
+        out,
+        batch.schema(),
+        &[batch],
+        &Provenance::new(COMMS_FORMAT, 1, "report").extra("top_k", top_k),
+    )?;
+    let mut md =
+        String::from("| round | party | sent | received | LoRA adapter | paper's N·S·K |\n|---|---|---|---|---|---|\n");
     for (i, e) in entries.iter().enumerate() {
-        md.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", e.round, e.party, human(columns[0][i]), human(columns[1][i]), human(columns[2][i]), human(columns[4][i])));
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            e.round,
+            e.party,
+            human(columns[0][i]),
+            human(columns[1][i]),
+            human(columns[2][i]),
+            human(columns[4][i])
+        ));
     }
     Ok(md)
 }
@@ -206,7 +257,10 @@ mod tests {
     #[test]
     fn entries_parse_and_malformed_ones_are_refused() {
         let e: ResultEntry = "FedMKT,2,client-1=a/b.json".parse().unwrap();
-        assert_eq!((e.method.as_str(), e.round, e.party.as_str(), e.file.as_path()), ("FedMKT", Some(2), "client-1", Path::new("a/b.json")));
+        assert_eq!(
+            (e.method.as_str(), e.round, e.party.as_str(), e.file.as_path()),
+            ("FedMKT", Some(2), "client-1", Path::new("a/b.json"))
+        );
         assert_eq!("Zero-Shot,-,server=x.json".parse::<ResultEntry>().unwrap().round, None);
         assert!("FedMKT,x,client-1=a.json".parse::<ResultEntry>().is_err());
         assert!("FedMKT,1=a.json".parse::<ResultEntry>().is_err());
@@ -216,8 +270,18 @@ mod tests {
 
     #[test]
     fn the_table_has_methods_as_rows_and_parties_as_columns() {
-        let score = |method: &str, round, party: &str, acc| Score { entry: ResultEntry { method: method.into(), round, party: party.into(), file: "f".into() }, model: "m".into(), n: 10, acc, acc_norm: acc / 2.0 };
-        let table = markdown_table(&[score("Zero-Shot", None, "server", 0.5), score("FedMKT", Some(1), "client-1", 0.25), score("FedMKT", Some(1), "server", 0.75)]);
+        let score = |method: &str, round, party: &str, acc| Score {
+            entry: ResultEntry { method: method.into(), round, party: party.into(), file: "f".into() },
+            model: "m".into(),
+            n: 10,
+            acc,
+            acc_norm: acc / 2.0,
+        };
+        let table = markdown_table(&[
+            score("Zero-Shot", None, "server", 0.5),
+            score("FedMKT", Some(1), "client-1", 0.25),
+            score("FedMKT", Some(1), "server", 0.75),
+        ]);
         assert_eq!(table, "| method | server (m) | client-1 (m) |\n|---|---|---|\n| Zero-Shot | 50.0 / 25.0 | – |\n| FedMKT (round 1) | 75.0 / 37.5 | 25.0 / 12.5 |\n");
     }
 

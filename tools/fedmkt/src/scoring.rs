@@ -24,7 +24,10 @@ pub fn logits_at(model: &Model, requests: &[Request]) -> Result<Vec<Tensor>> {
     let total: usize = counts.iter().sum();
     if total == 0 {
         let vocab = model.config.vocab_size;
-        return requests.iter().map(|_| Ok(Tensor::zeros((0, vocab), candle_core::DType::F32, &Device::Cpu)?)).collect();
+        return requests
+            .iter()
+            .map(|_| Ok(Tensor::zeros((0, vocab), candle_core::DType::F32, &Device::Cpu)?))
+            .collect();
     }
     let mut padded = Vec::with_capacity(requests.len() * width);
     let mut rows = Vec::with_capacity(total);

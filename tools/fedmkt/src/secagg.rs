@@ -74,7 +74,14 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(path: &Path, text: &str) -> Result<Vec<u8>> {
-    (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(|| bad_input(path, "malformed hex"))).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| bad_input(path, "malformed hex"))
+        })
+        .collect()
 }
 
 fn key32(path: &Path, text: &str) -> Result<[u8; 32]> {
@@ -165,7 +172,12 @@ struct Keys {
 fn read_keys(dir: &Path) -> Result<Keys> {
     let path = secret_file(dir);
     let file: SecretFile = read_json(&path)?;
-    Ok(Keys { party: file.party, round: file.round, secret: StaticSecret::from(key32(&path, &file.secret)?), seed: key32(&path, &file.seed)? })
+    Ok(Keys {
+        party: file.party,
+        round: file.round,
+        secret: StaticSecret::from(key32(&path, &file.secret)?),
+        seed: key32(&path, &file.seed)?,
+    })
 }
 
 /// Every client's public key, all of one round, by party.
@@ -271,14 +283,21 @@ fn read_words(path: &Path) -> Result<Words> {
     let words = table.column::<UInt64Array>("word")?.iter().flat_map(|a| a.values().to_vec()).collect();
     let extra = &table.provenance.extra;
     let field = |k: &str| extra.get(k).cloned().ok_or_else(|| bad_input(path, format!("no fedmkt.{k}")));
-    let manifest = serde_json::from_str(&field("manifest")?).map_err(|e| bad_input(path, format!("bad fedmkt.manifest ({e})")))?;
-    let parties = field("parties")?.split(',').map(|p| p.parse().map_err(|_| bad_input(path, "bad fedmkt.parties"))).collect::<Result<_>>()?;
+    let manifest =
+        serde_json::from_str(&field("manifest")?).map_err(|e| bad_input(path, format!("bad fedmkt.manifest ({e})")))?;
+    let parties = field("parties")?
+        .split(',')
+        .map(|p| p.parse().map_err(|_| bad_input(path, "bad fedmkt.parties")))
+        .collect::<Result<_>>()?;
     Ok(Words { words, round: field("round")?.parse()?, parties, manifest })
 }
 
 fn words_provenance(round: u64, parties: &[u32], manifest: &Manifest) -> Result<Provenance> {
     let parties: Vec<String> = parties.iter().map(u32::to_string).collect();
-    Ok(Provenance::new(MASKED_FORMAT, 1, "aggregate").extra("round", round).extra("parties", parties.join(",")).extra("manifest", serde_json::to_string(manifest)?))
+    Ok(Provenance::new(MASKED_FORMAT, 1, "aggregate")
+        .extra("round", round)
+        .extra("parties", parties.join(","))
+        .extra("manifest", serde_json::to_string(manifest)?))
 }
 
 /// `mask`: this client's adapter times `weight`, and the weight, encoded and masked.
@@ -288,7 +307,9 @@ pub fn mask(keys_dir: &Path, publics: &[&Path], adapter_dir: &Path, weight: f64,
     let adapter = read_adapter(adapter_dir)?;
     let mut words = Vec::new();
     for tensor in adapter.tensors.values() {
-        words.extend(tensor.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?.into_iter().map(|v| encode(weight * v)));
+        words.extend(
+            tensor.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?.into_iter().map(|v| encode(weight * v)),
+        );
     }
     words.push(encode(weight));
     add_self_mask(&mut words, &keys.seed, keys.round, keys.party, 1);
@@ -308,7 +329,10 @@ pub fn sum(masked: &[&Path], out: &Path) -> Result<()> {
             continue;
         };
         if part.round != acc.round {
-            return Err(bad_input(path, format!("is masked for round {}, the others for round {}", part.round, acc.round)));
+            return Err(bad_input(
+                path,
+                format!("is masked for round {}, the others for round {}", part.round, acc.round),
+            ));
         }
         if part.manifest != acc.manifest || part.words.len() != acc.words.len() {
             return Err(bad_input(path, "holds another adapter shape than the others"));
@@ -332,13 +356,20 @@ pub fn reveal(keys_dir: &Path, share_files: &[&Path], publics: &[&Path], sum_pat
     if summed.round != keys.round {
         return Err(bad_input(sum_path, format!("is for round {}, the keys for round {}", summed.round, keys.round)));
     }
-    let mut file = RevealFile { from: keys.party, round: keys.round, seed_shares: BTreeMap::new(), secret_shares: BTreeMap::new() };
+    let mut file = RevealFile {
+        from: keys.party,
+        round: keys.round,
+        seed_shares: BTreeMap::new(),
+        secret_shares: BTreeMap::new(),
+    };
     for path in share_files {
         let share: ShareFile = read_json(path)?;
         if share.to != keys.party || share.round != keys.round {
             return Err(bad_input(path, format!("is not for party {} in round {}", keys.party, keys.round)));
         }
-        let public = publics.get(&share.from).ok_or_else(|| bad_input(path, format!("from party {}, whose public key is missing", share.from)))?;
+        let public = publics
+            .get(&share.from)
+            .ok_or_else(|| bad_input(path, format!("from party {}, whose public key is missing", share.from)))?;
         let key = agreement(&keys.secret, public);
         let open = |text: &str, stream| -> Result<String> {
             let mut bytes = unhex(path, text)?;
@@ -356,7 +387,8 @@ pub fn reveal(keys_dir: &Path, share_files: &[&Path], publics: &[&Path], sum_pat
 
 fn recover(threshold: u8, shares: &[Vec<u8>], path: &Path, what: &str) -> Result<[u8; 32]> {
     let shares: Vec<Share> = shares.iter().filter_map(|s| Share::try_from(s.as_slice()).ok()).collect();
-    let secret = Sharks(threshold).recover(&shares).map_err(|e| bad_input(path, format!("cannot recover {what}: {e}")))?;
+    let secret =
+        Sharks(threshold).recover(&shares).map_err(|e| bad_input(path, format!("cannot recover {what}: {e}")))?;
     secret.try_into().map_err(|_| bad_input(path, format!("{what} is not 32 bytes")))
 }
 
@@ -380,11 +412,21 @@ pub fn unmask(sum_path: &Path, reveals: &[&Path], publics: &[&Path], threshold: 
     }
     let mut words = summed.words.clone();
     for &party in &summed.parties {
-        let seed = recover(threshold, seed_shares.get(&party).map_or(&[][..], Vec::as_slice), sum_path, &format!("the seed of party {party}"))?;
+        let seed = recover(
+            threshold,
+            seed_shares.get(&party).map_or(&[][..], Vec::as_slice),
+            sum_path,
+            &format!("the seed of party {party}"),
+        )?;
         add_self_mask(&mut words, &seed, summed.round, party, -1);
     }
     for (&dropped, _) in publics.iter().filter(|(p, _)| !summed.parties.contains(p)) {
-        let secret = StaticSecret::from(recover(threshold, secret_shares.get(&dropped).map_or(&[][..], Vec::as_slice), sum_path, &format!("the key of dropped party {dropped}"))?);
+        let secret = StaticSecret::from(recover(
+            threshold,
+            secret_shares.get(&dropped).map_or(&[][..], Vec::as_slice),
+            sum_path,
+            &format!("the key of dropped party {dropped}"),
+        )?);
         for &party in &summed.parties {
             add_pair_mask(&mut words, &agreement(&secret, &publics[&party]), summed.round, party, dropped, -1);
         }
@@ -402,8 +444,14 @@ pub fn unmask(sum_path: &Path, reveals: &[&Path], publics: &[&Path], threshold: 
         tensors.insert(key.clone(), Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)?);
         offset += n;
     }
-    let spec = LoraSpec { r: manifest.r, alpha: manifest.alpha, dropout: manifest.dropout, targets: manifest.targets.clone() };
+    let spec =
+        LoraSpec { r: manifest.r, alpha: manifest.alpha, dropout: manifest.dropout, targets: manifest.targets.clone() };
     save_adapter(out, &Adapter { spec, base_config: manifest.base_config.clone(), tensors }, "secure-average")?;
-    eprintln!("aggregate unmask: parties {:?} of {}, total weight {total_weight} -> {}", summed.parties, publics.len(), out.display());
+    eprintln!(
+        "aggregate unmask: parties {:?} of {}, total weight {total_weight} -> {}",
+        summed.parties,
+        publics.len(),
+        out.display()
+    );
     Ok(())
 }

@@ -20,7 +20,7 @@ use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field};
 
 use crate::cli::bad_input;
-use crate::io::{self, Provenance, ParquetTable};
+use crate::io::{self, ParquetTable, Provenance};
 use crate::knowledge::{self, SampleKnowledge};
 
 pub const SELECTED_FORMAT: &str = "selected";
@@ -60,13 +60,32 @@ fn choose<'a>(local: &SampleKnowledge, candidates: &'a [Candidate], tolerance: f
 }
 
 /// Refuse a candidate that does not belong to the receiver's knowledge set.
-fn check_candidate(local: &ParquetTable, local_ids: &HashSet<&str>, table: &ParquetTable, samples: &[SampleKnowledge]) -> Result<String> {
-    let party = table.provenance.extra.get("sender").cloned().ok_or_else(|| bad_input(&table.path, "is not an aligned knowledge set (no fedmkt.sender; run align first)"))?;
+fn check_candidate(
+    local: &ParquetTable,
+    local_ids: &HashSet<&str>,
+    table: &ParquetTable,
+    samples: &[SampleKnowledge],
+) -> Result<String> {
+    let party =
+        table.provenance.extra.get("sender").cloned().ok_or_else(|| {
+            bad_input(&table.path, "is not an aligned knowledge set (no fedmkt.sender; run align first)")
+        })?;
     if table.input_hash("tokens")? != local.input_hash("tokens")? {
-        return Err(bad_input(&table.path, format!("is aligned to other receiver tokens than {}", local.path.display())));
+        return Err(bad_input(
+            &table.path,
+            format!("is aligned to other receiver tokens than {}", local.path.display()),
+        ));
     }
     if table.provenance.extra.get("top_k") != local.provenance.extra.get("top_k") {
-        return Err(bad_input(&table.path, format!("has another top-K ({:?}) than {} ({:?})", table.provenance.extra.get("top_k"), local.path.display(), local.provenance.extra.get("top_k"))));
+        return Err(bad_input(
+            &table.path,
+            format!(
+                "has another top-K ({:?}) than {} ({:?})",
+                table.provenance.extra.get("top_k"),
+                local.path.display(),
+                local.provenance.extra.get("top_k")
+            ),
+        ));
     }
     if let Some(extra) = samples.iter().find(|s| !local_ids.contains(s.id.as_str())) {
         return Err(bad_input(&table.path, format!("has sample '{}', which {} lacks", extra.id, local.path.display())));
@@ -75,10 +94,16 @@ fn check_candidate(local: &ParquetTable, local_ids: &HashSet<&str>, table: &Parq
 }
 
 fn selected_batch(choices: &[Choice], k: usize) -> Result<RecordBatch> {
-    let loss = |name: &str, value: fn(&Choice) -> f64| -> (Field, ArrayRef) { (Field::new(name, DataType::Float64, false), Arc::new(choices.iter().map(value).collect::<Float64Array>())) };
+    let loss = |name: &str, value: fn(&Choice) -> f64| -> (Field, ArrayRef) {
+        (Field::new(name, DataType::Float64, false), Arc::new(choices.iter().map(value).collect::<Float64Array>()))
+    };
     let party: ArrayRef = Arc::new(StringArray::from_iter_values(choices.iter().map(|c| c.party)));
     let knowledge: Vec<SampleKnowledge> = choices.iter().map(|c| c.knowledge.clone()).collect();
-    let extra = vec![(Field::new("party", DataType::Utf8, false), party), loss("receiver_loss", |c| c.receiver_loss), loss("sender_loss", |c| c.sender_loss)];
+    let extra = vec![
+        (Field::new("party", DataType::Utf8, false), party),
+        loss("receiver_loss", |c| c.receiver_loss),
+        loss("sender_loss", |c| c.sender_loss),
+    ];
     knowledge::knowledge_batch_with(&knowledge, k, extra)
 }
 
@@ -86,7 +111,10 @@ fn selected_batch(choices: &[Choice], k: usize) -> Result<RecordBatch> {
 pub fn select(local_path: &Path, candidate_paths: &[&Path], tolerance: f64, out: &Path) -> Result<()> {
     let (local, local_table) = knowledge::read_knowledge(local_path)?;
     if local_table.provenance.extra.contains_key("sender") {
-        return Err(bad_input(local_path, "is an aligned set; --local takes the receiver's own knowledge (infer-logits)"));
+        return Err(bad_input(
+            local_path,
+            "is an aligned set; --local takes the receiver's own knowledge (infer-logits)",
+        ));
     }
     let local_ids: HashSet<&str> = local.iter().map(|s| s.id.as_str()).collect();
     let mut candidates = Vec::new();
@@ -106,7 +134,8 @@ pub fn select(local_path: &Path, candidate_paths: &[&Path], tolerance: f64, out:
     choices.iter().for_each(|c| *wins.entry(c.party).or_default() += 1);
     let receiver_wins = local.len() - choices.len();
     let k = knowledge::top_k(&local_table)?;
-    let summary: Vec<String> = wins.iter().map(|(p, n)| format!("{p}={n}")).chain([format!("receiver={receiver_wins}")]).collect();
+    let summary: Vec<String> =
+        wins.iter().map(|(p, n)| format!("{p}={n}")).chain([format!("receiver={receiver_wins}")]).collect();
     provenance = provenance.extra("top_k", k).extra("tolerance", tolerance).extra("wins", summary.join(","));
     for key in ["positions", "vocab_size"] {
         if let Some(v) = local_table.provenance.extra.get(key) {

@@ -50,11 +50,17 @@ pub fn tokenize_record(tokenizer: &Tokenizer, record: &TaskRecord) -> Result<Tok
 }
 
 /// Tokenise `context + continuation` as one string and find where the continuation starts.
-pub fn tokenize_continuation(tokenizer: &Tokenizer, id: &str, context: &str, continuation: &str) -> Result<TokenizedSample> {
+pub fn tokenize_continuation(
+    tokenizer: &Tokenizer,
+    id: &str,
+    context: &str,
+    continuation: &str,
+) -> Result<TokenizedSample> {
     let text = format!("{context}{continuation}");
     let encoding = tokenizer.encode(text.as_str(), true).map_err(|e| anyhow::anyhow!("sample '{id}': {e}"))?;
     let context_bytes = context.len() as u32;
-    let (token_start, token_end): (Vec<u32>, Vec<u32>) = encoding.get_offsets().iter().map(|&(s, e)| (s as u32, e as u32)).unzip();
+    let (token_start, token_end): (Vec<u32>, Vec<u32>) =
+        encoding.get_offsets().iter().map(|&(s, e)| (s as u32, e as u32)).unzip();
     let answer_start = token_end.iter().position(|&end| end > context_bytes).unwrap_or(token_end.len()) as u32;
     Ok(TokenizedSample {
         id: id.to_string(),
@@ -115,10 +121,14 @@ pub fn read_tokens(path: &Path) -> Result<(Vec<TokenizedSample>, io::ParquetTabl
     let lists = |name: &str| table.column::<ListArray>(name);
     let (input_ids, starts, ends) = (lists("input_ids")?, lists("token_start")?, lists("token_end")?);
     let nums = |name: &str| table.column::<UInt32Array>(name);
-    let (answer_start, context_bytes, text_bytes) = (nums("answer_start")?, nums("context_bytes")?, nums("text_bytes")?);
+    let (answer_start, context_bytes, text_bytes) =
+        (nums("answer_start")?, nums("context_bytes")?, nums("text_bytes")?);
     let values = |list: &ListArray, row: usize, name: &str| -> Result<Vec<u32>> {
         let v = list.value(row);
-        let v = v.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| bad_input(path, format!("column '{name}' is not a list of uint32")))?;
+        let v = v
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .ok_or_else(|| bad_input(path, format!("column '{name}' is not a list of uint32")))?;
         Ok(v.values().to_vec())
     };
     let mut samples = Vec::with_capacity(table.num_rows());

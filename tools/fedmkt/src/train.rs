@@ -38,7 +38,14 @@ pub struct TeacherTargets {
 
 impl TeacherTargets {
     /// From knowledge rows: `ids`/`logits` hold K entries per position, `logsumexp` one.
-    pub fn from_rows(ids: &[u32], logits: &[f16], logsumexp: &[f32], k: usize, opts: TeacherOptions, device: &Device) -> Result<Self> {
+    pub fn from_rows(
+        ids: &[u32],
+        logits: &[f16],
+        logsumexp: &[f32],
+        k: usize,
+        opts: TeacherOptions,
+        device: &Device,
+    ) -> Result<Self> {
         anyhow::ensure!(!opts.tail || opts.temperature == 1.0, "--teacher-tail needs temperature 1");
         let n = logsumexp.len();
         let mut probs = Vec::with_capacity(n * k);

@@ -97,11 +97,16 @@ fn encoding_of(decoder: &Value) -> Encoding {
 
 fn decode_entry(raw: &str, encoding: Encoding, byte_level: &HashMap<char, u8>) -> Vec<u8> {
     match encoding {
-        Encoding::ByteLevel => raw.chars().flat_map(|c| byte_level.get(&c).map_or_else(|| c.to_string().into_bytes(), |&b| vec![b])).collect(),
-        Encoding::SentencePiece => match raw.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).filter(|h| h.len() == 2) {
-            Some(hex) => u8::from_str_radix(hex, 16).map_or_else(|_| raw.as_bytes().to_vec(), |b| vec![b]),
-            None => raw.replace('\u{2581}', " ").into_bytes(),
-        },
+        Encoding::ByteLevel => raw
+            .chars()
+            .flat_map(|c| byte_level.get(&c).map_or_else(|| c.to_string().into_bytes(), |&b| vec![b]))
+            .collect(),
+        Encoding::SentencePiece => {
+            match raw.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).filter(|h| h.len() == 2) {
+                Some(hex) => u8::from_str_radix(hex, 16).map_or_else(|_| raw.as_bytes().to_vec(), |b| vec![b]),
+                None => raw.replace('\u{2581}', " ").into_bytes(),
+            }
+        }
         Encoding::Plain => raw.as_bytes().to_vec(),
     }
 }
@@ -110,13 +115,16 @@ fn decode_entry(raw: &str, encoding: Encoding, byte_level: &HashMap<char, u8>) -
 pub fn symbols_of(bytes: &[u8]) -> Vec<u32> {
     bytes
         .utf8_chunks()
-        .flat_map(|chunk| chunk.valid().chars().map(|c| c as u32).chain(chunk.invalid().iter().map(|&b| 0x11_0000 + b as u32)))
+        .flat_map(|chunk| {
+            chunk.valid().chars().map(|c| c as u32).chain(chunk.invalid().iter().map(|&b| 0x11_0000 + b as u32))
+        })
         .collect()
 }
 
 /// The special-token names of `tokenizer_config.json` beside the tokenizer, if any.
 fn special_names(tokenizer_path: &Path) -> HashMap<Role, String> {
-    let config = tokenizer_path.parent().map(|d| d.join("tokenizer_config.json")).and_then(|p| std::fs::read_to_string(p).ok());
+    let config =
+        tokenizer_path.parent().map(|d| d.join("tokenizer_config.json")).and_then(|p| std::fs::read_to_string(p).ok());
     let config: Option<Value> = config.and_then(|t| serde_json::from_str(&t).ok());
     let keys = [(Role::Bos, "bos_token"), (Role::Eos, "eos_token"), (Role::Unk, "unk_token"), (Role::Pad, "pad_token")];
     keys.into_iter().filter_map(|(role, key)| Some((role, token_name(config.as_ref()?.get(key)?)?))).collect()
@@ -169,9 +177,15 @@ struct AddedToken {
 /// Every entry of a `tokenizer.json`'s vocabulary (model vocabulary and added tokens), by id.
 pub fn token_texts(path: &Path) -> Result<Vec<TokenText>> {
     let text = std::fs::read_to_string(path).map_err(|e| bad_input(path, format!("cannot read: {e}")))?;
-    let file: TokenizerFile = serde_json::from_str(&text).map_err(|e| bad_input(path, format!("not a tokenizer.json ({e})")))?;
-    let vocab = file.model.vocab.as_object().ok_or_else(|| bad_input(path, "no model.vocab object (only BPE-style vocabularies are supported)"))?;
-    let mut entries: HashMap<u32, (String, bool)> = vocab.iter().filter_map(|(t, id)| Some((id.as_u64()? as u32, (t.clone(), false)))).collect();
+    let file: TokenizerFile =
+        serde_json::from_str(&text).map_err(|e| bad_input(path, format!("not a tokenizer.json ({e})")))?;
+    let vocab = file
+        .model
+        .vocab
+        .as_object()
+        .ok_or_else(|| bad_input(path, "no model.vocab object (only BPE-style vocabularies are supported)"))?;
+    let mut entries: HashMap<u32, (String, bool)> =
+        vocab.iter().filter_map(|(t, id)| Some((id.as_u64()? as u32, (t.clone(), false)))).collect();
     for added in file.added_tokens {
         entries.insert(added.id, (added.content, added.special));
     }
@@ -179,7 +193,8 @@ pub fn token_texts(path: &Path) -> Result<Vec<TokenText>> {
     let (encoding, byte_level, names) = (encoding_of(&file.decoder), byte_level_decoder(), special_names(path));
     (0..size as u32)
         .map(|id| {
-            let (raw, special) = entries.remove(&id).ok_or_else(|| bad_input(path, format!("vocabulary has no token with id {id}")))?;
+            let (raw, special) =
+                entries.remove(&id).ok_or_else(|| bad_input(path, format!("vocabulary has no token with id {id}")))?;
             let bytes = if special { raw.clone().into_bytes() } else { decode_entry(&raw, encoding, &byte_level) };
             let roles = if special { roles_of(&raw, &names) } else { Vec::new() };
             Ok(TokenText { symbols: symbols_of(&bytes), bytes, special, roles, raw })
@@ -221,7 +236,8 @@ struct DeletionIndex {
 
 fn hash_symbols(symbols: impl Iterator<Item = u32>) -> u64 {
     use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    let mut hasher =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
     symbols.for_each(|s| hasher.write_u32(s));
     hasher.finish()
 }
@@ -234,7 +250,11 @@ fn deletion_keys(text: &[u32]) -> impl Iterator<Item = u64> + '_ {
 
 impl DeletionIndex {
     fn build(texts: &[(&[u32], u32)]) -> Self {
-        let mut keys: Vec<(u64, u32)> = texts.par_iter().enumerate().flat_map_iter(|(index, (text, _))| deletion_keys(text).map(move |k| (k, index as u32))).collect();
+        let mut keys: Vec<(u64, u32)> = texts
+            .par_iter()
+            .enumerate()
+            .flat_map_iter(|(index, (text, _))| deletion_keys(text).map(move |k| (k, index as u32)))
+            .collect();
         keys.par_sort_unstable();
         keys.dedup();
         DeletionIndex { keys }
@@ -257,7 +277,12 @@ fn bounded_levenshtein(a: &[u32], b: &[u32], bound: u32) -> u32 {
         return bound + 1;
     }
     let (mut stack, mut heap) = ([0u32; 64], Vec::new());
-    let row: &mut [u32] = if b.len() < stack.len() { &mut stack[..=b.len()] } else { heap.resize(b.len() + 1, 0); &mut heap };
+    let row: &mut [u32] = if b.len() < stack.len() {
+        &mut stack[..=b.len()]
+    } else {
+        heap.resize(b.len() + 1, 0);
+        &mut heap
+    };
     row.iter_mut().enumerate().for_each(|(j, v)| *v = j as u32);
     for (i, &x) in a.iter().enumerate() {
         let mut diagonal = row[0];
@@ -332,7 +357,9 @@ impl<'a> TargetIndex<'a> {
     fn nearest_within_one(&self, query: &[u32]) -> Option<(u32, u32)> {
         deletion_keys(query)
             .flat_map(|key| self.deletions.candidates(key))
-            .filter_map(|index| Some((bounded_levenshtein(query, self.texts[index as usize].0, 1), index)).filter(|&(d, _)| d <= 1))
+            .filter_map(|index| {
+                Some((bounded_levenshtein(query, self.texts[index as usize].0, 1), index)).filter(|&(d, _)| d <= 1)
+            })
             .min()
             .map(|(d, index)| (index, d))
     }
@@ -401,7 +428,10 @@ impl<'a> SpecialTargets<'a> {
             t.roles.iter().for_each(|&r| _ = by_role.insert(r, id as u32));
             by_text.insert(t.raw.as_str(), id as u32);
         }
-        let fallback = [Role::Unk, Role::Eos].iter().find_map(|r| by_role.get(r).copied()).or_else(|| target.iter().position(|t| t.special).map(|i| i as u32));
+        let fallback = [Role::Unk, Role::Eos]
+            .iter()
+            .find_map(|r| by_role.get(r).copied())
+            .or_else(|| target.iter().position(|t| t.special).map(|i| i as u32));
         SpecialTargets { by_role, by_text, fallback }
     }
 
@@ -410,7 +440,12 @@ impl<'a> SpecialTargets<'a> {
         if !token.special {
             return None;
         }
-        token.roles.iter().find_map(|r| self.by_role.get(r).copied()).or_else(|| self.by_text.get(token.raw.as_str()).copied()).or(self.fallback)
+        token
+            .roles
+            .iter()
+            .find_map(|r| self.by_role.get(r).copied())
+            .or_else(|| self.by_text.get(token.raw.as_str()).copied())
+            .or(self.fallback)
     }
 }
 
@@ -529,6 +564,12 @@ pub fn vocab_map(from: &Path, to: &Path, out: &Path) -> Result<()> {
         .extra("target_vocab", target.len());
     io::write_parquet(out, schema, &[batch], &provenance)?;
     let exact = mapping.iter().filter(|m| m.kind == MatchKind::Exact).count();
-    eprintln!("vocab-map: {} tokens ({exact} exact) in {:.2?} -> {} and {}", source.len(), started.elapsed(), out.display(), map_path.display());
+    eprintln!(
+        "vocab-map: {} tokens ({exact} exact) in {:.2?} -> {} and {}",
+        source.len(),
+        started.elapsed(),
+        out.display(),
+        map_path.display()
+    );
     Ok(())
 }

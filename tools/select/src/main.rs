@@ -8,7 +8,10 @@ use clap::Parser;
 /// wins, and is kept only if it beats the receiver's own loss by more than --tolerance.
 /// Writes the winners' aligned top-K (possibly none: an empty file is valid).
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  select --local runs/default/round-1/server/local.parquet \\\n         --candidates runs/default/round-1/server/from-client-1.parquet runs/default/round-1/server/from-client-2.parquet \\\n         --out runs/default/round-1/server/selected.parquet\n\nFormat: tools/FORMATS.md (selected).")]
+#[command(
+    version,
+    after_help = "Example:\n  select --local runs/default/round-1/server/local.parquet \\\n         --candidates runs/default/round-1/server/from-client-1.parquet runs/default/round-1/server/from-client-2.parquet \\\n         --out runs/default/round-1/server/selected.parquet\n\nFormat: tools/FORMATS.md (selected)."
+)]
 struct Args {
     /// The receiver's own knowledge set (infer-logits).
     #[arg(long)]

@@ -7,7 +7,10 @@ use clap::Parser;
 /// Encode each sample's context + target as one string and record where the answer starts
 /// and which bytes every token covers.
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  tokenize --tokenizer runs/default/models/smollm2-135m/tokenizer.json \\\n           --input runs/default/data/arc-easy/public.parquet --out runs/default/tok/smollm2-135m/public.parquet")]
+#[command(
+    version,
+    after_help = "Example:\n  tokenize --tokenizer runs/default/models/smollm2-135m/tokenizer.json \\\n           --input runs/default/data/arc-easy/public.parquet --out runs/default/tok/smollm2-135m/public.parquet"
+)]
 struct Args {
     /// The tokenizer.json to encode with.
     #[arg(long)]

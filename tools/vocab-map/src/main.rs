@@ -8,7 +8,10 @@ use clap::Parser;
 /// they stand for (ties: lexicographically smallest, then lowest id); special tokens by role.
 /// Writes a Parquet table and, beside it with .map, a little-endian u32 per source id.
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  vocab-map --from runs/default/models/gemma3-270m/tokenizer.json --to runs/default/models/smollm2-135m/tokenizer.json \\\n            --out runs/default/maps/gemma3-270m_to_smollm2-135m.parquet\n\nFormats: tools/FORMATS.md (vocab-map).")]
+#[command(
+    version,
+    after_help = "Example:\n  vocab-map --from runs/default/models/gemma3-270m/tokenizer.json --to runs/default/models/smollm2-135m/tokenizer.json \\\n            --out runs/default/maps/gemma3-270m_to_smollm2-135m.parquet\n\nFormats: tools/FORMATS.md (vocab-map)."
+)]
 struct Args {
     /// Source tokenizer.json.
     #[arg(long)]

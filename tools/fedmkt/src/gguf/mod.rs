@@ -42,13 +42,19 @@ impl Gguf {
     pub fn open(path: &Path) -> Result<Gguf> {
         let file = File::open(path).map_err(|e| bad_input(path, format!("cannot open: {e}")))?;
         let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let content = Content::read(&mut BufReader::new(file)).map_err(|e| bad_input(path, format!("not a readable GGUF file ({e})")))?;
+        let content = Content::read(&mut BufReader::new(file))
+            .map_err(|e| bad_input(path, format!("not a readable GGUF file ({e})")))?;
         check_complete(path, &content, file_len)?;
         let mut gguf = Gguf { path: path.to_path_buf(), content, arch: Arch::Llama };
         gguf.arch = match gguf.string("general.architecture")?.as_str() {
             "llama" => Arch::Llama,
             "gemma3" => Arch::Gemma3,
-            other => return Err(bad_input(path, format!("architecture '{other}' is not supported (supported: llama, gemma3)"))),
+            other => {
+                return Err(bad_input(
+                    path,
+                    format!("architecture '{other}' is not supported (supported: llama, gemma3)"),
+                ))
+            }
         };
         Ok(gguf)
     }
@@ -115,7 +121,10 @@ fn check_complete(path: &Path, content: &Content, file_len: u64) -> Result<()> {
         let blocks = info.shape.elem_count() / info.ggml_dtype.block_size();
         let end = content.tensor_data_offset + info.offset + (blocks * info.ggml_dtype.type_size()) as u64;
         if end > file_len {
-            return Err(bad_input(path, format!("truncated: tensor '{name}' ends at byte {end}, the file has {file_len}")));
+            return Err(bad_input(
+                path,
+                format!("truncated: tensor '{name}' ends at byte {end}, the file has {file_len}"),
+            ));
         }
     }
     Ok(())

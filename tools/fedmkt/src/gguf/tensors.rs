@@ -56,7 +56,10 @@ pub fn unpermute_qk(w: &Tensor, n_heads: usize) -> Result<Tensor> {
 
 /// Dequantise one tensor and bring it to Hugging Face's convention.
 fn convert_tensor(gguf: &Gguf, reader: &mut BufReader<File>, name: &str) -> Result<Tensor> {
-    let qtensor = gguf.content.tensor(reader, name, &Device::Cpu).map_err(|e| bad_input(&gguf.path, format!("tensor '{name}': {e}")))?;
+    let qtensor = gguf
+        .content
+        .tensor(reader, name, &Device::Cpu)
+        .map_err(|e| bad_input(&gguf.path, format!("tensor '{name}': {e}")))?;
     let mut t = qtensor.dequantize(&Device::Cpu)?;
     match gguf.arch {
         Arch::Llama => {
@@ -86,7 +89,8 @@ pub fn write_safetensors(gguf: &Gguf, dtype: DType, out: &Path) -> Result<()> {
     let progress = indicatif::ProgressBar::new(names.len() as u64).with_message("dequantise");
     let mut tensors = Vec::with_capacity(names.len());
     for name in names {
-        let hf = hf_name(gguf.arch, name).ok_or_else(|| bad_input(&gguf.path, format!("tensor '{name}' has no Hugging Face counterpart")))?;
+        let hf = hf_name(gguf.arch, name)
+            .ok_or_else(|| bad_input(&gguf.path, format!("tensor '{name}' has no Hugging Face counterpart")))?;
         let tensor = convert_tensor(gguf, &mut reader, name)?.to_dtype(dtype)?;
         tensors.push((hf, tensor));
         progress.inc(1);
@@ -94,7 +98,8 @@ pub fn write_safetensors(gguf: &Gguf, dtype: DType, out: &Path) -> Result<()> {
     progress.finish_and_clear();
     // One key only: the header serialises this map in hash order. `transformers` wants "pt".
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(tensors, Some(metadata), out).with_context(|| format!("{}: cannot write", out.display()))?;
+    safetensors::serialize_to_file(tensors, Some(metadata), out)
+        .with_context(|| format!("{}: cannot write", out.display()))?;
     Ok(())
 }
 
@@ -112,7 +117,8 @@ mod tests {
                 for j in 0..head_dim / 2 {
                     let hf_row = h * head_dim + s * head_dim / 2 + j;
                     let gguf_row = h * head_dim + 2 * j + s;
-                    out[gguf_row * cols..(gguf_row + 1) * cols].copy_from_slice(&rows[hf_row * cols..(hf_row + 1) * cols]);
+                    out[gguf_row * cols..(gguf_row + 1) * cols]
+                        .copy_from_slice(&rows[hf_row * cols..(hf_row + 1) * cols]);
                 }
             }
         }
@@ -123,16 +129,26 @@ mod tests {
     fn unpermute_inverts_llama_cpp_permute() {
         let (n_heads, head_dim, cols) = (3, 8, 5);
         let hf: Vec<f32> = (0..n_heads * head_dim * cols).map(|v| v as f32).collect();
-        let gguf = Tensor::from_vec(permute_rows(&hf, n_heads, cols), (n_heads * head_dim, cols), &Device::Cpu).unwrap();
+        let gguf =
+            Tensor::from_vec(permute_rows(&hf, n_heads, cols), (n_heads * head_dim, cols), &Device::Cpu).unwrap();
         let back = unpermute_qk(&gguf, n_heads).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(back, hf);
     }
 
     #[test]
     fn names_follow_hugging_face() {
-        assert_eq!(hf_name(Arch::Llama, "blk.3.ffn_norm.weight").unwrap(), "model.layers.3.post_attention_layernorm.weight");
-        assert_eq!(hf_name(Arch::Gemma3, "blk.3.ffn_norm.weight").unwrap(), "model.layers.3.pre_feedforward_layernorm.weight");
-        assert_eq!(hf_name(Arch::Gemma3, "blk.0.attn_k_norm.weight").unwrap(), "model.layers.0.self_attn.k_norm.weight");
+        assert_eq!(
+            hf_name(Arch::Llama, "blk.3.ffn_norm.weight").unwrap(),
+            "model.layers.3.post_attention_layernorm.weight"
+        );
+        assert_eq!(
+            hf_name(Arch::Gemma3, "blk.3.ffn_norm.weight").unwrap(),
+            "model.layers.3.pre_feedforward_layernorm.weight"
+        );
+        assert_eq!(
+            hf_name(Arch::Gemma3, "blk.0.attn_k_norm.weight").unwrap(),
+            "model.layers.0.self_attn.k_norm.weight"
+        );
         assert_eq!(hf_name(Arch::Llama, "rope_freqs.weight"), None);
         assert_eq!(hf_name(Arch::Llama, "blk.0.post_ffw_norm.weight"), None);
     }

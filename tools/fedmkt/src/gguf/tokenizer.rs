@@ -42,7 +42,10 @@ fn read_vocab(gguf: &Gguf) -> Result<Vocab> {
         .map(|v| v.to_string().cloned().map_err(|_| bad("tokenizer.ggml.tokens")))
         .collect::<Result<Vec<_>>>()?;
     let types = match gguf.opt_array("tokenizer.ggml.token_type")? {
-        Some(types) => types.iter().map(|v| v.to_i32().map_err(|_| bad("tokenizer.ggml.token_type"))).collect::<Result<Vec<_>>>()?,
+        Some(types) => types
+            .iter()
+            .map(|v| v.to_i32().map_err(|_| bad("tokenizer.ggml.token_type")))
+            .collect::<Result<Vec<_>>>()?,
         None => vec![1; tokens.len()],
     };
     if types.len() != tokens.len() {
@@ -50,7 +53,9 @@ fn read_vocab(gguf: &Gguf) -> Result<Vocab> {
     }
     let id = |key: &str| -> Result<Option<u32>> {
         match gguf.opt_uint(key)? {
-            Some(id) if id as usize >= tokens.len() => Err(bad_input(&gguf.path, format!("'{key}' = {id} is outside the vocabulary"))),
+            Some(id) if id as usize >= tokens.len() => {
+                Err(bad_input(&gguf.path, format!("'{key}' = {id} is outside the vocabulary")))
+            }
             other => Ok(other.map(|id| id as u32)),
         }
     };
@@ -76,7 +81,12 @@ pub fn tokenizer_json(gguf: &Gguf) -> Result<Value> {
             restore_user_defined_spaces(&mut vocab);
             sentencepiece_bpe(gguf, &vocab)?
         }
-        other => return Err(bad_input(&gguf.path, format!("tokenizer model '{other}' is not supported (supported: gpt2, llama)"))),
+        other => {
+            return Err(bad_input(
+                &gguf.path,
+                format!("tokenizer model '{other}' is not supported (supported: gpt2, llama)"),
+            ))
+        }
     };
     let text = serde_json::to_string(&json)?;
     <tokenizers::Tokenizer as std::str::FromStr>::from_str(&text)
@@ -105,7 +115,9 @@ fn added_tokens(vocab: &Vocab) -> Vec<Value> {
         .types
         .iter()
         .enumerate()
-        .filter(|&(id, &ty)| matches!(ty, TYPE_UNKNOWN | TYPE_CONTROL | TYPE_USER_DEFINED) || roles.contains(&Some(id as u32)))
+        .filter(|&(id, &ty)| {
+            matches!(ty, TYPE_UNKNOWN | TYPE_CONTROL | TYPE_USER_DEFINED) || roles.contains(&Some(id as u32))
+        })
         .map(|(id, &ty)| {
             json!({
                 "id": id, "content": vocab.tokens[id], "single_word": false, "lstrip": false, "rstrip": false,
@@ -125,12 +137,19 @@ fn template_processor(vocab: &Vocab) -> Option<Value> {
     let piece = |(tok, _): &(String, u32), type_id: u32| json!({"SpecialToken": {"id": tok, "type_id": type_id}});
     let seq = |name: &str, type_id: u32| json!({"Sequence": {"id": name, "type_id": type_id}});
     let wrap = |name: &str, type_id: u32| -> Vec<Value> {
-        bos.iter().map(|b| piece(b, type_id)).chain([seq(name, type_id)]).chain(eos.iter().map(|e| piece(e, type_id))).collect()
+        bos.iter()
+            .map(|b| piece(b, type_id))
+            .chain([seq(name, type_id)])
+            .chain(eos.iter().map(|e| piece(e, type_id)))
+            .collect()
     };
     let mut pair = wrap("A", 0);
     pair.extend(wrap("B", 1));
-    let specials: serde_json::Map<String, Value> =
-        bos.iter().chain(eos.iter()).map(|(tok, id)| (tok.clone(), json!({"id": tok, "ids": [id], "tokens": [tok]}))).collect();
+    let specials: serde_json::Map<String, Value> = bos
+        .iter()
+        .chain(eos.iter())
+        .map(|(tok, id)| (tok.clone(), json!({"id": tok, "ids": [id], "tokens": [tok]})))
+        .collect();
     Some(json!({"type": "TemplateProcessing", "single": wrap("A", 0), "pair": pair, "special_tokens": specials}))
 }
 
@@ -139,22 +158,33 @@ fn byte_level_bpe(gguf: &Gguf, vocab: &Vocab) -> Result<Value> {
         .array("tokenizer.ggml.merges")?
         .iter()
         .map(|v| {
-            let text = v.to_string().map_err(|_| bad_input(&gguf.path, "metadata 'tokenizer.ggml.merges' is malformed"))?;
-            let (left, right) = text.split_once(' ').ok_or_else(|| bad_input(&gguf.path, format!("merge '{text}' has no space")))?;
+            let text =
+                v.to_string().map_err(|_| bad_input(&gguf.path, "metadata 'tokenizer.ggml.merges' is malformed"))?;
+            let (left, right) =
+                text.split_once(' ').ok_or_else(|| bad_input(&gguf.path, format!("merge '{text}' has no space")))?;
             Ok(json!([left, right]))
         })
         .collect::<Result<Vec<_>>>()?;
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    let pre = gguf.content.metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
+    let pre =
+        gguf.content.metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
     let pre_tokenizer = match pre.as_str() {
         "" | "default" | "gpt2" => byte_level.clone(),
         // llama.cpp's `smollm`: digits split one by one, then GPT-2's regex.
-        "smollm" => json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]}),
-        other => return Err(bad_input(&gguf.path, format!("pre-tokenizer '{other}' is not supported (supported: gpt2, smollm)"))),
+        "smollm" => {
+            json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]})
+        }
+        other => {
+            return Err(bad_input(
+                &gguf.path,
+                format!("pre-tokenizer '{other}' is not supported (supported: gpt2, smollm)"),
+            ))
+        }
     };
     // trim_offsets: false keeps each token's span exactly the bytes it encodes (the leading
     // space included), which `align --strategy offsets` relies on.
-    let byte_level_post = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
+    let byte_level_post =
+        json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
     let post_processor = match template_processor(vocab) {
         Some(template) => json!({"type": "Sequence", "processors": [byte_level_post, template]}),
         None => byte_level_post,
@@ -183,8 +213,10 @@ fn sentencepiece_bpe(gguf: &Gguf, vocab: &Vocab) -> Result<Value> {
     if scores.len() != vocab.tokens.len() {
         return Err(bad_input(&gguf.path, "tokenizer.ggml.scores and tokenizer.ggml.tokens differ in length"));
     }
-    let scores: Vec<f32> = scores.iter().zip(&vocab.types).map(|(&s, &ty)| if ty == TYPE_USER_DEFINED { 0.0 } else { s }).collect();
-    let merges: Vec<Value> = sentencepiece_merges(&vocab.tokens, &scores).into_iter().map(|(l, r)| json!([l, r])).collect();
+    let scores: Vec<f32> =
+        scores.iter().zip(&vocab.types).map(|(&s, &ty)| if ty == TYPE_USER_DEFINED { 0.0 } else { s }).collect();
+    let merges: Vec<Value> =
+        sentencepiece_merges(&vocab.tokens, &scores).into_iter().map(|(l, r)| json!([l, r])).collect();
     let add_space_prefix = gguf.opt_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(true);
     let replace_space = json!({"type": "Replace", "pattern": {"String": " "}, "content": SPM_SPACE});
     let normalizer = if add_space_prefix {
@@ -234,7 +266,13 @@ pub fn sentencepiece_merges(tokens: &[String], scores: &[f32]) -> Vec<(String, S
             let (l, r) = piece.split_at(split);
             if let (Some(&left), Some(&right)) = (ids.get(l), ids.get(r)) {
                 let left_chars = left_chars + 1;
-                merges.push(Merge { left, right, score: scores[id], left_chars, right_chars: total_chars - left_chars });
+                merges.push(Merge {
+                    left,
+                    right,
+                    score: scores[id],
+                    left_chars,
+                    right_chars: total_chars - left_chars,
+                });
             }
         }
         merges[start..].sort_by_key(|m| (m.left, m.right));

@@ -52,16 +52,22 @@ impl ModelConfig {
         let arch = match model_type.as_str() {
             "llama" | "mistral" | "qwen2" => Arch::Llama,
             "gemma3_text" | "gemma3" => Arch::Gemma3,
-            other => return Err(format!("architecture '{other}' is not supported (supported: llama, mistral, qwen2, gemma3_text)")),
+            other => {
+                return Err(format!(
+                    "architecture '{other}' is not supported (supported: llama, mistral, qwen2, gemma3_text)"
+                ))
+            }
         };
         // Gemma-3 multimodal configs nest the decoder's fields under `text_config`.
         let json = json.get("text_config").unwrap_or(json);
-        let uint = |key: &str| json.get(key).and_then(Value::as_u64).map(|v| v as usize).ok_or(format!("no integer '{key}'"));
+        let uint =
+            |key: &str| json.get(key).and_then(Value::as_u64).map(|v| v as usize).ok_or(format!("no integer '{key}'"));
         let float = |key: &str, default: f64| json.get(key).and_then(Value::as_f64).unwrap_or(default);
         let hidden_size = uint("hidden_size")?;
         let num_attention_heads = uint("num_attention_heads")?;
         let num_hidden_layers = uint("num_hidden_layers")?;
-        let head_dim = json.get("head_dim").and_then(Value::as_u64).map_or(hidden_size / num_attention_heads, |v| v as usize);
+        let head_dim =
+            json.get("head_dim").and_then(Value::as_u64).map_or(hidden_size / num_attention_heads, |v| v as usize);
         if let Some(scaling) = json.get("rope_scaling").filter(|v| !v.is_null()) {
             return Err(format!("rope_scaling {scaling} is not supported"));
         }
@@ -76,11 +82,17 @@ impl ModelConfig {
             intermediate_size: uint("intermediate_size")?,
             num_hidden_layers,
             num_attention_heads,
-            num_key_value_heads: json.get("num_key_value_heads").and_then(Value::as_u64).map_or(num_attention_heads, |v| v as usize),
+            num_key_value_heads: json
+                .get("num_key_value_heads")
+                .and_then(Value::as_u64)
+                .map_or(num_attention_heads, |v| v as usize),
             head_dim,
             rms_norm_eps: float("rms_norm_eps", 1e-6),
             rope_theta: float("rope_theta", 10_000.0),
-            tie_word_embeddings: json.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(arch == Arch::Gemma3),
+            tie_word_embeddings: json
+                .get("tie_word_embeddings")
+                .and_then(Value::as_bool)
+                .unwrap_or(arch == Arch::Gemma3),
             qkv_bias: model_type == "qwen2" || json.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
             sliding_window,
             rope_local_base_freq: float("rope_local_base_freq", 10_000.0),
@@ -108,6 +120,10 @@ fn gemma3_windows(json: &Value, layers: usize) -> std::result::Result<Vec<Option
             })
             .collect();
     }
-    let pattern = json.get("sliding_window_pattern").or_else(|| json.get("_sliding_window_pattern")).and_then(Value::as_u64).unwrap_or(6) as usize;
+    let pattern = json
+        .get("sliding_window_pattern")
+        .or_else(|| json.get("_sliding_window_pattern"))
+        .and_then(Value::as_u64)
+        .unwrap_or(6) as usize;
     Ok((1..=layers).map(|i| if i % pattern == 0 { None } else { Some(window) }).collect())
 }

@@ -77,10 +77,25 @@ unsafe fn gemm_call(dst: *mut f32, dst_row_stride: usize, a: MatRef, b: MatRef, 
     // SAFETY: MatRef::new checked that each operand's values cover its extent; the caller vouches for dst.
     unsafe {
         gemm::gemm(
-            a.rows, b.cols, a.cols, dst, 1, dst_row_stride as isize, accumulate,
-            a.data.as_ptr(), a.col_stride as isize, a.row_stride as isize,
-            b.data.as_ptr(), b.col_stride as isize, b.row_stride as isize,
-            1.0, scale, false, false, false, gemm::Parallelism::None,
+            a.rows,
+            b.cols,
+            a.cols,
+            dst,
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         )
     }
 }
@@ -116,7 +131,9 @@ mod tests {
     /// `scale·a·b` (+ `dst` when accumulating) by the textbook triple loop.
     fn naive(a: MatRef, b: MatRef, scale: f32, dst: &[f32]) -> Vec<f32> {
         let at = |m: MatRef, i: usize, j: usize| m.data[i * m.row_stride + j * m.col_stride];
-        (0..a.rows * b.cols).map(|ij| dst[ij] + scale * (0..a.cols).map(|l| at(a, ij / b.cols, l) * at(b, l, ij % b.cols)).sum::<f32>()).collect()
+        (0..a.rows * b.cols)
+            .map(|ij| dst[ij] + scale * (0..a.cols).map(|l| at(a, ij / b.cols, l) * at(b, l, ij % b.cols)).sum::<f32>())
+            .collect()
     }
 
     #[test]
@@ -134,5 +151,4 @@ mod tests {
             }
         }
     }
-
 }

@@ -82,14 +82,29 @@ impl CustomOp3 for LoraMatmul {
         "lora-matmul"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, x_layout: &Layout, a_s: &CpuStorage, a_layout: &Layout, b_s: &CpuStorage, b_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        x_layout: &Layout,
+        a_s: &CpuStorage,
+        a_layout: &Layout,
+        b_s: &CpuStorage,
+        b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (frozen, shape) = self.frozen(true).cpu_fwd(xs, x_layout)?;
         let CpuStorage::F32(mut y) = frozen else { unreachable!("frozen-matmul returns f32") };
         let (rows, inner) = x_layout.shape().dims2()?;
         let (r, out) = (a_layout.shape().dims2()?.0, shape.dims2()?.1);
-        let (a, b) = (MatRef::new(values(a_s, a_layout, self.name())?, r, inner)?, MatRef::new(values(b_s, b_layout, self.name())?, out, r)?);
+        let (a, b) = (
+            MatRef::new(values(a_s, a_layout, self.name())?, r, inner)?,
+            MatRef::new(values(b_s, b_layout, self.name())?, out, r)?,
+        );
         let x = values(xs, x_layout, self.name())?;
-        let dropped = self.mask.as_ref().map(|mask| with_values(mask, |m| Ok(x.iter().zip(m).map(|(x, m)| x * m).collect::<Vec<f32>>()))).transpose()?;
+        let dropped = self
+            .mask
+            .as_ref()
+            .map(|mask| with_values(mask, |m| Ok(x.iter().zip(m).map(|(x, m)| x * m).collect::<Vec<f32>>())))
+            .transpose()?;
         let x = MatRef::new(dropped.as_deref().unwrap_or(x), rows, inner)?;
         let low = product(x, a.t(), self.scale);
         // SAFETY: y holds rows × out initialised values.
@@ -97,14 +112,26 @@ impl CustomOp3 for LoraMatmul {
         Ok((CpuStorage::F32(y), shape))
     }
 
-    fn bwd(&self, x: &Tensor, a: &Tensor, b: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        grad_y: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (a, b, g) = (a.detach(), b.detach(), grad_y.contiguous()?);
         let x_dropped = self.dropped(x)?;
         let g_b = (g.matmul(&b)? * self.scale as f64)?; // [rows, r]
         let grad_a = g_b.t()?.matmul(&x_dropped)?;
         let grad_b = g.t()?.matmul(&(x_dropped.matmul(&a.t()?)? * self.scale as f64)?)?;
         // The first layer's input comes from the frozen embeddings: nothing needs its gradient.
-        let grad_x = x.track_op().then(|| g.apply_op2_no_bwd(&g_b, &LoraInputGrad { frozen: self.frozen(false), a, mask: self.mask.clone() })).transpose()?;
+        let grad_x = x
+            .track_op()
+            .then(|| {
+                g.apply_op2_no_bwd(&g_b, &LoraInputGrad { frozen: self.frozen(false), a, mask: self.mask.clone() })
+            })
+            .transpose()?;
         Ok((grad_x, Some(grad_a), Some(grad_b)))
     }
 }
@@ -121,7 +148,13 @@ impl CustomOp2 for LoraInputGrad {
         "lora-matmul-input-grad"
     }
 
-    fn cpu_fwd(&self, gs: &CpuStorage, g_layout: &Layout, g_bs: &CpuStorage, g_b_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        g_layout: &Layout,
+        g_bs: &CpuStorage,
+        g_b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (frozen, shape) = self.frozen.cpu_fwd(gs, g_layout)?;
         let CpuStorage::F32(mut grad_x) = frozen else { unreachable!("frozen-matmul returns f32") };
         let (rows, r) = g_b_layout.shape().dims2()?;
@@ -145,8 +178,16 @@ impl CustomOp2 for LoraInputGrad {
 
 /// `x·Wᵀ + scale·(x·mask)·Aᵀ·Bᵀ` of `x` `[rows, in]`, adapter `A` `[r, in]`, `B` `[out, r]`
 /// and the frozen f32 weight `[out, in]`, all on the CPU.
-pub fn lora_matmul(x: &Tensor, weight: &Tensor, a: &Tensor, b: &Tensor, scale: f64, mask: Option<Tensor>) -> Result<Tensor> {
-    let op = LoraMatmul { weight: weight.clone(), scale: scale as f32, mask: mask.map(|m| m.contiguous()).transpose()? };
+pub fn lora_matmul(
+    x: &Tensor,
+    weight: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+    mask: Option<Tensor>,
+) -> Result<Tensor> {
+    let op =
+        LoraMatmul { weight: weight.clone(), scale: scale as f32, mask: mask.map(|m| m.contiguous()).transpose()? };
     x.contiguous()?.apply_op3(a, b, op)
 }
 
@@ -174,7 +215,11 @@ mod tests {
         let grads = (&y * random(y.dims(), 99)).unwrap().sum_all().unwrap().backward().unwrap();
         let lora = linear.lora.as_ref().unwrap();
         let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        [&y, x.as_tensor(), lora.a.as_tensor(), lora.b.as_tensor()].iter().enumerate().map(|(i, t)| if i == 0 { flat(t) } else { flat(grads.get(t).unwrap()) }).collect()
+        [&y, x.as_tensor(), lora.a.as_tensor(), lora.b.as_tensor()]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| if i == 0 { flat(t) } else { flat(grads.get(t).unwrap()) })
+            .collect()
     }
 
     fn assert_matches_composed(dropout: f64) {

@@ -22,7 +22,8 @@ pub fn cpu_training(x: &Tensor) -> bool {
 
 /// The f32 values of a contiguous CPU input.
 pub(super) fn values<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
-    let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op}: non-contiguous input")))?;
+    let (start, end) =
+        layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op}: non-contiguous input")))?;
     Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
@@ -89,7 +90,13 @@ impl CustomOp2 for RmsNormBackward {
         "fused-rms-norm-backward"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, x_layout: &Layout, gs: &CpuStorage, g_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        x_layout: &Layout,
+        gs: &CpuStorage,
+        g_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (x, g) = (values(xs, x_layout, self.name())?, values(gs, g_layout, self.name())?);
         let d = self.scale.len();
         let dx = map_row_pairs(x, g, d, |x, g, dx| {
@@ -153,7 +160,13 @@ impl CustomOp2 for SoftmaxBackward {
         "fused-masked-softmax-backward"
     }
 
-    fn cpu_fwd(&self, ys: &CpuStorage, y_layout: &Layout, gs: &CpuStorage, g_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        ys: &CpuStorage,
+        y_layout: &Layout,
+        gs: &CpuStorage,
+        g_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (y, g) = (values(ys, y_layout, self.name())?, values(gs, g_layout, self.name())?);
         let dx = map_row_pairs(y, g, self.seq, |y, g, dx| {
             let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
@@ -254,7 +267,13 @@ impl CustomOp2 for Gated {
         "fused-gated-activation"
     }
 
-    fn cpu_fwd(&self, gs: &CpuStorage, g_layout: &Layout, us: &CpuStorage, u_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        g_layout: &Layout,
+        us: &CpuStorage,
+        u_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (gate, up) = (values(gs, g_layout, self.name())?, values(us, u_layout, self.name())?);
         let width = *g_layout.dims().last().unwrap_or(&1);
         let y = map_row_pairs(gate, up, width, |gate, up, y| {
@@ -265,7 +284,13 @@ impl CustomOp2 for Gated {
         Ok((y, g_layout.shape().clone()))
     }
 
-    fn bwd(&self, gate: &Tensor, up: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _y: &Tensor,
+        grad_y: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let stacked = gate.apply_op3_no_bwd(up, &grad_y.contiguous()?, &GatedBackward(self.0))?;
         Ok((Some(stacked.get(0)?), Some(stacked.get(1)?)))
     }
@@ -279,20 +304,30 @@ impl CustomOp3 for GatedBackward {
         "fused-gated-activation-backward"
     }
 
-    fn cpu_fwd(&self, gs: &CpuStorage, g_layout: &Layout, us: &CpuStorage, u_layout: &Layout, dys: &CpuStorage, dy_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        g_layout: &Layout,
+        us: &CpuStorage,
+        u_layout: &Layout,
+        dys: &CpuStorage,
+        dy_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
         let (gate, up, dy) = (values(gs, g_layout, name)?, values(us, u_layout, name)?, values(dys, dy_layout, name)?);
         let width = *g_layout.dims().last().unwrap_or(&1);
         let mut grads = vec![0f32; 2 * gate.len()];
         let (d_gate, d_up) = grads.split_at_mut(gate.len());
         let inputs = gate.par_chunks(width).zip(up.par_chunks(width)).zip(dy.par_chunks(width));
-        d_gate.par_chunks_mut(width).zip(d_up.par_chunks_mut(width)).zip(inputs).for_each(|((d_gate, d_up), ((gate, up), dy))| {
-            for i in 0..gate.len() {
-                let (f, slope) = self.0.value_and_slope(gate[i]);
-                d_gate[i] = dy[i] * up[i] * slope;
-                d_up[i] = dy[i] * f;
-            }
-        });
+        d_gate.par_chunks_mut(width).zip(d_up.par_chunks_mut(width)).zip(inputs).for_each(
+            |((d_gate, d_up), ((gate, up), dy))| {
+                for i in 0..gate.len() {
+                    let (f, slope) = self.0.value_and_slope(gate[i]);
+                    d_gate[i] = dy[i] * up[i] * slope;
+                    d_up[i] = dy[i] * f;
+                }
+            },
+        );
         let mut dims = vec![2];
         dims.extend_from_slice(g_layout.dims());
         Ok((CpuStorage::F32(grads), Shape::from(dims)))
@@ -315,7 +350,8 @@ pub(super) mod tests {
     pub(in crate::model) fn random(shape: &[usize], seed: u64) -> Tensor {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let n = shape.iter().product();
-        Tensor::from_vec((0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect::<Vec<_>>(), shape, &Device::Cpu).unwrap()
+        Tensor::from_vec((0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect::<Vec<_>>(), shape, &Device::Cpu)
+            .unwrap()
     }
 
     /// Output and input gradient of `f` at `x`, through a random linear read-out of the output
@@ -336,7 +372,11 @@ pub(super) mod tests {
         }
     }
 
-    fn assert_same_as_composed(x: &Tensor, fused: impl Fn(&Tensor) -> anyhow::Result<Tensor>, composed: impl Fn(&Tensor) -> anyhow::Result<Tensor>) {
+    fn assert_same_as_composed(
+        x: &Tensor,
+        fused: impl Fn(&Tensor) -> anyhow::Result<Tensor>,
+        composed: impl Fn(&Tensor) -> anyhow::Result<Tensor>,
+    ) {
         let (y, dx) = value_and_grad(x, fused);
         let (y_ref, dx_ref) = value_and_grad(x, composed);
         assert_close(&y, &y_ref, "output");
@@ -362,7 +402,11 @@ pub(super) mod tests {
     fn rope_matches_composed_ops() {
         let x = random(&[2, 3, 5, 8], 4);
         let (cos, sin) = layers::rotary_tables(10_000.0, 8, 5, &Device::Cpu).unwrap();
-        assert_same_as_composed(&x, |x| Ok(rope(x, &cos, &sin)?), |x| Ok(candle_nn::rotary_emb::rope_slow(x, &cos, &sin)?));
+        assert_same_as_composed(
+            &x,
+            |x| Ok(rope(x, &cos, &sin)?),
+            |x| Ok(candle_nn::rotary_emb::rope_slow(x, &cos, &sin)?),
+        );
     }
 
     #[test]

@@ -64,7 +64,12 @@ impl Gemma3 {
         let global = rotary_tables(self.cfg.rope_theta, d, seq, device)?;
         let local = rotary_tables(self.cfg.rope_local_base_freq, d, seq, device)?;
         let full_mask = attention_mask(seq, None, device)?;
-        let window_mask = self.layers.iter().find_map(|l| l.sliding_window).map(|w| attention_mask(seq, Some(w), device)).transpose()?;
+        let window_mask = self
+            .layers
+            .iter()
+            .find_map(|l| l.sliding_window)
+            .map(|w| attention_mask(seq, Some(w), device))
+            .transpose()?;
         let scale = self.cfg.query_pre_attn_scalar.powf(-0.5);
         let mut x = (embed(&self.embed_tokens, ids)? * (self.cfg.hidden_size as f64).sqrt())?;
         for layer in &self.layers {
@@ -73,7 +78,8 @@ impl Gemma3 {
                 None => (&global, &full_mask),
             };
             let h = layer.input_layernorm.forward(&x)?;
-            let attn = layer.self_attn.forward(&h, (cos, sin, training), mask, scale, Some((&layer.q_norm, &layer.k_norm)))?;
+            let attn =
+                layer.self_attn.forward(&h, (cos, sin, training), mask, scale, Some((&layer.q_norm, &layer.k_norm)))?;
             x = (&x + layer.post_attention_layernorm.forward(&attn)?)?;
             let mlp = layer.mlp.forward(&layer.pre_feedforward_layernorm.forward(&x)?, Activation::GeluTanh)?;
             x = (x + layer.post_feedforward_layernorm.forward(&mlp)?)?;

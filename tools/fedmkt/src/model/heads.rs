@@ -29,7 +29,13 @@ impl CustomOp2 for HeadProduct {
         "head-product"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, x_layout: &Layout, ys: &CpuStorage, y_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        x_layout: &Layout,
+        ys: &CpuStorage,
+        y_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let ((batch, heads, r, c), (_, kv_heads, p, q)) = (x_layout.shape().dims4()?, y_layout.shape().dims4()?);
         let (x, y) = (values(xs, x_layout, self.name())?, values(ys, y_layout, self.name())?);
         let cols = if self.transpose_y { p } else { q };
@@ -46,7 +52,11 @@ impl CustomOp2 for HeadProduct {
         let grad = grad.contiguous()?;
         let grad_x = grad.apply_op2_no_bwd(y, &HeadProduct { transpose_y: !self.transpose_y })?;
         let group_sum = GroupSum { kv_heads: y.dim(1)? };
-        let grad_y = if self.transpose_y { grad.apply_op2_no_bwd(x, &group_sum)? } else { x.apply_op2_no_bwd(&grad, &group_sum)? };
+        let grad_y = if self.transpose_y {
+            grad.apply_op2_no_bwd(x, &group_sum)?
+        } else {
+            x.apply_op2_no_bwd(&grad, &group_sum)?
+        };
         Ok((Some(grad_x), Some(grad_y)))
     }
 }
@@ -62,9 +72,16 @@ impl CustomOp2 for GroupSum {
         "head-group-sum"
     }
 
-    fn cpu_fwd(&self, a_s: &CpuStorage, a_layout: &Layout, b_s: &CpuStorage, b_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        a_s: &CpuStorage,
+        a_layout: &Layout,
+        b_s: &CpuStorage,
+        b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let ((batch, heads, r, m), (_, _, _, n)) = (a_layout.shape().dims4()?, b_layout.shape().dims4()?);
-        let (a, b, group) = (values(a_s, a_layout, self.name())?, values(b_s, b_layout, self.name())?, heads / self.kv_heads);
+        let (a, b, group) =
+            (values(a_s, a_layout, self.name())?, values(b_s, b_layout, self.name())?, heads / self.kv_heads);
         let mut out = vec![0f32; batch * self.kv_heads * m * n];
         out.par_chunks_mut(m * n).enumerate().try_for_each(|(g, out)| {
             for (member, i) in (g * group..(g + 1) * group).enumerate() {
@@ -94,8 +111,11 @@ mod tests {
     use super::super::layers;
 
     /// Attention output and the gradients of q, k, v, through a random read-out.
-    fn value_and_grads(attention: fn(&Tensor, &Tensor, &Tensor, &Tensor, f64) -> anyhow::Result<Tensor>) -> Vec<Vec<f32>> {
-        let vars = [([2, 6, 5, 4], 1), ([2, 2, 5, 4], 2), ([2, 2, 5, 4], 3)].map(|(shape, seed)| Var::from_tensor(&random(&shape, seed)).unwrap());
+    fn value_and_grads(
+        attention: fn(&Tensor, &Tensor, &Tensor, &Tensor, f64) -> anyhow::Result<Tensor>,
+    ) -> Vec<Vec<f32>> {
+        let vars = [([2, 6, 5, 4], 1), ([2, 2, 5, 4], 2), ([2, 2, 5, 4], 3)]
+            .map(|(shape, seed)| Var::from_tensor(&random(&shape, seed)).unwrap());
         let mask = layers::attention_mask(5, Some(3), &Device::Cpu).unwrap();
         let out = attention(vars[0].as_tensor(), vars[1].as_tensor(), vars[2].as_tensor(), &mask, 0.5).unwrap();
         let grads = (&out * random(out.dims(), 99)).unwrap().sum_all().unwrap().backward().unwrap();

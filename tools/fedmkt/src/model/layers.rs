@@ -43,7 +43,8 @@ impl RmsNorm {
 
 /// Rotary tables `(cos, sin)` of shape `[seq_len, head_dim/2]` for a base frequency.
 pub fn rotary_tables(base: f64, head_dim: usize, seq_len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
-    let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+    let inv_freq: Vec<f32> =
+        (0..head_dim / 2).map(|i| (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
     let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
     let positions = Tensor::arange(0u32, seq_len as u32, device)?.to_dtype(DType::F32)?.reshape((seq_len, 1))?;
     let angles = positions.broadcast_mul(&inv_freq)?;
@@ -74,7 +75,11 @@ pub fn attention_mask(seq_len: usize, window: Option<usize>, device: &Device) ->
         .flat_map(|i| (0..seq_len).map(move |j| (i, j)))
         .map(|(i, j)| {
             let visible = j <= i && window.is_none_or(|w| i - j < w);
-            if visible { 0.0 } else { f32::NEG_INFINITY }
+            if visible {
+                0.0
+            } else {
+                f32::NEG_INFINITY
+            }
         })
         .collect();
     Ok(Tensor::from_vec(mask, (seq_len, seq_len), device)?)

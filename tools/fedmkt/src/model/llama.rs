@@ -50,7 +50,13 @@ impl Llama {
         let scale = 1.0 / (self.cfg.head_dim as f64).sqrt();
         let mut x = embed(&self.embed_tokens, ids)?;
         for layer in &self.layers {
-            let attn = layer.self_attn.forward(&layer.input_layernorm.forward(&x)?, (&cos, &sin, training), &mask, scale, None)?;
+            let attn = layer.self_attn.forward(
+                &layer.input_layernorm.forward(&x)?,
+                (&cos, &sin, training),
+                &mask,
+                scale,
+                None,
+            )?;
             x = (x + attn)?;
             let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?, Activation::Silu)?;
             x = (x + mlp)?;

@@ -31,7 +31,12 @@ pub struct LoraSpec {
 
 impl Default for LoraSpec {
     fn default() -> Self {
-        LoraSpec { r: 8, alpha: 16.0, dropout: 0.05, targets: ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec() }
+        LoraSpec {
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.05,
+            targets: ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec(),
+        }
     }
 }
 
@@ -91,7 +96,8 @@ impl LoraDropout {
         let mut state = self.state.lock().expect("dropout state");
         let Some((rate, rng)) = state.as_mut() else { return Ok(None) };
         let keep = (1.0 / (1.0 - *rate)) as f32;
-        let mask: Vec<f32> = (0..shape.elem_count()).map(|_| if rng.random::<f64>() < *rate { 0.0 } else { keep }).collect();
+        let mask: Vec<f32> =
+            (0..shape.elem_count()).map(|_| if rng.random::<f64>() < *rate { 0.0 } else { keep }).collect();
         Ok(Some(Tensor::from_vec(mask, shape, device)?))
     }
 }
@@ -113,7 +119,14 @@ impl Linear {
         let mut y = match &self.lora {
             Some(lora) if on_cpu_in_f32 => {
                 let mask = lora.dropout.mask(flat.shape(), flat.device())?;
-                super::frozen::lora_matmul(&flat, &self.weight, lora.a.as_tensor(), lora.b.as_tensor(), lora.scale, mask)?
+                super::frozen::lora_matmul(
+                    &flat,
+                    &self.weight,
+                    lora.a.as_tensor(),
+                    lora.b.as_tensor(),
+                    lora.scale,
+                    mask,
+                )?
             }
             Some(lora) => self.composed(&flat, lora)?,
             None if on_cpu_in_f32 && flat.track_op() => super::frozen::matmul(&flat, &self.weight)?,
@@ -155,9 +168,16 @@ pub struct LoraSet {
 pub enum AdapterSource {
     None,
     /// Fresh adapters, PEFT's initialisation (A Kaiming-uniform, B zero) from a seeded stream.
-    New { spec: LoraSpec, rng: ChaCha8Rng },
+    New {
+        spec: LoraSpec,
+        rng: ChaCha8Rng,
+    },
     /// A saved PEFT adapter folder, already read.
-    Load { spec: LoraSpec, tensors: BTreeMap<String, Tensor>, path: std::path::PathBuf },
+    Load {
+        spec: LoraSpec,
+        tensors: BTreeMap<String, Tensor>,
+        path: std::path::PathBuf,
+    },
 }
 
 impl AdapterSource {
@@ -165,7 +185,10 @@ impl AdapterSource {
     pub fn load(dir: &Path, base_config: &str, device: &Device) -> Result<AdapterSource> {
         let adapter = read_adapter(dir)?;
         if !adapter.base_config.is_empty() && adapter.base_config != base_config {
-            return Err(bad_input(&dir.join(ADAPTER_CONFIG), "adapter was trained on another base model (fedmkt_base_config differs)"));
+            return Err(bad_input(
+                &dir.join(ADAPTER_CONFIG),
+                "adapter was trained on another base model (fedmkt_base_config differs)",
+            ));
         }
         let tensors = adapter.tensors.into_iter().map(|(k, v)| Ok((k, v.to_device(device)?))).collect::<Result<_>>()?;
         Ok(AdapterSource::Load { spec: adapter.spec, tensors, path: dir.join(ADAPTER_WEIGHTS) })
@@ -179,7 +202,14 @@ impl AdapterSource {
     }
 
     /// The adapter pair for a layer, or None when the layer is not targeted.
-    pub fn pair_for(&mut self, module_path: &str, in_dim: usize, out_dim: usize, dropout: &Arc<LoraDropout>, device: &Device) -> Result<Option<LoraPair>> {
+    pub fn pair_for(
+        &mut self,
+        module_path: &str,
+        in_dim: usize,
+        out_dim: usize,
+        dropout: &Arc<LoraDropout>,
+        device: &Device,
+    ) -> Result<Option<LoraPair>> {
         let Some(spec) = self.spec().filter(|s| s.targets_module(module_path)).cloned() else { return Ok(None) };
         let (a, b) = match self {
             AdapterSource::New { rng, .. } => {
@@ -191,7 +221,9 @@ impl AdapterSource {
             AdapterSource::Load { tensors, path, .. } => {
                 let mut take = |matrix: char, shape: (usize, usize)| -> Result<Tensor> {
                     let key = peft_key(module_path, matrix);
-                    let t = tensors.remove(&key).ok_or_else(|| bad_input(path, format!("adapter has no tensor '{key}' (adapter for another architecture?)")))?;
+                    let t = tensors.remove(&key).ok_or_else(|| {
+                        bad_input(path, format!("adapter has no tensor '{key}' (adapter for another architecture?)"))
+                    })?;
                     if t.dims() != [shape.0, shape.1] {
                         return Err(bad_input(path, format!("'{key}' has shape {:?}, the base model needs {shape:?} (adapter for another base model?)", t.dims())));
                     }
@@ -201,7 +233,12 @@ impl AdapterSource {
             }
             AdapterSource::None => unreachable!(),
         };
-        Ok(Some(LoraPair { a: Var::from_tensor(&a)?, b: Var::from_tensor(&b)?, scale: spec.scale(), dropout: dropout.clone() }))
+        Ok(Some(LoraPair {
+            a: Var::from_tensor(&a)?,
+            b: Var::from_tensor(&b)?,
+            scale: spec.scale(),
+            dropout: dropout.clone(),
+        }))
     }
 
     /// After the model is built: every tensor of a loaded adapter must have found its layer.
@@ -219,13 +256,21 @@ fn spec_from_json(json: &Value) -> std::result::Result<LoraSpec, String> {
     if json.get("peft_type").and_then(Value::as_str) != Some("LORA") {
         return Err("not a LoRA adapter (peft_type is not \"LORA\")".into());
     }
-    for (key, plain) in [("rank_pattern", json!({})), ("alpha_pattern", json!({})), ("use_rslora", json!(false)), ("use_dora", json!(false))] {
+    for (key, plain) in [
+        ("rank_pattern", json!({})),
+        ("alpha_pattern", json!({})),
+        ("use_rslora", json!(false)),
+        ("use_dora", json!(false)),
+    ] {
         if json.get(key).is_some_and(|v| !v.is_null() && *v != plain) {
             return Err(format!("'{key}' is not supported"));
         }
     }
     let targets = match json.get("target_modules") {
-        Some(Value::Array(list)) => list.iter().map(|v| v.as_str().map(String::from).ok_or("target_modules must be strings")).collect::<std::result::Result<Vec<_>, _>>()?,
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| v.as_str().map(String::from).ok_or("target_modules must be strings"))
+            .collect::<std::result::Result<Vec<_>, _>>()?,
         Some(Value::String(name)) if name.chars().all(|c| c.is_alphanumeric() || c == '_') => vec![name.clone()],
         _ => return Err("target_modules must be a list of module names".into()),
     };
@@ -249,7 +294,11 @@ impl LoraSet {
     /// Write the adapter folder in PEFT's format (atomically, as a whole).
     pub fn save(&self, dir: &Path, base_model_name: &str) -> Result<()> {
         let tensors = self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-        save_adapter(dir, &Adapter { spec: self.spec.clone(), base_config: self.base_config.clone(), tensors }, base_model_name)
+        save_adapter(
+            dir,
+            &Adapter { spec: self.spec.clone(), base_config: self.base_config.clone(), tensors },
+            base_model_name,
+        )
     }
 }
 
@@ -265,12 +314,14 @@ pub struct Adapter {
 /// Read an adapter folder (PEFT's format) on the CPU, tensors in f32.
 pub fn read_adapter(dir: &Path) -> Result<Adapter> {
     let config_path = dir.join(ADAPTER_CONFIG);
-    let text = std::fs::read_to_string(&config_path).map_err(|e| bad_input(&config_path, format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(&config_path).map_err(|e| bad_input(&config_path, format!("cannot read: {e}")))?;
     let json: Value = serde_json::from_str(&text).map_err(|e| bad_input(&config_path, format!("not JSON ({e})")))?;
     let spec = spec_from_json(&json).map_err(|p| bad_input(&config_path, p))?;
     let base_config = json.get("fedmkt_base_config").and_then(Value::as_str).unwrap_or_default().to_string();
     let weights = dir.join(ADAPTER_WEIGHTS);
-    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| bad_input(&weights, format!("cannot read adapter ({e})")))?;
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
+        .map_err(|e| bad_input(&weights, format!("cannot read adapter ({e})")))?;
     let tensors = tensors.into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?))).collect::<Result<_>>()?;
     Ok(Adapter { spec, base_config, tensors })
 }
@@ -291,7 +342,8 @@ pub fn save_adapter(dir: &Path, adapter: &Adapter, base_model_name: &str) -> Res
         std::fs::write(tmp.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)? + "\n")?;
         let tensors: Vec<(String, Tensor)> = adapter.tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-        safetensors::serialize_to_file(tensors, Some(metadata), &tmp.join(ADAPTER_WEIGHTS)).context("cannot write adapter weights")?;
+        safetensors::serialize_to_file(tensors, Some(metadata), &tmp.join(ADAPTER_WEIGHTS))
+            .context("cannot write adapter weights")?;
         Ok(())
     })
 }

@@ -44,7 +44,12 @@ pub fn parse_dtype(name: &str) -> Result<DType> {
 pub fn parse_device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0).map_err(|e| bad_usage(format!("--device cuda: {} (build with --features cuda)", e.to_string().lines().next().unwrap_or_default()))),
+        "cuda" => Device::new_cuda(0).map_err(|e| {
+            bad_usage(format!(
+                "--device cuda: {} (build with --features cuda)",
+                e.to_string().lines().next().unwrap_or_default()
+            ))
+        }),
         other => Err(bad_usage(format!("--device must be cpu or cuda, not '{other}'"))),
     }
 }
@@ -62,7 +67,9 @@ pub struct Builder<'a> {
 impl Builder<'_> {
     /// A base tensor by Hugging Face name, with the shape the config implies.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        self.vb.get(shape, name).map_err(|e| bad_input(&self.dir, format!("weights: {}", e.to_string().lines().next().unwrap_or_default())))
+        self.vb
+            .get(shape, name)
+            .map_err(|e| bad_input(&self.dir, format!("weights: {}", e.to_string().lines().next().unwrap_or_default())))
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -117,8 +124,18 @@ impl Attention {
 
     /// Self-attention of `x` `[batch, seq, hidden]`; `qk_norm` normalises queries and keys
     /// per head before the rotary embedding (Gemma-3).
-    pub fn forward(&self, x: &Tensor, rotary: (&Tensor, &Tensor, bool), mask: &Tensor, scale: f64, qk_norm: Option<(&RmsNorm, &RmsNorm)>) -> Result<Tensor> {
-        let (mut q, mut k) = (split_heads(&self.q_proj.forward(x)?, self.heads, self.head_dim)?, split_heads(&self.k_proj.forward(x)?, self.kv_heads, self.head_dim)?);
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rotary: (&Tensor, &Tensor, bool),
+        mask: &Tensor,
+        scale: f64,
+        qk_norm: Option<(&RmsNorm, &RmsNorm)>,
+    ) -> Result<Tensor> {
+        let (mut q, mut k) = (
+            split_heads(&self.q_proj.forward(x)?, self.heads, self.head_dim)?,
+            split_heads(&self.k_proj.forward(x)?, self.kv_heads, self.head_dim)?,
+        );
         if let Some((q_norm, k_norm)) = qk_norm {
             (q, k) = (q_norm.forward(&q)?, k_norm.forward(&k)?);
         }
@@ -148,7 +165,11 @@ impl GatedMlp {
 
     pub fn forward(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
         let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
-        let middle = if fused::cpu_training(&gate) && fused::cpu_training(&up) { fused::gated(&gate, &up, activation)? } else { (activation.apply(&gate)? * up)? };
+        let middle = if fused::cpu_training(&gate) && fused::cpu_training(&up) {
+            fused::gated(&gate, &up, activation)?
+        } else {
+            (activation.apply(&gate)? * up)?
+        };
         self.down_proj.forward(&middle)
     }
 }
@@ -185,8 +206,10 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![single]);
     }
     let index = dir.join("model.safetensors.index.json");
-    let text = std::fs::read_to_string(&index).map_err(|_| bad_input(dir, "no model.safetensors or model.safetensors.index.json"))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad_input(&index, format!("not JSON ({e})")))?;
+    let text = std::fs::read_to_string(&index)
+        .map_err(|_| bad_input(dir, "no model.safetensors or model.safetensors.index.json"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad_input(&index, format!("not JSON ({e})")))?;
     let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad_input(&index, "no 'weight_map'"))?;
     let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
     files.sort();
@@ -199,7 +222,10 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn check_tokenizer_fits(tokenizer: &tokenizers::Tokenizer, tokenizer_path: &Path, vocab_size: usize) -> Result<()> {
     let n = tokenizer.get_vocab_size(true);
     if n > vocab_size {
-        return Err(bad_input(tokenizer_path, format!("the tokenizer has {n} tokens, more than the model's {vocab_size} embeddings")));
+        return Err(bad_input(
+            tokenizer_path,
+            format!("the tokenizer has {n} tokens, more than the model's {vocab_size} embeddings"),
+        ));
     }
     Ok(())
 }
@@ -220,10 +246,18 @@ impl Model {
             }
         }
         // SAFETY: the files are memory-mapped read-only; fedmkt never writes a model folder in place.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
-            .map_err(|e| bad_input(dir, format!("cannot read weights ({})", e.to_string().lines().next().unwrap_or_default())))?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }.map_err(|e| {
+            bad_input(dir, format!("cannot read weights ({})", e.to_string().lines().next().unwrap_or_default()))
+        })?;
         let with_lora = adapter.spec().is_some();
-        let mut builder = Builder { vb, dir: dir.to_path_buf(), adapter, lora_vars: BTreeMap::new(), dropout: Arc::default(), device: device.clone() };
+        let mut builder = Builder {
+            vb,
+            dir: dir.to_path_buf(),
+            adapter,
+            lora_vars: BTreeMap::new(),
+            dropout: Arc::default(),
+            device: device.clone(),
+        };
         let net = match config.arch {
             Arch::Llama => Net::Llama(llama::Llama::load(&mut builder, &config)?),
             Arch::Gemma3 => Net::Gemma3(gemma3::Gemma3::load(&mut builder, &config)?),
@@ -231,7 +265,12 @@ impl Model {
         let spec = builder.adapter.spec().cloned();
         builder.adapter.finish()?;
         let lora = match spec {
-            Some(spec) if with_lora => Some(LoraSet { spec, vars: builder.lora_vars, base_config: base_config_hash(dir)?, dropout: builder.dropout }),
+            Some(spec) if with_lora => Some(LoraSet {
+                spec,
+                vars: builder.lora_vars,
+                base_config: base_config_hash(dir)?,
+                dropout: builder.dropout,
+            }),
             _ => None,
         };
         Ok(Model { config, lora, device: device.clone(), training: false, net })
