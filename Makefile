@@ -223,37 +223,57 @@ endef
 # sum of their adapters (secure aggregation, `aggregate`), then the LLM and the averaged SLM
 # distil into each other on the public set (align + select + distill both ways), and the
 # distilled SLM is what every client starts the next round from. Files of round n:
-#   client-k/private/   secagg/{client-k,shares/from-k,masked/client-k.parquet,reveal/k.json,sum.parquet}
+#   client-k/private/   secagg/{client-k,shares/from-k,masked/client-k.parquet,sum.parquet,survivors.json,signatures/k.json,reveal/k.json}
+#   identity/client-k/ (the client's long-term signing key, all rounds)
 #   server/slm/ (the average)  server/{slm-knowledge,from-slm,selected,knowledge,slm-from-server,slm-selected}.parquet
 #   server/adapter/ (LLM)  server/slm-distilled/ (sent to the clients)  eval/{server,slm}.json
-SECAGG_THRESHOLD ?= $(N_CLIENTS)
+SECAGG_THRESHOLD ?=
 S         = $(call R,$(1))/secagg
 PUBLICS   = $(foreach c,$(CLIENTS),$(call S,$(1))/$(c)/public.json)
+# Each client's long-term identity (Ed25519); its verification key reaches every client
+# directly, not through the server (here: the same folder).
+ID          = $(RUN)/identity/$(1)
+VERIFY_KEYS = $(foreach c,$(CLIENTS),$(call ID,$(c))/verify-key.json)
+CLIENT_IDS  = $(shell seq 1 $(N_CLIENTS))
+# `share` writes to-1.json .. to-N.json, to-N.json last: the others exist once it does.
+DEALT       = $(foreach k,$(CLIENT_IDS),$(call S,$(1))/shares/from-$(k)/to-$(N_CLIENTS).json)
+SHARES_TO   = $(foreach k,$(CLIENT_IDS),$(call S,$(1))/shares/from-$(k)/to-$(2).json)
+SIGNATURES  = $(foreach k,$(CLIENT_IDS),$(call S,$(1))/signatures/$(k).json)
 COLLM_START = $(if $(filter 1,$(1)),,$(call R,$(call PREV,$(1)))/server/slm-distilled)
 
-# $(1) round, $(2) client, $(3) its number
+# $(1) client, $(2) its number
+define identity_rule
+$(call ID,$(1))/verify-key.json: | $(BIN)/aggregate
+	$(BIN)/aggregate identity --party $(2) --out $$(@D)
+endef
+
+# $(1) round, $(2) client, $(3) its number: the client's steps of Figure 4 (Bonawitz et al.).
 define fedcollm_client_rules
-$(call S,$(1))/$(2)/public.json: | $(BIN)/aggregate
-	$(BIN)/aggregate keygen --party $(3) --round $(1) --out $$(@D)
+$(call S,$(1))/$(2)/public.json: $(call ID,$(2))/verify-key.json | $(BIN)/aggregate
+	$(BIN)/aggregate keygen --identity $(call ID,$(2)) --round $(1) --out $$(@D)
 
-$(call S,$(1))/shares/from-$(3)/to-1.json: $(call PUBLICS,$(1)) | $(BIN)/aggregate
-	$(BIN)/aggregate share --keys $(call S,$(1))/$(2) --publics $(call PUBLICS,$(1)) --threshold $(SECAGG_THRESHOLD) --out $$(@D)
+$(call S,$(1))/shares/from-$(3)/to-$(N_CLIENTS).json: $(call PUBLICS,$(1)) $(VERIFY_KEYS) | $(BIN)/aggregate
+	$(BIN)/aggregate share --keys $(call S,$(1))/$(2) --publics $(call PUBLICS,$(1)) --verify $(VERIFY_KEYS) \
+	  $(if $(SECAGG_THRESHOLD),--threshold $(SECAGG_THRESHOLD)) --out $$(@D)
 
-$(call S,$(1))/masked/$(2).parquet: $(call R,$(1))/$(2)/private/adapter_config.json $(call PUBLICS,$(1)) | $(BIN)/aggregate
-	$(BIN)/aggregate mask --keys $(call S,$(1))/$(2) --publics $(call PUBLICS,$(1)) --adapter $$(<D) --out $$@
+$(call S,$(1))/masked/$(2).parquet: $(call R,$(1))/$(2)/private/adapter_config.json $(call DEALT,$(1)) | $(BIN)/aggregate
+	$(BIN)/aggregate mask --keys $(call S,$(1))/$(2) --shares $(call SHARES_TO,$(1),$(3)) --adapter $$(<D) --out $$@
 
-$(call S,$(1))/reveal/$(3).json: $(call S,$(1))/sum.parquet $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(call S,$(1))/shares/from-$(k)/to-1.json) | $(BIN)/aggregate
-	$(BIN)/aggregate reveal --keys $(call S,$(1))/$(2) --shares $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(call S,$(1))/shares/from-$(k)/to-$(3).json) \
-	  --publics $(call PUBLICS,$(1)) --sum $$< --out $$@
+$(call S,$(1))/signatures/$(3).json: $(call S,$(1))/sum.parquet | $(BIN)/aggregate
+	$(BIN)/aggregate confirm --keys $(call S,$(1))/$(2) --identity $(call ID,$(2)) --survivors $(call S,$(1))/survivors.json --out $$@
+
+$(call S,$(1))/reveal/$(3).json: $(call SIGNATURES,$(1)) | $(BIN)/aggregate
+	$(BIN)/aggregate reveal --keys $(call S,$(1))/$(2) --survivors $(call S,$(1))/survivors.json --signatures $$^ \
+	  --verify $(VERIFY_KEYS) --out $$@
 endef
 
 # $(1) round; the party `slm` is the averaged SLM, client-1's model (all clients hold the same one).
 define fedcollm_server_rules
 $(call S,$(1))/sum.parquet: $(foreach c,$(CLIENTS),$(call S,$(1))/masked/$(c).parquet) | $(BIN)/aggregate
-	$(BIN)/aggregate sum --masked $$^ --out $$@
+	$(BIN)/aggregate sum --masked $$^ --out $$@ --survivors $$(@D)/survivors.json
 
-$(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(call S,$(1))/reveal/$(k).json) | $(BIN)/aggregate
-	$(BIN)/aggregate unmask --sum $$< --reveals $$(wordlist 2,1000,$$^) --publics $(call PUBLICS,$(1)) --threshold $(SECAGG_THRESHOLD) --out $$(@D)
+$(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(foreach k,$(CLIENT_IDS),$(call S,$(1))/reveal/$(k).json) | $(BIN)/aggregate
+	$(BIN)/aggregate unmask --sum $$< --reveals $$(wordlist 2,1000,$$^) --publics $(call PUBLICS,$(1)) --out $$(@D)
 
 $(call R,$(1))/server/slm-knowledge.parquet: $(call R,$(1))/server/slm/adapter_config.json $(call PUBLIC,slm) | $(BIN)/infer-logits
 	$(BIN)/infer-logits --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) --top-k $(TOP_K) --out $$@
@@ -285,6 +305,7 @@ endef
 
 ifeq ($(METHOD),FedCoLLM)
 PARTIES := server slm
+$(foreach k,$(CLIENT_IDS),$(eval $(call identity_rule,client-$(k),$(k))))
 $(foreach n,$(ROUNDS),$(eval $(call fedcollm_server_rules,$(n))) $(eval $(call llm_rules,$(n))) \
   $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(eval $(call fedcollm_client_rules,$(n),client-$(k),$(k))) \
     $(eval $(call shard_rule,$(call R,$(n))/client-$(k)/private,client-$(k),$(call COLLM_START,$(n)),$(PRIVATE_EPOCHS)))))
@@ -359,7 +380,7 @@ $(RUN)/report-$(ROUND).md: $(ROUND_FILES) $(BASELINE_FILES_zero-shot) | $(BIN)/r
 
 round: setup $(RUN)/report-$(ROUND).md
 	@echo; echo "$(NAME): $(ROUND) round(s) of $(METHOD) on $(TASK); acc / acc_norm (%) on $(EVAL_DATA):"; echo
-	@cat $(RUN)/report-$(ROUND).md
+	@tail -n +2 $(RUN)/report-$(ROUND).md
 	@echo; echo "Files: $(RUN)/round-*/ (knowledge sets, alignments, selections, adapters, eval/), report $(RUN)/report-$(ROUND).{md,parquet}, communication $(RUN)/round-*/comms.md"
 
 # The full report: rounds beside every baseline of the pipeline, communication per round, a plot.
@@ -367,8 +388,8 @@ $(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_
 	$(BIN)/report results $(addprefix --result ,$(foreach b,$(BASELINES),$(BASELINE_ROWS_$(b))) $(ROUND_ROWS)) \
 	  --out $(RUN)/report.parquet --markdown $(RUN)/results.md
 	{ echo "# $(NAME): $(METHOD) on $(TASK), $(ROUND) round(s)"; echo; echo "acc / acc_norm (%) on $(EVAL_DATA)"; echo; \
-	  cat $(RUN)/results.md; echo; echo "## Communication per round"; echo; \
-	  for n in $(ROUNDS); do cat $(call R,$$n)/comms.md | tail -n +$$( [ $$n = 1 ] && echo 1 || echo 3 ); done; \
+	  tail -n +2 $(RUN)/results.md; echo; echo "## Communication per round"; echo; \
+	  for n in $(ROUNDS); do tail -n +$$( [ $$n = 1 ] && echo 2 || echo 4 ) $(call R,$$n)/comms.md; done; \
 	  echo; echo "![accuracy by round]($(notdir $(@:.md=.png)))"; } > $@.tmp && mv $@.tmp $@
 
 $(RUN)/report.png: $(RUN)/report.md $(PLOT_ENV)/.installed

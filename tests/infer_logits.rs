@@ -160,7 +160,7 @@ fn adapters_of_another_model_are_refused() {
     )
     .unwrap();
     let ours = scratch.path().join("gemma-adapter");
-    gemma.lora.unwrap().save(&ours, "tiny-gemma3").unwrap();
+    fedmkt::model::lora::save_adapter(&ours, &gemma.lora.unwrap().adapter(), "tiny-gemma3").unwrap();
     let llama = testdata("models/tiny-llama");
     assert_refused(
         &llama,

@@ -158,7 +158,7 @@ fn adapters_save_in_peft_format_and_load_back() {
     let model = load(name, peft_adapter(name));
     let dir = fedmkt_tests::tempdir();
     let out = dir.path().join("adapter");
-    model.lora.as_ref().unwrap().save(&out, name).unwrap();
+    fedmkt::model::lora::save_adapter(&out, &model.lora.as_ref().unwrap().adapter(), name).unwrap();
     let config = fedmkt_tests::read_json(&out.join("adapter_config.json"));
     assert_eq!(config["peft_type"], "LORA");
     assert_eq!(config["r"], 4);

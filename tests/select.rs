@@ -154,7 +154,10 @@ fn candidates_that_do_not_belong_are_refused() {
         TOKENS_HASH,
     );
     assert_bad_input(&select(&local, &[&extra_sample], &out), &["extra.parquet", "has sample 'zz'"]);
-    let other_k = write(dir.path(), "k3.parquet", &[sample("a", 1.0, 1, 10, 2)], Some("c"), 3, TOKENS_HASH);
+    let mut three = sample("a", 1.0, 1, 10, 2);
+    three.topk_ids.push(4);
+    three.topk_logits.push(f16::from_f32(-1.0));
+    let other_k = write(dir.path(), "k3.parquet", &[three], Some("c"), 3, TOKENS_HASH);
     assert_bad_input(&select(&local, &[&other_k], &out), &["k3.parquet", "another top-K"]);
     let other_tokens =
         write(dir.path(), "elsewhere.parquet", &[sample("a", 1.0, 1, 10, 2)], Some("c"), 2, "sha256:other");

@@ -45,7 +45,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("align", || {
         let inputs = fedmkt::align::AlignInputs {
             sender_tokens: &args.sender_tokens,

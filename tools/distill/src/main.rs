@@ -82,7 +82,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("distill", || {
         let mut targets = args.lora_targets.clone();
         targets.sort();

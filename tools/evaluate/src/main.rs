@@ -30,7 +30,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("evaluate", || {
         let opts = fedmkt::eval::EvalOptions {
             batch_size: args.model.batch_size,

@@ -13,6 +13,7 @@ use crate::cli::{bad_input, bad_usage};
 use crate::distill::{TRAINING_LOG, TRAINING_LOG_FORMAT};
 use crate::io;
 use crate::model::lora::{read_adapter, save_adapter, Adapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
+use crate::output::{self, Kind};
 
 /// A party's weight: `fedmkt.samples` of the training log `distill` wrote beside its adapter.
 pub fn recorded_samples(dir: &Path) -> Result<f64> {
@@ -79,6 +80,7 @@ pub fn average(dirs: &[&Path], weights: Option<&[f64]>, out: &Path) -> Result<()
     if dirs.is_empty() || weights.is_some_and(|w| w.len() != dirs.len() || w.iter().any(|&x| !(x > 0.0))) {
         return Err(bad_usage("give at least one adapter and, with --weights, one positive weight per adapter"));
     }
+    output::claim(&[(out, Kind::Adapter)], dirs)?;
     let adapters: Vec<Adapter> = dirs.iter().map(|d| read_adapter(d)).collect::<Result<_>>()?;
     for (dir, adapter) in dirs.iter().zip(&adapters).skip(1) {
         check_compatible(&adapters[0], dir, adapter)?;

@@ -28,6 +28,7 @@ use half::f16;
 use crate::cli::bad_input;
 use crate::io::{self, Provenance};
 use crate::knowledge::{self, SampleKnowledge, KNOWLEDGE_FORMAT, KNOWLEDGE_FORMAT_VERSION};
+use crate::output::{self, Kind};
 use crate::tokens::{self, TokenizedSample};
 use crate::vocab::{self, TokenText, VOCAB_MAP_FORMAT};
 
@@ -288,6 +289,22 @@ fn load_map(path: &Path) -> Result<(memmap2::Mmap, io::ParquetTable)> {
 }
 
 /// Refuse inputs that do not belong together, before any work.
+/// A knowledge row's positions lie within the sender's tokens, and every top-K id has an entry
+/// in the vocabulary map (ids are never dropped silently).
+fn check_in_range(
+    sample: &SampleKnowledge,
+    sender: &TokenizedSample,
+    map_len: usize,
+) -> std::result::Result<(), String> {
+    if let Some(p) = sample.positions.iter().find(|&&p| p as usize >= sender.input_ids.len()) {
+        return Err(format!("position {p} is beyond its {} sender tokens", sender.input_ids.len()));
+    }
+    match sample.topk_ids.iter().find(|&&id| id != PAD_ID && id as usize >= map_len) {
+        Some(id) => Err(format!("top-K id {id} has no entry in the {map_len}-token vocabulary map")),
+        None => Ok(()),
+    }
+}
+
 fn check_inputs(inputs: &AlignInputs, tables: [&io::ParquetTable; 4]) -> Result<()> {
     let [sender_tokens, knowledge, receiver_tokens, map] = tables;
     let same = |a: &io::ParquetTable, role_a: &str, b: &io::ParquetTable, role_b: &str, what: &str| -> Result<()> {
@@ -325,6 +342,10 @@ fn aligned_batch(samples: &[Aligned], k: usize) -> Result<RecordBatch> {
 
 /// `align`: the sender's knowledge set in the receiver's vocabulary and positions.
 pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()> {
+    let flat_map = inputs.map.with_extension("map");
+    let paths = [inputs.sender_tokens, inputs.knowledge, inputs.receiver_tokens, inputs.map, &flat_map];
+    let paths = [&paths[..], &[inputs.sender_tokenizer, inputs.receiver_tokenizer]].concat();
+    output::claim(&[(out, Kind::parquet(KNOWLEDGE_FORMAT))], &paths)?;
     let (sender_samples, sender_table) = tokens::read_tokens(inputs.sender_tokens)?;
     let (receiver_samples, receiver_table) = tokens::read_tokens(inputs.receiver_tokens)?;
     let (knowledge_samples, knowledge_table) = knowledge::read_knowledge(inputs.knowledge)?;
@@ -343,8 +364,11 @@ pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()
             let missing = |path: &Path| {
                 bad_input(path, format!("has no sample '{}' (it is in {})", sample.id, inputs.knowledge.display()))
             };
+            let sender = senders.get(sample.id.as_str()).ok_or_else(|| missing(inputs.sender_tokens))?;
+            check_in_range(sample, sender, map.len())
+                .map_err(|p| bad_input(inputs.knowledge, format!("sample '{}': {p}", sample.id)))?;
             let pair = Pair {
-                sender: senders.get(sample.id.as_str()).ok_or_else(|| missing(inputs.sender_tokens))?,
+                sender,
                 knowledge: sample,
                 receiver: receivers.get(sample.id.as_str()).ok_or_else(|| missing(inputs.receiver_tokens))?,
                 k,

@@ -51,6 +51,23 @@ pub struct ModelArgs {
     pub dtype: String,
 }
 
+/// Parse the command line; a usage error is one line on stderr (clap's first line and the
+/// flag it names, without its usage block) and exit 2, like every other bad input.
+pub fn parse_args<A: clap::Parser>() -> A {
+    match A::try_parse() {
+        Ok(args) => args,
+        Err(err) if !err.use_stderr() => err.exit(),
+        Err(err) => {
+            // clap's message runs up to its first blank line (a list of missing flags spans
+            // several); its usage block and hint follow.
+            let text = err.render().to_string();
+            let message: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            eprintln!("{}: {}", A::command().get_name(), message.join(" ").trim_start_matches("error: "));
+            std::process::exit(EXIT_BAD_INPUT.into());
+        }
+    }
+}
+
 /// Run a tool's body and turn its result into an exit code and a one-line message.
 ///
 /// The body runs on candle's CPU thread pool (`Device::with_context`): a training step makes

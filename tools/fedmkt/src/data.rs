@@ -17,6 +17,7 @@ use arrow_schema::{DataType, Field, Schema};
 
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
+use crate::output::{self, Commit, Kind};
 
 /// Format name of task files (`fedmkt.format`).
 pub const TASK_FORMAT: &str = "task";
@@ -298,8 +299,8 @@ fn task_schema() -> Arc<Schema> {
     ]))
 }
 
-/// Write task records as a task Parquet file (see FORMATS.md).
-pub fn write_tasks(path: &Path, records: &[TaskRecord], provenance: &Provenance) -> Result<()> {
+/// Task records as one record batch of a task Parquet file (see FORMATS.md).
+fn tasks_batch(records: &[TaskRecord]) -> Result<(Arc<Schema>, RecordBatch)> {
     let schema = task_schema();
     let mut choices =
         ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
@@ -319,7 +320,7 @@ pub fn write_tasks(path: &Path, records: &[TaskRecord], provenance: &Provenance)
             Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.target()))),
         ],
     )?;
-    io::write_parquet(path, schema, &[batch], provenance)
+    Ok((schema, batch))
 }
 
 /// Read a task Parquet file, validating each row.
@@ -362,7 +363,14 @@ pub fn prepare_data(
     out: &Path,
 ) -> Result<()> {
     let task = Task::from_name(task_name)?;
+    let mut splits = vec!["public".to_string()];
+    splits.extend((1..=clients).map(|k| format!("client-{k}")));
+    splits.push("eval".into());
+    let paths: Vec<PathBuf> = splits.iter().map(|split| out.join(format!("{split}.parquet"))).collect();
     let source = TaskSource::locate(task, source_dir)?;
+    // The inputs are the source files read, not the whole wheel folder they lie in.
+    let kind = Kind::parquet(TASK_FORMAT);
+    output::claim(&paths.iter().map(|p| (p.as_path(), kind.clone())).collect::<Vec<_>>(), &source.files())?;
     let full = prepare(&source, clients, seed)?;
     let prepared = PreparedTask {
         public: seeded_subset(full.public, sizes.public, seed),
@@ -376,16 +384,18 @@ pub fn prepare_data(
     for (i, file) in source.files().into_iter().enumerate() {
         provenance = provenance.input(&format!("source{}", i + 1), io::file_hash(file)?);
     }
-    let mut outputs = vec![("public".to_string(), &prepared.public)];
-    outputs.extend(prepared.clients.iter().enumerate().map(|(k, shard)| (format!("client-{}", k + 1), shard)));
-    outputs.push(("eval".to_string(), &prepared.eval));
-    for (split, records) in outputs {
-        let path = out.join(format!("{split}.parquet"));
-        write_tasks(&path, records, &provenance.clone().extra("split", &split))
+    let mut sets = vec![&prepared.public];
+    sets.extend(&prepared.clients);
+    sets.push(&prepared.eval);
+    // The eval set, which make waits for, is staged last and so moves into place last.
+    let mut commit = Commit::new();
+    for ((split, path), records) in splits.iter().zip(&paths).zip(sets) {
+        let (schema, batch) = tasks_batch(records)?;
+        io::stage_parquet(&mut commit, path, schema, &[batch], &provenance.clone().extra("split", split))
             .with_context(|| format!("task {}", task.name()))?;
         eprintln!("prepare-data: {} {split}: {} samples -> {}", task.name(), records.len(), path.display());
     }
-    Ok(())
+    commit.finish()
 }
 
 #[cfg(test)]

@@ -25,8 +25,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
 use crate::knowledge::{self, SampleKnowledge};
-use crate::model::lora::LoraSpec;
+use crate::model::lora::{fill_adapter_folder, LoraSpec};
 use crate::model::{self, AdapterSource, Model};
+use crate::output::{self, Kind};
 use crate::select::SELECTED_FORMAT;
 use crate::tokens::{self, TokenizedSample};
 use crate::train::{self, TeacherOptions, TeacherTargets};
@@ -126,31 +127,27 @@ impl Checkpoints {
         save_checkpoint(&self.staged, adam, dropout, log)
     }
 
+    /// Both folders are this run's to write (checked before any work, see [`output::claim`]).
+    fn outputs(&self) -> [(&Path, Kind); 2] {
+        [(&self.dir, Kind::Checkpoint), (&self.staged, Kind::Checkpoint)]
+    }
+
     /// The staged parameters gave a finite loss: they become the checkpoint.
     fn promote(&self) -> Result<()> {
         if self.staged.is_dir() {
-            if self.dir.exists() {
-                std::fs::remove_dir_all(&self.dir)?;
-            }
-            std::fs::rename(&self.staged, &self.dir)?;
+            output::replace_folder(&self.staged, &self.dir, Kind::Checkpoint)?;
         }
         Ok(())
     }
 
     fn discard_staged(&self) -> Result<()> {
-        if self.staged.is_dir() {
-            std::fs::remove_dir_all(&self.staged)?;
-        }
-        Ok(())
+        output::remove_own(&self.staged, Kind::Checkpoint)
     }
 
     /// The run finished and wrote its adapter: no checkpoint is needed any more.
     fn remove(&self) -> Result<()> {
         self.discard_staged()?;
-        if self.dir.is_dir() {
-            std::fs::remove_dir_all(&self.dir)?;
-        }
-        Ok(())
+        output::remove_own(&self.dir, Kind::Checkpoint)
     }
 }
 
@@ -161,7 +158,7 @@ fn save_checkpoint(dir: &Path, adam: &AdamW, dropout: &crate::model::lora::LoraD
         dropout_position: dropout.position().map(|p| p.to_string()),
         log: log.to_vec(),
     };
-    io::write_dir_atomically(dir, |tmp| {
+    io::write_folder(dir, Kind::Checkpoint, |tmp| {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (i, (key, var)) in adam.vars.iter().enumerate() {
             tensors.extend([
@@ -430,6 +427,12 @@ pub fn distill(
     if opts.batch_size == 0 || opts.grad_accum == 0 || opts.epochs == 0 || !(0.0..=1.0).contains(&opts.lambda) {
         return Err(bad_usage("--batch-size, --grad-accum and --epochs must be at least 1, --lambda within 0..1"));
     }
+    let checkpoints = Checkpoints::new(out);
+    let mut inputs: Vec<&Path> = vec![model_dir];
+    inputs.extend(adapter_dir.iter().chain(teacher.iter()).copied());
+    inputs.extend(data_files.iter().map(PathBuf::as_path));
+    let [checkpoint_out, staged_out] = checkpoints.outputs();
+    output::claim(&[(out, Kind::Adapter), checkpoint_out, staged_out], &inputs)?;
     let (samples, data) = read_training_tokens(data_files)?;
     let (teacher_rows, k) = match teacher {
         Some(path) if data_files.len() == 1 => read_teacher(path, data, &samples)?,
@@ -454,7 +457,6 @@ pub fn distill(
     let micro_batches_per_epoch = examples.len().div_ceil(opts.batch_size);
     let steps_per_epoch = micro_batches_per_epoch.div_ceil(opts.grad_accum);
     let total = steps_per_epoch * opts.epochs;
-    let checkpoints = Checkpoints::new(out);
     checkpoints.discard_staged()?;
     let checkpoint = &checkpoints.dir;
     let mut log = if opts.resume && checkpoint.join("state.json").is_file() {
@@ -534,7 +536,7 @@ pub fn distill(
     }
     progress.finish_and_clear();
     let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    model.lora.as_ref().expect("trained adapters").save(out, &name)?;
+    let adapter = model.lora.as_ref().expect("trained adapters").adapter();
     let mut provenance = Provenance::new(TRAINING_LOG_FORMAT, 1, "distill").input("model", base_config);
     for (i, file) in data_files.iter().enumerate() {
         provenance =
@@ -549,7 +551,10 @@ pub fn distill(
         provenance = provenance.input("teacher", io::file_hash(path)?);
     }
     let batch = log_batch(&log)?;
-    io::write_parquet(&out.join(TRAINING_LOG), batch.schema(), &[batch], &provenance)?;
+    io::write_folder(out, Kind::Adapter, |tmp| {
+        fill_adapter_folder(tmp, &adapter, &name)?;
+        io::write_parquet(&tmp.join(TRAINING_LOG), batch.schema(), &[batch], &provenance)
+    })?;
     checkpoints.remove()?;
     let last = log.last().map_or(f64::NAN, |r| r.loss);
     eprintln!(

@@ -21,10 +21,13 @@ use crate::io::{self, Provenance};
 use crate::knowledge::answer_positions;
 use crate::metrics::{argmax, rouge_l};
 use crate::model::{self, AdapterSource, Model};
+use crate::output::{self, Commit, Kind};
 use crate::scoring::{self, Request};
 use crate::tokens::{self, TokenizedSample};
 
 pub const PREDICTIONS_FORMAT: &str = "predictions";
+/// `fedmkt_format` of the JSON summary `evaluate` writes.
+pub const SUMMARY_FORMAT: &str = "eval-summary";
 
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
@@ -197,6 +200,10 @@ pub fn evaluate(
     if opts.batch_size == 0 {
         return Err(bad_usage("--batch-size must be at least 1"));
     }
+    let predictions = predictions_path(out);
+    let mut inputs = vec![model_dir, data_path];
+    inputs.extend(adapter_dir);
+    output::claim(&[(&predictions, Kind::parquet(PREDICTIONS_FORMAT)), (out, Kind::json(SUMMARY_FORMAT))], &inputs)?;
     let (mut records, table) = data::read_tasks(data_path)?;
     records.truncate(opts.limit.unwrap_or(usize::MAX));
     let tokenizer_path = model_dir.join("tokenizer.json");
@@ -224,7 +231,7 @@ pub fn evaluate(
     let acc_norm = scored.iter().zip(&records).filter(|(s, r)| s.pred_norm == r.gold as usize).count() as f64 / n;
     let mut summary = json!({
         "task": table.provenance.extra.get("task"), "split": table.provenance.extra.get("split"),
-        "data": data_path.display().to_string(), "model": model_dir.display().to_string(),
+        "fedmkt_format": SUMMARY_FORMAT, "data": data_path.display().to_string(), "model": model_dir.display().to_string(),
         "adapter": adapter_dir.map(|d| d.display().to_string()), "n": records.len(), "acc": acc, "acc_norm": acc_norm,
         "scoring": "summed log-likelihood of each choice after the context; acc_norm divides by the choice's characters (lm-evaluation-harness)",
     });
@@ -239,10 +246,13 @@ pub fn evaluate(
         provenance = provenance.input("adapter", io::file_hash(&dir.join(model::lora::ADAPTER_WEIGHTS))?);
     }
     let (schema, batch) = predictions_batch(&records, &scored, generations.as_deref())?;
-    io::write_parquet(&predictions_path(out), schema, &[batch], &provenance)?;
-    io::write_atomically(out, |f| {
+    // Predictions first, the summary (make's target) last: they move into place together.
+    let mut commit = Commit::new();
+    io::stage_parquet(&mut commit, &predictions, schema, &[batch], &provenance)?;
+    commit.file(out, Kind::json(SUMMARY_FORMAT), |f| {
         Ok(std::io::Write::write_all(f, (serde_json::to_string_pretty(&summary)? + "\n").as_bytes())?)
     })?;
+    commit.finish()?;
     eprintln!("evaluate: n={} acc={acc:.4} acc_norm={acc_norm:.4} -> {}", records.len(), out.display());
     Ok(())
 }

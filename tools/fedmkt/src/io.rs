@@ -5,7 +5,7 @@
 //! output that a later stage (or `make`) would mistake for a finished one.
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 
 use crate::cli::bad_input;
+use crate::output::{Commit, Kind};
 
 /// Prefix of every key-value metadata entry we write into Parquet files.
 pub const META_PREFIX: &str = "fedmkt.";
@@ -109,71 +110,37 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-/// Write `path` atomically: `fill` writes into a temporary file beside it, which is renamed
-/// over `path` only if `fill` succeeds. On failure nothing is left behind.
-pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let dir = parent_dir(path);
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", file_name(path)))
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
-    fill(tmp.as_file_mut())?;
-    tmp.as_file_mut().flush()?;
-    make_readable(tmp.path())?;
-    tmp.persist(path).map_err(|e| anyhow::anyhow!("{}: cannot rename into place: {}", path.display(), e.error))?;
-    Ok(())
+/// Write one file as the whole output of a run: staged, fsync'd and moved into place only if
+/// `fill` succeeds, and only over nothing or an earlier output of `kind` (see [`crate::output`]).
+pub fn write_atomically(path: &Path, kind: Kind, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+    let mut commit = Commit::new();
+    commit.file(path, kind, fill)?;
+    commit.finish()
 }
 
-/// Write a whole folder atomically: `fill` populates a temporary sibling folder, which then
-/// replaces `dir`. Used for model and adapter folders that must appear complete or not at all.
-pub fn write_dir_atomically(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let parent = parent_dir(dir);
-    std::fs::create_dir_all(&parent).with_context(|| format!("{}: cannot create folder", parent.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", file_name(dir)))
-        .tempdir_in(&parent)
-        .with_context(|| format!("{}: cannot create a temporary folder", parent.display()))?;
-    fill(tmp.path())?;
-    make_readable(tmp.path())?;
-    for entry in std::fs::read_dir(tmp.path())? {
-        make_readable(&entry?.path())?;
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("{}: cannot replace", dir.display()))?;
-    }
-    let tmp_path = tmp.keep();
-    std::fs::rename(&tmp_path, dir).with_context(|| format!("{}: cannot rename into place", dir.display()))?;
-    Ok(())
-}
-
-/// Temporary files and folders are created private (0600/0700); outputs are for everyone to read.
-fn make_readable(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = if path.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("{}: cannot set permissions", path.display()))?;
-    }
-    Ok(())
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into())
+/// Write one folder as the whole output of a run (model and adapter folders), the same way.
+pub fn write_folder(dir: &Path, kind: Kind, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let mut commit = Commit::new();
+    commit.folder(dir, kind, fill)?;
+    commit.finish()
 }
 
 /// Write record batches (all of `schema`) as one Parquet file with provenance, atomically.
 pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch], provenance: &Provenance) -> Result<()> {
-    write_parquet_stream(path, schema, provenance, |sink| batches.iter().try_for_each(sink))
+    let mut commit = Commit::new();
+    stage_parquet(&mut commit, path, schema, batches, provenance)?;
+    commit.finish()
+}
+
+/// Stage record batches as one Parquet file of a multi-file output (see [`Commit`]).
+pub fn stage_parquet(
+    commit: &mut Commit,
+    path: &Path,
+    schema: Arc<Schema>,
+    batches: &[RecordBatch],
+    provenance: &Provenance,
+) -> Result<()> {
+    stage_parquet_stream(commit, path, schema, provenance, |sink| batches.iter().try_for_each(sink))
 }
 
 /// Rows per Parquet row group when streaming: bounds the writer's memory, whatever the data size.
@@ -182,6 +149,18 @@ const STREAM_ROW_GROUP: usize = 256;
 /// Stream record batches into one Parquet file, atomically: `produce` hands each batch to
 /// the sink as soon as it exists, so memory does not grow with the data set.
 pub fn write_parquet_stream(
+    path: &Path,
+    schema: Arc<Schema>,
+    provenance: &Provenance,
+    produce: impl FnOnce(&mut dyn FnMut(&RecordBatch) -> Result<()>) -> Result<()>,
+) -> Result<()> {
+    let mut commit = Commit::new();
+    stage_parquet_stream(&mut commit, path, schema, provenance, produce)?;
+    commit.finish()
+}
+
+fn stage_parquet_stream(
+    commit: &mut Commit,
     path: &Path,
     schema: Arc<Schema>,
     provenance: &Provenance,
@@ -196,7 +175,8 @@ pub fn write_parquet_stream(
     // the former as `table.schema.metadata` and writes it back to the footer on a round trip.
     let metadata = provenance.to_key_values().into_iter().map(|kv| (kv.key, kv.value.unwrap_or_default())).collect();
     let schema = Arc::new(schema.as_ref().clone().with_metadata(metadata));
-    write_atomically(path, |file| {
+    let kind = Kind::parquet(&provenance.format);
+    commit.file(path, kind, |file| {
         let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .with_context(|| format!("{}: cannot write Parquet", path.display()))?;
         produce(&mut |batch| {

@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
 use crate::model::{self, AdapterSource, Model};
+use crate::output::{self, Kind};
 use crate::scoring::{self, Request};
 use crate::tokens::{self, TokenizedSample};
 
@@ -230,6 +231,9 @@ pub fn infer_logits(
     if opts.top_k == 0 || opts.batch_size == 0 {
         return Err(bad_usage("--top-k and --batch-size must be at least 1"));
     }
+    let mut inputs = vec![model_dir, input];
+    inputs.extend(adapter_dir);
+    output::claim(&[(out, Kind::parquet(KNOWLEDGE_FORMAT))], &inputs)?;
     let (samples, table) = tokens::read_tokens(input)?;
     let base_config = model::base_config_hash(model_dir)?;
     let adapter = match adapter_dir {
@@ -272,6 +276,46 @@ pub fn read_knowledge(path: &Path) -> Result<(Vec<SampleKnowledge>, io::ParquetT
     Ok((knowledge_rows(&table, top_k(&table)?)?, table))
 }
 
+/// Largest amount a stored top-K logit (f16) may exceed its row's log-sum-exp (f32) by:
+/// f16 rounds values of magnitude 64–128 to 1/16.
+const LOGIT_ABOVE_LSE_TOLERANCE: f32 = 0.07;
+
+/// What every knowledge, aligned or selected row must satisfy, whoever wrote it: columns of
+/// one length, positions strictly increasing, a finite non-negative answer loss, finite
+/// log-sum-exps, and each top-K entry a real token (below `vocab`) with a finite logit no
+/// larger than its row's log-sum-exp, or padding (`PAD_ID`, −∞).
+fn check_values(sample: &SampleKnowledge, k: usize, vocab: Option<u32>) -> std::result::Result<(), String> {
+    let n = sample.positions.len();
+    if sample.logsumexp.len() != n || sample.topk_ids.len() != n * k || sample.topk_logits.len() != n * k {
+        return Err("columns disagree on its number of positions".into());
+    }
+    if !(sample.answer_nll.is_finite() && sample.answer_nll >= -1e-4) {
+        return Err(format!("answer_nll {} is not a finite non-negative loss", sample.answer_nll));
+    }
+    if let Some(w) = sample.positions.windows(2).find(|w| w[0] >= w[1]) {
+        return Err(format!("positions {} then {} are not increasing", w[0], w[1]));
+    }
+    for (row, &lse) in sample.logsumexp.iter().enumerate() {
+        if !lse.is_finite() {
+            return Err(format!("logsumexp {lse} at position {}", sample.positions[row]));
+        }
+        for j in row * k..(row + 1) * k {
+            let (id, logit) = (sample.topk_ids[j], sample.topk_logits[j].to_f32());
+            let padding = id == crate::align::PAD_ID && logit == f32::NEG_INFINITY;
+            let real = vocab.is_none_or(|v| id < v) && logit.is_finite() && logit <= lse + LOGIT_ABOVE_LSE_TOLERANCE;
+            if !(padding || real) {
+                return Err(format!(
+                    "top-K entry (id {id}, logit {logit}) at position {} is neither a token of the {} vocabulary \
+                     with a finite logit up to logsumexp {lse}, nor padding",
+                    sample.positions[row],
+                    vocab.map_or("model's".to_string(), |v| format!("{v}-token"))
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// K of a table holding knowledge columns (`fedmkt.top_k`).
 pub fn top_k(table: &io::ParquetTable) -> Result<usize> {
     table
@@ -293,6 +337,12 @@ pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKn
     let (positions, topk_ids, topk_logits, lse) =
         (lists("positions")?, lists("topk_ids")?, lists("topk_logits")?, lists("logsumexp")?);
     let malformed = |name: &str| bad_input(path, format!("column '{name}' has an unexpected type"));
+    let vocab = match table.provenance.extra.get("vocab_size") {
+        Some(v) => {
+            Some(v.parse::<u32>().map_err(|_| bad_input(path, format!("fedmkt.vocab_size '{v}' is not a number")))?)
+        }
+        None => None,
+    };
     let mut samples = Vec::new();
     for b in 0..table.batches.len() {
         for row in 0..ids[b].len() {
@@ -341,13 +391,8 @@ pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKn
                     .values()
                     .to_vec(),
             };
-            let n = sample.positions.len();
-            if sample.logsumexp.len() != n || sample.topk_ids.len() != n * k || sample.topk_logits.len() != n * k {
-                return Err(bad_input(
-                    path,
-                    format!("sample '{}': columns disagree on its number of positions", sample.id),
-                ));
-            }
+            check_values(&sample, k, vocab)
+                .map_err(|problem| bad_input(path, format!("sample '{}': {problem}", sample.id)))?;
             samples.push(sample);
         }
     }

@@ -4,7 +4,8 @@
 //! split by concern, not by tool, so that a stage can be re-used or replaced in isolation:
 //!
 //! - [`cli`]: the error model (bad input → exit 2, internal failure → exit 1) shared by all tools.
-//! - [`io`]: atomic writes, Parquet with provenance metadata, content hashes.
+//! - [`io`]: Parquet with provenance metadata, content hashes.
+//! - [`output`]: where a tool may write, and outputs that appear complete and together.
 //! - [`data`]: task records, prompt templates, seeded splits (`prepare-data`).
 //! - [`gguf`]: GGUF → Hugging Face model folder and `tokenizer.json` (`import-gguf`).
 //! - [`tokens`]: tokenisation with byte offsets (`tokenize`).
@@ -21,6 +22,7 @@ pub mod io;
 pub mod knowledge;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod report;
 pub mod scoring;
 pub mod secagg;

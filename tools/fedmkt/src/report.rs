@@ -6,6 +6,7 @@
 //! a communication entry is `ROUND,PARTY,SENT,RECEIVED,ADAPTER,TOKENS` (`-` for nothing sent
 //! or received).
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use arrow_schema::{DataType, Field, Schema};
 
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
+use crate::output::{self, Commit, Kind};
 use crate::tokens;
 
 pub const RESULTS_FORMAT: &str = "results";
@@ -139,11 +141,25 @@ fn results_batch(scores: &[Score]) -> Result<RecordBatch> {
 }
 
 /// `report results`: the long table as Parquet; returns the Markdown table (paper layout).
-pub fn results(entries: &[ResultEntry], out: &Path) -> Result<String> {
+pub fn results(entries: &[ResultEntry], out: &Path, markdown: &Path) -> Result<()> {
+    let inputs: Vec<&Path> = entries.iter().map(|e| e.file.as_path()).collect();
+    claim_report(out, markdown, RESULTS_FORMAT, &inputs)?;
     let scores = entries.iter().map(read_score).collect::<Result<Vec<_>>>()?;
     let batch = results_batch(&scores)?;
-    io::write_parquet(out, batch.schema(), &[batch], &Provenance::new(RESULTS_FORMAT, 1, "report"))?;
-    Ok(markdown_table(&scores))
+    write_report(out, markdown, batch, &Provenance::new(RESULTS_FORMAT, 1, "report"), &markdown_table(&scores))
+}
+
+/// A report's two outputs may be written (see [`output::claim`]).
+fn claim_report(out: &Path, markdown: &Path, format: &str, inputs: &[&Path]) -> Result<()> {
+    output::claim(&[(out, Kind::parquet(format)), (markdown, Kind::Markdown)], inputs)
+}
+
+/// The table and its Markdown (after the mark that says fedmkt wrote it), moved into place together.
+fn write_report(out: &Path, markdown: &Path, batch: RecordBatch, provenance: &Provenance, text: &str) -> Result<()> {
+    let mut commit = Commit::new();
+    io::stage_parquet(&mut commit, out, batch.schema(), &[batch], provenance)?;
+    commit.file(markdown, Kind::Markdown, |f| Ok(writeln!(f, "{}\n{}", output::MARKDOWN_MARK, text.trim_end())?))?;
+    commit.finish()
 }
 
 /// What one party sent and received in one round, and what it would have cost otherwise.
@@ -189,7 +205,12 @@ pub fn paper_estimate_bytes(samples: u64, mean_tokens: f64, top_k: u64) -> u64 {
 }
 
 /// `report comms`: one row per entry with measured and estimated bytes.
-pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path) -> Result<String> {
+pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path, markdown: &Path) -> Result<()> {
+    let mut inputs: Vec<&Path> = Vec::new();
+    for e in entries {
+        inputs.extend(e.sent.iter().chain(&e.received).chain([&e.adapter, &e.tokens]).map(PathBuf::as_path));
+    }
+    claim_report(out, markdown, COMMS_FORMAT, &inputs)?;
     let mut columns: [Vec<u64>; 5] = Default::default();
     let mut mean_tokens = Vec::new();
     for e in entries {
@@ -219,12 +240,7 @@ pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path) -> Result<String> {
     arrays.extend(columns.iter().map(|c| Arc::new(UInt64Array::from(c.clone())) as arrow_array::ArrayRef));
     arrays.push(Arc::new(Float64Array::from(mean_tokens)));
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
-    io::write_parquet(
-        out,
-        batch.schema(),
-        &[batch],
-        &Provenance::new(COMMS_FORMAT, 1, "report").extra("top_k", top_k),
-    )?;
+    let provenance = Provenance::new(COMMS_FORMAT, 1, "report").extra("top_k", top_k);
     let mut md =
         String::from("| round | party | sent | received | LoRA adapter | paper's N·S·K |\n|---|---|---|---|---|---|\n");
     for (i, e) in entries.iter().enumerate() {
@@ -238,7 +254,7 @@ pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path) -> Result<String> {
             human(columns[4][i])
         ));
     }
-    Ok(md)
+    write_report(out, markdown, batch, &provenance, &md)
 }
 
 /// Bytes in KiB/MiB with one decimal.

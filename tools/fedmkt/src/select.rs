@@ -22,6 +22,7 @@ use arrow_schema::{DataType, Field};
 use crate::cli::bad_input;
 use crate::io::{self, ParquetTable, Provenance};
 use crate::knowledge::{self, SampleKnowledge};
+use crate::output::{self, Kind};
 
 pub const SELECTED_FORMAT: &str = "selected";
 
@@ -109,6 +110,7 @@ fn selected_batch(choices: &[Choice], k: usize) -> Result<RecordBatch> {
 
 /// `select`: DualMinCE over the receiver's own knowledge set and aligned candidates.
 pub fn select(local_path: &Path, candidate_paths: &[&Path], tolerance: f64, out: &Path) -> Result<()> {
+    output::claim(&[(out, Kind::parquet(SELECTED_FORMAT))], &[&[local_path], candidate_paths].concat())?;
     let (local, local_table) = knowledge::read_knowledge(local_path)?;
     if local_table.provenance.extra.contains_key("sender") {
         return Err(bad_input(

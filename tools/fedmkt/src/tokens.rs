@@ -17,6 +17,7 @@ use tokenizers::Tokenizer;
 use crate::cli::bad_input;
 use crate::data::{self, TaskRecord};
 use crate::io::{self, Provenance};
+use crate::output::{self, Kind};
 
 /// Format name of token files (`fedmkt.format`).
 pub const TOKENS_FORMAT: &str = "tokens";
@@ -155,6 +156,7 @@ pub fn read_tokens(path: &Path) -> Result<(Vec<TokenizedSample>, io::ParquetTabl
 
 /// `tokenize`: a task Parquet + a `tokenizer.json` → a token Parquet.
 pub fn tokenize_file(tokenizer_path: &Path, input: &Path, out: &Path) -> Result<()> {
+    output::claim(&[(out, Kind::parquet(TOKENS_FORMAT))], &[tokenizer_path, input])?;
     let tokenizer = load_tokenizer(tokenizer_path)?;
     let (records, _) = data::read_tasks(input)?;
     let progress = indicatif::ProgressBar::new(records.len() as u64).with_message("tokenize");

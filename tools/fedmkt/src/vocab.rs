@@ -33,6 +33,7 @@ use serde_json::Value;
 
 use crate::cli::bad_input;
 use crate::io::{self, Provenance};
+use crate::output::{self, Commit, Kind};
 
 pub const VOCAB_MAP_FORMAT: &str = "vocab-map";
 
@@ -528,6 +529,8 @@ fn display(bytes: &[u8]) -> String {
 
 /// `vocab-map`: write the mapping table (Parquet) and its flat `u32` array (`.map` beside it).
 pub fn vocab_map(from: &Path, to: &Path, out: &Path) -> Result<()> {
+    let map_path = out.with_extension("map");
+    output::claim(&[(out, Kind::parquet(VOCAB_MAP_FORMAT)), (&map_path, Kind::FlatMap)], &[from, to])?;
     let (source, target) = (token_texts(from)?, token_texts(to)?);
     if target.iter().all(|t| t.special) {
         return Err(bad_input(to, "the target vocabulary has no ordinary tokens"));
@@ -535,8 +538,9 @@ pub fn vocab_map(from: &Path, to: &Path, out: &Path) -> Result<()> {
     let started = std::time::Instant::now();
     let mapping = min_edit_mapping(&source, &target);
     let flat: Vec<u8> = mapping.iter().flat_map(|m| m.target.to_le_bytes()).collect();
-    let map_path = out.with_extension("map");
-    io::write_atomically(&map_path, |f| Ok(std::io::Write::write_all(f, &flat)?))?;
+    // The flat map first, the table (make's target) last: they move into place together.
+    let mut commit = Commit::new();
+    commit.file(&map_path, Kind::FlatMap, |f| Ok(std::io::Write::write_all(f, &flat)?))?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("src_id", DataType::UInt32, false),
         Field::new("src_text", DataType::Utf8, false),
@@ -562,7 +566,8 @@ pub fn vocab_map(from: &Path, to: &Path, out: &Path) -> Result<()> {
         .extra("map_sha256", format!("sha256:{}", io::sha256_hex(&flat)))
         .extra("source_vocab", source.len())
         .extra("target_vocab", target.len());
-    io::write_parquet(out, schema, &[batch], &provenance)?;
+    io::stage_parquet(&mut commit, out, schema, &[batch], &provenance)?;
+    commit.finish()?;
     let exact = mapping.iter().filter(|m| m.kind == MatchKind::Exact).count();
     eprintln!(
         "vocab-map: {} tokens ({exact} exact) in {:.2?} -> {} and {}",

@@ -23,7 +23,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("import-gguf", || {
         let dtype = fedmkt::gguf::parse_dtype(&args.dtype)?;
         fedmkt::gguf::import_gguf(&args.gguf, &args.out, dtype)

@@ -29,7 +29,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("infer-logits", || {
         let opts = fedmkt::knowledge::InferOptions {
             top_k: args.top_k,

@@ -41,7 +41,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("prepare-data", || {
         let sizes = fedmkt::data::SetSizes { public: args.public_size, client: args.client_size, eval: args.eval_size };
         fedmkt::data::prepare_data(&args.task, &args.source, args.clients, args.seed, sizes, &args.out)

@@ -47,14 +47,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    fedmkt::cli::run("report", || {
-        let (markdown, path) = match &args.command {
-            Command::Results { results, out, markdown } => (fedmkt::report::results(results, out)?, markdown),
-            Command::Comms { entries, top_k, out, markdown } => {
-                (fedmkt::report::comms(entries, *top_k, out)?, markdown)
-            }
-        };
-        fedmkt::io::write_atomically(path, |f| Ok(std::io::Write::write_all(f, markdown.as_bytes())?))
+    let args: Args = fedmkt::cli::parse_args();
+    fedmkt::cli::run("report", || match &args.command {
+        Command::Results { results, out, markdown } => fedmkt::report::results(results, out, markdown),
+        Command::Comms { entries, top_k, out, markdown } => fedmkt::report::comms(entries, *top_k, out, markdown),
     })
 }

@@ -28,7 +28,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("select", || {
         let candidates: Vec<&std::path::Path> = args.candidates.iter().map(PathBuf::as_path).collect();
         fedmkt::select::select(&args.local, &candidates, args.tolerance, &args.out)

@@ -24,6 +24,6 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("tokenize", || fedmkt::tokens::tokenize_file(&args.tokenizer, &args.input, &args.out))
 }

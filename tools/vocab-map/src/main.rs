@@ -25,6 +25,6 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("vocab-map", || fedmkt::vocab::vocab_map(&args.from, &args.to, &args.out))
 }

@@ -20,6 +20,7 @@ use candle_core::DType;
 
 use crate::cli::bad_input;
 use crate::io;
+use crate::output::{self, Kind};
 
 pub use crate::model::parse_dtype;
 pub use tokenizer::tokenizer_json;
@@ -147,12 +148,13 @@ fn value_as_u64(v: &Value) -> Option<u64> {
 /// `import-gguf`: write `config.json`, `model.safetensors`, `tokenizer.json` and
 /// `tokenizer_config.json` into `out`, which appears complete or not at all.
 pub fn import_gguf(path: &Path, out: &Path, dtype: DType) -> Result<()> {
+    output::claim(&[(out, Kind::Model)], &[path])?;
     let gguf = Gguf::open(path)?;
     // Build everything that can fail on bad metadata before the slow tensor pass.
     let tokenizer = tokenizer::tokenizer_json(&gguf)?;
     let tokenizer_config = tokenizer::tokenizer_config_json(&gguf)?;
     let config = config::config_json(&gguf, dtype, &io::file_hash(path)?)?;
-    io::write_dir_atomically(out, |dir| {
+    io::write_folder(out, Kind::Model, |dir| {
         let write_json = |name: &str, value: &serde_json::Value| {
             let text = serde_json::to_string_pretty(value)? + "\n";
             std::fs::write(dir.join(name), text).with_context(|| format!("{}: cannot write {name}", dir.display()))

@@ -291,14 +291,10 @@ impl LoraSet {
         self.vars.values().cloned().collect()
     }
 
-    /// Write the adapter folder in PEFT's format (atomically, as a whole).
-    pub fn save(&self, dir: &Path, base_model_name: &str) -> Result<()> {
+    /// The trained adapter as it stands.
+    pub fn adapter(&self) -> Adapter {
         let tensors = self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-        save_adapter(
-            dir,
-            &Adapter { spec: self.spec.clone(), base_config: self.base_config.clone(), tensors },
-            base_model_name,
-        )
+        Adapter { spec: self.spec.clone(), base_config: self.base_config.clone(), tensors }
     }
 }
 
@@ -326,8 +322,13 @@ pub fn read_adapter(dir: &Path) -> Result<Adapter> {
     Ok(Adapter { spec, base_config, tensors })
 }
 
-/// Write an adapter folder in PEFT's format (atomically, as a whole).
+/// Write an adapter folder in PEFT's format (atomically, as a whole; see [`crate::output`]).
 pub fn save_adapter(dir: &Path, adapter: &Adapter, base_model_name: &str) -> Result<()> {
+    crate::io::write_folder(dir, crate::output::Kind::Adapter, |tmp| fill_adapter_folder(tmp, adapter, base_model_name))
+}
+
+/// The adapter's two files (PEFT's format) in a folder being staged.
+pub fn fill_adapter_folder(tmp: &Path, adapter: &Adapter, base_model_name: &str) -> Result<()> {
     let mut targets = adapter.spec.targets.clone();
     targets.sort();
     let spec = &adapter.spec;
@@ -338,12 +339,10 @@ pub fn save_adapter(dir: &Path, adapter: &Adapter, base_model_name: &str) -> Res
         "init_lora_weights": true, "use_rslora": false, "use_dora": false, "modules_to_save": null,
         "fedmkt_base_config": adapter.base_config,
     });
-    crate::io::write_dir_atomically(dir, |tmp| {
-        std::fs::write(tmp.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)? + "\n")?;
-        let tensors: Vec<(String, Tensor)> = adapter.tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-        safetensors::serialize_to_file(tensors, Some(metadata), &tmp.join(ADAPTER_WEIGHTS))
-            .context("cannot write adapter weights")?;
-        Ok(())
-    })
+    std::fs::write(tmp.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)? + "\n")?;
+    let tensors: Vec<(String, Tensor)> = adapter.tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(tensors, Some(metadata), &tmp.join(ADAPTER_WEIGHTS))
+        .context("cannot write adapter weights")?;
+    Ok(())
 }
