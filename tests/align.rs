@@ -27,7 +27,8 @@ fn side(tokens: &[&str], answer_start: u32) -> Side {
     while i < tokens.len() {
         let piece = tokens[i];
         if piece == "<s>" {
-            (starts.push(0), ends.push(0));
+            starts.push(0);
+            ends.push(0);
             vocab.push(TokenText {
                 bytes: piece.into(),
                 symbols: symbols_of(piece.as_bytes()),
@@ -43,7 +44,8 @@ fn side(tokens: &[&str], answer_start: u32) -> Side {
             tokens[i..i + run].iter().map(|t| byte_of(t).map_or_else(|| t.as_bytes().to_vec(), |b| vec![b])).collect();
         let width: u32 = bytes.iter().map(|b| b.len() as u32).sum();
         for b in bytes {
-            (starts.push(start), ends.push(start + width));
+            starts.push(start);
+            ends.push(start + width);
             vocab.push(TokenText {
                 symbols: symbols_of(&b),
                 bytes: b,
@@ -389,7 +391,7 @@ fn inputs_that_do_not_belong_together_are_refused() {
     // A .map file that is not the table's.
     let forged = s.dir.path().join("forged.parquet");
     std::fs::copy(&s.map, &forged).unwrap();
-    std::fs::copy(&back.with_extension("map"), forged.with_extension("map")).unwrap();
+    std::fs::copy(back.with_extension("map"), forged.with_extension("map")).unwrap();
     assert_bad_input(&align_files(&s, &[("--map", &forged)], &[], &out), &["forged.map", "does not belong"]);
     // Receiver tokens of another public set.
     let other_set = s.dir.path().join("other.parquet");

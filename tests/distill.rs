@@ -30,7 +30,7 @@ fn dense_loss(student: &[f64], opts: TeacherOptions) -> f64 {
         let z: Vec<f64> = student[row * V..(row + 1) * V].iter().map(|x| x / opts.temperature).collect();
         let norm = z.iter().map(|x| x.exp()).sum::<f64>().ln();
         let p: Vec<f64> = z.iter().map(|x| (x - norm).exp()).collect();
-        let mut q = vec![0.0; V];
+        let mut q = [0.0; V];
         let entries: Vec<(usize, f64)> = (0..K)
             .filter(|&i| ids[row * K + i] != PAD_ID)
             .map(|i| (ids[row * K + i] as usize, logits[row * K + i].to_f64() / opts.temperature))
@@ -306,13 +306,12 @@ fn a_diverging_loss_stops_with_the_last_good_checkpoint_kept() {
         state["steps_done"].as_u64().unwrap() < failed_at,
         "the checkpoint holds parameters before the divergence: {state}"
     );
-    // Its parameters are good: resumed with a sane learning rate, the run completes.
-    assert_success(&distill(
-        &llama_tokens(),
-        None,
-        &out,
-        &["--epochs", "4", "--batch-size", "2", "--lr", "1e-2", "--resume"],
-    ));
+    // A checkpoint continues only the run that made it: not with another learning rate.
+    let sane = ["--epochs", "4", "--batch-size", "2", "--lr", "1e-2"];
+    let resumed = distill(&llama_tokens(), None, &out, &[&sane[..], &["--resume"]].concat());
+    assert_bad_input(&resumed, &["state.json", "lr '1000000000000000000000000000000'", "'0.01'"]);
+    // Run again with a sane learning rate: it completes and removes the old checkpoint.
+    assert_success(&distill(&llama_tokens(), None, &out, &sane));
     assert!(!fedmkt::distill::checkpoint_dir(&out).exists(), "a finished run leaves no checkpoint");
 }
 
@@ -458,4 +457,55 @@ fn several_token_files_of_one_tokenizer_train_together() {
     assert_success(&run("distill", args(&rest)));
     let log = fedmkt::io::read_parquet(&out.join("training_log.parquet"), "training-log").unwrap();
     assert_eq!(log.schema.metadata.get("fedmkt.samples").map(String::as_str), Some("6"));
+}
+
+#[test]
+fn impossible_hyper_parameters_are_refused_before_any_work() {
+    let dir = tempdir();
+    let out = dir.path().join("adapter");
+    for (flag, value, says) in [
+        ("--lr", "-1", "positive"),
+        ("--lr", "nan", "positive"),
+        ("--warmup-ratio", "nan", "within 0"),
+        ("--warmup-ratio", "2", "within 0"),
+        ("--max-grad-norm", "0", "positive"),
+        ("--lora-dropout", "2", "within 0"),
+        ("--lora-alpha", "0", "positive"),
+        ("--lora-r", "0", "at least 1"),
+        ("--temperature", "0", "positive"),
+        ("--weight-decay", "-0.1", "zero or positive"),
+        ("--lambda", "nan", "within 0..=1"),
+        ("--epochs", "0", "at least 1"),
+    ] {
+        let output = distill(&llama_tokens(), None, &out, &[&format!("{flag}={value}")]);
+        assert_bad_input(&output, &[flag, says]);
+    }
+    let typo = distill(&llama_tokens(), None, &out, &["--lora-targets", "q_proj,vproj"]);
+    assert_bad_input(&typo, &["--lora-targets", "'vproj'"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_resumed_run_must_match_the_one_that_wrote_the_checkpoint() {
+    let dir = tempdir();
+    let out = dir.path().join("adapter");
+    let run = ["--batch-size", "2", "--lr", "1e-2", "--checkpoint-every", "1", "--resume"];
+    assert_success(&distill(&llama_tokens(), None, &out, &[&run[..], &["--epochs", "2", "--max-steps", "2"]].concat()));
+    for (change, says) in [
+        (&["--epochs", "2", "--seed", "7"][..], "seed"),
+        (&["--epochs", "3"], "epochs"),
+        (&["--epochs", "2", "--lora-r", "4"], "lora"),
+    ] {
+        let args = [&run[..], change].concat();
+        assert_bad_input(&distill(&llama_tokens(), None, &out, &args), &["state.json", says]);
+    }
+    assert_success(&distill(&llama_tokens(), None, &out, &[&run[..], &["--epochs", "2"]].concat()));
+}
+
+#[test]
+fn token_files_of_another_tokenizer_are_refused() {
+    let dir = tempdir();
+    let out = dir.path().join("adapter");
+    let gemma_tokens = testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet");
+    assert_bad_input(&distill(&gemma_tokens, None, &out, &[]), &["arc-easy-eval.parquet", "another tokenizer"]);
 }

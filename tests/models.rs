@@ -85,7 +85,7 @@ fn fresh_adapter() -> AdapterSource {
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec();
     AdapterSource::New {
         spec: LoraSpec { r: 2, alpha: 4.0, dropout: 0.0, targets },
-        rng: rand_chacha::ChaCha8Rng::seed_from_u64(1),
+        rng: Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(1)),
     }
 }
 

@@ -51,8 +51,8 @@ fn write(
 
 fn widen(s: &SampleKnowledge, k: usize) -> SampleKnowledge {
     let mut s = s.clone();
-    s.topk_ids.resize(k, 0);
-    s.topk_logits.resize(k, f16::NEG_INFINITY);
+    s.topk_ids.resize(s.positions.len() * k, fedmkt::align::PAD_ID);
+    s.topk_logits.resize(s.positions.len() * k, f16::NEG_INFINITY);
     s
 }
 
@@ -165,5 +165,53 @@ fn candidates_that_do_not_belong_are_refused() {
     let unaligned = write(dir.path(), "raw.parquet", &[sample("a", 1.0, 1, 10, 2)], None, 2, TOKENS_HASH);
     assert_bad_input(&select(&local, &[&unaligned], &out), &["raw.parquet", "run align first"]);
     assert_bad_input(&select(&other_tokens, &[&local], &out), &["elsewhere.parquet", "--local takes"]);
+    assert!(!out.exists());
+}
+
+/// One check per knowledge row, at load, whoever wrote the file: each impossible value is
+/// refused with the file, the sample and the value named.
+#[test]
+fn impossible_values_in_a_knowledge_file_are_refused() {
+    let dir = tempdir();
+    let good = write(dir.path(), "local.parquet", &[sample("a", 1.0, 1, 10, 1)], None, 2, TOKENS_HASH);
+    let out = dir.path().join("selected.parquet");
+    type Break = fn(&mut SampleKnowledge);
+    let cases: [(&str, Break, &str); 7] = [
+        ("nan-nll", |s| s.answer_nll = f64::NAN, "answer_nll NaN"),
+        ("negative-nll", |s| s.answer_nll = -3.0, "answer_nll -3"),
+        ("inf-lse", |s| s.logsumexp[0] = f32::INFINITY, "logsumexp inf"),
+        ("nan-logit", |s| s.topk_logits[0] = f16::NAN, "logit NaN"),
+        ("logit-above-lse", |s| s.topk_logits[0] = f16::from_f32(9.0), "logit 9"),
+        ("pad-id-with-a-logit", |s| s.topk_ids[1] = fedmkt::align::PAD_ID, "neither a token"),
+        (
+            "positions-repeat",
+            |s| {
+                s.positions = vec![3, 3];
+                s.logsumexp = vec![2.0, 2.0];
+                s.topk_ids = vec![1, 2, 1, 2];
+                s.topk_logits = vec![f16::from_f32(1.0), f16::from_f32(0.0), f16::from_f32(1.0), f16::from_f32(0.0)];
+            },
+            "not increasing",
+        ),
+    ];
+    for (name, corrupt, says) in cases {
+        let mut bad = sample("a", 0.5, 1, 10, 2);
+        corrupt(&mut bad);
+        let file = write(dir.path(), &format!("{name}.parquet"), &[bad], Some("c"), 2, TOKENS_HASH);
+        assert_bad_input(&select(&good, &[&file], &out), &[&format!("{name}.parquet"), "sample 'a'", says]);
+    }
+    for tolerance in ["nan", "-1", "inf"] {
+        let tolerance = format!("--tolerance={tolerance}");
+        let args = [
+            "--local",
+            &good.display().to_string(),
+            "--candidates",
+            &good.display().to_string(),
+            &tolerance,
+            "--out",
+            &out.display().to_string(),
+        ];
+        assert_bad_input(&run("select", args), &["--tolerance"]);
+    }
     assert!(!out.exists());
 }

@@ -77,8 +77,14 @@ pub fn weighted_average(adapters: &[Adapter], weights: &[f64]) -> Result<Adapter
 /// `aggregate average`: FedAvg of `dirs` into `out`, weights given or read from each
 /// adapter's training log.
 pub fn average(dirs: &[&Path], weights: Option<&[f64]>, out: &Path) -> Result<()> {
-    if dirs.is_empty() || weights.is_some_and(|w| w.len() != dirs.len() || w.iter().any(|&x| !(x > 0.0))) {
-        return Err(bad_usage("give at least one adapter and, with --weights, one positive weight per adapter"));
+    if dirs.is_empty()
+        || weights.is_some_and(|w| w.len() != dirs.len() || w.iter().any(|&x| !(x.is_finite() && x > 0.0)))
+    {
+        return Err(bad_usage(format!(
+            "--weights {:?}: give one finite positive weight per adapter ({} adapters)",
+            weights.unwrap_or_default(),
+            dirs.len()
+        )));
     }
     output::claim(&[(out, Kind::Adapter)], dirs)?;
     let adapters: Vec<Adapter> = dirs.iter().map(|d| read_adapter(d)).collect::<Result<_>>()?;

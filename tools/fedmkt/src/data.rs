@@ -362,6 +362,11 @@ pub fn prepare_data(
     sizes: SetSizes,
     out: &Path,
 ) -> Result<()> {
+    for (flag, size) in [("public-size", sizes.public), ("client-size", sizes.client), ("eval-size", sizes.eval)] {
+        if size == Some(0) {
+            return Err(bad_usage(format!("--{flag} 0: keep at least one sample (leave the flag out for all)")));
+        }
+    }
     let task = Task::from_name(task_name)?;
     let mut splits = vec!["public".to_string()];
     splits.extend((1..=clients).map(|k| format!("client-{k}")));

@@ -58,6 +58,78 @@ pub struct DistillOptions {
     pub max_steps: Option<usize>,
 }
 
+impl DistillOptions {
+    /// Every hyper-parameter within the range where it means something, checked before any
+    /// work: one line naming the flag and its value.
+    pub fn check(&self) -> Result<()> {
+        let real = |flag: &str, value: f64, ok: bool, range: &str| -> Result<()> {
+            if value.is_finite() && ok {
+                Ok(())
+            } else {
+                Err(bad_usage(format!("--{flag} {value}: must be {range}")))
+            }
+        };
+        real("lambda", self.lambda, (0.0..=1.0).contains(&self.lambda), "within 0..=1")?;
+        real("lr", self.lr, self.lr > 0.0, "positive")?;
+        real("warmup-ratio", self.warmup_ratio, (0.0..1.0).contains(&self.warmup_ratio), "within 0 (inclusive) and 1")?;
+        real("weight-decay", self.weight_decay, self.weight_decay >= 0.0, "zero or positive")?;
+        real("max-grad-norm", self.max_grad_norm, self.max_grad_norm > 0.0, "positive")?;
+        real("lora-alpha", self.lora.alpha, self.lora.alpha > 0.0, "positive")?;
+        real("lora-dropout", self.lora.dropout, (0.0..1.0).contains(&self.lora.dropout), "within 0 (inclusive) and 1")?;
+        real("temperature", self.teacher.temperature, self.teacher.temperature > 0.0, "positive")?;
+        for (flag, value) in [
+            ("batch-size", self.batch_size),
+            ("grad-accum", self.grad_accum),
+            ("epochs", self.epochs),
+            ("lora-r", self.lora.r),
+        ] {
+            if value == 0 {
+                return Err(bad_usage(format!("--{flag} 0: must be at least 1")));
+            }
+        }
+        if self.lora.targets.is_empty() || self.lora.targets.iter().any(|t| t.is_empty()) {
+            return Err(bad_usage(format!(
+                "--lora-targets '{}': name at least one module",
+                self.lora.targets.join(",")
+            )));
+        }
+        Ok(())
+    }
+
+    /// What a resumed run must share with the run that wrote the checkpoint: every setting
+    /// that changes the result, and the content of every input.
+    fn settings(&self, inputs: &[(&str, String)]) -> std::collections::BTreeMap<String, String> {
+        let mut settings: std::collections::BTreeMap<String, String> = [
+            ("lambda", self.lambda.to_string()),
+            ("epochs", self.epochs.to_string()),
+            ("lr", self.lr.to_string()),
+            ("batch-size", self.batch_size.to_string()),
+            ("grad-accum", self.grad_accum.to_string()),
+            ("warmup-ratio", self.warmup_ratio.to_string()),
+            ("weight-decay", self.weight_decay.to_string()),
+            ("max-grad-norm", self.max_grad_norm.to_string()),
+            ("seed", self.seed.to_string()),
+            (
+                "lora",
+                format!(
+                    "r {} alpha {} dropout {} targets {}",
+                    self.lora.r,
+                    self.lora.alpha,
+                    self.lora.dropout,
+                    self.lora.targets.join(",")
+                ),
+            ),
+            ("temperature", self.teacher.temperature.to_string()),
+            ("teacher-tail", self.teacher.tail.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        settings.extend(inputs.iter().map(|(role, hash)| (role.to_string(), hash.clone())));
+        settings
+    }
+}
+
 /// AdamW exactly as candle and PyTorch define it (decoupled weight decay, bias-corrected
 /// moments), with its moments exposed: a checkpoint must hold them, and candle's `AdamW`
 /// keeps them private.
@@ -95,6 +167,9 @@ impl AdamW {
 /// Where a run stands, beside the tensors of its checkpoint.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CheckpointState {
+    /// The run's settings and input hashes ([`DistillOptions::settings`]): a resumed run must match.
+    #[serde(default)]
+    settings: std::collections::BTreeMap<String, String>,
     steps_done: usize,
     adam_t: i32,
     /// The dropout stream's word position (decimal; u128).
@@ -123,8 +198,14 @@ impl Checkpoints {
         Checkpoints { dir, staged }
     }
 
-    fn stage(&self, adam: &AdamW, dropout: &crate::model::lora::LoraDropout, log: &[LogRow]) -> Result<()> {
-        save_checkpoint(&self.staged, adam, dropout, log)
+    fn stage(
+        &self,
+        adam: &AdamW,
+        dropout: &crate::model::lora::LoraDropout,
+        log: &[LogRow],
+        settings: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        save_checkpoint(&self.staged, adam, dropout, log, settings)
     }
 
     /// Both folders are this run's to write (checked before any work, see [`output::claim`]).
@@ -151,8 +232,15 @@ impl Checkpoints {
     }
 }
 
-fn save_checkpoint(dir: &Path, adam: &AdamW, dropout: &crate::model::lora::LoraDropout, log: &[LogRow]) -> Result<()> {
+fn save_checkpoint(
+    dir: &Path,
+    adam: &AdamW,
+    dropout: &crate::model::lora::LoraDropout,
+    log: &[LogRow],
+    settings: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
     let state = CheckpointState {
+        settings: settings.clone(),
         steps_done: log.len(),
         adam_t: adam.t,
         dropout_position: dropout.position().map(|p| p.to_string()),
@@ -179,11 +267,19 @@ fn load_checkpoint(
     adam: &mut AdamW,
     dropout: &crate::model::lora::LoraDropout,
     device: &Device,
+    settings: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<LogRow>> {
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| bad_input(&state_path, format!("cannot read: {e}")))?;
     let state: CheckpointState =
         serde_json::from_str(&text).map_err(|e| bad_input(&state_path, format!("not a checkpoint ({e})")))?;
+    if let Some((key, value)) = settings.iter().find(|(k, v)| state.settings.get(*k) != Some(*v)) {
+        let was = state.settings.get(key).map_or("nothing recorded".to_string(), |w| format!("'{w}'"));
+        return Err(bad_input(
+            &state_path,
+            format!("was made with {key} {was}, this run has '{value}'; --resume needs the same settings and inputs"),
+        ));
+    }
     let tensors_path = dir.join("state.safetensors");
     let tensors = candle_core::safetensors::load(&tensors_path, device)
         .map_err(|e| bad_input(&tensors_path, format!("cannot read ({e})")))?;
@@ -370,7 +466,7 @@ fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
 
 /// The samples of one or more token files made by one tokenizer (the Centralized baseline
 /// trains on the public set and every client's shard); returns them and the first file.
-fn read_training_tokens(files: &[PathBuf]) -> Result<(Vec<TokenizedSample>, &Path)> {
+fn read_training_tokens(files: &[PathBuf]) -> Result<(Vec<TokenizedSample>, &Path, io::ParquetTable)> {
     let first = files.first().ok_or_else(|| bad_usage("--data: at least one token file"))?;
     let (mut samples, table) = tokens::read_tokens(first)?;
     let tokenizer = table.input_hash("tokenizer")?.to_string();
@@ -385,7 +481,25 @@ fn read_training_tokens(files: &[PathBuf]) -> Result<(Vec<TokenizedSample>, &Pat
     if let Some(twice) = samples.iter().find(|s| !ids.insert(s.id.as_str())) {
         return Err(bad_input(first, format!("sample '{}' appears twice among the --data files", twice.id)));
     }
-    Ok((samples, first))
+    Ok((samples, first, table))
+}
+
+/// Every module named by --lora-targets got an adapter: a name matching nothing (a typo)
+/// would train, and write, less than asked.
+fn check_targets_adapted(lora: &crate::model::lora::LoraSet, model_dir: &Path) -> Result<()> {
+    let adapted: std::collections::BTreeSet<&str> = lora
+        .vars
+        .keys()
+        .filter_map(|key| key.rsplit_once(".lora_").and_then(|(module, _)| module.rsplit('.').next()))
+        .collect();
+    match lora.spec.targets.iter().find(|t| !adapted.contains(t.as_str())) {
+        Some(missing) => Err(bad_usage(format!(
+            "--lora-targets: no module of {} is named '{missing}' (adapted: {})",
+            model_dir.display(),
+            adapted.into_iter().collect::<Vec<_>>().join(", ")
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The teacher's selected rows by sample id, refusing a file not aligned to `data`.
@@ -424,16 +538,14 @@ pub fn distill(
     out: &Path,
     opts: &DistillOptions,
 ) -> Result<()> {
-    if opts.batch_size == 0 || opts.grad_accum == 0 || opts.epochs == 0 || !(0.0..=1.0).contains(&opts.lambda) {
-        return Err(bad_usage("--batch-size, --grad-accum and --epochs must be at least 1, --lambda within 0..1"));
-    }
+    opts.check()?;
     let checkpoints = Checkpoints::new(out);
     let mut inputs: Vec<&Path> = vec![model_dir];
     inputs.extend(adapter_dir.iter().chain(teacher.iter()).copied());
     inputs.extend(data_files.iter().map(PathBuf::as_path));
     let [checkpoint_out, staged_out] = checkpoints.outputs();
     output::claim(&[(out, Kind::Adapter), checkpoint_out, staged_out], &inputs)?;
-    let (samples, data) = read_training_tokens(data_files)?;
+    let (samples, data, data_table) = read_training_tokens(data_files)?;
     let (teacher_rows, k) = match teacher {
         Some(path) if data_files.len() == 1 => read_teacher(path, data, &samples)?,
         Some(_) => return Err(bad_usage("--teacher goes with exactly one --data file (the one it was selected for)")),
@@ -442,12 +554,25 @@ pub fn distill(
     let base_config = model::base_config_hash(model_dir)?;
     let adapter = match adapter_dir {
         Some(dir) => AdapterSource::load(dir, &base_config, &opts.device)?,
-        None => AdapterSource::New { spec: opts.lora.clone(), rng: ChaCha8Rng::seed_from_u64(opts.seed) },
+        None => AdapterSource::New { spec: opts.lora.clone(), rng: Box::new(ChaCha8Rng::seed_from_u64(opts.seed)) },
     };
     let mut model = Model::load(model_dir, adapter, DType::F32, &opts.device)?;
     model.training = true;
     let lora =
         model.lora.clone().ok_or_else(|| bad_input(model_dir, "no layer of this model matches the LoRA targets"))?;
+    check_targets_adapted(&lora, model_dir)?;
+    knowledge::check_tokens_fit_model(data, &data_table, &samples, model_dir, model.config.vocab_size)?;
+    let mut hashes = vec![("model", base_config.clone())];
+    for file in data_files {
+        hashes.push(("data", io::file_hash(file)?));
+    }
+    let adapter_weights = adapter_dir.map(|d| d.join(crate::model::lora::ADAPTER_WEIGHTS));
+    for (role, path) in [("teacher", teacher), ("adapter", adapter_weights.as_deref())] {
+        if let Some(path) = path {
+            hashes.push((role, io::file_hash(path)?));
+        }
+    }
+    let settings = opts.settings(&hashes);
     lora.dropout.enable(lora.spec.dropout, opts.seed ^ 0xD50F_0000_0000_0002);
     let vars = lora.all_vars();
     let params = ParamsAdamW { lr: opts.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: opts.weight_decay };
@@ -460,7 +585,7 @@ pub fn distill(
     checkpoints.discard_staged()?;
     let checkpoint = &checkpoints.dir;
     let mut log = if opts.resume && checkpoint.join("state.json").is_file() {
-        load_checkpoint(checkpoint, &mut optimiser, &lora.dropout, &opts.device)?
+        load_checkpoint(checkpoint, &mut optimiser, &lora.dropout, &opts.device, &settings)?
     } else {
         Vec::new()
     };
@@ -475,7 +600,7 @@ pub fn distill(
         for group in batches.chunks(opts.grad_accum).skip(log.len() - epoch * steps_per_epoch) {
             if opts.max_steps.is_some_and(|m| log.len() >= m) {
                 checkpoints.discard_staged()?;
-                save_checkpoint(checkpoint, &optimiser, &lora.dropout, &log)?;
+                save_checkpoint(checkpoint, &optimiser, &lora.dropout, &log, &settings)?;
                 eprintln!(
                     "distill: stopped after {} steps; checkpoint {} (continue with --resume)",
                     log.len(),
@@ -530,7 +655,7 @@ pub fn distill(
             });
             progress.inc(1);
             if opts.checkpoint_every > 0 && log.len() % opts.checkpoint_every == 0 {
-                checkpoints.stage(&optimiser, &lora.dropout, &log)?;
+                checkpoints.stage(&optimiser, &lora.dropout, &log, &settings)?;
             }
         }
     }

@@ -197,8 +197,10 @@ pub fn evaluate(
     out: &Path,
     opts: &EvalOptions,
 ) -> Result<()> {
-    if opts.batch_size == 0 {
-        return Err(bad_usage("--batch-size must be at least 1"));
+    for (flag, value) in [("batch-size", Some(opts.batch_size)), ("limit", opts.limit), ("generate", opts.generate)] {
+        if value == Some(0) {
+            return Err(bad_usage(format!("--{flag} 0: must be at least 1")));
+        }
     }
     let predictions = predictions_path(out);
     let mut inputs = vec![model_dir, data_path];
@@ -206,6 +208,9 @@ pub fn evaluate(
     output::claim(&[(&predictions, Kind::parquet(PREDICTIONS_FORMAT)), (out, Kind::json(SUMMARY_FORMAT))], &inputs)?;
     let (mut records, table) = data::read_tasks(data_path)?;
     records.truncate(opts.limit.unwrap_or(usize::MAX));
+    if records.is_empty() {
+        return Err(bad_input(data_path, "holds no samples to evaluate"));
+    }
     let tokenizer_path = model_dir.join("tokenizer.json");
     let tokenizer: Tokenizer = tokens::load_tokenizer(&tokenizer_path)?;
     let base_config = model::base_config_hash(model_dir)?;

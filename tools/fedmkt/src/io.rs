@@ -181,7 +181,7 @@ fn stage_parquet_stream(
             .with_context(|| format!("{}: cannot write Parquet", path.display()))?;
         produce(&mut |batch| {
             let batch = batch.clone().with_schema(schema.clone())?;
-            Ok(writer.write(&batch).with_context(|| format!("{}: cannot write Parquet", path.display()))?)
+            writer.write(&batch).with_context(|| format!("{}: cannot write Parquet", path.display()))
         })?;
         writer.close().with_context(|| format!("{}: cannot write Parquet", path.display()))?;
         Ok(())

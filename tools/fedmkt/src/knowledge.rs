@@ -192,7 +192,7 @@ fn window_knowledge(
 }
 
 /// Refuse token files that do not belong to this model before any work.
-fn check_tokens_fit_model(
+pub fn check_tokens_fit_model(
     tokens_path: &Path,
     table: &io::ParquetTable,
     samples: &[TokenizedSample],
@@ -302,7 +302,10 @@ fn check_values(sample: &SampleKnowledge, k: usize, vocab: Option<u32>) -> std::
         for j in row * k..(row + 1) * k {
             let (id, logit) = (sample.topk_ids[j], sample.topk_logits[j].to_f32());
             let padding = id == crate::align::PAD_ID && logit == f32::NEG_INFINITY;
-            let real = vocab.is_none_or(|v| id < v) && logit.is_finite() && logit <= lse + LOGIT_ABOVE_LSE_TOLERANCE;
+            let real = id != crate::align::PAD_ID
+                && vocab.is_none_or(|v| id < v)
+                && logit.is_finite()
+                && logit <= lse + LOGIT_ABOVE_LSE_TOLERANCE;
             if !(padding || real) {
                 return Err(format!(
                     "top-K entry (id {id}, logit {logit}) at position {} is neither a token of the {} vocabulary \

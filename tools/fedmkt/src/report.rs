@@ -206,6 +206,9 @@ pub fn paper_estimate_bytes(samples: u64, mean_tokens: f64, top_k: u64) -> u64 {
 
 /// `report comms`: one row per entry with measured and estimated bytes.
 pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path, markdown: &Path) -> Result<()> {
+    if top_k == 0 {
+        return Err(bad_usage("--top-k 0: the knowledge sets keep at least one logit per position"));
+    }
     let mut inputs: Vec<&Path> = Vec::new();
     for e in entries {
         inputs.extend(e.sent.iter().chain(&e.received).chain([&e.adapter, &e.tokens]).map(PathBuf::as_path));

@@ -110,6 +110,11 @@ fn selected_batch(choices: &[Choice], k: usize) -> Result<RecordBatch> {
 
 /// `select`: DualMinCE over the receiver's own knowledge set and aligned candidates.
 pub fn select(local_path: &Path, candidate_paths: &[&Path], tolerance: f64, out: &Path) -> Result<()> {
+    if !(tolerance.is_finite() && tolerance >= 0.0) {
+        return Err(crate::cli::bad_usage(format!(
+            "--tolerance {tolerance}: must be a finite number of nats per byte, 0 or more"
+        )));
+    }
     output::claim(&[(out, Kind::parquet(SELECTED_FORMAT))], &[&[local_path], candidate_paths].concat())?;
     let (local, local_table) = knowledge::read_knowledge(local_path)?;
     if local_table.provenance.extra.contains_key("sender") {

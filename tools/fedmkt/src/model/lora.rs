@@ -170,7 +170,8 @@ pub enum AdapterSource {
     /// Fresh adapters, PEFT's initialisation (A Kaiming-uniform, B zero) from a seeded stream.
     New {
         spec: LoraSpec,
-        rng: ChaCha8Rng,
+        /// Boxed: the generator's state is far larger than the other variants.
+        rng: Box<ChaCha8Rng>,
     },
     /// A saved PEFT adapter folder, already read.
     Load {
@@ -277,12 +278,12 @@ fn spec_from_json(json: &Value) -> std::result::Result<LoraSpec, String> {
     let mut targets = targets;
     targets.sort();
     let r = json.get("r").and_then(Value::as_u64).ok_or("no integer 'r'")? as usize;
-    Ok(LoraSpec {
-        r,
-        alpha: json.get("lora_alpha").and_then(Value::as_f64).unwrap_or(r as f64),
-        dropout: json.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
-        targets,
-    })
+    let alpha = json.get("lora_alpha").and_then(Value::as_f64).unwrap_or(r as f64);
+    let dropout = json.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0);
+    if r == 0 || !(alpha.is_finite() && alpha > 0.0) || !(0.0..1.0).contains(&dropout) || targets.is_empty() {
+        return Err(format!("r {r}, lora_alpha {alpha}, lora_dropout {dropout}, target_modules {targets:?}: need r ≥ 1, alpha > 0, dropout in [0, 1), some targets"));
+    }
+    Ok(LoraSpec { r, alpha, dropout, targets })
 }
 
 impl LoraSet {
@@ -318,7 +319,14 @@ pub fn read_adapter(dir: &Path) -> Result<Adapter> {
     let weights = dir.join(ADAPTER_WEIGHTS);
     let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
         .map_err(|e| bad_input(&weights, format!("cannot read adapter ({e})")))?;
-    let tensors = tensors.into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?))).collect::<Result<_>>()?;
+    let tensors: BTreeMap<String, Tensor> =
+        tensors.into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?))).collect::<Result<_>>()?;
+    for (key, tensor) in &tensors {
+        let values = tensor.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            return Err(bad_input(&weights, format!("'{key}' holds {v}: an adapter must be finite")));
+        }
+    }
     Ok(Adapter { spec, base_config, tensors })
 }
 

@@ -956,7 +956,7 @@ pub fn unmask(sum_path: &Path, reveals: &[&Path], publics: &[&Path], out: &Path)
 
 fn decode_average(words: &[u64], manifest: &Manifest, sum_path: &Path) -> Result<Adapter> {
     let total_weight = decode(*words.last().ok_or_else(|| bad_input(sum_path, "holds no words"))?);
-    if !(total_weight > 0.0) {
+    if total_weight.is_nan() || total_weight <= 0.0 {
         return Err(bad_input(sum_path, "the unmasked total weight is not positive (wrong reveals?)"));
     }
     let mut tensors = BTreeMap::new();
