@@ -460,25 +460,42 @@ fn a_rebuilt_masking_key_opens_no_share() {
         let sender = read_json(&dir.path().join(format!("fed/client-{from}/public.json")));
         let ciphertext = hex::decode(share["ciphertext"].as_str().unwrap()).unwrap();
         let nonce = hex::decode(share["nonce"].as_str().unwrap()).unwrap();
+        // The attacker knows the formats (FORMATS.md): the exact HKDF info and associated data.
+        let (round, to) = (1u64, 3u32);
+        let mut info = b"fedmkt secagg v1 share encryption".to_vec();
+        info.extend(round.to_le_bytes());
+        info.extend((from as u32).to_le_bytes());
+        info.extend(to.to_le_bytes());
+        let parties: Vec<u8> = [1u32, 2, 3].iter().flat_map(|p| p.to_le_bytes()).collect();
+        let mut aad = b"fedmkt secagg v1 share".to_vec();
+        aad.extend(round.to_le_bytes());
+        for field in [&(from as u32).to_le_bytes()[..], &to.to_le_bytes(), &2usize.to_le_bytes(), &parties] {
+            aad.extend((field.len() as u64).to_le_bytes());
+            aad.extend(field);
+        }
         for their_key in ["encryption", "masking"] {
             let other: [u8; 32] = hex::decode(sender[their_key].as_str().unwrap()).unwrap().try_into().unwrap();
             let dh = *x25519_dalek::StaticSecret::from(masking).diffie_hellman(&other.into()).as_bytes();
-            // The raw agreement as a key, and HKDF of it with every label and no label.
-            let mut candidates = vec![dh];
-            let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, &dh);
-            for info in [&b""[..], b"fedmkt secagg v1 share encryption"] {
-                let mut k = [0u8; 32];
-                hk.expand(info, &mut k).unwrap();
-                candidates.push(k);
-            }
-            for key in candidates {
-                let opened = ChaCha20Poly1305::new(&key.into())
-                    .decrypt(nonce.as_slice().into(), Payload { msg: &ciphertext, aad: b"" });
+            // The raw agreement as a key (the old design), and HKDF of it as our tool derives keys.
+            let mut derived = [0u8; 32];
+            hkdf::Hkdf::<sha2::Sha256>::new(None, &dh).expand(&info, &mut derived).unwrap();
+            for key in [dh, derived] {
+                let cipher = ChaCha20Poly1305::new(&key.into());
+                let opened = cipher.decrypt(nonce.as_slice().into(), Payload { msg: &ciphertext, aad: &aad });
                 assert!(opened.is_err(), "client 3's masking key opened the share from {from}");
             }
         }
-        // The ciphertext is not the plaintext XOR a key stream of the masking agreement.
-        assert_ne!(ciphertext.len(), 72, "shares are authenticated (72 bytes + 16-byte tag)");
+        // The same attack with client 3's encryption key (which never leaves it) opens the
+        // share: the attacker's derivation is the tool's, so the failures above are real.
+        let own = read_json(&dir.path().join("fed/client-3/secret.json"));
+        let own: [u8; 32] = hex::decode(own["encryption"].as_str().unwrap()).unwrap().try_into().unwrap();
+        let other: [u8; 32] = hex::decode(sender["encryption"].as_str().unwrap()).unwrap().try_into().unwrap();
+        let dh = *x25519_dalek::StaticSecret::from(own).diffie_hellman(&other.into()).as_bytes();
+        let mut key = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(None, &dh).expand(&info, &mut key).unwrap();
+        let opened = ChaCha20Poly1305::new(&key.into())
+            .decrypt(nonce.as_slice().into(), Payload { msg: &ciphertext, aad: &aad });
+        assert_eq!(opened.expect("the receiver's own key opens its share").len(), 72);
     }
 }
 

@@ -80,8 +80,8 @@ fn an_output_that_is_inside_or_contains_an_input_is_refused() {
     let task = copy(&testdata("data/tasks/arc-easy/eval.parquet"), dir.path());
     let tokenizer = model.join("tokenizer.json");
     let before = snapshot(dir.path());
-    // --out the input itself (a task file of ours, so only the overlap rule stops it).
-    let same = run("tokenize", ["--tokenizer", &s(&tokenizer), "--input", &s(&data), "--out", &s(&data)]);
+    // --out the input itself (a Parquet file of ours, so only the overlap rule stops it).
+    let same = run("tokenize", ["--tokenizer", &s(&tokenizer), "--input", &s(&task), "--out", &s(&task)]);
     assert_bad_input(&same, &["overlaps the input"]);
     let tok = run("vocab-map", ["--from", &s(&tokenizer), "--to", &s(&tokenizer), "--out", &s(&tokenizer)]);
     assert_bad_input(&tok, &["tokenizer.json", "overlaps the input"]);
