@@ -186,21 +186,22 @@ impl Federation {
     }
 
     fn confirm(&self, k: usize, survivors: &str) -> std::process::Output {
-        let args = [
-            "confirm",
-            "--keys",
-            &s(&self.keys(k)),
-            "--identity",
-            &s(&self.id(k)),
-            "--survivors",
-            survivors,
-            "--out",
-            &self.path(&format!("signatures/{k}.json")),
-        ];
-        self.run(&args)
+        self.confirm_as(k, survivors, &k.to_string())
+    }
+
+    /// Client k signs `survivors` into signatures/<name>.json.
+    fn confirm_as(&self, k: usize, survivors: &str, name: &str) -> std::process::Output {
+        let (keys, id, out) = (s(&self.keys(k)), s(&self.id(k)), self.path(&format!("signatures/{name}.json")));
+        self.run(&["confirm", "--keys", &keys, "--identity", &id, "--survivors", survivors, "--out", &out])
     }
 
     fn reveal(&self, k: usize, survivors: &str, signers: &[usize]) -> std::process::Output {
+        let names: Vec<String> = signers.iter().map(usize::to_string).collect();
+        self.reveal_with(k, survivors, &names.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Client k reveals for `survivors`, shown the signatures/<name>.json files.
+    fn reveal_with(&self, k: usize, survivors: &str, signatures: &[&str]) -> std::process::Output {
         let args = vec![
             "reveal".into(),
             "--keys".into(),
@@ -210,7 +211,8 @@ impl Federation {
             "--out".into(),
             self.path(&format!("reveal/{k}.json")),
         ];
-        let args = Self::with_list(args, "--signatures", self.all(|v| format!("signatures/{v}.json"), signers));
+        let signatures = signatures.iter().map(|name| self.path(&format!("signatures/{name}.json"))).collect();
+        let args = Self::with_list(args, "--signatures", signatures);
         self.exec(Self::with_list(
             args,
             "--verify",
@@ -241,6 +243,16 @@ impl Federation {
         assert_success(&self.unmask(masking, &out));
         out
     }
+}
+
+/// A survivor list the server never derived from a sum: what a lying server sends.
+fn forged_survivors(dir: &Path, survivors: &[u32]) -> String {
+    let name: Vec<String> = survivors.iter().map(u32::to_string).collect();
+    let path = dir.join(format!("survivors-{}.json", name.join("-")));
+    let lie = serde_json::json!({"fedmkt_format": "secagg-survivors", "round": 1, "threshold": 2,
+                                 "masked_with": [1, 2, 3], "survivors": survivors});
+    std::fs::write(&path, lie.to_string()).unwrap();
+    s(&path)
 }
 
 /// Adapters for clients 1..=n (three trained ones, reused round-robin).
@@ -335,12 +347,10 @@ fn a_server_cannot_get_reveals_for_a_sum_of_one_client() {
     let adapters = adapters(dir.path(), 3);
     let fed = masked_federation(dir.path(), &adapters);
     assert_bad_input(&fed.sum(&[3]), &["--masked", "threshold"]);
-    let forged = dir.path().join("survivors-3.json");
-    let lie = serde_json::json!({"fedmkt_format": "secagg-survivors", "round": 1, "threshold": 2, "masked_with": [1, 2, 3], "survivors": [3]});
-    std::fs::write(&forged, lie.to_string()).unwrap();
+    let forged = forged_survivors(dir.path(), &[3]);
     for k in [1, 2] {
-        assert_bad_input(&fed.confirm(k, &s(&forged)), &["survivors-3.json", "leaves this client"]);
-        assert_bad_input(&fed.reveal(k, &s(&forged), &[3]), &["signed.json", "confirm"]);
+        assert_bad_input(&fed.confirm(k, &forged), &["survivors-3.json", "leaves this client"]);
+        assert_bad_input(&fed.reveal(k, &forged, &[3]), &["signed.json", "confirm"]);
     }
     assert!(!dir.path().join("fed/reveal").exists());
 }
@@ -353,62 +363,19 @@ fn a_server_that_tells_clients_different_survivors_is_caught() {
     let adapters = adapters(dir.path(), 3);
     let fed = masked_federation(dir.path(), &adapters);
     assert_success(&fed.sum(&[1, 2, 3]));
-    let all = fed.path("survivors.json");
-    let without_3 = dir.path().join("survivors-1-2.json");
-    let lie = serde_json::json!({"fedmkt_format": "secagg-survivors", "round": 1, "threshold": 2, "masked_with": [1, 2, 3], "survivors": [1, 2]});
-    std::fs::write(&without_3, lie.to_string()).unwrap();
+    let (all, without_3) = (fed.path("survivors.json"), forged_survivors(dir.path(), &[1, 2]));
     // Clients 1 and 3 are told everyone survived; client 2 that client 3 dropped.
     assert_success(&fed.confirm(1, &all));
     assert_success(&fed.confirm(3, &all));
-    assert_success(&fed.run(&[
-        "confirm",
-        "--keys",
-        &s(&fed.keys(2)),
-        "--identity",
-        &s(&fed.id(2)),
-        "--survivors",
-        &s(&without_3),
-        "--out",
-        &fed.path("signatures/2-lie.json"),
-    ]));
-    let mut args = vec![
-        "reveal".to_string(),
-        "--keys".into(),
-        s(&fed.keys(2)),
-        "--survivors".into(),
-        s(&without_3),
-        "--out".into(),
-        fed.path("reveal/2.json"),
-        "--signatures".into(),
-    ];
-    args.extend([fed.path("signatures/1.json"), fed.path("signatures/2-lie.json")]);
-    args.extend([
-        "--verify".into(),
-        fed.path("id/client-1/verify-key.json"),
-        fed.path("id/client-2/verify-key.json"),
-        fed.path("id/client-3/verify-key.json"),
-    ]);
-    assert_bad_input(&fed.exec(args.clone()), &["1.json", "another survivor set"]);
+    assert_success(&fed.confirm_as(2, &without_3, "2-lie"));
+    assert_bad_input(&fed.reveal_with(2, &without_3, &["1", "2-lie"]), &["1.json", "another survivor set"]);
     // Only its own signature on the lie: fewer than the threshold.
-    args.retain(|a| !a.ends_with("signatures/1.json"));
-    assert_bad_input(&fed.exec(args), &["--signatures", "1 survivors signed, 2 needed"]);
-    // A forged signature in client 1's name does not verify.
+    assert_bad_input(&fed.reveal_with(2, &without_3, &["2-lie"]), &["--signatures", "1 survivors signed, 2 needed"]);
+    // A signature in client 1's name that client 1 did not make does not verify.
     let mut forged = read_json(&dir.path().join("fed/signatures/2-lie.json"));
     forged["party"] = 1.into();
     std::fs::write(dir.path().join("fed/signatures/1-forged.json"), forged.to_string()).unwrap();
-    let mut args = vec![
-        "reveal".to_string(),
-        "--keys".into(),
-        s(&fed.keys(2)),
-        "--survivors".into(),
-        s(&without_3),
-        "--out".into(),
-        fed.path("reveal/2.json"),
-        "--signatures".into(),
-    ];
-    args.extend([fed.path("signatures/1-forged.json"), fed.path("signatures/2-lie.json"), "--verify".into()]);
-    args.extend((1..=3).map(|v| fed.path(&format!("id/client-{v}/verify-key.json"))));
-    assert_bad_input(&fed.exec(args), &["1-forged.json", "does not verify"]);
+    assert_bad_input(&fed.reveal_with(2, &without_3, &["1-forged", "2-lie"]), &["1-forged.json", "does not verify"]);
     assert!(!dir.path().join("fed/reveal/2.json").exists());
 }
 
@@ -424,11 +391,9 @@ fn a_client_never_reveals_for_two_survivor_sets() {
     (1..=3).for_each(|k| assert_success(&fed.confirm(k, &all)));
     assert_success(&fed.reveal(1, &all, &[1, 2, 3]));
     let first = std::fs::read(dir.path().join("fed/reveal/1.json")).unwrap();
-    let without_3 = dir.path().join("survivors-1-2.json");
-    let lie = serde_json::json!({"fedmkt_format": "secagg-survivors", "round": 1, "threshold": 2, "masked_with": [1, 2, 3], "survivors": [1, 2]});
-    std::fs::write(&without_3, lie.to_string()).unwrap();
-    assert_bad_input(&fed.confirm(1, &s(&without_3)), &["survivors-1-2.json", "already signed"]);
-    assert_bad_input(&fed.reveal(1, &s(&without_3), &[1, 2]), &["survivors-1-2.json", "this client signed"]);
+    let without_3 = forged_survivors(dir.path(), &[1, 2]);
+    assert_bad_input(&fed.confirm(1, &without_3), &["survivors-1-2.json", "already signed"]);
+    assert_bad_input(&fed.reveal(1, &without_3, &[1, 2]), &["survivors-1-2.json", "this client signed"]);
     // The same request again is answered with the same bytes.
     assert_success(&fed.reveal(1, &all, &[1, 2, 3]));
     assert_eq!(std::fs::read(dir.path().join("fed/reveal/1.json")).unwrap(), first);
