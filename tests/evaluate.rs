@@ -116,3 +116,36 @@ fn a_tokenizer_larger_than_the_embedding_is_refused() {
     );
     assert!(!out.parent().unwrap().exists() || files_below(out.parent().unwrap()).is_empty());
 }
+
+#[test]
+fn report_refuses_a_summary_that_evaluate_did_not_write() {
+    let dir = tempdir();
+    let (out, md) = (dir.path().join("r.parquet"), dir.path().join("r.md"));
+    for (name, json, says) in [
+        ("unmarked", r#"{"n": 10, "acc": 0.5, "acc_norm": 0.5, "model": "m"}"#, "found 'none'"),
+        (
+            "impossible",
+            r#"{"fedmkt_format": "eval-summary", "n": 10, "acc": 1.5, "acc_norm": 0.5, "model": "m"}"#,
+            "acc 1.5",
+        ),
+        ("empty", r#"{"fedmkt_format": "eval-summary", "n": 0, "acc": 0, "acc_norm": 0, "model": "m"}"#, "n 0"),
+    ] {
+        let file = dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, json).unwrap();
+        let entry = format!("Zero-Shot,-,server={}", file.display());
+        let output = run(
+            "report",
+            [
+                "results",
+                "--result",
+                &entry,
+                "--out",
+                &out.display().to_string(),
+                "--markdown",
+                &md.display().to_string(),
+            ],
+        );
+        assert_bad_input(&output, &[&format!("{name}.json"), says]);
+    }
+    assert!(!out.exists() && !md.exists());
+}

@@ -133,3 +133,47 @@ fn provenance_is_in_the_arrow_schema_too() {
     assert_eq!(metadata["fedmkt.format"], "tokens");
     assert_eq!(metadata["fedmkt.input.tokenizer"], table.input_hash("tokenizer").unwrap());
 }
+
+/// A token file another program wrote with impossible rows: refused at load by every tool
+/// that reads token files (here `infer-logits`), naming the file, the sample and the value.
+#[test]
+fn impossible_token_rows_are_refused_at_load() {
+    let dir = tempdir();
+    let source = testdata("data/tokens/tiny-llama/arc-easy-eval.parquet");
+    let (samples, table) = fedmkt::tokens::read_tokens(&source).unwrap();
+    type Break = fn(&mut Vec<fedmkt::tokens::TokenizedSample>);
+    let cases: [(&str, Break, &str); 4] = [
+        ("beyond-text", |s| s[0].token_end[1] = s[0].text_bytes + 5, "outside 0.."),
+        ("backwards", |s| s[0].token_start.swap(1, 2), "go backwards"),
+        ("context-too-long", |s| s[0].context_bytes = s[0].text_bytes + 1, "exceed text_bytes"),
+        (
+            "twice",
+            |s| {
+                let copy = s[0].clone();
+                s.push(copy);
+            },
+            "appears twice",
+        ),
+    ];
+    for (name, corrupt, says) in cases {
+        let mut bad = samples.clone();
+        corrupt(&mut bad);
+        let path = dir.path().join(format!("{name}.parquet"));
+        fedmkt::tokens::write_tokens(&path, &bad, &table.provenance).unwrap();
+        let out = dir.path().join("k.parquet");
+        let model = testdata("models/tiny-llama");
+        let output = run(
+            "infer-logits",
+            [
+                "--model",
+                &model.display().to_string(),
+                "--input",
+                &path.display().to_string(),
+                "--out",
+                &out.display().to_string(),
+            ],
+        );
+        assert_bad_input(&output, &[&format!("{name}.parquet"), says]);
+        assert!(!out.exists());
+    }
+}

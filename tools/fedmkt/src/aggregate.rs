@@ -23,8 +23,9 @@ pub fn recorded_samples(dir: &Path) -> Result<f64> {
         .provenance
         .extra
         .get("samples")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| bad_input(&log, "no fedmkt.samples (pass --weights)"))
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|&n| n.is_finite() && n >= 1.0)
+        .ok_or_else(|| bad_input(&log, "no count of at least 1 in fedmkt.samples (pass --weights)"))
 }
 
 /// Refuse an adapter that cannot be averaged with the first.

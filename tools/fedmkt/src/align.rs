@@ -285,6 +285,24 @@ fn load_map(path: &Path) -> Result<(memmap2::Mmap, io::ParquetTable)> {
             format!("does not belong to {} (fedmkt.map_sha256 differs)", path.display()),
         ));
     }
+    let vocab = |key: &str| -> Result<usize> {
+        let text = table.provenance.extra.get(key).cloned().unwrap_or_default();
+        text.parse().map_err(|_| bad_input(path, format!("fedmkt.{key} '{text}' is not a number")))
+    };
+    let (source, target) = (vocab("source_vocab")?, vocab("target_vocab")?);
+    if flat.len() != 4 * source {
+        return Err(bad_input(
+            &flat_path,
+            format!("holds {} bytes, not 4 per each of the {source} source tokens", flat.len()),
+        ));
+    }
+    let beyond = flat
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .find(|&t| t as usize >= target);
+    if let Some(t) = beyond {
+        return Err(bad_input(&flat_path, format!("maps to token {t}, beyond the {target}-token target vocabulary")));
+    }
     Ok((flat, table))
 }
 

@@ -350,7 +350,19 @@ pub fn read_tasks(path: &Path) -> Result<(Vec<TaskRecord>, io::ParquetTable)> {
             records.push(record);
         }
     }
+    check_unique_ids(path, records.iter().map(|r| r.id.as_str()))?;
     Ok((records, table))
+}
+
+/// Samples are joined by id across files: an id may appear once per file.
+pub fn check_unique_ids<'a>(path: &Path, ids: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = HashSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(bad_input(path, format!("sample id '{id}' appears twice")));
+        }
+    }
+    Ok(())
 }
 
 /// `prepare-data`: write `public.parquet`, `client-1..K.parquet` and `eval.parquet` into `out`.

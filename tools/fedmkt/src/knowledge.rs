@@ -399,5 +399,6 @@ pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKn
             samples.push(sample);
         }
     }
+    crate::data::check_unique_ids(path, samples.iter().map(|s| s.id.as_str()))?;
     Ok(samples)
 }

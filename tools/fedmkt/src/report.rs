@@ -62,17 +62,25 @@ fn read_score(entry: &ResultEntry) -> Result<Score> {
             .as_f64()
             .ok_or_else(|| bad_input(&entry.file, format!("no number '{key}' (not an evaluate summary?)")))
     };
+    let found = json["fedmkt_format"].as_str().unwrap_or("none");
+    if found != crate::eval::SUMMARY_FORMAT {
+        return Err(bad_input(
+            &entry.file,
+            format!("expected an evaluate summary (fedmkt_format '{}'), found '{found}'", crate::eval::SUMMARY_FORMAT),
+        ));
+    }
+    let (n, acc, acc_norm) = (number("n")?, number("acc")?, number("acc_norm")?);
+    if n < 1.0 || n.fract() != 0.0 || ![acc, acc_norm].iter().all(|a| (0.0..=1.0).contains(a)) {
+        return Err(bad_input(
+            &entry.file,
+            format!("n {n}, acc {acc}, acc_norm {acc_norm}: need n ≥ 1 and accuracies within 0..=1"),
+        ));
+    }
     let model = json["model"]
         .as_str()
         .map(|m| Path::new(m).file_name().map_or(m.to_string(), |n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
-    Ok(Score {
-        entry: entry.clone(),
-        model,
-        n: number("n")? as u64,
-        acc: number("acc")?,
-        acc_norm: number("acc_norm")?,
-    })
+    Ok(Score { entry: entry.clone(), model, n: n as u64, acc, acc_norm })
 }
 
 fn method_label(entry: &ResultEntry) -> String {

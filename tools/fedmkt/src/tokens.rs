@@ -115,6 +115,26 @@ pub fn write_tokens(path: &Path, samples: &[TokenizedSample], provenance: &Prove
 }
 
 /// Read a token Parquet file, validating each row.
+/// What every token row must satisfy: columns of one length, the answer within the tokens,
+/// each token's bytes `start ≤ end ≤ text_bytes` in order, the context within the text.
+fn check_sample(sample: &TokenizedSample) -> std::result::Result<(), String> {
+    let n = sample.input_ids.len();
+    if sample.token_start.len() != n || sample.token_end.len() != n || sample.answer_start as usize > n {
+        return Err("columns disagree on its length".into());
+    }
+    if sample.context_bytes > sample.text_bytes {
+        return Err(format!("context_bytes {} exceed text_bytes {}", sample.context_bytes, sample.text_bytes));
+    }
+    let spans = sample.token_start.iter().zip(&sample.token_end);
+    if let Some((i, (s, e))) = spans.enumerate().find(|(_, (s, e))| s > e || **e > sample.text_bytes) {
+        return Err(format!("token {i} covers bytes {s}..{e}, outside 0..{}", sample.text_bytes));
+    }
+    if let Some(w) = sample.token_start.windows(2).find(|w| w[0] > w[1]) {
+        return Err(format!("token starts {} then {} go backwards", w[0], w[1]));
+    }
+    Ok(())
+}
+
 pub fn read_tokens(path: &Path) -> Result<(Vec<TokenizedSample>, io::ParquetTable)> {
     use arrow_array::{Array, ListArray};
     let table = io::read_parquet(path, TOKENS_FORMAT)?;
@@ -144,13 +164,11 @@ pub fn read_tokens(path: &Path) -> Result<(Vec<TokenizedSample>, io::ParquetTabl
                 context_bytes: context_bytes[b].value(row),
                 text_bytes: text_bytes[b].value(row),
             };
-            let n = sample.input_ids.len();
-            if sample.token_start.len() != n || sample.token_end.len() != n || sample.answer_start as usize > n {
-                return Err(bad_input(path, format!("sample '{}': columns disagree on its length", sample.id)));
-            }
+            check_sample(&sample).map_err(|p| bad_input(path, format!("sample '{}': {p}", sample.id)))?;
             samples.push(sample);
         }
     }
+    crate::data::check_unique_ids(path, samples.iter().map(|s| s.id.as_str()))?;
     Ok((samples, table))
 }
 
