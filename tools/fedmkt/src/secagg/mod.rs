@@ -400,16 +400,16 @@ fn share_key(own: &[u8; 32], other: &[u8; 32], round: u64, from: u32, to: u32) -
 /// same bytes; a rerun with another U1 or t is refused.
 pub fn share(
     keys_dir: &Path,
-    publics: &[&Path],
-    verify_keys: &[&Path],
+    public_paths: &[&Path],
+    verify_paths: &[&Path],
     threshold: Option<usize>,
     allow_low: bool,
     out: &Path,
 ) -> Result<()> {
     let dir = ClientDir(keys_dir.to_path_buf());
     let secret = read_secret(&dir)?;
-    let verify_keys = read_verify_keys(verify_keys)?;
-    let publics = read_publics(publics, secret.round, &verify_keys)?;
+    let verify_keys = read_verify_keys(verify_paths)?;
+    let publics = read_publics(public_paths, secret.round, &verify_keys)?;
     let parties: Vec<u32> = publics.iter().map(|p| p.party).collect();
     if !publics.contains(&read_message::<PublicFile>(&dir.public(), format::PUBLIC)?) {
         return Err(bad_usage(format!("--publics: party {}'s own keys are missing or not its own", secret.party)));
@@ -420,7 +420,8 @@ pub fn share(
     let mut claimed: Vec<(&Path, Kind)> = outputs.iter().map(|p| (p.as_path(), Kind::json(format::SHARE))).collect();
     let dealt_path = dir.dealt();
     claimed.push((&dealt_path, Kind::json(format::DEALT)));
-    output::claim(&claimed, &[&dir.secret()])?;
+    let secret_path = dir.secret();
+    output::claim(&claimed, &[&[secret_path.as_path()], public_paths, verify_paths].concat())?;
     if dealt_path.exists() && dir.state::<Dealt>(dealt_path.clone(), format::DEALT, "share")? != dealt {
         return Err(bad_input(
             &dealt_path,
