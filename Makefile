@@ -376,7 +376,8 @@ ROUND_FILES = $(foreach n,$(ROUNDS),$(foreach p,$(PARTIES),$(call R,$(n))/eval/$
 ROUND_ROWS  = $(foreach n,$(ROUNDS),$(foreach p,$(PARTIES),$(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
 
 $(RUN)/report-$(ROUND).md: $(ROUND_FILES) $(BASELINE_FILES_zero-shot) | $(BIN)/report
-	$(BIN)/report results $(addprefix --result ,$(BASELINE_ROWS_zero-shot) $(ROUND_ROWS)) --out $(@:.md=.parquet) --markdown $@
+	$(BIN)/report results $(addprefix --result ,$(BASELINE_ROWS_zero-shot) $(ROUND_ROWS)) --out $(@:.md=.parquet) \
+	  --paired $(@:.md=-paired.parquet) --markdown $@
 
 round: setup $(RUN)/report-$(ROUND).md
 	@echo; echo "$(NAME): $(ROUND) round(s) of $(METHOD) on $(TASK); acc / acc_norm (%) on $(EVAL_DATA):"; echo
@@ -386,7 +387,7 @@ round: setup $(RUN)/report-$(ROUND).md
 # The full report: rounds beside every baseline of the pipeline, communication per round, a plot.
 $(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b))) | $(BIN)/report
 	$(BIN)/report results $(addprefix --result ,$(foreach b,$(BASELINES),$(BASELINE_ROWS_$(b))) $(ROUND_ROWS)) \
-	  --out $(RUN)/report.parquet --markdown $(RUN)/results.md
+	  --out $(RUN)/report.parquet --paired $(RUN)/paired.parquet --markdown $(RUN)/results.md
 	{ echo "# $(NAME): $(METHOD) on $(TASK), $(ROUND) round(s)"; echo; echo "acc / acc_norm (%) on $(EVAL_DATA)"; echo; \
 	  tail -n +2 $(RUN)/results.md; echo; echo "## Communication per round"; echo; \
 	  for n in $(ROUNDS); do tail -n +$$( [ $$n = 1 ] && echo 2 || echo 4 ) $(call R,$$n)/comms.md; done; \

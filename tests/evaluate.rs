@@ -141,6 +141,8 @@ fn report_refuses_a_summary_that_evaluate_did_not_write() {
                 &entry,
                 "--out",
                 &out.display().to_string(),
+                "--paired",
+                &dir.path().join("p.parquet").display().to_string(),
                 "--markdown",
                 &md.display().to_string(),
             ],
@@ -148,4 +150,35 @@ fn report_refuses_a_summary_that_evaluate_did_not_write() {
         assert_bad_input(&output, &[&format!("{name}.json"), says]);
     }
     assert!(!out.exists() && !md.exists());
+}
+
+/// The continuous per-sample scores, recomputed from the predictions' own log-likelihoods
+/// (golden against transformers above) and the task's choices.
+#[test]
+fn gold_log_likelihood_per_byte_and_margin_follow_from_the_log_likelihoods() {
+    use arrow_array::{Array, Float64Array, ListArray, UInt32Array};
+    let dir = tempdir();
+    let out = dir.path().join("eval.json");
+    assert_success(&evaluate(&testdata("models/tiny-llama"), &out, &[]));
+    let table = fedmkt::io::read_parquet(&fedmkt::eval::predictions_path(&out), "predictions").unwrap();
+    let (tasks, _) = fedmkt::data::read_tasks(&testdata("data/tasks/arc-easy/eval.parquet")).unwrap();
+    let batch = &table.batches[0];
+    let column = |name: &str| batch.column_by_name(name).unwrap().clone();
+    let (loglik, gold, pred) = (column("loglik"), column("gold"), column("pred"));
+    let loglik = loglik.as_any().downcast_ref::<ListArray>().unwrap();
+    let (gold, pred) =
+        (gold.as_any().downcast_ref::<UInt32Array>().unwrap(), pred.as_any().downcast_ref::<UInt32Array>().unwrap());
+    let (per_byte, margin) = (column("gold_loglik_per_byte"), column("margin"));
+    let per_byte = per_byte.as_any().downcast_ref::<Float64Array>().unwrap();
+    let margin = margin.as_any().downcast_ref::<Float64Array>().unwrap();
+    for (row, task) in tasks.iter().enumerate() {
+        let ll = loglik.value(row);
+        let ll = ll.as_any().downcast_ref::<Float64Array>().unwrap().values().to_vec();
+        let g = gold.value(row) as usize;
+        let bytes = task.choices[g].trim_start_matches(' ').len() as f64;
+        assert!((per_byte.value(row) - ll[g] / bytes).abs() < 1e-12, "row {row}: per byte");
+        let best_wrong = ll.iter().enumerate().filter(|(i, _)| *i != g).map(|(_, v)| *v).fold(f64::MIN, f64::max);
+        assert!((margin.value(row) - (ll[g] - best_wrong)).abs() < 1e-12, "row {row}: margin");
+        assert_eq!(margin.value(row) > 0.0, pred.value(row) as usize == g, "row {row}: margin sign vs pred");
+    }
 }

@@ -344,6 +344,16 @@ pub fn read_tasks(path: &Path) -> Result<(Vec<TaskRecord>, io::ParquetTable)> {
                 choices: list.iter().map(|c| c.unwrap_or_default().to_string()).collect(),
                 gold: golds[b].value(row),
             };
+            if record.choices.len() < 2 {
+                return Err(bad_input(
+                    path,
+                    format!(
+                        "sample '{}': {} choice(s), a multiple-choice task needs 2 or more",
+                        record.id,
+                        record.choices.len()
+                    ),
+                ));
+            }
             if record.gold as usize >= record.choices.len() {
                 return Err(bad_input(path, format!("sample '{}': gold {} out of range", record.id, record.gold)));
             }

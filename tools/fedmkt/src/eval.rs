@@ -46,6 +46,10 @@ struct Scored {
     chars: Vec<u32>,
     pred: usize,
     pred_norm: usize,
+    /// The gold choice's log-likelihood per UTF-8 byte (without its leading space).
+    gold_per_byte: f64,
+    /// The gold choice's log-likelihood minus the best wrong choice's (> 0: `pred` is right).
+    margin: f64,
 }
 
 /// One forward pass: next-token logits of `ids` at `positions`, each adding the
@@ -123,7 +127,22 @@ fn score_choices(records: &[TaskRecord], logliks: &[f64]) -> Vec<Scored> {
             let chars: Vec<u32> =
                 r.choices.iter().map(|c| c.strip_prefix(' ').unwrap_or(c).chars().count() as u32).collect();
             let normed: Vec<f64> = loglik.iter().zip(&chars).map(|(ll, &n)| ll / n.max(1) as f64).collect();
-            Scored { pred: argmax(&loglik), pred_norm: argmax(&normed), loglik, chars }
+            let gold = r.gold as usize;
+            let gold_bytes = r.choices[gold].strip_prefix(' ').unwrap_or(&r.choices[gold]).len().max(1);
+            let best_wrong = loglik
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != gold)
+                .map(|(_, &l)| l)
+                .fold(f64::NEG_INFINITY, f64::max);
+            Scored {
+                pred: argmax(&loglik),
+                pred_norm: argmax(&normed),
+                gold_per_byte: loglik[gold] / gold_bytes as f64,
+                margin: loglik[gold] - best_wrong,
+                loglik,
+                chars,
+            }
         })
         .collect()
 }
@@ -156,6 +175,8 @@ fn predictions_batch(
         Field::new("pred_norm", DataType::UInt32, false),
         Field::new("loglik", list(DataType::Float64), false),
         Field::new("choice_chars", list(DataType::UInt32), false),
+        Field::new("gold_loglik_per_byte", DataType::Float64, false),
+        Field::new("margin", DataType::Float64, false),
     ];
     let (mut ll, mut chars) = (ListBuilder::new(Float64Builder::new()), ListBuilder::new(UInt32Builder::new()));
     for s in scored {
@@ -171,6 +192,8 @@ fn predictions_batch(
         Arc::new(UInt32Array::from_iter_values(scored.iter().map(|s| s.pred_norm as u32))),
         Arc::new(ll.finish()),
         Arc::new(chars.finish()),
+        Arc::new(Float64Array::from_iter_values(scored.iter().map(|s| s.gold_per_byte))),
+        Arc::new(Float64Array::from_iter_values(scored.iter().map(|s| s.margin))),
     ];
     if let Some(texts) = generations {
         fields.push(Field::new("generation", DataType::Utf8, false));

@@ -15,12 +15,14 @@ use arrow_array::{Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Arr
 use arrow_schema::{DataType, Field, Schema};
 
 use crate::cli::{bad_input, bad_usage};
+use crate::evidence::{self, CellStats, Outcomes, Paired};
 use crate::io::{self, Provenance};
 use crate::output::{self, Commit, Kind};
 use crate::tokens;
 
 pub const RESULTS_FORMAT: &str = "results";
 pub const COMMS_FORMAT: &str = "comms";
+pub const PAIRED_FORMAT: &str = "paired";
 
 /// One evaluated model: which method and round produced it, for which party.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,13 +46,16 @@ impl std::str::FromStr for ResultEntry {
     }
 }
 
-/// An entry with its scores, read from `evaluate`'s JSON summary.
+/// An entry with its scores, read from `evaluate`'s JSON summary, and the per-sample
+/// outcomes of the predictions beside it.
 struct Score {
     entry: ResultEntry,
     model: String,
     n: u64,
     acc: f64,
     acc_norm: f64,
+    outcomes: Outcomes,
+    stats: CellStats,
 }
 
 fn read_score(entry: &ResultEntry) -> Result<Score> {
@@ -80,7 +85,95 @@ fn read_score(entry: &ResultEntry) -> Result<Score> {
         .as_str()
         .map(|m| Path::new(m).file_name().map_or(m.to_string(), |n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
-    Ok(Score { entry: entry.clone(), model, n: n as u64, acc, acc_norm })
+    let predictions = crate::eval::predictions_path(&entry.file);
+    let outcomes = evidence::read_outcomes(&predictions)?;
+    if outcomes.ids.len() as f64 != n {
+        return Err(bad_input(
+            &predictions,
+            format!("holds {} predictions, its summary says n = {n}", outcomes.ids.len()),
+        ));
+    }
+    let stats = evidence::cell_stats(&outcomes);
+    Ok(Score { entry: entry.clone(), model, n: n as u64, acc, acc_norm, outcomes, stats })
+}
+
+fn percent(e: &crate::stats::Estimate) -> String {
+    format!("{:.1} [{:.1}, {:.1}]", 100.0 * e.mean, 100.0 * e.low, 100.0 * e.high)
+}
+
+/// Every entry of a subject method (FedMKT, FedCoLLM) against every entry of another method on
+/// the same party: a baseline without rounds, or the same round of a method with rounds.
+fn comparisons<'a>(scores: &'a [Score], subjects: &[String]) -> Result<Vec<(&'a Score, &'a Score, Paired)>> {
+    let mut rows = Vec::new();
+    for a in scores.iter().filter(|s| subjects.contains(&s.entry.method)) {
+        let against = scores.iter().filter(|b| {
+            !subjects.contains(&b.entry.method)
+                && b.entry.party == a.entry.party
+                && (b.entry.round.is_none() || b.entry.round == a.entry.round)
+        });
+        for b in against {
+            rows.push((a, b, evidence::paired(&a.outcomes, &b.outcomes, &a.entry.file, &b.entry.file)?));
+        }
+    }
+    Ok(rows)
+}
+
+/// The paired comparisons in Markdown: differences in percentage points (accuracy) and nats
+/// (gold log-likelihood per byte), each with its 95% paired-bootstrap interval.
+fn paired_table(rows: &[(&Score, &Score, Paired)]) -> String {
+    let mut out = String::from(
+        "| method | party | against | n | Δ acc (pp) | right only under each | McNemar p | Δ gold log-lik/byte |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for (a, b, p) in rows {
+        let nats = |e: &crate::stats::Estimate| format!("{:+.4} [{:+.4}, {:+.4}]", e.mean, e.low, e.high);
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:+.1} [{:+.1}, {:+.1}] | {} / {} | {:.3} | {} |\n",
+            method_label(&a.entry),
+            a.entry.party,
+            method_label(&b.entry),
+            p.n,
+            100.0 * p.acc.mean,
+            100.0 * p.acc.low,
+            100.0 * p.acc.high,
+            p.only_a,
+            p.only_b,
+            p.mcnemar_p,
+            nats(&p.gold_per_byte)
+        ));
+    }
+    out
+}
+
+fn paired_batch(rows: &[(&Score, &Score, Paired)]) -> Result<RecordBatch> {
+    let f64s = |f: &dyn Fn(&Paired) -> f64| -> arrow_array::ArrayRef {
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|(_, _, p)| f(p))))
+    };
+    let strings = |f: &dyn Fn(&Score, &Score) -> String| -> arrow_array::ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|(a, b, _)| f(a, b))))
+    };
+    let columns: Vec<(&str, arrow_array::ArrayRef)> = vec![
+        ("method", strings(&|a, _| a.entry.method.clone())),
+        ("round", Arc::new(UInt32Array::from_iter(rows.iter().map(|(a, _, _)| a.entry.round)))),
+        ("party", strings(&|a, _| a.entry.party.clone())),
+        ("against_method", strings(&|_, b| b.entry.method.clone())),
+        ("against_round", Arc::new(UInt32Array::from_iter(rows.iter().map(|(_, b, _)| b.entry.round)))),
+        ("n", Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(_, _, p)| p.n as u64)))),
+        ("acc_diff", f64s(&|p| p.acc.mean)),
+        ("acc_diff_low", f64s(&|p| p.acc.low)),
+        ("acc_diff_high", f64s(&|p| p.acc.high)),
+        ("only_method_right", Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(_, _, p)| p.only_a)))),
+        ("only_against_right", Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(_, _, p)| p.only_b)))),
+        ("mcnemar_p", f64s(&|p| p.mcnemar_p)),
+        ("gold_loglik_per_byte_diff", f64s(&|p| p.gold_per_byte.mean)),
+        ("gold_loglik_per_byte_diff_low", f64s(&|p| p.gold_per_byte.low)),
+        ("gold_loglik_per_byte_diff_high", f64s(&|p| p.gold_per_byte.high)),
+        ("margin_diff", f64s(&|p| p.margin.mean)),
+        ("margin_diff_low", f64s(&|p| p.margin.low)),
+        ("margin_diff_high", f64s(&|p| p.margin.high)),
+    ];
+    let nullable = |name: &str| name.ends_with("round");
+    let fields: Vec<Field> = columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), nullable(n))).collect();
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect())?)
 }
 
 fn method_label(entry: &ResultEntry) -> String {
@@ -104,7 +197,7 @@ fn markdown_table(scores: &[Score]) -> String {
         if !rows.contains(&row) {
             rows.push(row.clone());
         }
-        cells.insert((row, s.entry.party.clone()), format!("{:.1} / {:.1}", 100.0 * s.acc, 100.0 * s.acc_norm));
+        cells.insert((row, s.entry.party.clone()), format!("{} / {:.1}", percent(&s.stats.acc), 100.0 * s.acc_norm));
     }
     let mut out = format!(
         "| method | {} |\n|---|{}\n",
@@ -131,7 +224,20 @@ fn results_batch(scores: &[Score]) -> Result<RecordBatch> {
         Field::new("acc", DataType::Float64, false),
         Field::new("acc_norm", DataType::Float64, false),
         Field::new("file", DataType::Utf8, false),
+        Field::new("acc_low", DataType::Float64, false),
+        Field::new("acc_high", DataType::Float64, false),
+        Field::new("acc_norm_low", DataType::Float64, false),
+        Field::new("acc_norm_high", DataType::Float64, false),
+        Field::new("gold_loglik_per_byte", DataType::Float64, false),
+        Field::new("gold_loglik_per_byte_low", DataType::Float64, false),
+        Field::new("gold_loglik_per_byte_high", DataType::Float64, false),
+        Field::new("margin", DataType::Float64, false),
+        Field::new("margin_low", DataType::Float64, false),
+        Field::new("margin_high", DataType::Float64, false),
     ]));
+    let f64s = |f: &dyn Fn(&CellStats) -> f64| -> arrow_array::ArrayRef {
+        Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| f(&s.stats))))
+    };
     let strings = |f: &dyn Fn(&Score) -> String| Arc::new(StringArray::from_iter_values(scores.iter().map(f)));
     Ok(RecordBatch::try_new(
         schema,
@@ -144,17 +250,56 @@ fn results_batch(scores: &[Score]) -> Result<RecordBatch> {
             Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| s.acc))),
             Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| s.acc_norm))),
             strings(&|s| s.entry.file.display().to_string()),
+            f64s(&|c| c.acc.low),
+            f64s(&|c| c.acc.high),
+            f64s(&|c| c.acc_norm.low),
+            f64s(&|c| c.acc_norm.high),
+            f64s(&|c| c.gold_per_byte.mean),
+            f64s(&|c| c.gold_per_byte.low),
+            f64s(&|c| c.gold_per_byte.high),
+            f64s(&|c| c.margin.mean),
+            f64s(&|c| c.margin.low),
+            f64s(&|c| c.margin.high),
         ],
     )?)
 }
 
-/// `report results`: the long table as Parquet; returns the Markdown table (paper layout).
-pub fn results(entries: &[ResultEntry], out: &Path, markdown: &Path) -> Result<()> {
-    let inputs: Vec<&Path> = entries.iter().map(|e| e.file.as_path()).collect();
-    claim_report(out, markdown, RESULTS_FORMAT, &inputs)?;
+/// `report results`: the long table as Parquet (acc with its interval and the continuous
+/// metrics), the Markdown table in the paper's layout followed by the paired comparisons of
+/// every `subjects` method against the other methods, and those comparisons as Parquet.
+pub fn results(entries: &[ResultEntry], subjects: &[String], out: &Path, paired: &Path, markdown: &Path) -> Result<()> {
+    let predictions: Vec<PathBuf> = entries.iter().map(|e| crate::eval::predictions_path(&e.file)).collect();
+    let inputs: Vec<&Path> =
+        entries.iter().map(|e| e.file.as_path()).chain(predictions.iter().map(PathBuf::as_path)).collect();
+    let outputs =
+        [(out, Kind::parquet(RESULTS_FORMAT)), (paired, Kind::parquet(PAIRED_FORMAT)), (markdown, Kind::Markdown)];
+    output::claim(&outputs, &inputs)?;
     let scores = entries.iter().map(read_score).collect::<Result<Vec<_>>>()?;
+    let rows = comparisons(&scores, subjects)?;
+    let text = format!(
+        "{}\nacc [95% bootstrap interval, {} resamples] / acc_norm, in %. Paired against the other methods on the same samples:\n\n{}",
+        markdown_table(&scores),
+        crate::stats::RESAMPLES,
+        paired_table(&rows)
+    );
+    let mut commit = Commit::new();
     let batch = results_batch(&scores)?;
-    write_report(out, markdown, batch, &Provenance::new(RESULTS_FORMAT, 1, "report"), &markdown_table(&scores))
+    io::stage_parquet(&mut commit, out, batch.schema(), &[batch], &Provenance::new(RESULTS_FORMAT, 2, "report"))?;
+    let batch = paired_batch(&rows)?;
+    let provenance = Provenance::new(PAIRED_FORMAT, 1, "report").extra("bootstrap_seed", evidence::BOOTSTRAP_SEED);
+    io::stage_parquet(
+        &mut commit,
+        paired,
+        batch.schema(),
+        &[batch],
+        &provenance.extra("resamples", crate::stats::RESAMPLES),
+    )?;
+    stage_markdown(&mut commit, markdown, &text)?;
+    commit.finish()
+}
+
+fn stage_markdown(commit: &mut Commit, markdown: &Path, text: &str) -> Result<()> {
+    commit.file(markdown, Kind::Markdown, |f| Ok(writeln!(f, "{}\n{}", output::MARKDOWN_MARK, text.trim_end())?))
 }
 
 /// A report's two outputs may be written (see [`output::claim`]).
@@ -166,7 +311,7 @@ fn claim_report(out: &Path, markdown: &Path, format: &str, inputs: &[&Path]) -> 
 fn write_report(out: &Path, markdown: &Path, batch: RecordBatch, provenance: &Provenance, text: &str) -> Result<()> {
     let mut commit = Commit::new();
     io::stage_parquet(&mut commit, out, batch.schema(), &[batch], provenance)?;
-    commit.file(markdown, Kind::Markdown, |f| Ok(writeln!(f, "{}\n{}", output::MARKDOWN_MARK, text.trim_end())?))?;
+    stage_markdown(&mut commit, markdown, text)?;
     commit.finish()
 }
 
@@ -295,21 +440,59 @@ mod tests {
         assert_eq!((c.sent, c.received), (None, Some(PathBuf::from("k.parquet"))));
     }
 
-    #[test]
-    fn the_table_has_methods_as_rows_and_parties_as_columns() {
-        let score = |method: &str, round, party: &str, acc| Score {
+    /// Every sample right (acc 1) or every sample wrong (acc 0): degenerate intervals, so the
+    /// cells can be written by hand.
+    fn score(method: &str, round: Option<u32>, party: &str, acc: f64) -> Score {
+        let outcomes = Outcomes {
+            ids: (0..4).map(|i| i.to_string()).collect(),
+            correct: vec![acc; 4],
+            correct_norm: vec![acc; 4],
+            gold_per_byte: vec![-1.0; 4],
+            margin: vec![acc - 0.5; 4],
+        };
+        Score {
             entry: ResultEntry { method: method.into(), round, party: party.into(), file: "f".into() },
             model: "m".into(),
-            n: 10,
+            n: 4,
             acc,
             acc_norm: acc / 2.0,
-        };
+            stats: evidence::cell_stats(&outcomes),
+            outcomes,
+        }
+    }
+
+    #[test]
+    fn the_table_has_methods_as_rows_and_parties_as_columns() {
         let table = markdown_table(&[
-            score("Zero-Shot", None, "server", 0.5),
-            score("FedMKT", Some(1), "client-1", 0.25),
-            score("FedMKT", Some(1), "server", 0.75),
+            score("Zero-Shot", None, "server", 0.0),
+            score("FedMKT", Some(1), "client-1", 1.0),
+            score("FedMKT", Some(1), "server", 1.0),
         ]);
-        assert_eq!(table, "| method | server (m) | client-1 (m) |\n|---|---|---|\n| Zero-Shot | 50.0 / 25.0 | – |\n| FedMKT (round 1) | 75.0 / 37.5 | 25.0 / 12.5 |\n");
+        assert_eq!(table, "| method | server (m) | client-1 (m) |\n|---|---|---|\n| Zero-Shot | 0.0 [0.0, 0.0] / 0.0 | – |\n| FedMKT (round 1) | 100.0 [100.0, 100.0] / 50.0 | 100.0 [100.0, 100.0] / 50.0 |\n");
+    }
+
+    #[test]
+    fn subjects_are_compared_with_baselines_and_same_round_methods_on_their_party() {
+        let scores = [
+            score("Zero-Shot", None, "server", 0.0),
+            score("FedAvg", Some(1), "server", 0.0),
+            score("FedAvg", Some(2), "server", 0.0),
+            score("FedMKT", Some(1), "server", 1.0),
+            score("FedMKT", Some(1), "client-1", 1.0),
+        ];
+        let rows = comparisons(&scores, &["FedMKT".to_string()]).unwrap();
+        let pairs: Vec<(String, String)> =
+            rows.iter().map(|(a, b, _)| (method_label(&a.entry), method_label(&b.entry))).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("FedMKT (round 1)".to_string(), "Zero-Shot".to_string()),
+                ("FedMKT (round 1)".into(), "FedAvg (round 1)".into())
+            ]
+        );
+        let paired = &rows[0].2;
+        assert_eq!((paired.acc.mean, paired.only_a, paired.only_b), (1.0, 4, 0));
+        assert!((paired.mcnemar_p - 2.0 / 16.0).abs() < 1e-12);
     }
 
     #[test]

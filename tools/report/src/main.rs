@@ -10,7 +10,7 @@ use fedmkt::report::{CommsEntry, ResultEntry};
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --markdown runs/default/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n\nFormats: tools/FORMATS.md (results, comms)."
+    after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --paired runs/default/paired.parquet --markdown runs/default/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n\nFormats: tools/FORMATS.md (results, comms)."
 )]
 struct Args {
     #[command(subcommand)]
@@ -24,9 +24,15 @@ enum Command {
         /// METHOD,ROUND,PARTY=FILE (ROUND '-' for a baseline; FILE an evaluate JSON summary).
         #[arg(long = "result", required = true)]
         results: Vec<ResultEntry>,
+        /// Methods compared with every other method on the same party.
+        #[arg(long = "subject", default_values_t = [String::from("FedMKT"), String::from("FedCoLLM")])]
+        subjects: Vec<String>,
         /// Parquet table to write (one row per entry).
         #[arg(long)]
         out: PathBuf,
+        /// Parquet table of the paired comparisons to write.
+        #[arg(long)]
+        paired: PathBuf,
         /// Markdown table to write.
         #[arg(long)]
         markdown: PathBuf,
@@ -49,7 +55,9 @@ enum Command {
 fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("report", || match &args.command {
-        Command::Results { results, out, markdown } => fedmkt::report::results(results, out, markdown),
+        Command::Results { results, subjects, out, paired, markdown } => {
+            fedmkt::report::results(results, subjects, out, paired, markdown)
+        }
         Command::Comms { entries, top_k, out, markdown } => fedmkt::report::comms(entries, *top_k, out, markdown),
     })
 }

@@ -1,0 +1,111 @@
+//! What an evaluation can claim: per-sample outcomes read back from `evaluate`'s predictions,
+//! every score with its 95% bootstrap interval, and paired comparisons of two models on the
+//! same samples (difference with interval, McNemar's exact p for accuracy).
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Result;
+use arrow_array::{Float64Array, StringArray, UInt32Array};
+
+use crate::cli::bad_input;
+use crate::eval::PREDICTIONS_FORMAT;
+use crate::io;
+use crate::stats::{self, Estimate};
+
+/// Seed of every bootstrap in a report: the same resampled indices for every cell of size n.
+pub const BOOTSTRAP_SEED: u64 = 42;
+
+/// One model's per-sample results on an eval set, in file order.
+pub struct Outcomes {
+    pub ids: Vec<String>,
+    /// 1 where the argmax choice is gold, else 0 (acc); the same per character (acc_norm).
+    pub correct: Vec<f64>,
+    pub correct_norm: Vec<f64>,
+    pub gold_per_byte: Vec<f64>,
+    pub margin: Vec<f64>,
+}
+
+pub fn read_outcomes(path: &Path) -> Result<Outcomes> {
+    let table = io::read_parquet(path, PREDICTIONS_FORMAT)?;
+    let flat_u32 = |name: &str| -> Result<Vec<u32>> {
+        Ok(table.column::<UInt32Array>(name)?.iter().flat_map(|a| a.values().to_vec()).collect())
+    };
+    let flat_f64 = |name: &str| -> Result<Vec<f64>> {
+        Ok(table.column::<Float64Array>(name)?.iter().flat_map(|a| a.values().to_vec()).collect())
+    };
+    let ids = table
+        .column::<StringArray>("id")?
+        .iter()
+        .flat_map(|a| a.iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>())
+        .collect();
+    let (gold, pred, pred_norm) = (flat_u32("gold")?, flat_u32("pred")?, flat_u32("pred_norm")?);
+    let hit = |p: &[u32]| p.iter().zip(&gold).map(|(p, g)| f64::from(u8::from(p == g))).collect();
+    let outcomes = Outcomes {
+        ids,
+        correct: hit(&pred),
+        correct_norm: hit(&pred_norm),
+        gold_per_byte: flat_f64("gold_loglik_per_byte")?,
+        margin: flat_f64("margin")?,
+    };
+    if outcomes.ids.is_empty() {
+        return Err(bad_input(path, "holds no predictions"));
+    }
+    if outcomes.gold_per_byte.iter().chain(&outcomes.margin).any(|v| v.is_nan()) {
+        return Err(bad_input(path, "a gold_loglik_per_byte or margin is NaN"));
+    }
+    Ok(outcomes)
+}
+
+/// A cell of the results table: each metric with its 95% interval.
+pub struct CellStats {
+    pub acc: Estimate,
+    pub acc_norm: Estimate,
+    pub gold_per_byte: Estimate,
+    pub margin: Estimate,
+}
+
+pub fn cell_stats(o: &Outcomes) -> CellStats {
+    let estimate = |values: &[f64]| stats::bootstrap_mean(values, stats::RESAMPLES, BOOTSTRAP_SEED);
+    CellStats {
+        acc: estimate(&o.correct),
+        acc_norm: estimate(&o.correct_norm),
+        gold_per_byte: estimate(&o.gold_per_byte),
+        margin: estimate(&o.margin),
+    }
+}
+
+/// Model A against model B on the same samples.
+pub struct Paired {
+    pub n: usize,
+    /// acc(A) − acc(B), and the paired bootstrap interval.
+    pub acc: Estimate,
+    /// Samples right only under A, and only under B: McNemar's discordant pairs.
+    pub only_a: u64,
+    pub only_b: u64,
+    pub mcnemar_p: f64,
+    pub gold_per_byte: Estimate,
+    pub margin: Estimate,
+}
+
+/// Compare A with B sample by sample (joined by id); both must hold the same samples.
+pub fn paired(a: &Outcomes, b: &Outcomes, a_path: &Path, b_path: &Path) -> Result<Paired> {
+    let position: HashMap<&str, usize> = b.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    if a.ids.len() != b.ids.len() || a.ids.iter().any(|id| !position.contains_key(id.as_str())) {
+        return Err(bad_input(a_path, format!("was evaluated on other samples than {}", b_path.display())));
+    }
+    let order: Vec<usize> = a.ids.iter().map(|id| position[id.as_str()]).collect();
+    let matched = |values: &[f64]| -> Vec<f64> { order.iter().map(|&i| values[i]).collect() };
+    let difference = |x: &[f64], y: &[f64]| stats::paired_difference(x, &matched(y), stats::RESAMPLES, BOOTSTRAP_SEED);
+    let b_correct = matched(&b.correct);
+    let only = |x: &[f64], y: &[f64]| x.iter().zip(y).filter(|(p, q)| **p > **q).count() as u64;
+    let (only_a, only_b) = (only(&a.correct, &b_correct), only(&b_correct, &a.correct));
+    Ok(Paired {
+        n: a.ids.len(),
+        acc: difference(&a.correct, &b.correct),
+        only_a,
+        only_b,
+        mcnemar_p: stats::mcnemar_exact(only_a, only_b),
+        gold_per_byte: difference(&a.gold_per_byte, &b.gold_per_byte),
+        margin: difference(&a.margin, &b.margin),
+    })
+}
