@@ -16,6 +16,8 @@ ROUND ?= 1
 # What a pipeline file may leave out.
 METHOD         ?= FedMKT
 SERVER_LEARNS  ?= yes
+# Equal parts of the train split: public set, then one per client (the paper's five, App. D.2).
+PARTS          ?= 5
 PUBLIC_SIZE    ?=
 CLIENT_SIZE    ?=
 EVAL_SIZE      ?=
@@ -95,7 +97,7 @@ GGUF_gemma3-270m      := $(ASSETS)/gemma3/gemma-3-270m.gguf
 # The pipeline's settings as the run used them. Rewritten only when a value changes (in the
 # pipeline file or on the command line); every step depends on it through the data, so a
 # changed setting redoes the run and an unchanged one redoes nothing.
-SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
+SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED PARTS PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
             PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS
 $(RUN)/settings.mk: FORCE
 	@mkdir -p $(@D)
@@ -104,7 +106,7 @@ $(RUN)/settings.mk: FORCE
 FORCE:
 
 $(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
-	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --seed $(SEED) \
+	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) --seed $(SEED) \
 	  $(if $(PUBLIC_SIZE),--public-size $(PUBLIC_SIZE)) $(if $(CLIENT_SIZE),--client-size $(CLIENT_SIZE)) \
 	  $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
 

@@ -70,10 +70,27 @@ fn shards_partition_the_train_split() {
     assert_eq!(ids.len(), 24, "the fixture's train split has 24 documents");
 }
 
+/// Five parts whatever the number of clients (the paper's split, also for one-to-one): two
+/// clients get the same public set and shards as the first two of four; the rest is unused.
+#[test]
+fn the_train_split_is_cut_into_five_parts_whatever_the_number_of_clients() {
+    let (two, four) = (tempdir(), tempdir());
+    assert_success(&prepare("arc-easy", two.path(), &["--clients", "2"]));
+    assert_success(&prepare("arc-easy", four.path(), &[]));
+    for split in ["public", "client-1", "client-2"] {
+        let path = |dir: &Path| dir.join(format!("{split}.parquet"));
+        assert_eq!(records(&path(two.path())), records(&path(four.path())), "{split}");
+        let len = records(&path(two.path())).as_array().unwrap().len();
+        assert!((4..=5).contains(&len), "{split}: {len} samples, not a fifth of 24");
+    }
+    let one = tempdir();
+    assert_bad_input(&prepare("arc-easy", one.path(), &["--clients", "5"]), &["--parts 5", "at least 6"]);
+}
+
 #[test]
 fn clients_flag_sets_the_number_of_shards() {
     let dir = tempdir();
-    assert_success(&prepare("arc-easy", dir.path(), &["--clients", "2"]));
+    assert_success(&prepare("arc-easy", dir.path(), &["--clients", "2", "--parts", "3"]));
     let names: BTreeSet<_> =
         files_below(dir.path()).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(

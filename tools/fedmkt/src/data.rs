@@ -266,9 +266,18 @@ pub struct PreparedTask {
 
 /// Build the public/private/eval sets of a task. RTE has only a validation split here: its
 /// first fifth in seeded order becomes the eval set and the rest plays the train split.
-pub fn prepare(source: &TaskSource, clients: usize, seed: u64) -> Result<PreparedTask> {
+/// The paper's split (App. D.2): the train split cut into `parts` equal parts, the first the
+/// public set, the next `clients` the private shards; any further parts stay unused, so the
+/// public set and every shard keep their size whatever the number of clients.
+pub fn prepare(source: &TaskSource, clients: usize, parts: usize, seed: u64) -> Result<PreparedTask> {
     if clients == 0 {
         return Err(bad_usage("--clients must be at least 1"));
+    }
+    if parts < clients + 1 {
+        return Err(bad_usage(format!(
+            "--parts {parts}: the public set and {clients} clients need at least {}",
+            clients + 1
+        )));
     }
     let (train, eval) = match source {
         TaskSource::Olmes { train, validation } => (read_olmes_requests(train)?, read_olmes_requests(validation)?),
@@ -281,11 +290,12 @@ pub fn prepare(source: &TaskSource, clients: usize, seed: u64) -> Result<Prepare
             (train, eval)
         }
     };
-    if train.len() < clients + 1 {
-        return Err(bad_usage(format!("{} train samples cannot be split into {} parts", train.len(), clients + 1)));
+    if train.len() < parts {
+        return Err(bad_usage(format!("{} train samples cannot be split into {parts} parts", train.len())));
     }
-    let mut parts = split_seeded(&train, clients + 1, seed);
+    let mut parts = split_seeded(&train, parts, seed);
     let public = parts.remove(0);
+    parts.truncate(clients);
     Ok(PreparedTask { public, clients: parts, eval })
 }
 
@@ -380,6 +390,7 @@ pub fn prepare_data(
     task_name: &str,
     source_dir: &Path,
     clients: usize,
+    parts: usize,
     seed: u64,
     sizes: SetSizes,
     out: &Path,
@@ -398,7 +409,7 @@ pub fn prepare_data(
     // The inputs are the source files read, not the whole wheel folder they lie in.
     let kind = Kind::parquet(TASK_FORMAT);
     output::claim(&paths.iter().map(|p| (p.as_path(), kind.clone())).collect::<Vec<_>>(), &source.files())?;
-    let full = prepare(&source, clients, seed)?;
+    let full = prepare(&source, clients, parts, seed)?;
     let prepared = PreparedTask {
         public: seeded_subset(full.public, sizes.public, seed),
         clients: full.clients.into_iter().map(|c| seeded_subset(c, sizes.client, seed)).collect(),
@@ -407,7 +418,8 @@ pub fn prepare_data(
     let mut provenance = Provenance::new(TASK_FORMAT, TASK_FORMAT_VERSION, "prepare-data")
         .extra("task", task.name())
         .extra("seed", seed)
-        .extra("clients", clients);
+        .extra("clients", clients)
+        .extra("parts", parts);
     for (i, file) in source.files().into_iter().enumerate() {
         provenance = provenance.input(&format!("source{}", i + 1), io::file_hash(file)?);
     }

