@@ -56,7 +56,7 @@ fn sparse(student: &[f64], opts: TeacherOptions) -> (f64, Vec<f64>) {
         &Tensor::from_vec(student.iter().map(|&x| x as f32).collect::<Vec<_>>(), (3, V), &Device::Cpu).unwrap(),
     )
     .unwrap();
-    let loss = sparse_kd(var.as_tensor(), &targets, opts.temperature).unwrap();
+    let loss = sparse_kd(var.as_tensor(), &targets, opts.temperature).unwrap().mean_all().unwrap();
     let grads = loss.backward().unwrap();
     let grad = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     (loss.to_scalar::<f32>().unwrap() as f64, grad.into_iter().map(f64::from).collect())
@@ -239,7 +239,8 @@ fn kd_against(adapter: Option<&Path>, samples: &[fedmkt::tokens::TokenizedSample
         let targets =
             TeacherTargets::from_rows(&row.topk_ids, &row.topk_logits, &row.logsumexp, 2, CASES[0], &Device::Cpu)
                 .unwrap();
-        total += sparse_kd(&model.logits(&at).unwrap(), &targets, 1.0).unwrap().to_scalar::<f32>().unwrap() as f64;
+        let per_position = sparse_kd(&model.logits(&at).unwrap(), &targets, 1.0).unwrap();
+        total += per_position.mean_all().unwrap().to_scalar::<f32>().unwrap() as f64;
     }
     total
 }

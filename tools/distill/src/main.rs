@@ -7,8 +7,11 @@ use fedmkt::model::lora::LoraSpec;
 use fedmkt::train::TeacherOptions;
 
 /// Without --teacher: fine-tuning on the answer tokens (the private phase). With --teacher
-/// (a `select` output aligned to --data): λ·L_FT + (1−λ)·L_KD, the KD term a cross-entropy
-/// against the teacher's top-K at the selected positions. AdamW (0.9, 0.95, decay 0.1), clip
+/// (a `select` output aligned to --data): Eq. 9–10, λ·E_{D_p}[ℓ_CE] + (1−λ)·E_{S̃}[ℓ_KD], the KD
+/// term a cross-entropy against the teacher's top-K at the selected positions. A batch of b
+/// samples estimates it as (1/b)·Σ_i [λ·ce_i + (1−λ)·(N/M)·1[i selected]·kd_i] (N samples, M
+/// selected, per-sample means over tokens and positions): λ is fixed and a selected sample
+/// weighs the same whatever its batchmates. AdamW (0.9, 0.95, decay 0.1), clip
 /// 1.0, warmup 0.008 then cosine. Writes a PEFT adapter and training_log.parquet to --out.
 #[derive(Parser)]
 #[command(

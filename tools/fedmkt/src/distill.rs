@@ -332,7 +332,16 @@ fn flat_positions(batch: &[Example], width: usize, of: impl Fn(&Example) -> Vec<
     batch.iter().enumerate().flat_map(|(b, e)| of(e).into_iter().map(move |p| (b * width + p) as u32)).collect()
 }
 
-fn batch_loss(model: &Model, batch: &[Example], k: usize, opts: &DistillOptions) -> Result<BatchLoss> {
+/// One micro-batch's loss, Eq. 9–10 as [`train::SampleWeights`] estimates it, and its parts
+/// for the log: the mean over its samples of each one's answer-token CE, and the mean over its
+/// selected samples of each one's KD.
+fn batch_loss(
+    model: &Model,
+    batch: &[Example],
+    k: usize,
+    weights: &train::SampleWeights,
+    opts: &DistillOptions,
+) -> Result<BatchLoss> {
     let width = batch.iter().map(|e| e.tokens.input_ids.len()).max().unwrap_or(0);
     let ids: Vec<u32> = batch
         .iter()
@@ -349,14 +358,18 @@ fn batch_loss(model: &Model, batch: &[Example], k: usize, opts: &DistillOptions)
     let answer = flat_positions(batch, width, |e| knowledge::answer_positions(e.tokens).collect());
     let targets: Vec<u32> =
         batch.iter().flat_map(|e| knowledge::answer_positions(e.tokens).map(|p| e.tokens.input_ids[p + 1])).collect();
-    let ce = train::cross_entropy(&logits_at(&answer)?, &Tensor::new(targets.as_slice(), &opts.device)?)?;
-    let teacher_rows: Vec<&SampleKnowledge> = batch.iter().filter_map(|e| e.teacher).collect();
+    let answer_counts: Vec<usize> = batch.iter().map(|e| knowledge::answer_positions(e.tokens).len()).collect();
+    let per_token =
+        train::token_cross_entropies(&logits_at(&answer)?, &Tensor::new(targets.as_slice(), &opts.device)?)?;
+    let mut loss = train::weighted_sum(&per_token, &weights.task(&answer_counts))?;
+    let ce = scalar(&train::weighted_sum(&per_token, &train::SampleWeights::task_only().task(&answer_counts))?)?;
+    let kd_counts: Vec<usize> = batch.iter().map(|e| e.teacher.map_or(0, |t| t.positions.len())).collect();
     let kd_positions = flat_positions(batch, width, |e| {
         e.teacher.map_or(Vec::new(), |t| t.positions.iter().map(|&p| p as usize).collect())
     });
-    let kd = if kd_positions.is_empty() {
-        None
-    } else {
+    let mut kd = f64::NAN;
+    if !kd_positions.is_empty() {
+        let teacher_rows: Vec<&SampleKnowledge> = batch.iter().filter_map(|e| e.teacher).collect();
         let (mut ids, mut logits, mut lse) = (Vec::new(), Vec::new(), Vec::new());
         for t in &teacher_rows {
             ids.extend_from_slice(&t.topk_ids);
@@ -364,17 +377,16 @@ fn batch_loss(model: &Model, batch: &[Example], k: usize, opts: &DistillOptions)
             lse.extend_from_slice(&t.logsumexp);
         }
         let targets = TeacherTargets::from_rows(&ids, &logits, &lse, k, opts.teacher, &opts.device)?;
-        Some(train::sparse_kd(&logits_at(&kd_positions)?, &targets, opts.teacher.temperature)?)
-    };
-    let lambda = if kd.is_some() { opts.lambda } else { 1.0 };
-    let loss = train::combined(&ce, kd.as_ref(), lambda)?;
-    let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
-    Ok(BatchLoss {
-        ce: scalar(&ce)?,
-        kd: kd.as_ref().map(scalar).transpose()?.unwrap_or(f64::NAN),
-        loss,
-        tokens: answer.len(),
-    })
+        let per_position = train::sparse_kd(&logits_at(&kd_positions)?, &targets, opts.teacher.temperature)?;
+        loss = (loss + train::weighted_sum(&per_position, &weights.kd(&kd_counts))?)?;
+        let selected: Vec<usize> = kd_counts.iter().copied().filter(|&p| p > 0).collect();
+        kd = scalar(&train::weighted_sum(&per_position, &train::SampleWeights::task_only().task(&selected))?)?;
+    }
+    Ok(BatchLoss { ce, kd, loss, tokens: answer.len() })
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
 /// Sum of micro-batch gradients per variable (each loss already divided by the number of
@@ -573,6 +585,10 @@ pub fn distill(
         }
     }
     let settings = opts.settings(&hashes);
+    let weights = match teacher {
+        Some(_) => train::SampleWeights::new(opts.lambda, samples.len(), teacher_rows.len()),
+        None => train::SampleWeights::task_only(),
+    };
     lora.dropout.enable(lora.spec.dropout, opts.seed ^ 0xD50F_0000_0000_0002);
     let vars = lora.all_vars();
     let params = ParamsAdamW { lr: opts.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: opts.weight_decay };
@@ -612,7 +628,7 @@ pub fn distill(
             let step = log.len();
             let (mut grads, mut sums) = (Vec::new(), (0.0, 0.0, 0.0, 0usize));
             for batch in group {
-                let part = batch_loss(&model, batch, k, opts)?;
+                let part = batch_loss(&model, batch, k, &weights, opts)?;
                 let value = part.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 if !value.is_finite() {
                     checkpoints.discard_staged()?;
