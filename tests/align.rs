@@ -195,10 +195,27 @@ fn knowledge_of(sender: &TokenizedSample) -> SampleKnowledge {
 }
 
 fn run_sample(sender: &Side, receiver: &Side, map: &[u32], fallback: Fallback) -> Aligned {
+    run_with(Strategy::Offsets, sender, receiver, map, fallback)
+}
+
+fn run_with(strategy: Strategy, sender: &Side, receiver: &Side, map: &[u32], fallback: Fallback) -> Aligned {
     let knowledge = knowledge_of(&sender.sample);
     let pair = Pair { sender: &sender.sample, knowledge: &knowledge, receiver: &receiver.sample, k: 2 };
-    let opts = AlignOptions { strategy: Strategy::Offsets, fallback, sender: "a".into() };
+    let opts = AlignOptions { strategy, fallback, sender: "a".into() };
     align_sample(&pair, map, (&sender.vocab, &receiver.vocab), true, &opts)
+}
+
+/// DTW aligns 'a' ↔ 'ab' and 'bcd' ↔ 'cd' one to one (cost 1 each); 'bcd' starts at byte 1,
+/// 'cd' at byte 2, so that pair is not a match (the authors' rule), while 'a' ↔ 'ab' is.
+#[test]
+fn dtw_matches_only_tokens_that_start_at_the_same_byte() {
+    let (sender, receiver) = (side(&["x", "a", "bcd"], 0), side(&["x", "ab", "cd"], 0));
+    let map = map_by_text(&["x", "a", "bcd"], &["x", "ab", "cd"], &[("a", "ab"), ("bcd", "cd")]);
+    let got = run_with(Strategy::Dtw, &sender, &receiver, &map, Fallback::Skip);
+    // Receiver position 0 predicts 'ab' (matched to sender 'a': sender position 0);
+    // position 1 predicts 'cd', whose pair starts elsewhere: unmatched.
+    assert_eq!(got.knowledge.positions, vec![0]);
+    assert_eq!((got.matched, got.unmatched), (1, 1));
 }
 
 #[test]

@@ -222,7 +222,17 @@ pub fn align_sample(
         Strategy::Dtw => dtw(&texts_of(&sender.input_ids, texts.0), &texts_of(&receiver.input_ids, texts.1)),
         Strategy::Offsets => by_offsets(&spans_of(sender), &spans_of(receiver)),
     };
-    let matched_to = matches(&alignment, &sender.input_ids, &receiver.input_ids, map);
+    let mut matched_to = matches(&alignment, &sender.input_ids, &receiver.input_ids, map);
+    if opts.strategy == Strategy::Dtw {
+        // The text-based path pairs e.g. '▁BEST' with 'EST' or 'dragon' with 'ragon'; the
+        // authors' own match rule rejects such pairs, and so does ours: a matched pair's two
+        // tokens must start at the same byte (offsets guarantees this by construction).
+        for (j, matched) in matched_to.iter_mut().enumerate() {
+            if matched.is_some_and(|i| sender.token_start[i] != receiver.token_start[j]) {
+                *matched = None;
+            }
+        }
+    }
     let sender_rows: BTreeMap<u32, usize> =
         pair.knowledge.positions.iter().enumerate().map(|(row, &p)| (p, row)).collect();
     let positions = if all_positions {
