@@ -35,7 +35,10 @@ DATA_SOURCE    ?= $(ASSETS)/olmo
 DATA_DEP       ?= $(ASSETS)/olmo/.installed
 RUNS           ?= runs
 BASELINES      ?= zero-shot standalone centralized
-STANDALONE_EPOCHS ?= $(PRIVATE_EPOCHS)
+# Budget-matched baselines: Standalone and Centralized train as many epochs as FedMKT's
+# private phases in all ROUND rounds together (their folders name the count, so the baselines
+# of different ROUND values live side by side).
+STANDALONE_EPOCHS ?= $(shell echo $$(( $(PRIVATE_EPOCHS) * $(ROUND) )))
 
 CARGO   ?= cargo
 PYTHON  ?= python3
@@ -322,24 +325,28 @@ endif
 # Centralized: the server's LLM on the public set and every private shard together.
 # FedAvg: clients train on their shards and average their adapters (weighted by samples)
 # every round; homogeneous clients only. LLM2SLM: the round with a frozen LLM, run as a
-# sibling pipeline ($(NAME)-llm2slm) whose server does not learn.
+# sibling pipeline ($(NAME)-llm2slm) whose server does not learn. nokd: the ablation
+# FedMKT-noKD, the same rounds with λ = 1 (sibling pipeline $(NAME)-nokd). Standalone and
+# Centralized get FedMKT's private budget: PRIVATE_EPOCHS × ROUND epochs.
 B         = $(RUN)/baselines
 ZERO_SHOT = $(B)/zero-shot/$(1).json
 $(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(BIN)/evaluate ; \
   $(BIN)/evaluate --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@))
 
+STANDALONE  = $(B)/standalone/epochs-$(STANDALONE_EPOCHS)
+CENTRALIZED = $(B)/centralized/epochs-$(STANDALONE_EPOCHS)
 define standalone_rules
-$(call shard_rule,$(B)/standalone/$(1),$(1),,$(STANDALONE_EPOCHS))
+$(call shard_rule,$(STANDALONE)/$(1),$(1),,$(STANDALONE_EPOCHS))
 
-$(B)/standalone/eval/$(1).json: $(B)/standalone/$(1)/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
+$(STANDALONE)/eval/$(1).json: $(STANDALONE)/$(1)/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,$(1),$$(<D)) $$@
 endef
 $(foreach c,$(CLIENTS),$(eval $(call standalone_rules,$(c))))
 
 CENTRAL_DATA := $(call PUBLIC,server) $(foreach c,$(CLIENTS),$(RUN)/tok/$(SERVER)/$(c).parquet)
-$(B)/centralized/server/adapter_config.json: $(CENTRAL_DATA) | $(BIN)/distill
+$(CENTRALIZED)/server/adapter_config.json: $(CENTRAL_DATA) | $(BIN)/distill
 	$(BIN)/distill --model $(call M,server) $(addprefix --data ,$^) --epochs $(STANDALONE_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $(@D)
-$(B)/centralized/eval/server.json: $(B)/centralized/server/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
+$(CENTRALIZED)/eval/server.json: $(CENTRALIZED)/server/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,server,$(<D)) $@
 
 FEDAVG = $(B)/fedavg/round-$(1)
@@ -354,6 +361,13 @@ endef
 $(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) \
   $(foreach c,$(CLIENTS),$(eval $(call shard_rule,$(call FEDAVG,$(n))/$(c),$(c),$(call FEDAVG_START,$(n)),$(PRIVATE_EPOCHS)))))
 
+# The ablation FedMKT without KD: the same rounds, data and schedule with λ = 1, so the
+# knowledge sets still travel but no KD term trains: what knowledge transfer itself adds.
+NOKD_RUN   := $(RUNS)/$(NAME)-nokd
+NOKD_EVALS := $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(NOKD_RUN)/round-$(n)/eval/$(p).json))
+$(NOKD_EVALS) &: FORCE
+	$(MAKE) --no-print-directory $(NOKD_EVALS) PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) NAME=$(NAME)-nokd METHOD=FedMKT-noKD LAMBDA=1
+
 LLM2SLM_RUN   := $(RUNS)/$(NAME)-llm2slm
 LLM2SLM_EVALS := $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json) $(LLM2SLM_RUN)/round-$(n)/comms.parquet)
 $(LLM2SLM_EVALS) &: FORCE
@@ -362,12 +376,14 @@ $(LLM2SLM_EVALS) &: FORCE
 # Each baseline: its files and its rows in the report (METHOD,ROUND,PARTY=FILE).
 BASELINE_FILES_zero-shot   = $(foreach m,$(MODELS),$(call ZERO_SHOT,$(m)))
 BASELINE_ROWS_zero-shot    = $(foreach p,$(PARTIES),Zero-Shot,-,$(p)=$(call ZERO_SHOT,$(call MODEL_OF,$(p))))
-BASELINE_FILES_standalone  = $(foreach c,$(CLIENTS),$(B)/standalone/eval/$(c).json)
-BASELINE_ROWS_standalone   = $(foreach c,$(CLIENTS),Standalone,-,$(c)=$(B)/standalone/eval/$(c).json)
-BASELINE_FILES_centralized = $(B)/centralized/eval/server.json
-BASELINE_ROWS_centralized  = Centralized,-,server=$(B)/centralized/eval/server.json
+BASELINE_FILES_standalone  = $(foreach c,$(CLIENTS),$(STANDALONE)/eval/$(c).json)
+BASELINE_ROWS_standalone   = $(foreach c,$(CLIENTS),Standalone,-,$(c)=$(STANDALONE)/eval/$(c).json)
+BASELINE_FILES_centralized = $(CENTRALIZED)/eval/server.json
+BASELINE_ROWS_centralized  = Centralized,-,server=$(CENTRALIZED)/eval/server.json
 BASELINE_FILES_fedavg      = $(foreach n,$(ROUNDS),$(call FEDAVG,$(n))/eval/average.json)
 BASELINE_ROWS_fedavg       = $(foreach n,$(ROUNDS),$(foreach c,$(CLIENTS),FedAvg,$(n),$(c)=$(call FEDAVG,$(n))/eval/average.json))
+BASELINE_FILES_nokd        = $(NOKD_EVALS)
+BASELINE_ROWS_nokd         = $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),FedMKT-noKD,$(n),$(p)=$(NOKD_RUN)/round-$(n)/eval/$(p).json))
 BASELINE_FILES_llm2slm     = $(LLM2SLM_EVALS)
 BASELINE_ROWS_llm2slm      = $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),LLM2SLM,$(n),$(p)=$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json))
 

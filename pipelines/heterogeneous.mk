@@ -6,4 +6,4 @@
 include pipelines/real-models.mk
 NAME          := heterogeneous
 CLIENT_MODELS := smollm2-135m gemma3-270m smollm2-135m gemma3-270m
-BASELINES     := zero-shot standalone centralized
+BASELINES     := zero-shot standalone centralized nokd

@@ -4,4 +4,4 @@
 include pipelines/real-models.mk
 NAME          := homogeneous
 CLIENT_MODELS := smollm2-135m smollm2-135m smollm2-135m smollm2-135m
-BASELINES     := zero-shot standalone centralized fedavg
+BASELINES     := zero-shot standalone centralized fedavg nokd

@@ -5,4 +5,4 @@ include pipelines/real-models.mk
 NAME          := one-to-one
 CLIENT_MODELS := smollm2-135m
 CLIENT_SIZE   := 100
-BASELINES     := zero-shot standalone centralized llm2slm
+BASELINES     := zero-shot standalone centralized llm2slm nokd

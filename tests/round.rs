@@ -147,7 +147,11 @@ fn every_baseline_has_its_rows_in_the_report() {
     let dir = tempdir();
     let runs = dir.path();
     let report = runs.join("tiny/report.md");
-    make_target(&report.display().to_string(), runs, &["BASELINES=zero-shot standalone centralized fedavg llm2slm"]);
+    make_target(
+        &report.display().to_string(),
+        runs,
+        &["BASELINES=zero-shot standalone centralized fedavg llm2slm nokd"],
+    );
     let text = std::fs::read_to_string(&report).unwrap();
     for row in [
         "| Zero-Shot |",
@@ -156,6 +160,9 @@ fn every_baseline_has_its_rows_in_the_report() {
         "| FedAvg (round 2) | – |",
         "| LLM2SLM (round 1) |",
         "| FedMKT (round 2) |",
+        "| FedMKT-noKD (round 2) |",
+        "| FedMKT (round 2) | client-1 | FedMKT-noKD (round 2) |",
+        "| FedMKT (round 2) | server | Centralized |",
         "## Communication per round",
         "| 2 | client-2 |",
     ] {
@@ -165,9 +172,22 @@ fn every_baseline_has_its_rows_in_the_report() {
     let comms = fedmkt::io::read_parquet(&runs.join("tiny-llm2slm/round-1/comms.parquet"), "comms").unwrap();
     assert_eq!(comms.column::<arrow_array::UInt64Array>("sent_bytes").unwrap()[0].value(0), 0);
     assert!(!runs.join("tiny-llm2slm/round-1/server/adapter").exists());
-    // One row per method, round and party: zero-shot 3, standalone 2, centralized 1, FedAvg 2×2, LLM2SLM and FedMKT 2×3.
+    // One row per method, round and party: zero-shot 3, standalone 2, centralized 1, FedAvg 2×2,
+    // LLM2SLM, FedMKT-noKD and FedMKT 2×3.
     let table = fedmkt::io::read_parquet(&runs.join("tiny/report.parquet"), "results").unwrap();
-    assert_eq!(table.num_rows(), 3 + 2 + 1 + 2 * 2 + 2 * 3 + 2 * 3);
+    assert_eq!(table.num_rows(), 3 + 2 + 1 + 2 * 2 + 3 * (2 * 3));
+    // Budget matching: two rounds of 2 private epochs give the baselines 4 epochs.
+    let log = fedmkt::io::read_parquet(
+        &runs.join("tiny/baselines/standalone/epochs-4/client-1/training_log.parquet"),
+        "training-log",
+    );
+    let epochs = log.unwrap().column::<arrow_array::UInt32Array>("epoch").unwrap()[0].values().iter().max().copied();
+    assert_eq!(epochs, Some(3), "Standalone trains epochs 0..=3");
+    assert!(runs.join("tiny/baselines/centralized/epochs-4/server/adapter_config.json").is_file());
+    // The ablation trains with λ = 1.
+    let nokd =
+        fedmkt::io::read_parquet(&runs.join("tiny-nokd/round-1/server/adapter/training_log.parquet"), "training-log");
+    assert_eq!(nokd.unwrap().provenance.extra["lambda"], "1");
 }
 
 #[test]
