@@ -144,6 +144,71 @@ fn paired_table(rows: &[(&Score, &Score, Paired)]) -> String {
     out
 }
 
+/// α of every verdict.
+const ALPHA: f64 = 0.05;
+
+/// What the paper claims of a comparison, and how a verdict on accuracy is reached.
+#[derive(Clone, Copy)]
+enum Claim {
+    /// Better: holds when significantly better, contradicted when significantly worse.
+    Better,
+    /// At least as good: contradicted only when significantly worse.
+    NotWorse,
+    /// Comparable: the difference and its interval; "differs" when significant.
+    Comparable,
+}
+
+/// The paper's claims (FedMKT, Tables 2–4): (subject party is the server?, against, claim, wording).
+const CLAIMS: [(bool, &str, Claim, &str); 6] = [
+    (false, "Standalone", Claim::Better, "SLM FedMKT > Standalone"),
+    (false, "Zero-Shot", Claim::Better, "SLM FedMKT > Zero-Shot"),
+    (true, "Zero-Shot", Claim::NotWorse, "LLM FedMKT ≥ Zero-Shot"),
+    (true, "Centralized", Claim::Comparable, "LLM FedMKT comparable to Centralized"),
+    (false, "FedAvg", Claim::Better, "SLM FedMKT > FedAvg (homogeneous)"),
+    (false, "LLM2SLM", Claim::Better, "SLM FedMKT > LLM2SLM (one-to-one)"),
+];
+
+fn verdict(claim: Claim, p: &Paired) -> &'static str {
+    let significant = p.mcnemar_p < ALPHA;
+    match (claim, significant, p.acc.mean > 0.0) {
+        (Claim::Comparable, true, _) => "differs",
+        (Claim::Comparable, false, _) => "no significant difference",
+        (_, true, true) => "holds",
+        (_, true, false) => "contradicted",
+        (Claim::Better, false, _) => "not shown",
+        (Claim::NotWorse, false, _) => "not contradicted (no significant difference)",
+    }
+}
+
+/// The paper's claims, one line per party and round they apply to, with their verdicts at
+/// α = 0.05 on accuracy (exact McNemar) beside the paired differences behind them.
+fn claims_table(rows: &[(&Score, &Score, Paired)]) -> String {
+    let mut out = format!(
+        "| claim | party | round | Δ acc (pp) | McNemar p | Δ gold log-lik/byte | verdict (α = {ALPHA}) |\n|---|---|---|---|---|---|---|\n"
+    );
+    for (on_server, against, claim, wording) in CLAIMS {
+        let applies = |(a, b, _): &&(&Score, &Score, Paired)| {
+            a.entry.method == "FedMKT" && b.entry.method == against && (a.entry.party == "server") == on_server
+        };
+        for (a, _, p) in rows.iter().filter(applies) {
+            out.push_str(&format!(
+                "| {wording} | {} | {} | {:+.1} [{:+.1}, {:+.1}] | {:.3} | {:+.4} [{:+.4}, {:+.4}] | {} |\n",
+                a.entry.party,
+                a.entry.round.map_or("–".to_string(), |r| r.to_string()),
+                100.0 * p.acc.mean,
+                100.0 * p.acc.low,
+                100.0 * p.acc.high,
+                p.mcnemar_p,
+                p.gold_per_byte.mean,
+                p.gold_per_byte.low,
+                p.gold_per_byte.high,
+                verdict(claim, p)
+            ));
+        }
+    }
+    out
+}
+
 fn paired_batch(rows: &[(&Score, &Score, Paired)]) -> Result<RecordBatch> {
     let f64s = |f: &dyn Fn(&Paired) -> f64| -> arrow_array::ArrayRef {
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|(_, _, p)| f(p))))
@@ -277,10 +342,11 @@ pub fn results(entries: &[ResultEntry], subjects: &[String], out: &Path, paired:
     let scores = entries.iter().map(read_score).collect::<Result<Vec<_>>>()?;
     let rows = comparisons(&scores, subjects)?;
     let text = format!(
-        "{}\nacc [95% bootstrap interval, {} resamples] / acc_norm, in %. Paired against the other methods on the same samples:\n\n{}",
+        "{}\nacc [95% bootstrap interval, {} resamples] / acc_norm, in %. Paired against the other methods on the same samples:\n\n{}\nThe paper's claims:\n\n{}",
         markdown_table(&scores),
         crate::stats::RESAMPLES,
-        paired_table(&rows)
+        paired_table(&rows),
+        claims_table(&rows)
     );
     let mut commit = Commit::new();
     let batch = results_batch(&scores)?;
@@ -493,6 +559,27 @@ mod tests {
         let paired = &rows[0].2;
         assert_eq!((paired.acc.mean, paired.only_a, paired.only_b), (1.0, 4, 0));
         assert!((paired.mcnemar_p - 2.0 / 16.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn verdicts_follow_the_sign_and_the_exact_test() {
+        let estimate = |mean| crate::stats::Estimate { mean, low: mean, high: mean };
+        let paired = |only_a: u64, only_b: u64| Paired {
+            n: 100,
+            acc: estimate((only_a as f64 - only_b as f64) / 100.0),
+            only_a,
+            only_b,
+            mcnemar_p: crate::stats::mcnemar_exact(only_a, only_b),
+            gold_per_byte: estimate(0.0),
+            margin: estimate(0.0),
+        };
+        // 12 against 2 discordant pairs: p = 0.013; 6 against 4: p = 0.75.
+        assert_eq!(verdict(Claim::Better, &paired(12, 2)), "holds");
+        assert_eq!(verdict(Claim::Better, &paired(2, 12)), "contradicted");
+        assert_eq!(verdict(Claim::Better, &paired(6, 4)), "not shown");
+        assert_eq!(verdict(Claim::NotWorse, &paired(4, 6)), "not contradicted (no significant difference)");
+        assert_eq!(verdict(Claim::NotWorse, &paired(2, 12)), "contradicted");
+        assert_eq!(verdict(Claim::Comparable, &paired(12, 2)), "differs");
     }
 
     #[test]
