@@ -16,6 +16,9 @@ ROUND ?= 1
 # What a pipeline file may leave out.
 METHOD         ?= FedMKT
 SERVER_LEARNS  ?= yes
+# The training seed (LoRA initialisation, dropout, sample order); SEED fixes the split.
+TRAIN_SEED     ?= $(SEED)
+SEEDS          ?= 1 2 3
 # Equal parts of the train split: public set, then one per client (the paper's five, App. D.2).
 PARTS          ?= 5
 PUBLIC_SIZE    ?=
@@ -52,7 +55,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill aggregate report
 
-.PHONY: all build test setup round report baselines FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
+.PHONY: all build test setup round report seeds baselines FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -100,7 +103,7 @@ GGUF_gemma3-270m      := $(ASSETS)/gemma3/gemma-3-270m.gguf
 # The pipeline's settings as the run used them. Rewritten only when a value changes (in the
 # pipeline file or on the command line); every step depends on it through the data, so a
 # changed setting redoes the run and an unchanged one redoes nothing.
-SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED PARTS PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
+SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
             PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS
 $(RUN)/settings.mk: FORCE
 	@mkdir -p $(@D)
@@ -156,7 +159,7 @@ ADAPTER_DEP  = $(if $(1),$(1)/adapter_config.json)
 ALIGN_FLAGS  = --sender-tokens $(call PUBLIC,$(1)) --receiver-tokens $(call PUBLIC,$(2)) \
   --map $(call MAP,$(call MODEL_OF,$(1)),$(call MODEL_OF,$(2))) --sender-tokenizer $(call M,$(1))/tokenizer.json \
   --receiver-tokenizer $(call M,$(2))/tokenizer.json --strategy $(ALIGN) --sender $(1)
-TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(SEED) --lora-r $(LORA_R) --lora-alpha $(LORA_ALPHA)
+TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(TRAIN_SEED) --lora-r $(LORA_R) --lora-alpha $(LORA_ALPHA)
 SERVER_ADAPTER = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/server/adapter)
 SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R,$(call PREV,$(1)))/server/knowledge.parquet)
 
@@ -413,6 +416,20 @@ $(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_
 
 $(RUN)/report.png: $(RUN)/report.md $(PLOT_ENV)/.installed
 	$(PLOT_ENV)/bin/python tools/report/plot_rounds.py $(RUN)/report.parquet $@
+
+# `make seeds SEEDS="1 2 3"`: the pipeline's full report once per training seed, in
+# $(RUNS)/$(NAME)-seed-<s>/ (the split stays SEED's), pooled into $(RUNS)/$(NAME)-seeds/:
+# acc as mean ± sd over seeds, intervals and paired tests over all seeds' samples.
+SEED_REPORTS = $(foreach s,$(SEEDS),$(RUNS)/$(NAME)-seed-$(s)/report.parquet)
+SEEDS_RUN    = $(RUNS)/$(NAME)-seeds
+$(RUNS)/$(NAME)-seed-%/report.parquet: FORCE
+	$(MAKE) --no-print-directory $(RUNS)/$(NAME)-seed-$*/report.md PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) \
+	  NAME=$(NAME)-seed-$* TRAIN_SEED=$*
+$(SEEDS_RUN)/report.md: $(SEED_REPORTS) | $(BIN)/report
+	$(BIN)/report results --reports $^ --out $(@D)/report.parquet --paired $(@D)/paired.parquet --markdown $@
+
+seeds: $(SEEDS_RUN)/report.md
+	@tail -n +2 $<; echo; echo "Report: $(SEEDS_RUN)/report.{md,parquet}, paired.parquet; one run per seed: $(SEED_REPORTS:/report.parquet=/)"
 
 report: setup $(RUN)/report.md $(RUN)/report.png
 	@cat $(RUN)/report.md; echo; echo "Report: $(RUN)/report.{md,parquet,png}"

@@ -231,3 +231,23 @@ fn fedcollm_averages_securely_then_distils_both_ways() {
         "round 2 starts from the distilled SLM: {private}"
     );
 }
+
+/// `make seeds`: one full run per training seed (same split), pooled into one report.
+#[test]
+fn seeds_run_the_pipeline_once_per_training_seed_and_pool_the_reports() {
+    let dir = tempdir();
+    let runs = dir.path();
+    let output = make_target("seeds", runs, &["SEEDS=1 2", "ROUND=1", "BASELINES=zero-shot standalone"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("| FedMKT (round 1) |") && stdout.contains(" ± "), "pooled table:\n{stdout}");
+    let table = fedmkt::io::read_parquet(&runs.join("tiny-seeds/report.parquet"), "results").unwrap();
+    let seeds = table.column::<arrow_array::UInt32Array>("seeds").unwrap();
+    assert!(seeds[0].values().iter().all(|&s| s == 2), "every row pools 2 seeds");
+    // The split is SEED's in both runs; the training seed differs.
+    let data = |s: u32| std::fs::read(runs.join(format!("tiny-seed-{s}/data/arc-easy/client-1.parquet"))).unwrap();
+    assert!(data(1) == data(2), "the split changed with the training seed");
+    let weights = |s: u32| {
+        std::fs::read(runs.join(format!("tiny-seed-{s}/round-1/client-1/private/adapter_model.safetensors"))).unwrap()
+    };
+    assert!(weights(1) != weights(2), "both seeds trained the same adapter");
+}

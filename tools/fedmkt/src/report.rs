@@ -31,6 +31,8 @@ pub struct ResultEntry {
     pub round: Option<u32>,
     pub party: String,
     pub file: PathBuf,
+    /// The training seed's run (its folder name) when entries of several seeds are pooled.
+    pub seed: Option<String>,
 }
 
 impl std::str::FromStr for ResultEntry {
@@ -42,7 +44,7 @@ impl std::str::FromStr for ResultEntry {
         let fields: Vec<&str> = label.split(',').collect();
         let [method, round, party] = fields[..] else { return Err(malformed()) };
         let round = if round == "-" { None } else { Some(round.parse().map_err(|_| malformed())?) };
-        Ok(ResultEntry { method: method.into(), round, party: party.into(), file: file.into() })
+        Ok(ResultEntry { method: method.into(), round, party: party.into(), file: file.into(), seed: None })
     }
 }
 
@@ -56,6 +58,10 @@ struct Score {
     acc_norm: f64,
     outcomes: Outcomes,
     stats: CellStats,
+    /// Training seeds pooled into this score (1 without `--reports`), and the standard
+    /// deviation of acc across them (0 for one).
+    seeds: usize,
+    acc_sd: f64,
 }
 
 fn read_score(entry: &ResultEntry) -> Result<Score> {
@@ -94,7 +100,85 @@ fn read_score(entry: &ResultEntry) -> Result<Score> {
         ));
     }
     let stats = evidence::cell_stats(&outcomes);
-    Ok(Score { entry: entry.clone(), model, n: n as u64, acc, acc_norm, outcomes, stats })
+    Ok(Score { entry: entry.clone(), model, n: n as u64, acc, acc_norm, outcomes, stats, seeds: 1, acc_sd: 0.0 })
+}
+
+/// The entries of an earlier `report results` table, tagged with its run's folder name: one
+/// training seed of a pipeline (`make seeds`).
+fn read_report_entries(path: &Path) -> Result<Vec<ResultEntry>> {
+    let table = io::read_parquet(path, RESULTS_FORMAT)?;
+    let seed = path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
+    let strings = |name: &str| -> Result<Vec<String>> {
+        Ok(table
+            .column::<StringArray>(name)?
+            .iter()
+            .flat_map(|a| a.iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>())
+            .collect())
+    };
+    let rounds: Vec<Option<u32>> =
+        table.column::<UInt32Array>("round")?.iter().flat_map(|a| a.iter().collect::<Vec<_>>()).collect();
+    let (methods, parties, files) = (strings("method")?, strings("party")?, strings("file")?);
+    Ok((0..methods.len())
+        .map(|i| ResultEntry {
+            method: methods[i].clone(),
+            round: rounds[i],
+            party: parties[i].clone(),
+            file: files[i].clone().into(),
+            seed: seed.clone(),
+        })
+        .collect())
+}
+
+/// One score per method, round and party: the entries of several seeds pooled (acc as the
+/// mean over seeds with their standard deviation; intervals and paired tests over all their
+/// samples, each sample keyed by seed and id so pairs stay within a seed).
+fn pool(scores: Vec<Score>) -> Vec<Score> {
+    let mut groups: Vec<Vec<Score>> = Vec::new();
+    for score in scores {
+        let key = |s: &Score| (s.entry.method.clone(), s.entry.round, s.entry.party.clone());
+        match groups.iter_mut().find(|g| key(&g[0]) == key(&score)) {
+            Some(group) => group.push(score),
+            None => groups.push(vec![score]),
+        }
+    }
+    groups.into_iter().map(pool_group).collect()
+}
+
+fn pool_group(mut group: Vec<Score>) -> Score {
+    if group.len() == 1 {
+        return group.remove(0);
+    }
+    let seeds = group.len();
+    let accs: Vec<f64> = group.iter().map(|s| s.acc).collect();
+    let mean = accs.iter().sum::<f64>() / seeds as f64;
+    let acc_sd = (accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (seeds - 1) as f64).sqrt();
+    let acc_norm = group.iter().map(|s| s.acc_norm).sum::<f64>() / seeds as f64;
+    let mut outcomes = Outcomes {
+        ids: Vec::new(),
+        correct: Vec::new(),
+        correct_norm: Vec::new(),
+        gold_per_byte: Vec::new(),
+        margin: Vec::new(),
+    };
+    for s in &group {
+        let seed = s.entry.seed.clone().unwrap_or_default();
+        outcomes.ids.extend(s.outcomes.ids.iter().map(|id| format!("{seed}:{id}")));
+        outcomes.correct.extend(&s.outcomes.correct);
+        outcomes.correct_norm.extend(&s.outcomes.correct_norm);
+        outcomes.gold_per_byte.extend(&s.outcomes.gold_per_byte);
+        outcomes.margin.extend(&s.outcomes.margin);
+    }
+    let first = group.remove(0);
+    Score {
+        n: outcomes.ids.len() as u64,
+        stats: evidence::cell_stats(&outcomes),
+        outcomes,
+        acc: mean,
+        acc_norm,
+        seeds,
+        acc_sd,
+        ..first
+    }
 }
 
 fn percent(e: &crate::stats::Estimate) -> String {
@@ -262,7 +346,19 @@ fn markdown_table(scores: &[Score]) -> String {
         if !rows.contains(&row) {
             rows.push(row.clone());
         }
-        cells.insert((row, s.entry.party.clone()), format!("{} / {:.1}", percent(&s.stats.acc), 100.0 * s.acc_norm));
+        let acc = if s.seeds > 1 {
+            let pooled = &s.stats.acc;
+            format!(
+                "{:.1} ± {:.1} [{:.1}, {:.1}]",
+                100.0 * s.acc,
+                100.0 * s.acc_sd,
+                100.0 * pooled.low,
+                100.0 * pooled.high
+            )
+        } else {
+            percent(&s.stats.acc)
+        };
+        cells.insert((row, s.entry.party.clone()), format!("{acc} / {:.1}", 100.0 * s.acc_norm));
     }
     let mut out = format!(
         "| method | {} |\n|---|{}\n",
@@ -299,6 +395,8 @@ fn results_batch(scores: &[Score]) -> Result<RecordBatch> {
         Field::new("margin", DataType::Float64, false),
         Field::new("margin_low", DataType::Float64, false),
         Field::new("margin_high", DataType::Float64, false),
+        Field::new("seeds", DataType::UInt32, false),
+        Field::new("acc_sd", DataType::Float64, false),
     ]));
     let f64s = |f: &dyn Fn(&CellStats) -> f64| -> arrow_array::ArrayRef {
         Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| f(&s.stats))))
@@ -325,6 +423,8 @@ fn results_batch(scores: &[Score]) -> Result<RecordBatch> {
             f64s(&|c| c.margin.mean),
             f64s(&|c| c.margin.low),
             f64s(&|c| c.margin.high),
+            Arc::new(UInt32Array::from_iter_values(scores.iter().map(|s| s.seeds as u32))),
+            Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| s.acc_sd))),
         ],
     )?)
 }
@@ -332,14 +432,32 @@ fn results_batch(scores: &[Score]) -> Result<RecordBatch> {
 /// `report results`: the long table as Parquet (acc with its interval and the continuous
 /// metrics), the Markdown table in the paper's layout followed by the paired comparisons of
 /// every `subjects` method against the other methods, and those comparisons as Parquet.
-pub fn results(entries: &[ResultEntry], subjects: &[String], out: &Path, paired: &Path, markdown: &Path) -> Result<()> {
+pub fn results(
+    given: &[ResultEntry],
+    reports: &[&Path],
+    subjects: &[String],
+    out: &Path,
+    paired: &Path,
+    markdown: &Path,
+) -> Result<()> {
+    let mut entries = given.to_vec();
+    for report in reports {
+        entries.extend(read_report_entries(report)?);
+    }
+    if entries.is_empty() {
+        return Err(bad_usage("give --result entries or --reports tables"));
+    }
     let predictions: Vec<PathBuf> = entries.iter().map(|e| crate::eval::predictions_path(&e.file)).collect();
-    let inputs: Vec<&Path> =
-        entries.iter().map(|e| e.file.as_path()).chain(predictions.iter().map(PathBuf::as_path)).collect();
+    let inputs: Vec<&Path> = entries
+        .iter()
+        .map(|e| e.file.as_path())
+        .chain(predictions.iter().map(PathBuf::as_path))
+        .chain(reports.iter().copied())
+        .collect();
     let outputs =
         [(out, Kind::parquet(RESULTS_FORMAT)), (paired, Kind::parquet(PAIRED_FORMAT)), (markdown, Kind::Markdown)];
     output::claim(&outputs, &inputs)?;
-    let scores = entries.iter().map(read_score).collect::<Result<Vec<_>>>()?;
+    let scores = pool(entries.iter().map(read_score).collect::<Result<Vec<_>>>()?);
     let rows = comparisons(&scores, subjects)?;
     let text = format!(
         "{}\nacc [95% bootstrap interval, {} resamples] / acc_norm, in %. Paired against the other methods on the same samples:\n\n{}\nThe paper's claims:\n\n{}",
@@ -517,13 +635,15 @@ mod tests {
             margin: vec![acc - 0.5; 4],
         };
         Score {
-            entry: ResultEntry { method: method.into(), round, party: party.into(), file: "f".into() },
+            entry: ResultEntry { method: method.into(), round, party: party.into(), file: "f".into(), seed: None },
             model: "m".into(),
             n: 4,
             acc,
             acc_norm: acc / 2.0,
             stats: evidence::cell_stats(&outcomes),
             outcomes,
+            seeds: 1,
+            acc_sd: 0.0,
         }
     }
 
@@ -559,6 +679,23 @@ mod tests {
         let paired = &rows[0].2;
         assert_eq!((paired.acc.mean, paired.only_a, paired.only_b), (1.0, 4, 0));
         assert!((paired.mcnemar_p - 2.0 / 16.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn seeds_pool_into_mean_and_sd_with_samples_paired_within_a_seed() {
+        let seeded = |acc: f64, seed: &str| {
+            let mut s = score("FedMKT", Some(1), "server", acc);
+            s.entry.seed = Some(seed.into());
+            s
+        };
+        let pooled = pool(vec![seeded(1.0, "s1"), score("Zero-Shot", None, "server", 0.0), seeded(0.0, "s2")]);
+        assert_eq!(pooled.len(), 2, "one score per method, round and party");
+        let fedmkt = &pooled[0];
+        assert_eq!((fedmkt.seeds, fedmkt.n, fedmkt.acc), (2, 8, 0.5));
+        assert!((fedmkt.acc_sd - 0.5f64.sqrt()).abs() < 1e-12, "sample sd of 1 and 0");
+        assert_eq!(fedmkt.outcomes.ids[0], "s1:0");
+        assert_eq!(fedmkt.outcomes.ids[4], "s2:0");
+        assert_eq!(fedmkt.stats.acc.mean, 0.5);
     }
 
     #[test]

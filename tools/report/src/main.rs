@@ -22,8 +22,12 @@ enum Command {
     /// Accuracy table from `evaluate` summaries.
     Results {
         /// METHOD,ROUND,PARTY=FILE (ROUND '-' for a baseline; FILE an evaluate JSON summary).
-        #[arg(long = "result", required = true)]
+        #[arg(long = "result")]
         results: Vec<ResultEntry>,
+        /// Results tables of earlier reports, one per training seed (`make seeds`): their
+        /// entries are pooled per method, round and party.
+        #[arg(long, num_args = 1..)]
+        reports: Vec<PathBuf>,
         /// Methods compared with every other method on the same party.
         #[arg(long = "subject", default_values_t = [String::from("FedMKT"), String::from("FedCoLLM")])]
         subjects: Vec<String>,
@@ -55,8 +59,9 @@ enum Command {
 fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("report", || match &args.command {
-        Command::Results { results, subjects, out, paired, markdown } => {
-            fedmkt::report::results(results, subjects, out, paired, markdown)
+        Command::Results { results, reports, subjects, out, paired, markdown } => {
+            let reports: Vec<&std::path::Path> = reports.iter().map(PathBuf::as_path).collect();
+            fedmkt::report::results(results, &reports, subjects, out, paired, markdown)
         }
         Command::Comms { entries, top_k, out, markdown } => fedmkt::report::comms(entries, *top_k, out, markdown),
     })
