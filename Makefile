@@ -16,6 +16,8 @@ ROUND ?= 1
 # What a pipeline file may leave out.
 METHOD         ?= FedMKT
 SERVER_LEARNS  ?= yes
+# The split evaluated on: validation, or test (ARC's labelled test splits, the paper pipelines').
+EVAL_SPLIT     ?= validation
 # The training seed (LoRA initialisation, dropout, sample order); SEED fixes the split.
 TRAIN_SEED     ?= $(SEED)
 SEEDS          ?= 1 2 3
@@ -103,7 +105,7 @@ GGUF_gemma3-270m      := $(ASSETS)/gemma3/gemma-3-270m.gguf
 # The pipeline's settings as the run used them. Rewritten only when a value changes (in the
 # pipeline file or on the command line); every step depends on it through the data, so a
 # changed setting redoes the run and an unchanged one redoes nothing.
-SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
+SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS EVAL_SPLIT PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
             PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS
 $(RUN)/settings.mk: FORCE
 	@mkdir -p $(@D)
@@ -112,7 +114,8 @@ $(RUN)/settings.mk: FORCE
 FORCE:
 
 $(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
-	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) --seed $(SEED) \
+	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
+	  --eval-split $(EVAL_SPLIT) --seed $(SEED) \
 	  $(if $(PUBLIC_SIZE),--public-size $(PUBLIC_SIZE)) $(if $(CLIENT_SIZE),--client-size $(CLIENT_SIZE)) \
 	  $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
 

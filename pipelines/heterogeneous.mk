@@ -7,3 +7,5 @@ include pipelines/real-models.mk
 NAME          := heterogeneous
 CLIENT_MODELS := smollm2-135m gemma3-270m smollm2-135m gemma3-270m
 BASELINES     := zero-shot standalone centralized nokd
+# ARC-Easy's labelled test split is the eval set (the paper's); validation stays for sweeps.
+EVAL_SPLIT    := test

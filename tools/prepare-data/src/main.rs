@@ -27,6 +27,10 @@ struct Args {
     /// any beyond K+1 unused.
     #[arg(long, default_value_t = 5)]
     parts: usize,
+    /// The split evaluated on: validation, or test (ARC's labelled test splits; validation is
+    /// then left for choosing hyper-parameters).
+    #[arg(long, value_enum, default_value_t = fedmkt::data::EvalSplit::Validation)]
+    eval_split: fedmkt::data::EvalSplit,
     /// Seed of the split (samples are ranked by sha256("{seed}:{id}")).
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -48,6 +52,15 @@ fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("prepare-data", || {
         let sizes = fedmkt::data::SetSizes { public: args.public_size, client: args.client_size, eval: args.eval_size };
-        fedmkt::data::prepare_data(&args.task, &args.source, args.clients, args.parts, args.seed, sizes, &args.out)
+        fedmkt::data::prepare_data(
+            &args.task,
+            &args.source,
+            args.clients,
+            args.parts,
+            args.eval_split,
+            args.seed,
+            sizes,
+            &args.out,
+        )
     })
 }
