@@ -82,6 +82,16 @@ impl Task {
     }
 }
 
+/// How `prepare-data` cuts a task (see FORMATS.md, "The split").
+#[derive(Debug, Clone, Copy)]
+pub struct SplitOptions {
+    pub clients: usize,
+    pub parts: usize,
+    pub eval_split: EvalSplit,
+    pub seed: u64,
+    pub sizes: SetSizes,
+}
+
 /// Which split of a task becomes `eval.parquet`.
 #[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
 pub enum EvalSplit {
@@ -418,16 +428,8 @@ pub fn check_unique_ids<'a>(path: &Path, ids: impl Iterator<Item = &'a str>) -> 
 }
 
 /// `prepare-data`: write `public.parquet`, `client-1..K.parquet` and `eval.parquet` into `out`.
-pub fn prepare_data(
-    task_name: &str,
-    source_dir: &Path,
-    clients: usize,
-    parts: usize,
-    eval_split: EvalSplit,
-    seed: u64,
-    sizes: SetSizes,
-    out: &Path,
-) -> Result<()> {
+pub fn prepare_data(task_name: &str, source_dir: &Path, split: &SplitOptions, out: &Path) -> Result<()> {
+    let SplitOptions { clients, parts, eval_split, seed, sizes } = *split;
     for (flag, size) in [("public-size", sizes.public), ("client-size", sizes.client), ("eval-size", sizes.eval)] {
         if size == Some(0) {
             return Err(bad_usage(format!("--{flag} 0: keep at least one sample (leave the flag out for all)")));

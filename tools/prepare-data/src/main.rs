@@ -52,15 +52,13 @@ fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("prepare-data", || {
         let sizes = fedmkt::data::SetSizes { public: args.public_size, client: args.client_size, eval: args.eval_size };
-        fedmkt::data::prepare_data(
-            &args.task,
-            &args.source,
-            args.clients,
-            args.parts,
-            args.eval_split,
-            args.seed,
+        let split = fedmkt::data::SplitOptions {
+            clients: args.clients,
+            parts: args.parts,
+            eval_split: args.eval_split,
+            seed: args.seed,
             sizes,
-            &args.out,
-        )
+        };
+        fedmkt::data::prepare_data(&args.task, &args.source, &split, &args.out)
     })
 }
