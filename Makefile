@@ -57,7 +57,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill aggregate report
 
-.PHONY: all build test setup round report seeds baselines FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
+.PHONY: all build test setup round report seeds baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -475,6 +475,11 @@ bench: bench-infer bench-vocab bench-distill
 bench-infer: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/public.parquet
 	$(PYREF)/bin/python tests/bench/bench_infer.py $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet \
 	  $(BIN)/infer-logits --samples 256 --threads 2
+
+# The KL error of storing top-K logits as f16 (knowledge files), on both real models.
+measure-logit-storage: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smollm2-135m/config.json $(call PUBLIC,server) $(foreach c,$(CLIENTS),$(call PUBLIC,$(c)))
+	cargo run --release --quiet --example logit_storage -- $(RUN)/models/gemma3-270m $(RUN)/tok/gemma3-270m/public.parquet $(TOP_K) 100
+	cargo run --release --quiet --example logit_storage -- $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet $(TOP_K) 100
 
 bench-vocab: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smollm2-135m/config.json
 	cargo run --release --quiet --example bench_vocab -- $(patsubst %/config.json,%/tokenizer.json,$^) 300

@@ -191,6 +191,7 @@ fn knowledge_of(sender: &TokenizedSample) -> SampleKnowledge {
         topk_ids: (0..n).flat_map(|p| [p + 1, 0]).collect(),
         topk_logits: (0..n).flat_map(|p| [f16::from_f32(p as f32), f16::from_f32(-1.0)]).collect(),
         logsumexp: (0..n).map(|p| 10.0 + p as f32).collect(),
+        tail_mass: (0..n).map(|p| 0.01 * p as f32).collect(),
     }
 }
 

@@ -51,7 +51,11 @@ fn dense_loss(student: &[f64], opts: TeacherOptions) -> f64 {
 
 fn sparse(student: &[f64], opts: TeacherOptions) -> (f64, Vec<f64>) {
     let (ids, logits, lse) = teacher_rows();
-    let targets = TeacherTargets::from_rows(&ids, &logits, &lse, K, opts, &Device::Cpu).unwrap();
+    // The tail as infer-logits stores it: 1 − Σ of the top-K's true probabilities.
+    let tails: Vec<f32> = (0..3)
+        .map(|row| 1.0 - (0..K).map(|i| (logits[row * K + i].to_f64() - lse[row] as f64).exp()).sum::<f64>() as f32)
+        .collect();
+    let targets = TeacherTargets::from_rows(&ids, &logits, &tails, K, opts, &Device::Cpu).unwrap();
     let var = Var::from_tensor(
         &Tensor::from_vec(student.iter().map(|&x| x as f32).collect::<Vec<_>>(), (3, V), &Device::Cpu).unwrap(),
     )
@@ -194,6 +198,7 @@ fn peaked_teacher(samples: &[fedmkt::tokens::TokenizedSample]) -> Vec<fedmkt::kn
                 topk_ids: std::iter::repeat_n([7, 9], n).flatten().collect(),
                 topk_logits: std::iter::repeat_n([f16::from_f32(4.0), f16::from_f32(0.0)], n).flatten().collect(),
                 logsumexp: vec![4.1; n],
+                tail_mass: vec![0.0; n],
                 positions,
             }
         })
@@ -237,7 +242,7 @@ fn kd_against(adapter: Option<&Path>, samples: &[fedmkt::tokens::TokenizedSample
         let hidden = model.hidden_states(&ids).unwrap().squeeze(0).unwrap();
         let at = hidden.index_select(&Tensor::new(row.positions.as_slice(), &Device::Cpu).unwrap(), 0).unwrap();
         let targets =
-            TeacherTargets::from_rows(&row.topk_ids, &row.topk_logits, &row.logsumexp, 2, CASES[0], &Device::Cpu)
+            TeacherTargets::from_rows(&row.topk_ids, &row.topk_logits, &row.tail_mass, 2, CASES[0], &Device::Cpu)
                 .unwrap();
         let per_position = sparse_kd(&model.logits(&at).unwrap(), &targets, 1.0).unwrap();
         total += per_position.mean_all().unwrap().to_scalar::<f32>().unwrap() as f64;

@@ -22,6 +22,7 @@ fn sample(id: &str, nll: f64, tokens: u32, bytes: u32, marker: u32) -> SampleKno
         topk_ids: vec![marker, marker + 1],
         topk_logits: vec![f16::from_f32(1.0), f16::from_f32(0.0)],
         logsumexp: vec![2.0],
+        tail_mass: vec![0.25],
     }
 }
 
@@ -188,6 +189,7 @@ fn impossible_values_in_a_knowledge_file_are_refused() {
             |s| {
                 s.positions = vec![3, 3];
                 s.logsumexp = vec![2.0, 2.0];
+                s.tail_mass = vec![0.25, 0.25];
                 s.topk_ids = vec![1, 2, 1, 2];
                 s.topk_logits = vec![f16::from_f32(1.0), f16::from_f32(0.0), f16::from_f32(1.0), f16::from_f32(0.0)];
             },

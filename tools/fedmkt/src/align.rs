@@ -246,13 +246,15 @@ pub fn align_sample(
         topk_ids: Vec::new(),
         topk_logits: Vec::new(),
         logsumexp: Vec::new(),
+        tail_mass: Vec::new(),
         ..pair.knowledge.clone()
     };
     let (mut matched, mut unmatched) = (0, 0);
     for p in positions {
         // Receiver logits at p predict token p+1; the sender's at i−1 predict its token i.
         let row = matched_to[p + 1].filter(|&i| i >= 1).and_then(|i| sender_rows.get(&(i as u32 - 1)));
-        let (ids, logits, lse) = match row {
+        // Mapping merges ids but drops none, so the mass outside the top-K stays the sender's.
+        let (ids, logits, lse, tail) = match row {
             Some(&row) => {
                 matched += 1;
                 let (ids, logits) = map_top_k(
@@ -260,7 +262,7 @@ pub fn align_sample(
                     &pair.knowledge.topk_logits[row * k..(row + 1) * k],
                     map,
                 );
-                (ids, logits, pair.knowledge.logsumexp[row])
+                (ids, logits, pair.knowledge.logsumexp[row], pair.knowledge.tail_mass[row])
             }
             None => {
                 unmatched += 1;
@@ -270,13 +272,14 @@ pub fn align_sample(
                 let ids =
                     std::iter::once(receiver.input_ids[p + 1]).chain(std::iter::repeat_n(PAD_ID, k - 1)).collect();
                 let logits = std::iter::once(f16::ZERO).chain(std::iter::repeat_n(f16::NEG_INFINITY, k - 1)).collect();
-                (ids, logits, 0.0)
+                (ids, logits, 0.0, 0.0)
             }
         };
         out.positions.push(p as u32);
         out.topk_ids.extend::<Vec<u32>>(ids);
         out.topk_logits.extend::<Vec<f16>>(logits);
         out.logsumexp.push(lse);
+        out.tail_mass.push(tail);
     }
     Aligned { knowledge: out, matched, unmatched }
 }

@@ -370,13 +370,13 @@ fn batch_loss(
     let mut kd = f64::NAN;
     if !kd_positions.is_empty() {
         let teacher_rows: Vec<&SampleKnowledge> = batch.iter().filter_map(|e| e.teacher).collect();
-        let (mut ids, mut logits, mut lse) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ids, mut logits, mut tails) = (Vec::new(), Vec::new(), Vec::new());
         for t in &teacher_rows {
             ids.extend_from_slice(&t.topk_ids);
             logits.extend_from_slice(&t.topk_logits);
-            lse.extend_from_slice(&t.logsumexp);
+            tails.extend_from_slice(&t.tail_mass);
         }
-        let targets = TeacherTargets::from_rows(&ids, &logits, &lse, k, opts.teacher, &opts.device)?;
+        let targets = TeacherTargets::from_rows(&ids, &logits, &tails, k, opts.teacher, &opts.device)?;
         let per_position = train::sparse_kd(&logits_at(&kd_positions)?, &targets, opts.teacher.temperature)?;
         loss = (loss + train::weighted_sum(&per_position, &weights.kd(&kd_counts))?)?;
         let selected: Vec<usize> = kd_counts.iter().copied().filter(|&p| p > 0).collect();

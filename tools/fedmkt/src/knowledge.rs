@@ -24,7 +24,9 @@ use crate::scoring::{self, Request};
 use crate::tokens::{self, TokenizedSample};
 
 pub const KNOWLEDGE_FORMAT: &str = "knowledge";
-pub const KNOWLEDGE_FORMAT_VERSION: u32 = 1;
+/// Version 2 added `tail_mass` (version 1's tail, 1 − Σ exp(f16 logit − lse), was off by up
+/// to 3.6 nats of KL: `make measure-logit-storage`).
+pub const KNOWLEDGE_FORMAT_VERSION: u32 = 2;
 
 /// What `infer-logits` computes, beyond the model and data.
 #[derive(Debug, Clone)]
@@ -38,7 +40,8 @@ pub struct InferOptions {
 }
 
 /// One sample's knowledge: `positions[i]`'s next-token distribution has top-K
-/// `topk_ids[i·K..(i+1)·K]` / `topk_logits[…]` and log-normaliser `logsumexp[i]`.
+/// `topk_ids[i·K..(i+1)·K]` / `topk_logits[…]`, log-normaliser `logsumexp[i]` and mass
+/// outside the top-K `tail_mass[i]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleKnowledge {
     pub id: String,
@@ -49,6 +52,8 @@ pub struct SampleKnowledge {
     pub topk_ids: Vec<u32>,
     pub topk_logits: Vec<f16>,
     pub logsumexp: Vec<f32>,
+    /// 1 − Σ_K softmax: computed from the f32 logits, since f16 logits leave it to cancellation.
+    pub tail_mass: Vec<f32>,
 }
 
 /// Positions whose logits predict answer tokens: `answer_start − 1 … len − 2` (logits at p
@@ -93,6 +98,10 @@ fn summarise(
         topk_ids: per_row.iter().flat_map(|(t, _)| t.iter().map(|&(id, _)| id)).collect(),
         topk_logits: per_row.iter().flat_map(|(t, _)| t.iter().map(|&(_, v)| f16::from_f32(v))).collect(),
         logsumexp: per_row.iter().map(|&(_, lse)| lse as f32).collect(),
+        tail_mass: per_row
+            .iter()
+            .map(|(top, lse)| (1.0 - top.iter().map(|&(_, v)| (v as f64 - lse).exp()).sum::<f64>()).max(0.0) as f32)
+            .collect(),
     })
 }
 
@@ -108,6 +117,7 @@ pub fn knowledge_schema(k: usize) -> Arc<Schema> {
         Field::new("topk_ids", topk(DataType::UInt32), false),
         Field::new("topk_logits", topk(DataType::Float16), false),
         Field::new("logsumexp", DataType::List(item(DataType::Float32)), false),
+        Field::new("tail_mass", DataType::List(item(DataType::Float32)), false),
     ]))
 }
 
@@ -116,7 +126,10 @@ pub fn knowledge_batch(samples: &[SampleKnowledge], k: usize) -> Result<RecordBa
     let mut ids = ListBuilder::new(FixedSizeListBuilder::new(UInt32Builder::new(), k as i32));
     let mut logits = ListBuilder::new(FixedSizeListBuilder::new(Float16Builder::new(), k as i32));
     let mut lse = ListBuilder::new(Float32Builder::new());
+    let mut tail = ListBuilder::new(Float32Builder::new());
     for s in samples {
+        tail.values().append_slice(&s.tail_mass);
+        tail.append(true);
         positions.values().append_slice(&s.positions);
         positions.append(true);
         for (row_ids, row_logits) in s.topk_ids.chunks(k).zip(s.topk_logits.chunks(k)) {
@@ -141,6 +154,7 @@ pub fn knowledge_batch(samples: &[SampleKnowledge], k: usize) -> Result<RecordBa
             Arc::new(ids.finish()),
             Arc::new(logits.finish()),
             Arc::new(lse.finish()),
+            Arc::new(tail.finish()),
         ],
     )?)
 }
@@ -286,8 +300,15 @@ const LOGIT_ABOVE_LSE_TOLERANCE: f32 = 0.07;
 /// larger than its row's log-sum-exp, or padding (`PAD_ID`, −∞).
 fn check_values(sample: &SampleKnowledge, k: usize, vocab: Option<u32>) -> std::result::Result<(), String> {
     let n = sample.positions.len();
-    if sample.logsumexp.len() != n || sample.topk_ids.len() != n * k || sample.topk_logits.len() != n * k {
+    if sample.logsumexp.len() != n
+        || sample.tail_mass.len() != n
+        || sample.topk_ids.len() != n * k
+        || sample.topk_logits.len() != n * k
+    {
         return Err("columns disagree on its number of positions".into());
+    }
+    if let Some(t) = sample.tail_mass.iter().find(|t| !(0.0..=1.0).contains(*t)) {
+        return Err(format!("tail_mass {t} is not a probability"));
     }
     if !(sample.answer_nll.is_finite() && sample.answer_nll >= -1e-4) {
         return Err(format!("answer_nll {} is not a finite non-negative loss", sample.answer_nll));
@@ -339,6 +360,7 @@ pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKn
     let lists = |name: &str| table.column::<ListArray>(name);
     let (positions, topk_ids, topk_logits, lse) =
         (lists("positions")?, lists("topk_ids")?, lists("topk_logits")?, lists("logsumexp")?);
+    let tails = lists("tail_mass")?;
     let malformed = |name: &str| bad_input(path, format!("column '{name}' has an unexpected type"));
     let vocab = match table.provenance.extra.get("vocab_size") {
         Some(v) => {
@@ -391,6 +413,13 @@ pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKn
                     .as_any()
                     .downcast_ref::<Float32Array>()
                     .ok_or_else(|| malformed("logsumexp"))?
+                    .values()
+                    .to_vec(),
+                tail_mass: tails[b]
+                    .value(row)
+                    .as_any()
+                    .downcast_ref::<Float32Array>()
+                    .ok_or_else(|| malformed("tail_mass"))?
                     .values()
                     .to_vec(),
             };

@@ -15,10 +15,11 @@ use crate::align::PAD_ID;
 pub struct TeacherOptions {
     /// Softening temperature for teacher and student (paper: 1).
     pub temperature: f64,
-    /// Keep the probability outside the top-K as one extra bucket, matched against the
-    /// student's mass outside the same K ids (needs temperature 1: the teacher's
-    /// full-vocabulary normaliser is known only at temperature 1). Otherwise the top-K is
-    /// renormalised to sum to 1 (the paper's and the reference's choice).
+    /// Keep the probability outside the top-K as one extra bucket (the knowledge set's
+    /// `tail_mass`), matched against the student's mass outside the same K ids; the top-K
+    /// then share 1 − tail in proportion to their softmax (needs temperature 1: the tail is
+    /// known only at temperature 1). Otherwise the top-K is renormalised to sum to 1 (the
+    /// paper's and the reference's choice).
     pub tail: bool,
 }
 
@@ -37,31 +38,28 @@ pub struct TeacherTargets {
 }
 
 impl TeacherTargets {
-    /// From knowledge rows: `ids`/`logits` hold K entries per position, `logsumexp` one.
+    /// From knowledge rows: `ids`/`logits` hold K entries per position, `tail_mass` one.
     pub fn from_rows(
         ids: &[u32],
         logits: &[f16],
-        logsumexp: &[f32],
+        tail_mass: &[f32],
         k: usize,
         opts: TeacherOptions,
         device: &Device,
     ) -> Result<Self> {
         anyhow::ensure!(!opts.tail || opts.temperature == 1.0, "--teacher-tail needs temperature 1");
-        let n = logsumexp.len();
+        let n = tail_mass.len();
         let mut probs = Vec::with_capacity(n * k);
         let mut tails = Vec::with_capacity(n);
-        for (row, &lse) in logits.chunks(k).zip(logsumexp) {
+        for (row, &tail) in logits.chunks(k).zip(tail_mass) {
             let scaled: Vec<f64> = row.iter().map(|l| l.to_f64() / opts.temperature).collect();
-            let row_probs: Vec<f64> = if opts.tail {
-                scaled.iter().map(|l| (l - lse as f64).exp()).collect()
-            } else {
-                let norm = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let sum: f64 = scaled.iter().map(|l| (l - norm).exp()).sum();
-                scaled.iter().map(|l| (l - norm).exp() / sum).collect()
-            };
-            let kept: f64 = row_probs.iter().sum();
-            tails.push(if opts.tail { (1.0 - kept).max(0.0) as f32 } else { 0.0 });
-            probs.extend(row_probs.iter().map(|&p| p as f32));
+            let norm = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = scaled.iter().map(|l| (l - norm).exp()).sum();
+            // With the tail, the top-K share 1 − tail: the stored tail is exact, and the f16
+            // logits are used only for ratios within the top-K (KL ≤ 4.1e-5 on real models).
+            let kept = if opts.tail { 1.0 - tail as f64 } else { 1.0 };
+            probs.extend(scaled.iter().map(|l| ((l - norm).exp() / sum * kept) as f32));
+            tails.push(if opts.tail { tail } else { 0.0 });
         }
         let valid: Vec<f32> = ids.iter().map(|&id| f32::from(u8::from(id != PAD_ID))).collect();
         let ids: Vec<u32> = ids.iter().map(|&id| if id == PAD_ID { 0 } else { id }).collect();
