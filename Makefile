@@ -57,7 +57,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill aggregate report
 
-.PHONY: all build test setup round report seeds baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
+.PHONY: all build test setup round report seeds sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -419,6 +419,29 @@ $(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_
 
 $(RUN)/report.png: $(RUN)/report.md $(PLOT_ENV)/.installed
 	$(PLOT_ENV)/bin/python tools/report/plot_rounds.py $(RUN)/report.parquet $@
+
+# `make sweep-lr SWEEP_LRS="…"`: the client learning rate chosen on data that is never the
+# eval split. Standalone (client-1's shard, PRIVATE_EPOCHS, TRAIN_SEED) once per rate, scored
+# on the task's validation split (prepared beside the eval set: the same public set and
+# shards); the table goes to $(B)/sweep-lr/report.md, with intervals.
+SWEEP_LRS  ?= 3e-5 1e-4 2e-4 3e-4
+SWEEP      = $(B)/sweep-lr
+SWEEP_DATA = $(RUN)/data/$(TASK)-validation/eval.parquet
+$(SWEEP_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
+	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
+	  --eval-split validation --seed $(SEED) $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
+define sweep_rules
+$(SWEEP)/lr-$(1)/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,client-1)/client-1.parquet | $(BIN)/distill
+	$(BIN)/distill --model $(call M,client-1) --data $$< --epochs $(PRIVATE_EPOCHS) --lr $(1) $(TRAIN_FLAGS) --out $$(@D)
+$(SWEEP)/eval/lr-$(1).json: $(SWEEP)/lr-$(1)/adapter_config.json $(SWEEP_DATA) | $(BIN)/evaluate
+	$(BIN)/evaluate --model $(call M,client-1) --adapter $$(<D) --data $(SWEEP_DATA) --out $$@
+endef
+$(foreach lr,$(SWEEP_LRS),$(eval $(call sweep_rules,$(lr))))
+$(SWEEP)/report.md: $(foreach lr,$(SWEEP_LRS),$(SWEEP)/eval/lr-$(lr).json) | $(BIN)/report
+	$(BIN)/report results $(foreach lr,$(SWEEP_LRS),--result Standalone-lr-$(lr),-,client-1=$(SWEEP)/eval/lr-$(lr).json) \
+	  --out $(SWEEP)/report.parquet --paired $(SWEEP)/paired.parquet --markdown $@
+sweep-lr: setup $(SWEEP)/report.md
+	@tail -n +2 $(SWEEP)/report.md | sed -n '1,/^$$/p'; echo "Sweep on $(SWEEP_DATA): $(SWEEP)/"
 
 # `make seeds SEEDS="1 2 3"`: the pipeline's full report once per training seed, in
 # $(RUNS)/$(NAME)-seed-<s>/ (the split stays SEED's), pooled into $(RUNS)/$(NAME)-seeds/:

@@ -251,3 +251,17 @@ fn seeds_run_the_pipeline_once_per_training_seed_and_pool_the_reports() {
     };
     assert!(weights(1) != weights(2), "both seeds trained the same adapter");
 }
+
+/// `make sweep-lr`: Standalone once per rate, scored on the validation split, never the eval set.
+#[test]
+fn the_learning_rate_sweep_scores_on_the_validation_split() {
+    let dir = tempdir();
+    let runs = dir.path();
+    make_target("sweep-lr", runs, &["SWEEP_LRS=1e-3 1e-2", "EVAL_SPLIT=test"]);
+    let text = std::fs::read_to_string(runs.join("tiny/baselines/sweep-lr/report.md")).unwrap();
+    assert!(text.contains("| Standalone-lr-1e-3 |") && text.contains("| Standalone-lr-1e-2 |"), "{text}");
+    let split =
+        |rel: &str| fedmkt::io::read_parquet(&runs.join(rel), "task").unwrap().provenance.extra["eval_split"].clone();
+    assert_eq!(split("tiny/data/arc-easy-validation/eval.parquet"), "validation");
+    assert_eq!(split("tiny/data/arc-easy/eval.parquet"), "test", "the eval set is the test split");
+}
