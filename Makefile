@@ -18,6 +18,7 @@ METHOD         ?= FedMKT
 SERVER_LEARNS  ?= yes
 # The split evaluated on: validation, or test (ARC's labelled test splits, the paper pipelines').
 EVAL_SPLIT     ?= validation
+TEACHER_TAIL   ?= no
 # The training seed (LoRA initialisation, dropout, sample order); SEED fixes the split.
 TRAIN_SEED     ?= $(SEED)
 SEEDS          ?= 1 2 3
@@ -105,7 +106,7 @@ GGUF_gemma3-270m      := $(ASSETS)/gemma3/gemma-3-270m.gguf
 # The pipeline's settings as the run used them. Rewritten only when a value changes (in the
 # pipeline file or on the command line); every step depends on it through the data, so a
 # changed setting redoes the run and an unchanged one redoes nothing.
-SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS EVAL_SPLIT PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
+SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS EVAL_SPLIT TEACHER_TAIL PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
             PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS
 $(RUN)/settings.mk: FORCE
 	@mkdir -p $(@D)
@@ -162,6 +163,8 @@ ADAPTER_DEP  = $(if $(1),$(1)/adapter_config.json)
 ALIGN_FLAGS  = --sender-tokens $(call PUBLIC,$(1)) --receiver-tokens $(call PUBLIC,$(2)) \
   --map $(call MAP,$(call MODEL_OF,$(1)),$(call MODEL_OF,$(2))) --sender-tokenizer $(call M,$(1))/tokenizer.json \
   --receiver-tokenizer $(call M,$(2))/tokenizer.json --strategy $(ALIGN) --sender $(1)
+# TEACHER_TAIL=yes: KD keeps the teacher's mass outside its top-K as one bucket.
+KD_FLAGS     = $(if $(filter yes,$(TEACHER_TAIL)),--teacher-tail)
 TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(TRAIN_SEED) --lora-r $(LORA_R) --lora-alpha $(LORA_ALPHA)
 SERVER_ADAPTER = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/server/adapter)
 SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R,$(call PREV,$(1)))/server/knowledge.parquet)
@@ -197,7 +200,7 @@ $(call R,$(1))/$(2)/selected.parquet: $(call R,$(1))/$(2)/knowledge.parquet $(ca
 
 $(call R,$(1))/$(2)/adapter/adapter_config.json: $(call R,$(1))/$(2)/selected.parquet $(call R,$(1))/$(2)/private/adapter_config.json | $(BIN)/distill
 	$(BIN)/distill --model $(call M,$(2)) --adapter $$(<D)/private --data $(call PUBLIC,$(2)) --teacher $$< \
-	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+	  --lambda $(LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/eval/$(2).json: $(call R,$(1))/$(2)/adapter/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,$(2),$$(<D)) $$@
@@ -208,7 +211,7 @@ endef
 define llm_rules
 $(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(BIN)/distill
 	$(BIN)/distill --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
-	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
+	  --lambda $(LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/server/knowledge.parquet: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call PUBLIC,server) | $(BIN)/infer-logits
 	$(BIN)/infer-logits --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) --top-k $(TOP_K) --out $$@
@@ -303,7 +306,7 @@ $(call R,$(1))/server/slm-selected.parquet: $(call R,$(1))/server/slm-knowledge.
 
 $(call R,$(1))/server/slm-distilled/adapter_config.json: $(call R,$(1))/server/slm-selected.parquet $(call R,$(1))/server/slm/adapter_config.json | $(BIN)/distill
 	$(BIN)/distill --model $(call M,slm) --adapter $(call R,$(1))/server/slm --data $(call PUBLIC,slm) --teacher $$< \
-	  --lambda $(LAMBDA) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+	  --lambda $(LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,slm,$$(<D)) $$@

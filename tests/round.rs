@@ -265,3 +265,16 @@ fn the_learning_rate_sweep_scores_on_the_validation_split() {
     assert_eq!(split("tiny/data/arc-easy-validation/eval.parquet"), "validation");
     assert_eq!(split("tiny/data/arc-easy/eval.parquet"), "test", "the eval set is the test split");
 }
+
+/// TEACHER_TAIL=yes reaches every KD step, and only those.
+#[test]
+fn teacher_tail_reaches_every_distillation_and_no_private_phase() {
+    let dir = tempdir();
+    let runs = dir.path();
+    let output = make(runs, &["TEACHER_TAIL=yes", "ROUND=1"]);
+    let run = runs.join("tiny/round-1");
+    for kd in ["server/adapter", "client-1/adapter", "client-2/adapter"] {
+        assert!(command_making(&output, &run.join(kd)).contains("--teacher-tail"), "{kd} distils without the tail");
+    }
+    assert!(!command_making(&output, &run.join("client-1/private")).contains("--teacher-tail"));
+}
