@@ -515,3 +515,27 @@ fn token_files_of_another_tokenizer_are_refused() {
     let gemma_tokens = testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet");
     assert_bad_input(&distill(&gemma_tokens, None, &out, &[]), &["arc-easy-eval.parquet", "another tokenizer"]);
 }
+
+/// With several --data files, each one's content is part of the checkpoint's settings (the
+/// first file changed while the second stays the same is caught too).
+#[test]
+fn a_resumed_run_must_train_on_the_same_data_files() {
+    let dir = tempdir();
+    let (first, rest) = split_tokens(dir.path());
+    let (_, table) = fedmkt::tokens::read_tokens(&first).unwrap();
+    let (samples, _) = fedmkt::tokens::read_tokens(&first).unwrap();
+    let second = dir.path().join("rest.parquet");
+    fedmkt::tokens::write_tokens(&second, &rest, &table.provenance).unwrap();
+    let changed = dir.path().join("changed.parquet");
+    fedmkt::tokens::write_tokens(&changed, &samples, &table.provenance.clone().extra("note", "other bytes")).unwrap();
+    let out = dir.path().join("adapter");
+    let run = |data: &Path, extra: &[&str]| {
+        let mut args =
+            vec!["--data", second.to_str().unwrap(), "--batch-size", "2", "--checkpoint-every", "1", "--resume"];
+        args.extend(extra);
+        distill(data, None, &out, &args)
+    };
+    assert_success(&run(&first, &["--max-steps", "1"]));
+    assert_bad_input(&run(&changed, &[]), &["state.json", "was made with data "]);
+    assert_success(&run(&first, &[]));
+}

@@ -98,7 +98,7 @@ impl DistillOptions {
 
     /// What a resumed run must share with the run that wrote the checkpoint: every setting
     /// that changes the result, and the content of every input.
-    fn settings(&self, inputs: &[(&str, String)]) -> std::collections::BTreeMap<String, String> {
+    fn settings(&self, inputs: &[(String, String)]) -> std::collections::BTreeMap<String, String> {
         let mut settings: std::collections::BTreeMap<String, String> = [
             ("lambda", self.lambda.to_string()),
             ("epochs", self.epochs.to_string()),
@@ -125,7 +125,7 @@ impl DistillOptions {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        settings.extend(inputs.iter().map(|(role, hash)| (role.to_string(), hash.clone())));
+        settings.extend(inputs.iter().cloned());
         settings
     }
 }
@@ -574,14 +574,16 @@ pub fn distill(
         model.lora.clone().ok_or_else(|| bad_input(model_dir, "no layer of this model matches the LoRA targets"))?;
     check_targets_adapted(&lora, model_dir)?;
     knowledge::check_tokens_fit_model(data, &data_table, &samples, model_dir, model.config.vocab_size)?;
-    let mut hashes = vec![("model", base_config.clone())];
-    for file in data_files {
-        hashes.push(("data", io::file_hash(file)?));
+    // Each input's hash, by role (`data`, `data2`, …), hashed once: the checkpoint settings
+    // and the training log's provenance both record them.
+    let mut hashes = vec![("model".to_string(), base_config)];
+    for (i, file) in data_files.iter().enumerate() {
+        hashes.push((if i == 0 { "data".to_string() } else { format!("data{}", i + 1) }, io::file_hash(file)?));
     }
     let adapter_weights = adapter_dir.map(|d| d.join(crate::model::lora::ADAPTER_WEIGHTS));
     for (role, path) in [("teacher", teacher), ("adapter", adapter_weights.as_deref())] {
         if let Some(path) = path {
-            hashes.push((role, io::file_hash(path)?));
+            hashes.push((role.to_string(), io::file_hash(path)?));
         }
     }
     let settings = opts.settings(&hashes);
@@ -678,18 +680,13 @@ pub fn distill(
     progress.finish_and_clear();
     let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let adapter = model.lora.as_ref().expect("trained adapters").adapter();
-    let mut provenance = Provenance::new(TRAINING_LOG_FORMAT, 1, "distill").input("model", base_config);
-    for (i, file) in data_files.iter().enumerate() {
-        provenance =
-            provenance.input(&if i == 0 { "data".to_string() } else { format!("data{}", i + 1) }, io::file_hash(file)?);
-    }
-    provenance = provenance
+    let mut provenance = Provenance::new(TRAINING_LOG_FORMAT, 1, "distill")
         .extra("seed", opts.seed)
         .extra("samples", samples.len())
         .extra("lambda", opts.lambda)
         .extra("lr", opts.lr);
-    if let Some(path) = teacher {
-        provenance = provenance.input("teacher", io::file_hash(path)?);
+    for (role, hash) in hashes.iter().filter(|(role, _)| role != "adapter") {
+        provenance = provenance.input(role, hash.clone());
     }
     let batch = log_batch(&log)?;
     io::write_folder(out, Kind::Adapter, |tmp| {
