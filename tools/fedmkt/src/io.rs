@@ -1,8 +1,5 @@
-//! File plumbing shared by every tool: atomic writes, Parquet with provenance, content hashes.
-//!
-//! Every file is first written under a temporary name in its destination folder and renamed
-//! into place only when complete, so a failed or interrupted tool never leaves a half-written
-//! output that a later stage (or `make`) would mistake for a finished one.
+//! File plumbing shared by every tool: Parquet with provenance, content hashes, and the
+//! one-output shorthands of [`crate::output::Commit`] (where and how a tool writes: there).
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -108,14 +105,6 @@ pub fn file_hash(path: &Path) -> Result<String> {
 /// Hex SHA-256 of a byte string (used for seeded, language-independent orderings).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
-}
-
-/// Write one file as the whole output of a run: staged, fsync'd and moved into place only if
-/// `fill` succeeds, and only over nothing or an earlier output of `kind` (see [`crate::output`]).
-pub fn write_atomically(path: &Path, kind: Kind, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let mut commit = Commit::new();
-    commit.file(path, kind, fill)?;
-    commit.finish()
 }
 
 /// Write one folder as the whole output of a run (model and adapter folders), the same way.

@@ -101,7 +101,7 @@ fn flat_map_is_ours(path: &Path) -> bool {
     let table = path.with_extension("parquet");
     let vocab_map = Kind::parquet(crate::vocab::VOCAB_MAP_FORMAT);
     table.is_file() && vocab_map.recognises(&table)
-        || own_temporaries(&table).iter().any(|tmp| tmp.is_file() && vocab_map.recognises(tmp))
+        || own_temporaries(&table).iter().any(|(tmp, _)| tmp.is_file() && vocab_map.recognises(tmp))
 }
 
 /// Check, before any work, that a run may write `outputs`: each is absent, an empty folder
@@ -200,30 +200,26 @@ fn temporary_name(dest: &Path) -> PathBuf {
     parent_dir(dest).join(format!(".{}.{TEMP_TAG}{}-{random:016x}{TEMP_SUFFIX}", file_name(dest), std::process::id()))
 }
 
-/// Temporaries of `dest` that some run of ours left beside it (any process).
-fn own_temporaries(dest: &Path) -> Vec<PathBuf> {
+/// Temporaries of `dest` that some run of ours left beside it (any process), each with the
+/// id of the process that made it.
+fn own_temporaries(dest: &Path) -> Vec<(PathBuf, u32)> {
     let prefix = format!(".{}.{TEMP_TAG}", file_name(dest));
     let Ok(entries) = std::fs::read_dir(parent_dir(dest)) else { return Vec::new() };
     entries
         .flatten()
-        .filter(|e| {
+        .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(TEMP_SUFFIX)).is_some_and(is_pid_and_random)
+            let pid =
+                name.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(TEMP_SUFFIX)).and_then(pid_and_random)?;
+            Some((e.path(), pid))
         })
-        .map(|e| e.path())
         .collect()
 }
 
-fn is_pid_and_random(text: &str) -> bool {
-    text.split_once('-').is_some_and(|(pid, random)| {
-        pid.parse::<u32>().is_ok() && random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit())
-    })
-}
-
-fn pid_of(temporary: &Path) -> Option<u32> {
-    let name = file_name(temporary);
-    let after = name.rsplit_once(TEMP_TAG)?.1;
-    after.split_once('-')?.0.parse().ok()
+/// The process id of `<pid>-<16 hex digits>`, the variable part of a temporary's name.
+fn pid_and_random(text: &str) -> Option<u32> {
+    let (pid, random) = text.split_once('-')?;
+    (random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit())).then_some(pid.parse().ok()?)
 }
 
 /// Whether a process with this id exists (signal 0 probes without sending anything).
@@ -242,8 +238,8 @@ fn process_alive(_pid: u32) -> bool {
 
 /// Remove the temporaries of `dest` whose process is gone: a killed run of ours left them.
 fn remove_stale_temporaries(dest: &Path) -> Result<()> {
-    for tmp in own_temporaries(dest) {
-        if pid_of(&tmp).is_some_and(|pid| pid != std::process::id() && !process_alive(pid)) {
+    for (tmp, pid) in own_temporaries(dest) {
+        if pid != std::process::id() && !process_alive(pid) {
             remove_any(&tmp)?;
         }
     }
