@@ -350,9 +350,21 @@ pub fn top_k(table: &io::ParquetTable) -> Result<usize> {
         .ok_or_else(|| bad_input(&table.path, "no fedmkt.top_k"))
 }
 
+/// The values of one list cell of column `name`, or a bad-input error if they have another type.
+fn primitive_values<T: arrow_array::types::ArrowPrimitiveType>(
+    array: &arrow_array::ArrayRef,
+    name: &str,
+    path: &Path,
+) -> Result<Vec<T::Native>> {
+    let typed = array.as_any().downcast_ref::<arrow_array::PrimitiveArray<T>>();
+    let typed = typed.ok_or_else(|| bad_input(path, format!("column '{name}' has an unexpected type")))?;
+    Ok(typed.values().to_vec())
+}
+
 /// The knowledge columns of a table (a knowledge, aligned or selected file) as samples.
 pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKnowledge>> {
-    use arrow_array::{Array, FixedSizeListArray, Float16Array, Float32Array, ListArray};
+    use arrow_array::types::{Float16Type, Float32Type, UInt32Type};
+    use arrow_array::{Array, FixedSizeListArray, ListArray};
     let path = table.path.as_path();
     let ids = table.column::<StringArray>("id")?;
     let nll = table.column::<Float64Array>("answer_nll")?;
@@ -382,46 +394,20 @@ pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKn
                 }
                 Ok(rows.values().clone())
             };
-            let ids_flat = flat(&topk_ids[b], "topk_ids")?;
-            let logits_flat = flat(&topk_logits[b], "topk_logits")?;
-            let pos = positions[b].value(row);
-            let lse_row = lse[b].value(row);
             let sample = SampleKnowledge {
                 id: ids[b].value(row).to_string(),
                 answer_nll: nll[b].value(row),
                 answer_tokens: tokens[b].value(row),
                 answer_bytes: bytes[b].value(row),
-                positions: pos
-                    .as_any()
-                    .downcast_ref::<UInt32Array>()
-                    .ok_or_else(|| malformed("positions"))?
-                    .values()
-                    .to_vec(),
-                topk_ids: ids_flat
-                    .as_any()
-                    .downcast_ref::<UInt32Array>()
-                    .ok_or_else(|| malformed("topk_ids"))?
-                    .values()
-                    .to_vec(),
-                topk_logits: logits_flat
-                    .as_any()
-                    .downcast_ref::<Float16Array>()
-                    .ok_or_else(|| malformed("topk_logits"))?
-                    .values()
-                    .to_vec(),
-                logsumexp: lse_row
-                    .as_any()
-                    .downcast_ref::<Float32Array>()
-                    .ok_or_else(|| malformed("logsumexp"))?
-                    .values()
-                    .to_vec(),
-                tail_mass: tails[b]
-                    .value(row)
-                    .as_any()
-                    .downcast_ref::<Float32Array>()
-                    .ok_or_else(|| malformed("tail_mass"))?
-                    .values()
-                    .to_vec(),
+                positions: primitive_values::<UInt32Type>(&positions[b].value(row), "positions", path)?,
+                topk_ids: primitive_values::<UInt32Type>(&flat(&topk_ids[b], "topk_ids")?, "topk_ids", path)?,
+                topk_logits: primitive_values::<Float16Type>(
+                    &flat(&topk_logits[b], "topk_logits")?,
+                    "topk_logits",
+                    path,
+                )?,
+                logsumexp: primitive_values::<Float32Type>(&lse[b].value(row), "logsumexp", path)?,
+                tail_mass: primitive_values::<Float32Type>(&tails[b].value(row), "tail_mass", path)?,
             };
             check_values(&sample, k, vocab)
                 .map_err(|problem| bad_input(path, format!("sample '{}': {problem}", sample.id)))?;

@@ -346,10 +346,7 @@ fn verify(keys: &BTreeMap<u32, VerifyingKey>, party: u32, message: &[u8], signat
 fn read_publics(paths: &[&Path], round: u64, verify_keys: &BTreeMap<u32, VerifyingKey>) -> Result<Vec<PublicFile>> {
     let mut publics: Vec<PublicFile> = Vec::new();
     for path in paths {
-        let public: PublicFile = read_message(path, format::PUBLIC)?;
-        if public.round != round {
-            return Err(bad_input(path, format!("is for round {}, not {round}", public.round)));
-        }
+        let public = read_public(path, round)?;
         if !verify(verify_keys, public.party, &advertised_message(&public), &public.signature) {
             return Err(bad_input(path, format!("party {}'s keys are not signed by its identity", public.party)));
         }
@@ -906,15 +903,16 @@ fn rebuild(shares: &SharesByParty, party: u32, threshold: usize, what: &str, sum
 /// The public keys the server relayed in round 1, by party (their signatures were checked by
 /// every client; the server needs only the masking keys).
 fn read_public_keys(paths: &[&Path], round: u64) -> Result<BTreeMap<u32, PublicFile>> {
-    let mut publics = BTreeMap::new();
-    for path in paths {
-        let public: PublicFile = read_message(path, format::PUBLIC)?;
-        if public.round != round {
-            return Err(bad_input(path, format!("is for round {}, not {round}", public.round)));
-        }
-        publics.insert(public.party, public);
+    paths.iter().map(|path| read_public(path, round).map(|p| (p.party, p))).collect()
+}
+
+/// One client's published keys, of `round`.
+fn read_public(path: &Path, round: u64) -> Result<PublicFile> {
+    let public: PublicFile = read_message(path, format::PUBLIC)?;
+    if public.round != round {
+        return Err(bad_input(path, format!("is for round {}, not {round}", public.round)));
     }
-    Ok(publics)
+    Ok(public)
 }
 
 /// `unmask` (server): Σ x_u = Σ y_u − Σ_{u∈U3} PRG(b_u) − Σ_{u∈U3, v∈U2\U3} Δ_{u,v}·PRG(s_{u,v}),
