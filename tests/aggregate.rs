@@ -304,13 +304,8 @@ fn byte_chi_square(words: &[u64]) -> f64 {
 }
 
 fn masked_words(path: &Path) -> Vec<u64> {
-    use arrow_array::{Array, UInt64Array};
     let table = fedmkt::io::read_parquet(path, "masked-adapter").unwrap();
-    table
-        .batches
-        .iter()
-        .flat_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap().values().to_vec())
-        .collect()
+    table.values::<arrow_array::types::UInt64Type>("word").unwrap()
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Result;
-use arrow_array::{Float64Array, StringArray, UInt32Array};
+use arrow_array::types::{Float64Type, UInt32Type};
 
 use crate::cli::bad_input;
 use crate::eval::PREDICTIONS_FORMAT;
@@ -27,17 +27,9 @@ pub struct Outcomes {
 
 pub fn read_outcomes(path: &Path) -> Result<Outcomes> {
     let table = io::read_parquet(path, PREDICTIONS_FORMAT)?;
-    let flat_u32 = |name: &str| -> Result<Vec<u32>> {
-        Ok(table.column::<UInt32Array>(name)?.iter().flat_map(|a| a.values().to_vec()).collect())
-    };
-    let flat_f64 = |name: &str| -> Result<Vec<f64>> {
-        Ok(table.column::<Float64Array>(name)?.iter().flat_map(|a| a.values().to_vec()).collect())
-    };
-    let ids = table
-        .column::<StringArray>("id")?
-        .iter()
-        .flat_map(|a| a.iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>())
-        .collect();
+    let flat_u32 = |name: &str| table.values::<UInt32Type>(name);
+    let flat_f64 = |name: &str| table.values::<Float64Type>(name);
+    let ids = table.strings("id")?;
     let (gold, pred, pred_norm) = (flat_u32("gold")?, flat_u32("pred")?, flat_u32("pred_norm")?);
     let hit = |p: &[u32]| p.iter().zip(&gold).map(|(p, g)| f64::from(u8::from(p == g))).collect();
     let outcomes = Outcomes {

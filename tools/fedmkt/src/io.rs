@@ -226,6 +226,21 @@ impl ParquetTable {
             .collect()
     }
 
+    /// Every value of a primitive column, all batches in order (nulls read as the type's default).
+    pub fn values<T: arrow_array::types::ArrowPrimitiveType>(&self, name: &str) -> Result<Vec<T::Native>> {
+        let columns = self.column::<arrow_array::PrimitiveArray<T>>(name)?;
+        Ok(columns.iter().flat_map(|a| a.values().to_vec()).collect())
+    }
+
+    /// Every value of a string column, all batches in order (nulls read as "").
+    pub fn strings(&self, name: &str) -> Result<Vec<String>> {
+        let columns = self.column::<arrow_array::StringArray>(name)?;
+        Ok(columns
+            .iter()
+            .flat_map(|a| a.iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>())
+            .collect())
+    }
+
     /// The content hash this file records for an input role, or a bad-input error.
     pub fn input_hash(&self, role: &str) -> Result<&str> {
         self.provenance

@@ -108,13 +108,7 @@ fn read_score(entry: &ResultEntry) -> Result<Score> {
 fn read_report_entries(path: &Path) -> Result<Vec<ResultEntry>> {
     let table = io::read_parquet(path, RESULTS_FORMAT)?;
     let seed = path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
-    let strings = |name: &str| -> Result<Vec<String>> {
-        Ok(table
-            .column::<StringArray>(name)?
-            .iter()
-            .flat_map(|a| a.iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>())
-            .collect())
-    };
+    let strings = |name: &str| table.strings(name);
     let rounds: Vec<Option<u32>> =
         table.column::<UInt32Array>("round")?.iter().flat_map(|a| a.iter().collect::<Vec<_>>()).collect();
     let (methods, parties, files) = (strings("method")?, strings("party")?, strings("file")?);

@@ -647,7 +647,7 @@ fn read_words(path: &Path) -> Result<(Vec<u64>, MaskedHeader)> {
     if table.provenance.format_version != 2 {
         return Err(bad_input(path, format!("format version {}, this tool reads 2", table.provenance.format_version)));
     }
-    let words = table.column::<UInt64Array>("word")?.iter().flat_map(|a| a.values().to_vec()).collect();
+    let words = table.values::<arrow_array::types::UInt64Type>("word")?;
     let extra = &table.provenance.extra;
     let field = |k: &str| extra.get(k).cloned().ok_or_else(|| bad_input(path, format!("no fedmkt.{k}")));
     let number = |k: &str| field(k)?.parse().map_err(|_| bad_input(path, format!("fedmkt.{k} is not a number")));
