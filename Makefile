@@ -58,7 +58,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill aggregate report
 
-.PHONY: all build test setup round report seeds sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill clean
+.PHONY: all build test setup round report seeds sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -496,7 +496,7 @@ check-real-models: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/eval.parque
 	$(PYREF)/bin/python testdata/reference/check_real_top10.py $(RUN) $(BIN)/infer-logits
 
 # ---------------------------------------------------------------- benchmarks (not tests)
-bench: bench-infer bench-vocab bench-distill
+bench: bench-infer bench-vocab bench-distill bench-eval
 
 bench-infer: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/public.parquet
 	$(PYREF)/bin/python tests/bench/bench_infer.py $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet \
@@ -527,6 +527,24 @@ $(BENCH)/aligned-%.parquet: $(BENCH)/%.knowledge.parquet $(BENCH)/%_to_smollm2-1
 bench-distill: build $(PYREF)/.installed $(BENCH)/aligned-gemma3-270m.parquet $(BENCH)/aligned-smollm2-135m.parquet
 	$(PYREF)/bin/python tests/bench/bench_distill.py $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet \
 	  $(BIN)/distill $(BENCH)/aligned-gemma3-270m.parquet $(BENCH)/aligned-smollm2-135m.parquet --samples 48 --threads 2
+
+# `evaluate` now beside `evaluate` built from BENCH_EVAL_BASE (the commit before contexts were
+# shared between choices; built once, from `git archive`, in its own target folder) and beside
+# transformers' forward per choice, on the task's whole validation split, for both models.
+BENCH_EVAL_BASE    ?= 66a6998
+BENCH_EVAL_SAMPLES ?= 570
+BENCH_EVAL_BIN     := $(BENCH)/evaluate-$(BENCH_EVAL_BASE)
+$(BENCH_EVAL_BIN)/evaluate:
+	mkdir -p $(@D)/src && git archive $(BENCH_EVAL_BASE) | tar -x -C $(@D)/src
+	$(CARGO) build --release --quiet -p evaluate --manifest-path $(@D)/src/Cargo.toml --target-dir $(@D)/target
+	cp $(@D)/target/release/evaluate $@
+$(BENCH)/validation/eval.parquet: $(DATA_DEP) | $(BIN)/prepare-data
+	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients 1 --eval-split validation --seed $(SEED) --out $(@D)
+
+bench-eval: build $(PYREF)/.installed $(BENCH_EVAL_BIN)/evaluate $(BENCH)/validation/eval.parquet \
+            $(RUN)/models/smollm2-135m/config.json $(RUN)/models/gemma3-270m/config.json
+	for m in smollm2-135m gemma3-270m; do $(PYREF)/bin/python tests/bench/bench_eval.py $(RUN)/models/$$m \
+	  $(BENCH)/validation/eval.parquet $(BIN)/evaluate $(BENCH_EVAL_BIN)/evaluate --samples $(BENCH_EVAL_SAMPLES) --threads 2; done
 
 clean:
 	rm -rf $(RUN)

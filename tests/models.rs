@@ -1,7 +1,7 @@
 //! The model runtime against Hugging Face transformers (+ PEFT) on the tiny models
 //! (testdata/reference/golden_models.py), and the gradients LoRA training relies on.
 use candle_core::{DType, Device, Tensor};
-use fedmkt::model::{AdapterSource, LoraSpec, Model};
+use fedmkt::model::{AdapterSource, LoraSpec, Model, Prefixes};
 use fedmkt_tests::testdata;
 use rand::SeedableRng;
 use std::collections::HashMap;
@@ -197,4 +197,64 @@ fn sharded_checkpoints_load() {
     let (a, b) = (sharded.forward(&ids).unwrap(), load("tiny-llama", AdapterSource::None).forward(&ids).unwrap());
     let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
     assert_eq!(diff, 0.0);
+}
+
+/// tiny-gemma3 with its second layer global, so that one model has both kinds of layer.
+fn gemma3_with_a_global_layer(dir: &std::path::Path) -> Model {
+    let source = testdata("models/tiny-gemma3");
+    let mut config = fedmkt_tests::read_json(&source.join("config.json"));
+    config["layer_types"] = serde_json::json!(["sliding_attention", "full_attention"]);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(source.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    Model::load(dir, AdapterSource::None, DType::F32, &Device::Cpu).unwrap()
+}
+
+/// Continuations scored after cached prefixes (evaluate's shared contexts) give the hidden
+/// states of running prefix and continuation as one sequence: rows of different prefix and
+/// continuation lengths in one batch, an empty prefix, and sequences longer than Gemma's
+/// sliding window of 16, on both architectures, with and without an adapter.
+#[test]
+fn continuations_after_cached_prefixes_match_one_pass() {
+    let dir = fedmkt_tests::tempdir();
+    let models = [
+        ("tiny-llama", load("tiny-llama", AdapterSource::None)),
+        ("tiny-llama + lora", load("tiny-llama", peft_adapter("tiny-llama"))),
+        ("tiny-gemma3 + lora", load("tiny-gemma3", peft_adapter("tiny-gemma3"))),
+        ("tiny-gemma3 sliding + global", gemma3_with_a_global_layer(dir.path())),
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut tokens = |n: usize| -> Vec<u32> { (0..n).map(|_| rand::Rng::random_range(&mut rng, 3..1000)).collect() };
+    // (prefix, its continuations): row r continues prefix of[r].
+    let prefixes = [tokens(21), tokens(0), tokens(6)];
+    let continuations = [(0, tokens(4)), (0, tokens(1)), (1, tokens(7)), (2, tokens(3)), (2, tokens(5))];
+    let pad = |rows: Vec<&[u32]>| {
+        let width = rows.iter().map(|r| r.len()).max().unwrap().max(1);
+        let ids: Vec<u32> =
+            rows.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat(0)).take(width)).collect();
+        Tensor::from_vec(ids, (rows.len(), width), &Device::Cpu).unwrap()
+    };
+    for (name, model) in &models {
+        // Two prefix passes of different widths, joined into one batch.
+        let (first_hidden, first) = model.prefixes(&pad(vec![&prefixes[0], &prefixes[1]]), vec![21, 0]).unwrap();
+        let (_, second) = model.prefixes(&pad(vec![&prefixes[2]]), vec![6]).unwrap();
+        let cached = Prefixes::concat(vec![first, second]).unwrap();
+        let of: Vec<usize> = continuations.iter().map(|(p, _)| *p).collect();
+        let after =
+            model.hidden_states_after(&cached, &of, &pad(continuations.iter().map(|(_, c)| c.as_slice()).collect()));
+        let after = after.unwrap();
+        let close = |ours: Tensor, expected: Tensor, what: String| {
+            let n = expected.dim(0).unwrap() as i64;
+            let err = relative_error(&ours.unsqueeze(0).unwrap(), &expected.unsqueeze(0).unwrap(), &[n]);
+            assert!(err < 1e-5, "{name}, {what}: relative error {err:e}");
+        };
+        for (row, (p, continuation)) in continuations.iter().enumerate() {
+            let whole: Vec<u32> = prefixes[*p].iter().chain(continuation).copied().collect();
+            let one_pass = model.hidden_states(&pad(vec![&whole])).unwrap().get(0).unwrap();
+            let expected = one_pass.narrow(0, prefixes[*p].len(), continuation.len()).unwrap();
+            close(after.get(row).unwrap().narrow(0, 0, continuation.len()).unwrap(), expected, format!("row {row}"));
+            if *p == 0 {
+                close(first_hidden.get(0).unwrap(), one_pass.narrow(0, 0, 21).unwrap(), "prefix".into());
+            }
+        }
+    }
 }

@@ -21,6 +21,10 @@ struct Args {
     /// JSON summary to write; predictions go to the same path with .parquet.
     #[arg(long)]
     out: PathBuf,
+    /// Samples per forward pass: their contexts in one pass, then as many of their choices at
+    /// a time (each after its context's cached keys and values).
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
     /// Score only the first N samples.
     #[arg(long)]
     limit: Option<usize>,
@@ -33,7 +37,7 @@ fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("evaluate", || {
         let opts = fedmkt::eval::EvalOptions {
-            batch_size: args.model.batch_size,
+            batch_size: args.batch_size,
             dtype: fedmkt::model::parse_dtype(&args.model.dtype)?,
             device: fedmkt::model::parse_device(&args.model.device)?,
             limit: args.limit,

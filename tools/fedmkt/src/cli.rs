@@ -40,9 +40,6 @@ pub struct ModelArgs {
     /// PEFT LoRA adapter folder to apply.
     #[arg(long)]
     pub adapter: Option<std::path::PathBuf>,
-    /// Sequences per forward pass.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: String,

@@ -22,7 +22,7 @@ use crate::knowledge::answer_positions;
 use crate::metrics::{argmax, rouge_l};
 use crate::model::{self, AdapterSource, Model};
 use crate::output::{self, Commit, Kind};
-use crate::scoring::{self, Request};
+use crate::scoring::{self, Request, SharedPrefix};
 use crate::tokens::{self, TokenizedSample};
 
 pub const PREDICTIONS_FORMAT: &str = "predictions";
@@ -31,6 +31,7 @@ pub const SUMMARY_FORMAT: &str = "eval-summary";
 
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
+    /// Samples whose contexts run in one pass (and choices per pass after them).
     pub batch_size: usize,
     pub dtype: DType,
     pub device: Device,
@@ -52,43 +53,29 @@ struct Scored {
     margin: f64,
 }
 
-/// One forward pass: next-token logits of `ids` at `positions`, each adding the
-/// log-probability of a token to one sequence's continuation log-likelihood.
-struct Job<'a> {
-    ids: &'a [u32],
-    positions: Vec<usize>,
-    /// (sequence, row of `positions`, token) contributions.
-    terms: Vec<(usize, usize, u32)>,
-}
-
-/// The passes that score every choice of `records` (`seqs` holds them choice by choice).
-/// When all of a sample's choices are one token after the same context tokens (BoolQ's
-/// " yes"/" no"), one pass over the context scores them all; otherwise one pass per choice.
-fn jobs<'a>(records: &[TaskRecord], seqs: &'a [TokenizedSample]) -> Vec<Job<'a>> {
-    let mut jobs = Vec::new();
+/// Each sample's choices as continuations of the tokens they all start with (the context's,
+/// and any the choices share), scored at their answers' positions.
+fn shared_prefixes<'a>(records: &[TaskRecord], seqs: &'a [TokenizedSample]) -> Vec<SharedPrefix<'a>> {
     let mut first = 0;
-    for r in records {
-        let group = first..first + r.choices.len();
-        first = group.end;
-        let start = seqs[group.start].answer_start as usize;
-        let context = &seqs[group.start].input_ids[..start];
-        let single_token = start > 0
-            && group.clone().all(|i| seqs[i].input_ids.len() == start + 1 && seqs[i].input_ids[..start] == *context);
-        if single_token {
-            let terms = group.map(|i| (i, 0, seqs[i].input_ids[start])).collect();
-            jobs.push(Job { ids: context, positions: vec![start - 1], terms });
-        } else {
-            jobs.extend(group.map(|i| {
-                let positions: Vec<usize> = answer_positions(&seqs[i]).collect();
-                let terms = positions.iter().enumerate().map(|(row, &p)| (i, row, seqs[i].input_ids[p + 1])).collect();
-                Job { ids: &seqs[i].input_ids, positions, terms }
-            }));
-        }
-    }
-    jobs
+    records
+        .iter()
+        .map(|r| {
+            let choices = &seqs[first..first + r.choices.len()];
+            first += r.choices.len();
+            let ids = &choices[0].input_ids;
+            let cut = choices.iter().map(|s| s.input_ids.iter().zip(ids).take_while(|(a, b)| a == b).count()).min();
+            let cut = cut.unwrap_or(0);
+            let continuations = choices
+                .iter()
+                .map(|s| Request { ids: &s.input_ids[cut..], positions: answer_positions(s).collect() })
+                .collect();
+            SharedPrefix { prefix: &ids[..cut], continuations }
+        })
+        .collect()
 }
 
-/// Summed log-likelihood of each sequence's continuation, in length-sorted batches.
+/// Summed log-likelihood of each sequence's continuation: samples in batches of similar
+/// context length, each context computed once for all its choices.
 fn continuation_logliks(
     model: &Model,
     records: &[TaskRecord],
@@ -96,25 +83,38 @@ fn continuation_logliks(
     batch_size: usize,
     progress: &indicatif::ProgressBar,
 ) -> Result<Vec<f64>> {
-    let jobs = jobs(records, seqs);
-    progress.set_length(jobs.len() as u64);
-    let lengths: Vec<usize> = jobs.iter().map(|j| j.ids.len()).collect();
-    let mut out = vec![0.0; seqs.len()];
-    for batch in scoring::length_sorted_batches(&lengths, batch_size) {
-        let requests: Vec<Request> =
-            batch.iter().map(|&j| Request { ids: jobs[j].ids, positions: jobs[j].positions.clone() }).collect();
-        for (&j, logits) in batch.iter().zip(scoring::logits_at(model, &requests)?) {
-            let vocab = logits.dim(1)?;
-            let flat = logits.flatten_all()?.to_vec1::<f32>()?;
-            let rows: Vec<&[f32]> = flat.chunks(vocab).collect();
-            let lse: Vec<f64> = rows.iter().map(|row| scoring::logsumexp(row)).collect();
-            for &(seq, row, token) in &jobs[j].terms {
-                out[seq] += rows[row][token as usize] as f64 - lse[row];
+    let groups = shared_prefixes(records, seqs);
+    progress.set_length(groups.len() as u64);
+    let lengths: Vec<usize> = groups.iter().map(|g| g.prefix.len()).collect();
+    let first_seq: Vec<usize> =
+        records.iter().scan(0, |next, r| Some(std::mem::replace(next, *next + r.choices.len()))).collect();
+    let mut logliks = vec![0.0; seqs.len()];
+    for batch in scoring::length_sorted_batches(&lengths, CONTINUATION_POOL * batch_size) {
+        let chosen: Vec<&SharedPrefix> = batch.iter().map(|&g| &groups[g]).collect();
+        let mut logits = scoring::logits_after_prefixes(model, &chosen, batch_size)?.into_iter();
+        for &g in &batch {
+            for seq in first_seq[g]..first_seq[g] + groups[g].continuations.len() {
+                logliks[seq] = loglik(&seqs[seq], &logits.next().expect("logits for every continuation"))?;
             }
         }
         progress.inc(batch.len() as u64);
     }
-    Ok(out)
+    Ok(logliks)
+}
+
+/// Batches of samples per call of [`scoring::logits_after_prefixes`]: their choices are
+/// sorted by length across the lot, so a pass of choices pads only to others of similar length.
+const CONTINUATION_POOL: usize = 2;
+
+/// Σ log p(next token) over a sequence's answer positions, from their logits.
+fn loglik(seq: &TokenizedSample, logits: &candle_core::Tensor) -> Result<f64> {
+    let vocab = logits.dim(1)?;
+    let flat = logits.flatten_all()?.to_vec1::<f32>()?;
+    Ok(flat
+        .chunks(vocab)
+        .zip(answer_positions(seq))
+        .map(|(row, p)| row[seq.input_ids[p + 1] as usize] as f64 - scoring::logsumexp(row))
+        .sum())
 }
 
 fn score_choices(records: &[TaskRecord], logliks: &[f64]) -> Vec<Scored> {

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 
-use crate::model::Model;
+use crate::model::{Model, Prefixes};
 
 /// Pad id for batching: any valid id works, padding is never attended to or scored.
 const PAD_ID: u32 = 0;
@@ -19,33 +19,106 @@ pub struct Request<'a> {
 /// Logits `[positions, vocab]` (f32, on the CPU) for each request, in order; an error if any
 /// is NaN or infinite (broken weights), which every caller must refuse.
 pub fn logits_at(model: &Model, requests: &[Request]) -> Result<Vec<Tensor>> {
-    let width = requests.iter().map(|r| r.ids.len()).max().unwrap_or(0);
-    let counts: Vec<usize> = requests.iter().map(|r| r.positions.len()).collect();
-    let total: usize = counts.iter().sum();
-    if total == 0 {
-        let vocab = model.config.vocab_size;
-        return requests
-            .iter()
-            .map(|_| Ok(Tensor::zeros((0, vocab), candle_core::DType::F32, &Device::Cpu)?))
-            .collect();
+    if requests.iter().all(|r| r.positions.is_empty()) {
+        return no_logits(model, requests.len());
     }
-    let mut padded = Vec::with_capacity(requests.len() * width);
-    let mut rows = Vec::with_capacity(total);
-    for (b, r) in requests.iter().enumerate() {
-        padded.extend_from_slice(r.ids);
-        padded.resize((b + 1) * width, PAD_ID);
-        rows.extend(r.positions.iter().map(|&p| (b * width + p) as u32));
+    let (ids, width) = padded(model, requests.iter().map(|r| r.ids))?;
+    let rows = requests.iter().enumerate().map(|(b, r)| r.positions.iter().map(|&p| (b * width + p) as u32).collect());
+    logits_of(model, &flat(&model.hidden_states(&ids)?)?, rows.collect())
+}
+
+/// Sequences that start alike (a sample's choices after its context): the shared tokens once,
+/// then each sequence's own. In `continuations`, `ids` are a sequence's tokens after the
+/// prefix and `positions` count from the start of the whole sequence, so positions before
+/// the prefix's end are read from the prefix's own pass.
+pub struct SharedPrefix<'a> {
+    pub prefix: &'a [u32],
+    pub continuations: Vec<Request<'a>>,
+}
+
+/// [`logits_at`] for every continuation of `groups`, in order: the prefixes `per_pass` at a
+/// time (callers sort them by length), then the continuations, shortest first, `per_pass`
+/// rows at a time, reading the prefixes' cached keys and values. Each prefix is computed
+/// once, not once per continuation, and continuations pad only to others of their length.
+pub fn logits_after_prefixes(model: &Model, groups: &[&SharedPrefix], per_pass: usize) -> Result<Vec<Tensor>> {
+    let requests: Vec<(usize, &Request)> =
+        groups.iter().enumerate().flat_map(|(g, group)| group.continuations.iter().map(move |r| (g, r))).collect();
+    if requests.iter().all(|(_, r)| r.positions.is_empty()) {
+        return no_logits(model, requests.len());
     }
-    let ids = Tensor::from_vec(padded, (requests.len(), width), &model.device)?;
-    let hidden = model.hidden_states(&ids)?;
-    let hidden = hidden.reshape((requests.len() * width, hidden.dim(2)?))?;
-    let picked = hidden.index_select(&Tensor::from_vec(rows, total, &model.device)?, 0)?;
+    let (prefix_hidden, prefix_row, prefixes) = prefix_passes(model, groups, per_pass)?;
+    let mut out = vec![None; requests.len()];
+    let lengths: Vec<usize> = requests.iter().map(|(_, r)| r.ids.len()).collect();
+    for pass in length_sorted_batches(&lengths, per_pass) {
+        let (ids, width) = padded(model, pass.iter().map(|&i| requests[i].1.ids))?;
+        let of: Vec<usize> = pass.iter().map(|&i| requests[i].0).collect();
+        // One table of hidden states: the prefixes' rows, then this pass's.
+        let hidden = Tensor::cat(&[&prefix_hidden, &flat(&model.hidden_states_after(&prefixes, &of, &ids)?)?], 0)?;
+        let rows = pass.iter().enumerate().map(|(row, &i)| {
+            let (g, request) = requests[i];
+            let cut = groups[g].prefix.len();
+            let at =
+                |p: usize| if p < cut { prefix_row[g] + p } else { prefix_hidden.dims()[0] + row * width + p - cut };
+            request.positions.iter().map(|&p| at(p) as u32).collect()
+        });
+        for (&i, logits) in pass.iter().zip(logits_of(model, &hidden, rows.collect())?) {
+            out[i] = Some(logits);
+        }
+    }
+    Ok(out.into_iter().map(|l| l.expect("every continuation is in one pass")).collect())
+}
+
+/// The prefixes of `groups`, `per_pass` at a time: their hidden states as one row per
+/// position, the row of each group's first token, and their keys and values as one batch.
+fn prefix_passes(model: &Model, groups: &[&SharedPrefix], per_pass: usize) -> Result<(Tensor, Vec<usize>, Prefixes)> {
+    let (mut hidden, mut first_row, mut parts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rows = 0;
+    for chunk in groups.chunks(per_pass.max(1)) {
+        let (ids, width) = padded(model, chunk.iter().map(|g| g.prefix))?;
+        let (states, part) = model.prefixes(&ids, chunk.iter().map(|g| g.prefix.len()).collect())?;
+        first_row.extend((0..chunk.len()).map(|k| rows + k * width));
+        rows += chunk.len() * width;
+        hidden.push(flat(&states)?);
+        parts.push(part);
+    }
+    Ok((Tensor::cat(&hidden, 0)?, first_row, Prefixes::concat(parts)?))
+}
+
+/// Empty `[0, vocab]` logits for `n` requests with nothing to score.
+fn no_logits(model: &Model, n: usize) -> Result<Vec<Tensor>> {
+    let empty = Tensor::zeros((0, model.config.vocab_size), candle_core::DType::F32, &Device::Cpu)?;
+    Ok(vec![empty; n])
+}
+
+/// Token ids right-padded to the longest (at least 1 wide) `[batch, width]`, and the width.
+fn padded<'a>(model: &Model, rows: impl ExactSizeIterator<Item = &'a [u32]> + Clone) -> Result<(Tensor, usize)> {
+    let (batch, width) = (rows.len(), rows.clone().map(<[u32]>::len).max().unwrap_or(0).max(1));
+    let mut ids = Vec::with_capacity(batch * width);
+    for (b, row) in rows.enumerate() {
+        ids.extend_from_slice(row);
+        ids.resize((b + 1) * width, PAD_ID);
+    }
+    Ok((Tensor::from_vec(ids, (batch, width), &model.device)?, width))
+}
+
+/// Hidden states `[batch, seq, hidden]` as one row per position `[batch·seq, hidden]`.
+fn flat(hidden: &Tensor) -> Result<Tensor> {
+    let (batch, seq, size) = hidden.dims3()?;
+    Ok(hidden.reshape((batch * seq, size))?)
+}
+
+/// The logits of rows of `hidden` `[rows, hidden]`, one list of rows per request.
+fn logits_of(model: &Model, hidden: &Tensor, rows: Vec<Vec<u32>>) -> Result<Vec<Tensor>> {
+    let counts: Vec<usize> = rows.iter().map(Vec::len).collect();
+    let rows: Vec<u32> = rows.into_iter().flatten().collect();
+    let n = rows.len();
+    let picked = hidden.index_select(&Tensor::from_vec(rows, n, &model.device)?, 0)?;
     let logits = model.logits(&picked)?.to_device(&Device::Cpu)?;
     // NaN and ±inf propagate through a sum: one reduction checks every logit of the batch.
     if !logits.sum_all()?.to_scalar::<f32>()?.is_finite() {
         anyhow::bail!("the model produces non-finite logits (NaN or inf)");
     }
-    let mut out = Vec::with_capacity(requests.len());
+    let mut out = Vec::with_capacity(counts.len());
     let mut start = 0;
     for n in counts {
         out.push(logits.narrow(0, start, n)?);

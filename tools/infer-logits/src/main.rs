@@ -23,6 +23,9 @@ struct Args {
     /// Logits kept per position.
     #[arg(long, default_value_t = 16)]
     top_k: usize,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
     /// Every non-pad position, not only those predicting answer tokens.
     #[arg(long)]
     all_positions: bool,
@@ -34,7 +37,7 @@ fn main() -> ExitCode {
         let opts = fedmkt::knowledge::InferOptions {
             top_k: args.top_k,
             all_positions: args.all_positions,
-            batch_size: args.model.batch_size,
+            batch_size: args.batch_size,
             dtype: fedmkt::model::parse_dtype(&args.model.dtype)?,
             device: fedmkt::model::parse_device(&args.model.device)?,
         };

@@ -9,7 +9,8 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::layers::{attention_mask, rotary_tables, RmsNorm};
+use super::geometry::{Geometry, KeyValues};
+use super::layers::RmsNorm;
 use super::{embed, lm_head, Activation, Attention, Builder, GatedMlp, Linear, ModelConfig};
 
 struct Layer {
@@ -21,7 +22,8 @@ struct Layer {
     k_norm: RmsNorm,
     self_attn: Attention,
     mlp: GatedMlp,
-    sliding_window: Option<usize>,
+    /// Attends within the sliding window (its rotary base and mask come from the geometry).
+    sliding: bool,
 }
 
 pub struct Gemma3 {
@@ -49,7 +51,7 @@ impl Gemma3 {
                 k_norm: norm(b, "self_attn.k_norm", d)?,
                 self_attn: Attention::load(b, &format!("{p}.self_attn"), cfg)?,
                 mlp: GatedMlp::load(b, &format!("{p}.mlp"), cfg)?,
-                sliding_window: cfg.sliding_window[i],
+                sliding: cfg.sliding_window[i].is_some(),
             });
         }
         let norm = b.rms_norm("model.norm", h, eps, true)?;
@@ -57,33 +59,29 @@ impl Gemma3 {
         Ok(Gemma3 { cfg: cfg.clone(), embed_tokens, layers, norm, lm_head })
     }
 
-    pub fn hidden_states(&self, ids: &Tensor, training: bool) -> Result<Tensor> {
-        let seq = ids.dim(1)?;
-        let device = ids.device();
-        let d = self.cfg.head_dim;
-        let global = rotary_tables(self.cfg.rope_theta, d, seq, device)?;
-        let local = rotary_tables(self.cfg.rope_local_base_freq, d, seq, device)?;
-        let full_mask = attention_mask(seq, None, device)?;
-        let window_mask = self
-            .layers
-            .iter()
-            .find_map(|l| l.sliding_window)
-            .map(|w| attention_mask(seq, Some(w), device))
-            .transpose()?;
+    /// Final hidden states, and each layer's keys and values, of `ids` placed by `geometry`
+    /// after `past` (a cached prefix's keys and values per layer).
+    pub fn run(
+        &self,
+        ids: &Tensor,
+        geometry: &Geometry,
+        training: bool,
+        past: Option<&[KeyValues]>,
+    ) -> Result<(Tensor, Vec<KeyValues>)> {
         let scale = self.cfg.query_pre_attn_scalar.powf(-0.5);
         let mut x = (embed(&self.embed_tokens, ids)? * (self.cfg.hidden_size as f64).sqrt())?;
-        for layer in &self.layers {
-            let ((cos, sin), mask) = match layer.sliding_window {
-                Some(_) => (&local, window_mask.as_ref().expect("window mask built")),
-                None => (&global, &full_mask),
-            };
+        let mut kv = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (cos, sin, mask) = geometry.layer(layer.sliding);
             let h = layer.input_layernorm.forward(&x)?;
-            let attn =
-                layer.self_attn.forward(&h, (cos, sin, training), mask, scale, Some((&layer.q_norm, &layer.k_norm)))?;
+            let qk_norm = Some((&layer.q_norm, &layer.k_norm));
+            let (attn, layer_kv) =
+                layer.self_attn.forward(&h, (cos, sin, training), mask, scale, qk_norm, past.map(|p| &p[i]))?;
+            kv.push(layer_kv);
             x = (&x + layer.post_attention_layernorm.forward(&attn)?)?;
             let mlp = layer.mlp.forward(&layer.pre_feedforward_layernorm.forward(&x)?, Activation::GeluTanh)?;
             x = (x + layer.post_feedforward_layernorm.forward(&mlp)?)?;
         }
-        self.norm.forward(&x)
+        Ok((self.norm.forward(&x)?, kv))
     }
 }

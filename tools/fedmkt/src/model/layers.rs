@@ -90,7 +90,8 @@ pub fn attention_mask(seq_len: usize, window: Option<usize>, device: &Device) ->
 /// head for `heads / kv_heads` query heads). Softmax in f32.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     let on_cpu_in_f32 = [q, k, v].iter().all(|x| x.device().is_cpu() && x.dtype() == DType::F32);
-    if on_cpu_in_f32 && [q, k, v].iter().any(|x| x.track_op()) {
+    // The fused softmax takes a `[seq, seq]` mask: a pass after a cached prefix has its own.
+    if on_cpu_in_f32 && mask.rank() == 2 && [q, k, v].iter().any(|x| x.track_op()) {
         let probs = fused::masked_softmax(&heads::matmul(q, k, true)?, mask, scale)?;
         return Ok(heads::matmul(&probs, v, false)?);
     }

@@ -5,7 +5,8 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::layers::{attention_mask, rotary_tables, RmsNorm};
+use super::geometry::{Geometry, KeyValues};
+use super::layers::RmsNorm;
 use super::{embed, lm_head, Activation, Attention, Builder, GatedMlp, Linear, ModelConfig};
 
 struct Layer {
@@ -42,25 +43,28 @@ impl Llama {
         Ok(Llama { cfg: cfg.clone(), embed_tokens, layers, norm, lm_head })
     }
 
-    pub fn hidden_states(&self, ids: &Tensor, training: bool) -> Result<Tensor> {
-        let seq = ids.dim(1)?;
-        let device = ids.device();
-        let (cos, sin) = rotary_tables(self.cfg.rope_theta, self.cfg.head_dim, seq, device)?;
-        let mask = attention_mask(seq, None, device)?;
+    /// Final hidden states, and each layer's keys and values, of `ids` placed by `geometry`
+    /// after `past` (a cached prefix's keys and values per layer).
+    pub fn run(
+        &self,
+        ids: &Tensor,
+        geometry: &Geometry,
+        training: bool,
+        past: Option<&[KeyValues]>,
+    ) -> Result<(Tensor, Vec<KeyValues>)> {
+        let (cos, sin, mask) = geometry.layer(false);
         let scale = 1.0 / (self.cfg.head_dim as f64).sqrt();
         let mut x = embed(&self.embed_tokens, ids)?;
-        for layer in &self.layers {
-            let attn = layer.self_attn.forward(
-                &layer.input_layernorm.forward(&x)?,
-                (&cos, &sin, training),
-                &mask,
-                scale,
-                None,
-            )?;
+        let mut kv = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.input_layernorm.forward(&x)?;
+            let (attn, layer_kv) =
+                layer.self_attn.forward(&h, (cos, sin, training), mask, scale, None, past.map(|p| &p[i]))?;
+            kv.push(layer_kv);
             x = (x + attn)?;
             let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?, Activation::Silu)?;
             x = (x + mlp)?;
         }
-        self.norm.forward(&x)
+        Ok((self.norm.forward(&x)?, kv))
     }
 }

@@ -129,7 +129,7 @@ impl Linear {
                 )?
             }
             Some(lora) => self.composed(&flat, lora)?,
-            None if on_cpu_in_f32 && flat.track_op() => super::frozen::matmul(&flat, &self.weight)?,
+            None if on_cpu_in_f32 => super::frozen::matmul(&flat, &self.weight)?,
             None => flat.matmul(&self.weight.t()?)?,
         };
         if let Some(bias) = &self.bias {

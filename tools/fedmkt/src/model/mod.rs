@@ -10,6 +10,7 @@ mod cpu_gemm;
 mod frozen;
 mod fused;
 mod gemma3;
+mod geometry;
 mod heads;
 pub mod layers;
 mod llama;
@@ -25,6 +26,7 @@ use candle_nn::VarBuilder;
 
 pub use config::{Arch, ModelConfig};
 pub use fused::Activation;
+use geometry::{Geometry, KeyValues};
 use layers::RmsNorm;
 pub use lora::{AdapterSource, Linear, LoraSet, LoraSpec};
 
@@ -122,8 +124,9 @@ impl Attention {
         })
     }
 
-    /// Self-attention of `x` `[batch, seq, hidden]`; `qk_norm` normalises queries and keys
-    /// per head before the rotary embedding (Gemma-3).
+    /// Self-attention of `x` `[batch, seq, hidden]` after the keys and values of `past` (a
+    /// cached prefix; the mask covers its keys, then x's), and x's own keys and values;
+    /// `qk_norm` normalises queries and keys per head before the rotary embedding (Gemma-3).
     pub fn forward(
         &self,
         x: &Tensor,
@@ -131,7 +134,8 @@ impl Attention {
         mask: &Tensor,
         scale: f64,
         qk_norm: Option<(&RmsNorm, &RmsNorm)>,
-    ) -> Result<Tensor> {
+        past: Option<&KeyValues>,
+    ) -> Result<(Tensor, KeyValues)> {
         let (mut q, mut k) = (
             split_heads(&self.q_proj.forward(x)?, self.heads, self.head_dim)?,
             split_heads(&self.k_proj.forward(x)?, self.kv_heads, self.head_dim)?,
@@ -142,7 +146,13 @@ impl Attention {
         let (cos, sin, training) = rotary;
         let (q, k) = (layers::apply_rotary(&q, cos, sin, training)?, layers::apply_rotary(&k, cos, sin, training)?);
         let v = split_heads(&self.v_proj.forward(x)?, self.kv_heads, self.head_dim)?;
-        self.o_proj.forward(&merge_heads(&layers::attention(&q, &k, &v, mask, scale)?)?)
+        let attended = match past {
+            Some((past_k, past_v)) => {
+                layers::attention(&q, &Tensor::cat(&[past_k, &k], 2)?, &Tensor::cat(&[past_v, &v], 2)?, mask, scale)?
+            }
+            None => layers::attention(&q, &k, &v, mask, scale)?,
+        };
+        Ok((self.o_proj.forward(&merge_heads(&attended)?)?, (k, v)))
     }
 }
 
@@ -278,9 +288,38 @@ impl Model {
 
     /// Final hidden states `[batch, seq, hidden]` of right-padded token ids `[batch, seq]`.
     pub fn hidden_states(&self, ids: &Tensor) -> Result<Tensor> {
+        let geometry = Geometry::fresh(&self.config, ids.dim(1)?, ids.device())?;
+        Ok(self.run(ids, &geometry, None)?.0)
+    }
+
+    /// Final hidden states `[batch, width, hidden]` of right-padded prefixes `[batch, width]`
+    /// of `lengths` tokens, and every layer's keys and values for [`Model::hidden_states_after`].
+    pub fn prefixes(&self, ids: &Tensor, lengths: Vec<usize>) -> Result<(Tensor, Prefixes)> {
+        let geometry = Geometry::fresh(&self.config, ids.dim(1)?, ids.device())?;
+        let (hidden, layers) = self.run(ids, &geometry, None)?;
+        Ok((hidden, Prefixes { layers, lengths, width: ids.dim(1)? }))
+    }
+
+    /// Final hidden states `[rows, seq, hidden]` of right-padded continuations `ids`, row r
+    /// continuing prefix `of[r]` of `prefixes`: the same as running prefix and continuation
+    /// together, without computing the prefix again for each of its continuations.
+    pub fn hidden_states_after(&self, prefixes: &Prefixes, of: &[usize], ids: &Tensor) -> Result<Tensor> {
+        let index = Tensor::from_vec(of.iter().map(|&p| p as u32).collect::<Vec<_>>(), of.len(), ids.device())?;
+        let past = prefixes
+            .layers
+            .iter()
+            .map(|(k, v)| Ok((k.index_select(&index, 0)?, v.index_select(&index, 0)?)))
+            .collect::<Result<Vec<KeyValues>>>()?;
+        let lengths: Vec<usize> = of.iter().map(|&p| prefixes.lengths[p]).collect();
+        let geometry = Geometry::after_prefix(&self.config, &lengths, prefixes.width, ids.dim(1)?, ids.device())?;
+        Ok(self.run(ids, &geometry, Some(&past))?.0)
+    }
+
+    /// Final hidden states and each layer's keys and values of this pass.
+    fn run(&self, ids: &Tensor, geometry: &Geometry, past: Option<&[KeyValues]>) -> Result<(Tensor, Vec<KeyValues>)> {
         match &self.net {
-            Net::Llama(m) => m.hidden_states(ids, self.training),
-            Net::Gemma3(m) => m.hidden_states(ids, self.training),
+            Net::Llama(m) => m.run(ids, geometry, self.training, past),
+            Net::Gemma3(m) => m.run(ids, geometry, self.training, past),
         }
     }
 
@@ -301,6 +340,34 @@ impl Model {
     /// Logits at every position `[batch, seq, vocab]`.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         self.logits(&self.hidden_states(ids)?)
+    }
+}
+
+/// Every layer's keys and values of a batch of right-padded prefixes (see [`Model::prefixes`]).
+pub struct Prefixes {
+    layers: Vec<KeyValues>,
+    lengths: Vec<usize>,
+    width: usize,
+}
+
+impl Prefixes {
+    /// Prefixes of several passes as one batch, keys and values zero-padded to the widest
+    /// (padding is masked: a row sees only its own prefix's length).
+    pub fn concat(parts: Vec<Prefixes>) -> Result<Prefixes> {
+        let width = parts.iter().map(|p| p.width).max().unwrap_or(0);
+        let layers = (0..parts.first().map_or(0, |p| p.layers.len()))
+            .map(|layer| {
+                let side = |pick: fn(&KeyValues) -> &Tensor| -> Result<Tensor> {
+                    let padded = parts
+                        .iter()
+                        .map(|p| Ok(pick(&p.layers[layer]).pad_with_zeros(2, 0, width - p.width)?))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(Tensor::cat(&padded, 0)?)
+                };
+                Ok((side(|kv| &kv.0)?, side(|kv| &kv.1)?))
+            })
+            .collect::<Result<Vec<KeyValues>>>()?;
+        Ok(Prefixes { layers, lengths: parts.iter().flat_map(|p| p.lengths.iter().copied()).collect(), width })
     }
 }
 

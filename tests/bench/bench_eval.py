@@ -1,0 +1,105 @@
+"""make bench-eval: `evaluate` against the previous `evaluate` and against transformers.
+
+Three scorers of the same multiple-choice samples (the first N of a task file), each timed
+as its whole own process (start-up and model loading included) with the same thread count:
+  - `evaluate` as built now (each sample's context once, its choices after the cached keys
+    and values);
+  - `evaluate` built from the commit before that change (one pass per choice, batches of 8);
+  - PyTorch + transformers the way lm-evaluation-harness scores by default: one forward
+    pass per choice (context + choice), batch 1.
+Tokens/s counts the tokens of every context + choice sequence, the same work for all three,
+so the ratios are ratios of wall time. The log-likelihoods of all three are compared too:
+the speed-up must not change the scores beyond float rounding.
+
+Usage: python bench_eval.py MODEL_DIR TASK.parquet EVALUATE_BIN BASELINE_EVALUATE_BIN [--samples N] [--threads 2]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pyarrow.parquet as pq
+
+
+def sequences(model_dir, rows):
+    """Per choice: token ids of context + choice and the index of the first answer token
+    (the first token ending past the context, as `tokenize` splits)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    out = []
+    for r in rows:
+        for choice in r["choices"]:
+            enc = tokenizer.encode(r["context"] + choice)
+            start = next((i for i, (_, end) in enumerate(enc.offsets) if end > len(r["context"].encode())), len(enc.ids))
+            out.append((enc.ids, start))
+    return out
+
+
+def transformers_logliks(model_dir, task, samples, threads):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    logliks = []
+    with torch.inference_mode():
+        for ids, start in sequences(model_dir, pq.read_table(task).to_pylist()[:samples]):
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
+            positions = torch.arange(max(start, 1) - 1, len(ids) - 1)
+            logliks.append(logp[positions, torch.tensor(ids)[positions + 1]].sum().item())
+    return logliks
+
+
+def timed(cmd, env):
+    """Run cmd under /usr/bin/time; return (stdout, wall seconds, peak RSS in MiB)."""
+    with tempfile.NamedTemporaryFile("r") as peak:
+        start = time.perf_counter()
+        out = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", peak.name, *cmd], check=True, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return out.stdout, time.perf_counter() - start, int(peak.read().strip().splitlines()[-1]) / 1024
+
+
+def evaluate_logliks(binary, model, task, samples, tmp, name, env):
+    out = os.path.join(tmp, f"{name}.json")
+    _, wall, peak = timed([binary, "--model", model, "--data", task, "--limit", str(samples), "--out", out], env)
+    logliks = [x for row in pq.read_table(out.replace(".json", ".parquet")).column("loglik").to_pylist() for x in row]
+    return logliks, wall, peak, json.load(open(out))["acc"]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("model"), p.add_argument("task"), p.add_argument("evaluate"), p.add_argument("baseline")
+    p.add_argument("--samples", type=int, default=570), p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--transformers-only", action="store_true")
+    a = p.parse_args()
+    if a.transformers_only:
+        print(json.dumps(transformers_logliks(a.model, a.task, a.samples, a.threads)))
+        return
+    rows = pq.read_table(a.task).to_pylist()[:a.samples]
+    n_tokens = sum(len(ids) for ids, _ in sequences(a.model, rows))
+    env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, ours_s, ours_peak, acc = evaluate_logliks(a.evaluate, a.model, a.task, a.samples, tmp, "now", env)
+        before, before_s, before_peak, acc_before = evaluate_logliks(a.baseline, a.model, a.task, a.samples, tmp, "before", env)
+        cmd = [sys.executable, __file__, a.model, a.task, a.evaluate, a.baseline, "--samples", str(a.samples),
+               "--threads", str(a.threads), "--transformers-only"]
+        out, hf_s, hf_peak = timed(cmd, env)
+    hf = json.loads(out.strip().splitlines()[-1])
+    worst = lambda xs: max(abs(x - y) / max(1.0, abs(y)) for x, y in zip(xs, hf))
+    name = os.path.basename(os.path.normpath(a.model))
+    print(f"bench-eval {name}: {len(rows)} samples, {len(ours)} choices, {n_tokens} tokens of context + choice, "
+          f"{a.threads} threads; whole-process wall time")
+    print(f"  evaluate now (shared contexts)          {n_tokens / ours_s:7.1f} tokens/s  {ours_s:7.1f} s  peak RSS {ours_peak:.0f} MiB  acc {acc:.4f}")
+    print(f"  evaluate before (a pass per choice)     {n_tokens / before_s:7.1f} tokens/s  {before_s:7.1f} s  peak RSS {before_peak:.0f} MiB  acc {acc_before:.4f}")
+    print(f"  transformers, a forward per choice      {n_tokens / hf_s:7.1f} tokens/s  {hf_s:7.1f} s  peak RSS {hf_peak:.0f} MiB")
+    print(f"  ratio vs evaluate before                {before_s / ours_s:5.2f}")
+    print(f"  ratio vs transformers                   {hf_s / ours_s:5.2f}")
+    print(f"  largest log-likelihood difference vs transformers (relative): now {worst(ours):.1e}, before {worst(before):.1e}")
+
+
+if __name__ == "__main__":
+    main()
