@@ -2,6 +2,7 @@
 #   make test                      build everything and run the test suite (no download)
 #   make setup                     fetch real models and data into assets/, import and prepare them
 #   make round ROUND=N [PIPELINE=pipelines/NAME.mk]
+#   make report | seeds SEEDS="1 2 3" | tasks TASKS="arc-easy boolq" | sweep-lr   full reports
 #   make testdata                  regenerate testdata/ (seeded; outputs are committed)
 #   make check-real                acceptance checks on the real models and data
 #   make check-real-models         real models against PyTorch + transformers (installs them)
@@ -58,7 +59,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill aggregate report
 
-.PHONY: all build test setup round report seeds sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
+.PHONY: all build test setup round report seeds tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -377,8 +378,9 @@ NOKD_EVALS := $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(NOKD_RUN)/ro
 $(NOKD_EVALS) &: FORCE
 	$(MAKE) --no-print-directory $(NOKD_EVALS) PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) NAME=$(NAME)-nokd METHOD=FedMKT-noKD LAMBDA=1
 
+# Its LLM is frozen: the server's row is Zero-Shot's evaluation, not evaluated again.
 LLM2SLM_RUN   := $(RUNS)/$(NAME)-llm2slm
-LLM2SLM_EVALS := $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json) $(LLM2SLM_RUN)/round-$(n)/comms.parquet)
+LLM2SLM_EVALS := $(foreach n,$(ROUNDS),$(foreach p,$(CLIENTS),$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json) $(LLM2SLM_RUN)/round-$(n)/comms.parquet)
 $(LLM2SLM_EVALS) &: FORCE
 	$(MAKE) --no-print-directory $(LLM2SLM_EVALS) PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) NAME=$(NAME)-llm2slm METHOD=LLM2SLM SERVER_LEARNS=no
 
@@ -393,8 +395,9 @@ BASELINE_FILES_fedavg      = $(foreach n,$(ROUNDS),$(call FEDAVG,$(n))/eval/aver
 BASELINE_ROWS_fedavg       = $(foreach n,$(ROUNDS),$(foreach c,$(CLIENTS),FedAvg,$(n),$(c)=$(call FEDAVG,$(n))/eval/average.json))
 BASELINE_FILES_nokd        = $(NOKD_EVALS)
 BASELINE_ROWS_nokd         = $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),FedMKT-noKD,$(n),$(p)=$(NOKD_RUN)/round-$(n)/eval/$(p).json))
-BASELINE_FILES_llm2slm     = $(LLM2SLM_EVALS)
-BASELINE_ROWS_llm2slm      = $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),LLM2SLM,$(n),$(p)=$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json))
+BASELINE_FILES_llm2slm     = $(LLM2SLM_EVALS) $(call ZERO_SHOT,$(SERVER))
+BASELINE_ROWS_llm2slm      = $(foreach n,$(ROUNDS),LLM2SLM,$(n),server=$(call ZERO_SHOT,$(SERVER)) \
+                               $(foreach p,$(CLIENTS),LLM2SLM,$(n),$(p)=$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json))
 
 baselines: setup $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b)))
 
@@ -423,28 +426,31 @@ $(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_
 $(RUN)/report.png: $(RUN)/report.md $(PLOT_ENV)/.installed
 	$(PLOT_ENV)/bin/python tools/report/plot_rounds.py $(RUN)/report.parquet $@
 
-# `make sweep-lr SWEEP_LRS="…"`: the client learning rate chosen on data that is never the
-# eval split. Standalone (client-1's shard, PRIVATE_EPOCHS, TRAIN_SEED) once per rate, scored
-# on the task's validation split (prepared beside the eval set: the same public set and
-# shards); the table goes to $(B)/sweep-lr/report.md, with intervals.
-SWEEP_LRS  ?= 3e-5 1e-4 2e-4 3e-4
-SWEEP      = $(B)/sweep-lr
-SWEEP_DATA = $(RUN)/data/$(TASK)-validation/eval.parquet
+# `make sweep-lr SWEEP_LRS="…" [SWEEP_PARTY=server]`: a learning rate chosen on data that is
+# never the eval split. The party's Standalone once per rate (PRIVATE_EPOCHS, TRAIN_SEED): a
+# client on its shard (client-1 by default), the server on the public set (its only data),
+# scored on the task's validation split (prepared beside the eval set: the same public set
+# and shards); the table goes to $(B)/sweep-lr[-server]/report.md, with intervals.
+SWEEP_LRS   ?= 3e-5 1e-4 2e-4 3e-4
+SWEEP_PARTY ?= client-1
+SWEEP       = $(B)/sweep-lr$(if $(filter server,$(SWEEP_PARTY)),-server)
+SWEEP_TRAIN = $(if $(filter server,$(SWEEP_PARTY)),$(call PUBLIC,server),$(RUN)/tok/$(call MODEL_OF,$(SWEEP_PARTY))/$(SWEEP_PARTY).parquet)
+SWEEP_DATA  = $(RUN)/data/$(TASK)-validation/eval.parquet
 $(SWEEP_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
 	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
 	  --eval-split validation --seed $(SEED) $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
 define sweep_rules
-$(SWEEP)/lr-$(1)/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,client-1)/client-1.parquet | $(BIN)/distill
-	$(BIN)/distill --model $(call M,client-1) --data $$< --epochs $(PRIVATE_EPOCHS) --lr $(1) $(TRAIN_FLAGS) --out $$(@D)
+$(SWEEP)/lr-$(1)/adapter_config.json: $(SWEEP_TRAIN) | $(BIN)/distill
+	$(BIN)/distill --model $(call M,$(SWEEP_PARTY)) --data $$< --epochs $(PRIVATE_EPOCHS) --lr $(1) $(TRAIN_FLAGS) --out $$(@D)
 $(SWEEP)/eval/lr-$(1).json: $(SWEEP)/lr-$(1)/adapter_config.json $(SWEEP_DATA) | $(BIN)/evaluate
-	$(BIN)/evaluate --model $(call M,client-1) --adapter $$(<D) --data $(SWEEP_DATA) --out $$@
+	$(BIN)/evaluate --model $(call M,$(SWEEP_PARTY)) --adapter $$(<D) --data $(SWEEP_DATA) --out $$@
 endef
 $(foreach lr,$(SWEEP_LRS),$(eval $(call sweep_rules,$(lr))))
 $(SWEEP)/report.md: $(foreach lr,$(SWEEP_LRS),$(SWEEP)/eval/lr-$(lr).json) | $(BIN)/report
-	$(BIN)/report results $(foreach lr,$(SWEEP_LRS),--result Standalone-lr-$(lr),-,client-1=$(SWEEP)/eval/lr-$(lr).json) \
+	$(BIN)/report results $(foreach lr,$(SWEEP_LRS),--result Standalone-lr-$(lr),-,$(SWEEP_PARTY)=$(SWEEP)/eval/lr-$(lr).json) \
 	  --out $(SWEEP)/report.parquet --paired $(SWEEP)/paired.parquet --markdown $@
 sweep-lr: setup $(SWEEP)/report.md
-	@tail -n +2 $(SWEEP)/report.md | sed -n '1,/^$$/p'; echo "Sweep on $(SWEEP_DATA): $(SWEEP)/"
+	@tail -n +2 $(SWEEP)/report.md | sed -n '1,/^$$/p'; echo "Sweep of $(SWEEP_PARTY) on $(SWEEP_DATA): $(SWEEP)/"
 
 # `make seeds SEEDS="1 2 3"`: the pipeline's full report once per training seed, in
 # $(RUNS)/$(NAME)-seed-<s>/ (the split stays SEED's), pooled into $(RUNS)/$(NAME)-seeds/:
@@ -459,6 +465,23 @@ $(SEEDS_RUN)/report.md: $(SEED_REPORTS) | $(BIN)/report
 
 seeds: $(SEEDS_RUN)/report.md
 	@tail -n +2 $<; echo; echo "Report: $(SEEDS_RUN)/report.{md,parquet}, paired.parquet; one run per seed: $(SEED_REPORTS:/report.parquet=/)"
+
+# `make tasks TASKS="arc-easy arc-challenge csqa boolq rte"`: the pipeline's full report and
+# plot once per task, in $(RUNS)/$(NAME)-task-<task>/, and one table of them all in
+# $(RUNS)/$(NAME)-tasks/ laid out as the paper's Table 2 (task and method as rows).
+TASKS        ?= $(TASK)
+TASKS_RUN     = $(RUNS)/$(NAME)-tasks
+TASK_REPORTS  = $(foreach t,$(TASKS),$(RUNS)/$(NAME)-task-$(t)/report.parquet)
+# PLOT=no leaves the plots out (they need matplotlib, installed on first use).
+PLOT         ?= yes
+$(RUNS)/$(NAME)-task-%/report.parquet: FORCE
+	$(MAKE) --no-print-directory $(RUNS)/$(NAME)-task-$*/report.md $(if $(filter yes,$(PLOT)),$(RUNS)/$(NAME)-task-$*/report.png) PIPELINE=$(PIPELINE) \
+	  ROUND=$(ROUND) RUNS=$(RUNS) NAME=$(NAME)-task-$* TASK=$*
+$(TASKS_RUN)/report.md: $(TASK_REPORTS) | $(BIN)/report
+	@mkdir -p $(@D)
+	$(BIN)/report tasks $(foreach t,$(TASKS),--report $(t)=$(RUNS)/$(NAME)-task-$(t)/report.parquet) --out $(@D)/report.parquet --markdown $@
+tasks: $(TASKS_RUN)/report.md
+	@tail -n +2 $<; echo; echo "Per task: $(TASK_REPORTS:/report.parquet=/report.{md,png})"
 
 report: setup $(RUN)/report.md $(RUN)/report.png
 	@cat $(RUN)/report.md; echo; echo "Report: $(RUN)/report.{md,parquet,png}"

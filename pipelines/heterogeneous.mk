@@ -4,8 +4,7 @@
 # four clients alternating SmolLM2-135M (byte-level BPE, 49k) and Gemma-3-270M
 # (SentencePiece, 262k), so that transfer crosses tokenizers in both directions.
 include pipelines/real-models.mk
+include pipelines/paper-protocol.mk
 NAME          := heterogeneous
 CLIENT_MODELS := smollm2-135m gemma3-270m smollm2-135m gemma3-270m
 BASELINES     := zero-shot standalone centralized nokd
-# ARC-Easy's labelled test split is the eval set (the paper's); validation stays for sweeps.
-EVAL_SPLIT    := test

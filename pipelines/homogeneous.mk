@@ -2,8 +2,7 @@
 # their adapters is a baseline. Paper: LLaMA2-7B server, four Sheared-LLaMA-1.3B clients.
 # Substituted: Gemma-3-270M server, four SmolLM2-135M clients.
 include pipelines/real-models.mk
+include pipelines/paper-protocol.mk
 NAME          := homogeneous
 CLIENT_MODELS := smollm2-135m smollm2-135m smollm2-135m smollm2-135m
 BASELINES     := zero-shot standalone centralized fedavg nokd
-# ARC-Easy's labelled test split is the eval set (the paper's); validation stays for sweeps.
-EVAL_SPLIT    := test

@@ -172,6 +172,8 @@ fn every_baseline_has_its_rows_in_the_report() {
     let comms = fedmkt::io::read_parquet(&runs.join("tiny-llm2slm/round-1/comms.parquet"), "comms").unwrap();
     assert_eq!(comms.column::<arrow_array::UInt64Array>("sent_bytes").unwrap()[0].value(0), 0);
     assert!(!runs.join("tiny-llm2slm/round-1/server/adapter").exists());
+    // Nor is its frozen LLM evaluated again: its row is Zero-Shot's.
+    assert!(!runs.join("tiny-llm2slm/round-1/eval/server.json").exists());
     // One row per method, round and party: zero-shot 3, standalone 2, centralized 1, FedAvg 2×2,
     // LLM2SLM, FedMKT-noKD and FedMKT 2×3.
     let table = fedmkt::io::read_parquet(&runs.join("tiny/report.parquet"), "results").unwrap();
@@ -250,6 +252,29 @@ fn seeds_run_the_pipeline_once_per_training_seed_and_pool_the_reports() {
         std::fs::read(runs.join(format!("tiny-seed-{s}/round-1/client-1/private/adapter_model.safetensors"))).unwrap()
     };
     assert!(weights(1) != weights(2), "both seeds trained the same adapter");
+}
+
+/// `make tasks`: the pipeline once per task, one table of them all (task and method as rows).
+#[test]
+fn tasks_run_the_pipeline_once_per_task_into_one_table() {
+    let dir = tempdir();
+    let runs = dir.path();
+    let output = make_target("tasks", runs, &["TASKS=arc-easy boolq", "ROUND=1", "BASELINES=zero-shot", "PLOT=no"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for row in ["| task | method | server (tiny-llama) |", "| arc-easy | FedMKT (round 1) |", "| boolq | Zero-Shot |"] {
+        assert!(stdout.contains(row), "table lacks '{row}':\n{stdout}");
+    }
+    let table = fedmkt::io::read_parquet(&runs.join("tiny-tasks/report.parquet"), "task-results").unwrap();
+    let per_task = |task: &str| {
+        fedmkt::io::read_parquet(&runs.join(format!("tiny-task-{task}/report.parquet")), "results").unwrap().num_rows()
+    };
+    assert_eq!(table.num_rows(), per_task("arc-easy") + per_task("boolq"));
+    assert_eq!(table.strings("task").unwrap().iter().filter(|t| *t == "boolq").count(), per_task("boolq"));
+    let split = |task: &str| {
+        let path = runs.join(format!("tiny-task-{task}/data/{task}/eval.parquet"));
+        fedmkt::io::read_parquet(&path, "task").unwrap().provenance.extra["task"].clone()
+    };
+    assert_eq!((split("arc-easy"), split("boolq")), ("arc-easy".to_string(), "boolq".to_string()));
 }
 
 /// `make sweep-lr`: Standalone once per rate, scored on the validation split, never the eval set.

@@ -3,7 +3,8 @@
 Usage: plot_rounds.py REPORT.parquet OUT.png
 
 One panel each for acc and acc_norm; a line per (method, party) over rounds starting from
-the party's Zero-Shot score at round 0; other baselines as dashed horizontal lines.
+the party's Zero-Shot score at round 0, each point with its 95% bootstrap interval as a bar;
+other baselines as dashed horizontal lines over a light band of their interval.
 """
 import sys
 
@@ -20,19 +21,25 @@ def main(report, out):
     zero = {r["party"]: r for r in rows if r["method"] == "Zero-Shot"}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, metric in zip(axes, ["acc", "acc_norm"]):
+        point = lambda r: (100 * r[metric], 100 * r[f"{metric}_low"], 100 * r[f"{metric}_high"])
         series = {}
         for r in rows:
             if r["round"] is not None:
-                series.setdefault((r["method"], r["party"]), []).append((r["round"], 100 * r[metric]))
-        for (method, party), points in sorted(series.items()):
+                series.setdefault((r["method"], r["party"]), []).append((r["round"], *point(r)))
+        # Each line's points shifted a little sideways, so overlapping bars stay apart.
+        for i, ((method, party), points) in enumerate(sorted(series.items())):
             if party in zero:
-                points = [(0, 100 * zero[party][metric])] + points
-            xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="o", label=f"{method} {party}")
+                points = [(0, *point(zero[party]))] + points
+            xs, ys, lows, highs = zip(*sorted(points))
+            bars = [[y - lo for y, lo in zip(ys, lows)], [hi - y for y, hi in zip(ys, highs)]]
+            xs = [x + 0.04 * (i - (len(series) - 1) / 2) for x in xs]
+            ax.errorbar(xs, ys, yerr=bars, marker="o", capsize=3, label=f"{method} {party}")
         for r in rows:
             if r["round"] is None and r["method"] != "Zero-Shot":
-                ax.axhline(100 * r[metric], linestyle="--", linewidth=1, color="grey")
-                ax.annotate(f"{r['method']} {r['party']}", (0, 100 * r[metric]), fontsize=7, color="grey", va="bottom")
+                y, low, high = point(r)
+                line = ax.axhline(y, linestyle="--", linewidth=1, color="grey")
+                ax.axhspan(low, high, color=line.get_color(), alpha=0.08)
+                ax.annotate(f"{r['method']} {r['party']}", (0, y), fontsize=7, color="grey", va="bottom")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
         ax.set_xlabel("round (0: zero-shot)")

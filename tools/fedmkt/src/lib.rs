@@ -29,6 +29,7 @@ pub mod scoring;
 pub mod secagg;
 pub mod select;
 pub mod stats;
+pub mod task_table;
 pub mod tokens;
 pub mod train;
 pub mod vocab;

@@ -175,10 +175,6 @@ fn pool_group(mut group: Vec<Score>) -> Score {
     }
 }
 
-fn percent(e: &crate::stats::Estimate) -> String {
-    format!("{:.1} [{:.1}, {:.1}]", 100.0 * e.mean, 100.0 * e.low, 100.0 * e.high)
-}
-
 /// Every entry of a subject method (FedMKT, FedCoLLM) against every entry of another method on
 /// the same party: a baseline without rounds, or the same round of a method with rounds.
 fn comparisons<'a>(scores: &'a [Score], subjects: &[String]) -> Result<Vec<(&'a Score, &'a Score, Paired)>> {
@@ -327,7 +323,7 @@ fn method_label(entry: &ResultEntry) -> String {
 }
 
 /// Rows in first-appearance order of their method label, columns in first-appearance order
-/// of their party; each cell "acc / acc_norm" in percent.
+/// of their party; each cell an [`acc_cell`].
 fn markdown_table(scores: &[Score]) -> String {
     let mut parties: Vec<(String, String)> = Vec::new();
     let mut rows: Vec<String> = Vec::new();
@@ -340,19 +336,9 @@ fn markdown_table(scores: &[Score]) -> String {
         if !rows.contains(&row) {
             rows.push(row.clone());
         }
-        let acc = if s.seeds > 1 {
-            let pooled = &s.stats.acc;
-            format!(
-                "{:.1} ± {:.1} [{:.1}, {:.1}]",
-                100.0 * s.acc,
-                100.0 * s.acc_sd,
-                100.0 * pooled.low,
-                100.0 * pooled.high
-            )
-        } else {
-            percent(&s.stats.acc)
-        };
-        cells.insert((row, s.entry.party.clone()), format!("{acc} / {:.1}", 100.0 * s.acc_norm));
+        let interval = (s.stats.acc.low, s.stats.acc.high);
+        let acc = if s.seeds > 1 { s.acc } else { s.stats.acc.mean };
+        cells.insert((row, s.entry.party.clone()), acc_cell(acc, s.acc_sd, s.seeds, interval, s.acc_norm));
     }
     let mut out = format!(
         "| method | {} |\n|---|{}\n",
@@ -367,6 +353,13 @@ fn markdown_table(scores: &[Score]) -> String {
         out.push_str(&format!("| {row} | {} |\n", line.join(" | ")));
     }
     out
+}
+
+/// A table cell in percent: "acc [low, high] / acc_norm", with "± sd" after acc when several
+/// seeds are pooled (acc then their mean; the interval over all their samples).
+pub fn acc_cell(acc: f64, sd: f64, seeds: usize, (low, high): (f64, f64), acc_norm: f64) -> String {
+    let spread = if seeds > 1 { format!(" ± {:.1}", 100.0 * sd) } else { String::new() };
+    format!("{:.1}{spread} [{:.1}, {:.1}] / {:.1}", 100.0 * acc, 100.0 * low, 100.0 * high, 100.0 * acc_norm)
 }
 
 fn results_batch(scores: &[Score]) -> Result<RecordBatch> {

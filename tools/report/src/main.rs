@@ -10,7 +10,7 @@ use fedmkt::report::{CommsEntry, ResultEntry};
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --paired runs/default/paired.parquet --markdown runs/default/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n\nFormats: tools/FORMATS.md (results, comms)."
+    after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --paired runs/default/paired.parquet --markdown runs/default/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n  report tasks --report arc-easy=runs/one-to-one-arc-easy/report.parquet --report boolq=runs/one-to-one-boolq/report.parquet \\\n               --out runs/one-to-one-tasks/report.parquet --markdown runs/one-to-one-tasks/report.md\n\nFormats: tools/FORMATS.md (results, task-results, comms)."
 )]
 struct Args {
     #[command(subcommand)]
@@ -41,6 +41,18 @@ enum Command {
         #[arg(long)]
         markdown: PathBuf,
     },
+    /// Several tasks' results tables as one (the paper's Table 2: task and method as rows).
+    Tasks {
+        /// TASK=FILE: a `report results` Parquet table per task.
+        #[arg(long = "report", required = true)]
+        reports: Vec<fedmkt::task_table::TaskReport>,
+        /// Parquet table to write (the rows of every report, a `task` column in front).
+        #[arg(long)]
+        out: PathBuf,
+        /// Markdown table to write.
+        #[arg(long)]
+        markdown: PathBuf,
+    },
     /// Bytes sent and received beside the LoRA adapter's size and the paper's N·S·K estimate.
     Comms {
         /// ROUND,PARTY,SENT,RECEIVED,ADAPTER,TOKENS ('-' for nothing sent or received).
@@ -63,6 +75,7 @@ fn main() -> ExitCode {
             let reports: Vec<&std::path::Path> = reports.iter().map(PathBuf::as_path).collect();
             fedmkt::report::results(results, &reports, subjects, out, paired, markdown)
         }
+        Command::Tasks { reports, out, markdown } => fedmkt::task_table::tasks(reports, out, markdown),
         Command::Comms { entries, top_k, out, markdown } => fedmkt::report::comms(entries, *top_k, out, markdown),
     })
 }

@@ -1,0 +1,26 @@
+# The paper's protocol (App. D), shared by the paper pipelines (one-to-one, homogeneous,
+# heterogeneous): included after real-models.mk, before a pipeline's own lines.
+# Full splits: the train split cut into five equal parts (public set + four shards; PARTS,
+# also for one-to-one), evaluated on ARC's labelled test splits (2,376 ARC-Easy / 1,172
+# ARC-Challenge samples; validation is then for sweeps only), on the validation split of
+# the other tasks (CommonsenseQA 1,221, BoolQ 3,270; RTE's 55 held-out samples are too few
+# to conclude anything).
+PUBLIC_SIZE   :=
+CLIENT_SIZE   :=
+EVAL_SIZE     :=
+EVAL_SPLIT    := $(if $(filter arc-easy arc-challenge,$(TASK)),test,validation)
+# App. D.1: LoRA r 8, alpha 16, dropout 0.05; batch 4, AdamW (0.9, 0.95), warm-up 0.008,
+# weight decay 0.1, grad norm 1.0 (distill's defaults); λ 0.9; one local epoch for both.
+LAMBDA         := 0.9
+PRIVATE_EPOCHS := 1
+DISTILL_EPOCHS := 1
+# The LLM's rate is the paper's: 2e-5 on ARC-E, 3e-5 on the other tasks. A sweep on the
+# server (`make sweep-lr SWEEP_PARTY=server`) is due to show whether Gemma-3-270M needs another.
+SERVER_LR     := $(if $(filter arc-easy,$(TASK)),2e-5,3e-5)
+# The SLM's rate: the paper gives its llama-family SLM (Sheared-LLaMA-1.3B, as SmolLM2 a llama)
+# the LLM's rate, and other SLMs 3e-5..3e-4. SmolLM2-135M needs more: `make sweep-lr` (Standalone,
+# seed 42, 100 ARC-Easy validation samples) gave acc 54.0 / 56.0 / 59.0 / 58.0 % and gold
+# log-likelihood per byte −1.08 / −0.97 / −0.83 / −0.73 for 3e-5 / 1e-4 / 2e-4 / 3e-4 (acc
+# intervals ±10 pp): 2e-4, where accuracy plateaus, applied to every method. The continuous
+# metric still rises at 3e-4, the sweep's edge: a wider sweep on the whole validation split is due.
+CLIENT_LR     := 2e-4
