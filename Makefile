@@ -486,6 +486,28 @@ tasks: $(TASKS_RUN)/report.md
 report: setup $(RUN)/report.md $(RUN)/report.png
 	@cat $(RUN)/report.md; echo; echo "Report: $(RUN)/report.{md,parquet,png}"
 
+# ---------------------------------------------------------------- results/: committed cells
+# `make results/<setting>/<task>/report.md`: a cell of the paper's grid. The pipeline
+# pipelines/<setting>.mk on <task>, once per training seed of CELL_SEEDS (`make seeds`; a cell
+# of arc-easy, the pipelines' own task, keeps the pipeline's name, others are named
+# <setting>-<task>), then its pooled report and every prediction file behind it copied
+# into results/<setting>/<task>/ (seed-<s>/<method>-<party>.parquet) with cell.json: the
+# command, the commit of the tools, and each seed's wall time (its run folder's first file to
+# its report).
+CELL_SEEDS ?= 1 2 3
+CELL_SETTINGS := one-to-one homogeneous heterogeneous
+CELL_TASKS    := arc-easy arc-challenge csqa boolq
+CELL_NAME      = $(if $(filter arc-easy,$(2)),$(1),$(1)-$(2))
+TOOLS_COMMIT  ?= $(shell git rev-parse --short HEAD)
+define cell_rule
+results/$(1)/$(2)/report.md: FORCE | $(PLOT_ENV)/.installed
+	$$(MAKE) --no-print-directory seeds PIPELINE=pipelines/$(1).mk TASK=$(2) NAME=$(call CELL_NAME,$(1),$(2)) SEEDS="$(CELL_SEEDS)" RUNS=$(RUNS)
+	$(PLOT_ENV)/bin/python tools/report/publish_cell.py $(RUNS) $(call CELL_NAME,$(1),$(2)) "$(CELL_SEEDS)" $$(@D) \
+	  "make $$@ CELL_SEEDS='$(CELL_SEEDS)'" $(TOOLS_COMMIT)
+	$(PLOT_ENV)/bin/python tools/report/plot_rounds.py $$(@D)/report.parquet $$(@D)/report.png
+endef
+$(foreach s,$(CELL_SETTINGS),$(foreach t,$(CELL_TASKS),$(eval $(call cell_rule,$(s),$(t)))))
+
 # ---------------------------------------------------------------- test data (run by hand)
 testdata-fixtures: $(ASSETS)/olmo/.installed
 	$(PYTHON) testdata/reference/cut_task_fixtures.py $(ASSETS)/olmo

@@ -12,6 +12,7 @@ use arrow_array::builder::{Float64Builder, ListBuilder, UInt32Builder};
 use arrow_array::{Float64Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
 use candle_core::{DType, Device};
+use rayon::prelude::*;
 use serde_json::json;
 use tokenizers::Tokenizer;
 
@@ -91,11 +92,13 @@ fn continuation_logliks(
     let mut logliks = vec![0.0; seqs.len()];
     for batch in scoring::length_sorted_batches(&lengths, CONTINUATION_POOL * batch_size) {
         let chosen: Vec<&SharedPrefix> = batch.iter().map(|&g| &groups[g]).collect();
-        let mut logits = scoring::logits_after_prefixes(model, &chosen, batch_size)?.into_iter();
-        for &g in &batch {
-            for seq in first_seq[g]..first_seq[g] + groups[g].continuations.len() {
-                logliks[seq] = loglik(&seqs[seq], &logits.next().expect("logits for every continuation"))?;
-            }
+        let logits = scoring::logits_after_prefixes(model, &chosen, batch_size)?;
+        let batch_seqs: Vec<usize> =
+            batch.iter().flat_map(|&g| first_seq[g]..first_seq[g] + groups[g].continuations.len()).collect();
+        // Each sequence's sum on one thread, in order: the same bytes on any number of threads.
+        let sums = batch_seqs.par_iter().zip(&logits).map(|(&seq, l)| loglik(&seqs[seq], l)).collect::<Vec<_>>();
+        for (&seq, sum) in batch_seqs.iter().zip(sums) {
+            logliks[seq] = sum?;
         }
         progress.inc(batch.len() as u64);
     }
@@ -109,12 +112,8 @@ const CONTINUATION_POOL: usize = 2;
 /// Σ log p(next token) over a sequence's answer positions, from their logits.
 fn loglik(seq: &TokenizedSample, logits: &candle_core::Tensor) -> Result<f64> {
     let vocab = logits.dim(1)?;
-    let flat = logits.flatten_all()?.to_vec1::<f32>()?;
-    Ok(flat
-        .chunks(vocab)
-        .zip(answer_positions(seq))
-        .map(|(row, p)| row[seq.input_ids[p + 1] as usize] as f64 - scoring::logsumexp(row))
-        .sum())
+    let token_logprob = |(row, p): (&[f32], usize)| row[seq.input_ids[p + 1] as usize] as f64 - scoring::logsumexp(row);
+    Ok(model::with_values(logits, |flat| Ok(flat.chunks(vocab).zip(answer_positions(seq)).map(token_logprob).sum()))?)
 }
 
 fn score_choices(records: &[TaskRecord], logliks: &[f64]) -> Vec<Scored> {

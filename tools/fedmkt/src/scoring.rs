@@ -107,7 +107,8 @@ fn flat(hidden: &Tensor) -> Result<Tensor> {
     Ok(hidden.reshape((batch * seq, size))?)
 }
 
-/// The logits of rows of `hidden` `[rows, hidden]`, one list of rows per request.
+/// The logits of rows of `hidden` `[rows, hidden]`, one list of rows per request (each
+/// request's logits a view into one tensor of the whole pass).
 fn logits_of(model: &Model, hidden: &Tensor, rows: Vec<Vec<u32>>) -> Result<Vec<Tensor>> {
     let counts: Vec<usize> = rows.iter().map(Vec::len).collect();
     let rows: Vec<u32> = rows.into_iter().flatten().collect();

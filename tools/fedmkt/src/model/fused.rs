@@ -17,7 +17,12 @@ use rayon::prelude::*;
 /// Whether `x` is a training activation (it tracks gradients) in f32 on the CPU: what the
 /// kernels here take.
 pub fn cpu_training(x: &Tensor) -> bool {
-    x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32
+    x.track_op() && cpu_f32(x)
+}
+
+/// Whether `x` is f32 on the CPU: what the kernels' forward passes take, training or not.
+pub fn cpu_f32(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
 }
 
 /// The f32 values of a contiguous CPU input.
@@ -226,6 +231,9 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Rope { cos: constant(cos)?, sin: constant(sin)?, sin_sign: 1.0 })
 }
 
+/// sqrt(2/π), of GELU's tanh approximation.
+const GELU_C: f32 = 0.797_884_6;
+
 /// The gate's activation in a gated MLP: SiLU (llama) or GELU's tanh approximation (Gemma).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
@@ -242,6 +250,15 @@ impl Activation {
         }
     }
 
+    /// `f(v)`.
+    fn value(self, v: f32) -> f32 {
+        match self {
+            Activation::Silu => v / (1.0 + (-v).exp()),
+            // 0.5·v·(1 + tanh z) = v·sigmoid(2z): one exp instead of a tanh (a third of the time).
+            Activation::GeluTanh => v / (1.0 + (-2.0 * GELU_C * v * (1.0 + 0.044715 * v * v)).exp()),
+        }
+    }
+
     /// `f(v)` and `f'(v)`.
     fn value_and_slope(self, v: f32) -> (f32, f32) {
         match self {
@@ -250,9 +267,11 @@ impl Activation {
                 (v * sigmoid, sigmoid * (1.0 + v * (1.0 - sigmoid)))
             }
             Activation::GeluTanh => {
-                const C: f32 = 0.797_884_6; // sqrt(2/π)
-                let t = (C * v * (1.0 + 0.044715 * v * v)).tanh();
-                (0.5 * v * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044715 * v * v))
+                let t = (GELU_C * v * (1.0 + 0.044715 * v * v)).tanh();
+                (
+                    0.5 * v * (1.0 + t),
+                    0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * v * v),
+                )
             }
         }
     }
@@ -278,7 +297,7 @@ impl CustomOp2 for Gated {
         let width = *g_layout.dims().last().unwrap_or(&1);
         let y = map_row_pairs(gate, up, width, |gate, up, y| {
             for ((y, g), u) in y.iter_mut().zip(gate).zip(up) {
-                *y = self.0.value_and_slope(*g).0 * u;
+                *y = self.0.value(*g) * u;
             }
         });
         Ok((y, g_layout.shape().clone()))
