@@ -20,6 +20,10 @@ SERVER_LEARNS  ?= yes
 # The split evaluated on: validation, or test (ARC's labelled test splits, the paper pipelines').
 EVAL_SPLIT     ?= validation
 TEACHER_TAIL   ?= no
+# Train samples held out before the parts are cut, and the split sweeps score on
+# (validation, or holdout: those samples, where validation is the eval split).
+HOLDOUT        ?=
+SWEEP_SPLIT    ?= validation
 # The training seed (LoRA initialisation, dropout, sample order); SEED fixes the split.
 TRAIN_SEED     ?= $(SEED)
 SEEDS          ?= 1 2 3
@@ -107,7 +111,7 @@ GGUF_gemma3-270m      := $(ASSETS)/gemma3/gemma-3-270m.gguf
 # The pipeline's settings as the run used them. Rewritten only when a value changes (in the
 # pipeline file or on the command line); every step depends on it through the data, so a
 # changed setting redoes the run and an unchanged one redoes nothing.
-SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS EVAL_SPLIT TEACHER_TAIL PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
+SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS HOLDOUT EVAL_SPLIT TEACHER_TAIL PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
             PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS
 $(RUN)/settings.mk: FORCE
 	@mkdir -p $(@D)
@@ -117,7 +121,7 @@ FORCE:
 
 $(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
 	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
-	  --eval-split $(EVAL_SPLIT) --seed $(SEED) \
+	  --eval-split $(EVAL_SPLIT) --seed $(SEED) $(if $(HOLDOUT),--holdout $(HOLDOUT)) \
 	  $(if $(PUBLIC_SIZE),--public-size $(PUBLIC_SIZE)) $(if $(CLIENT_SIZE),--client-size $(CLIENT_SIZE)) \
 	  $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
 
@@ -429,16 +433,17 @@ $(RUN)/report.png: $(RUN)/report.md $(PLOT_ENV)/.installed
 # `make sweep-lr SWEEP_LRS="…" [SWEEP_PARTY=server]`: a learning rate chosen on data that is
 # never the eval split. The party's Standalone once per rate (PRIVATE_EPOCHS, TRAIN_SEED): a
 # client on its shard (client-1 by default), the server on the public set (its only data),
-# scored on the task's validation split (prepared beside the eval set: the same public set
-# and shards); the table goes to $(B)/sweep-lr[-server]/report.md, with intervals.
+# scored on SWEEP_SPLIT, never the eval split: validation where the eval split is ARC's test
+# split, else HOLDOUT train samples held out of every part (prepared beside the eval set:
+# the same public set and shards); the table goes to $(B)/sweep-lr[-server]/report.md.
 SWEEP_LRS   ?= 3e-5 1e-4 2e-4 3e-4
 SWEEP_PARTY ?= client-1
 SWEEP       = $(B)/sweep-lr$(if $(filter server,$(SWEEP_PARTY)),-server)
 SWEEP_TRAIN = $(if $(filter server,$(SWEEP_PARTY)),$(call PUBLIC,server),$(RUN)/tok/$(call MODEL_OF,$(SWEEP_PARTY))/$(SWEEP_PARTY).parquet)
-SWEEP_DATA  = $(RUN)/data/$(TASK)-validation/eval.parquet
+SWEEP_DATA  = $(RUN)/data/$(TASK)-$(SWEEP_SPLIT)/eval.parquet
 $(SWEEP_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
 	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
-	  --eval-split validation --seed $(SEED) $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
+	  --eval-split $(SWEEP_SPLIT) --seed $(SEED) $(if $(HOLDOUT),--holdout $(HOLDOUT)) $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
 define sweep_rules
 $(SWEEP)/lr-$(1)/adapter_config.json: $(SWEEP_TRAIN) | $(BIN)/distill
 	$(BIN)/distill --model $(call M,$(SWEEP_PARTY)) --data $$< --epochs $(PRIVATE_EPOCHS) --lr $(1) $(TRAIN_FLAGS) --out $$(@D)

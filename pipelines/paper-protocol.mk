@@ -9,6 +9,11 @@ PUBLIC_SIZE   :=
 CLIENT_SIZE   :=
 EVAL_SIZE     :=
 EVAL_SPLIT    := $(if $(filter arc-easy arc-challenge,$(TASK)),test,validation)
+# Sweeps score on ARC's validation split; elsewhere (validation is the eval split) on 500
+# train samples held out of every part before the five are cut.
+ARC           := $(filter arc-easy arc-challenge,$(TASK))
+HOLDOUT       := $(if $(ARC),,500)
+SWEEP_SPLIT   := $(if $(ARC),validation,holdout)
 # App. D.1: LoRA r 8, alpha 16, dropout 0.05; batch 4, AdamW (0.9, 0.95), warm-up 0.008,
 # weight decay 0.1, grad norm 1.0 (distill's defaults); λ 0.9; one local epoch for both.
 LAMBDA         := 0.9

@@ -291,6 +291,29 @@ fn the_learning_rate_sweep_scores_on_the_validation_split() {
     assert_eq!(split("tiny/data/arc-easy/eval.parquet"), "test", "the eval set is the test split");
 }
 
+/// Where validation is the eval split (BoolQ), the sweep scores on train samples held out of
+/// every part (HOLDOUT), never on the eval set nor on data a party trains on.
+#[test]
+fn the_sweep_scores_on_a_holdout_where_validation_is_the_eval_split() {
+    let dir = tempdir();
+    let runs = dir.path();
+    make_target("sweep-lr", runs, &["SWEEP_LRS=1e-3", "TASK=boolq", "HOLDOUT=2", "SWEEP_SPLIT=holdout"]);
+    let read = |rel: &str| fedmkt::io::read_parquet(&runs.join(format!("tiny/data/{rel}.parquet")), "task").unwrap();
+    let sweep = read("boolq-holdout/eval");
+    assert_eq!((sweep.provenance.extra["eval_split"].as_str(), sweep.num_rows()), ("holdout", 2));
+    assert_eq!(read("boolq/eval").provenance.extra["eval_split"], "validation");
+    let held = sweep.strings("id").unwrap();
+    for part in ["public", "client-1", "client-2"] {
+        let ids = read(&format!("boolq/{part}")).strings("id").unwrap();
+        assert!(held.iter().all(|id| !ids.contains(id)), "{part} holds a held-out sample");
+        assert_eq!(
+            ids,
+            read(&format!("boolq-holdout/{part}")).strings("id").unwrap(),
+            "{part} differs beside the sweep"
+        );
+    }
+}
+
 /// TEACHER_TAIL=yes reaches every KD step, and only those.
 #[test]
 fn teacher_tail_reaches_every_distillation_and_no_private_phase() {

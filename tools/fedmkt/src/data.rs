@@ -87,6 +87,9 @@ impl Task {
 pub struct SplitOptions {
     pub clients: usize,
     pub parts: usize,
+    /// Train samples held out before the parts are cut (the last in seeded order), for
+    /// choosing hyper-parameters where the eval split is the only labelled one.
+    pub holdout: usize,
     pub eval_split: EvalSplit,
     pub seed: u64,
     pub sizes: SetSizes,
@@ -97,6 +100,8 @@ pub struct SplitOptions {
 pub enum EvalSplit {
     Validation,
     Test,
+    /// The train samples held out by `--holdout` (never in the public set or a shard).
+    Holdout,
 }
 
 impl EvalSplit {
@@ -104,6 +109,7 @@ impl EvalSplit {
         match self {
             EvalSplit::Validation => "validation",
             EvalSplit::Test => "test",
+            EvalSplit::Holdout => "holdout",
         }
     }
 }
@@ -130,7 +136,7 @@ impl TaskSource {
                     root.join("oe_eval_tasks").join(dir).join(format!("{s}_rc_5shot")).join("requests.jsonl.gz")
                 };
                 let eval = match eval_split {
-                    EvalSplit::Validation => "val",
+                    EvalSplit::Validation | EvalSplit::Holdout => "val",
                     EvalSplit::Test if dir.starts_with("arc_") => "test",
                     EvalSplit::Test => {
                         return Err(bad_usage(format!(
@@ -304,14 +310,17 @@ pub struct PreparedTask {
     pub public: Vec<TaskRecord>,
     pub clients: Vec<Vec<TaskRecord>>,
     pub eval: Vec<TaskRecord>,
+    /// The held-out train samples (`--holdout`), in source order.
+    pub holdout: Vec<TaskRecord>,
 }
 
 /// Build the public/private/eval sets of a task. RTE has only a validation split here: its
 /// first fifth in seeded order becomes the eval set and the rest plays the train split.
 /// The paper's split (App. D.2): the train split cut into `parts` equal parts, the first the
 /// public set, the next `clients` the private shards; any further parts stay unused, so the
-/// public set and every shard keep their size whatever the number of clients.
-pub fn prepare(source: &TaskSource, clients: usize, parts: usize, seed: u64) -> Result<PreparedTask> {
+/// public set and every shard keep their size whatever the number of clients. `holdout`
+/// samples, the last in seeded order, are set aside first; the parts are cut from the rest.
+pub fn prepare(source: &TaskSource, clients: usize, parts: usize, holdout: usize, seed: u64) -> Result<PreparedTask> {
     if clients == 0 {
         return Err(bad_usage("--clients must be at least 1"));
     }
@@ -332,13 +341,27 @@ pub fn prepare(source: &TaskSource, clients: usize, parts: usize, seed: u64) -> 
             (train, eval)
         }
     };
-    if train.len() < parts {
-        return Err(bad_usage(format!("{} train samples cannot be split into {parts} parts", train.len())));
+    if train.len() < parts + holdout {
+        return Err(bad_usage(format!(
+            "{} train samples cannot be split into {parts} parts after holding out {holdout}",
+            train.len()
+        )));
     }
-    let mut parts = split_seeded(&train, parts, seed);
+    let (rest, holdout) = hold_out(train, holdout, seed);
+    let mut parts = split_seeded(&rest, parts, seed);
     let public = parts.remove(0);
     parts.truncate(clients);
-    Ok(PreparedTask { public, clients: parts, eval })
+    Ok(PreparedTask { public, clients: parts, eval, holdout })
+}
+
+/// `records` without the last `n` in seeded order, and those `n`, each in source order.
+fn hold_out(records: Vec<TaskRecord>, n: usize, seed: u64) -> (Vec<TaskRecord>, Vec<TaskRecord>) {
+    let mut held: Vec<bool> = vec![false; records.len()];
+    for &i in seeded_order(&records, seed).iter().rev().take(n) {
+        held[i] = true;
+    }
+    let (held_out, rest): (Vec<_>, Vec<_>) = records.into_iter().zip(held).partition(|(_, h)| *h);
+    (rest.into_iter().map(|(r, _)| r).collect(), held_out.into_iter().map(|(r, _)| r).collect())
 }
 
 fn task_schema() -> Arc<Schema> {
@@ -429,7 +452,10 @@ pub fn check_unique_ids<'a>(path: &Path, ids: impl Iterator<Item = &'a str>) -> 
 
 /// `prepare-data`: write `public.parquet`, `client-1..K.parquet` and `eval.parquet` into `out`.
 pub fn prepare_data(task_name: &str, source_dir: &Path, split: &SplitOptions, out: &Path) -> Result<()> {
-    let SplitOptions { clients, parts, eval_split, seed, sizes } = *split;
+    let SplitOptions { clients, parts, holdout, eval_split, seed, sizes } = *split;
+    if eval_split == EvalSplit::Holdout && holdout == 0 {
+        return Err(bad_usage("--eval-split holdout: give --holdout N, the train samples to hold out"));
+    }
     for (flag, size) in [("public-size", sizes.public), ("client-size", sizes.client), ("eval-size", sizes.eval)] {
         if size == Some(0) {
             return Err(bad_usage(format!("--{flag} 0: keep at least one sample (leave the flag out for all)")));
@@ -444,17 +470,20 @@ pub fn prepare_data(task_name: &str, source_dir: &Path, split: &SplitOptions, ou
     // The inputs are the source files read, not the whole wheel folder they lie in.
     let kind = Kind::parquet(TASK_FORMAT);
     output::claim(&paths.iter().map(|p| (p.as_path(), kind.clone())).collect::<Vec<_>>(), &source.files())?;
-    let full = prepare(&source, clients, parts, seed)?;
+    let full = prepare(&source, clients, parts, holdout, seed)?;
+    let eval = if eval_split == EvalSplit::Holdout { full.holdout } else { full.eval };
     let prepared = PreparedTask {
         public: seeded_subset(full.public, sizes.public, seed),
         clients: full.clients.into_iter().map(|c| seeded_subset(c, sizes.client, seed)).collect(),
-        eval: seeded_subset(full.eval, sizes.eval, seed),
+        eval: seeded_subset(eval, sizes.eval, seed),
+        holdout: Vec::new(),
     };
     let mut provenance = Provenance::new(TASK_FORMAT, TASK_FORMAT_VERSION, "prepare-data")
         .extra("task", task.name())
         .extra("seed", seed)
         .extra("clients", clients)
         .extra("parts", parts)
+        .extra("holdout", holdout)
         .extra("eval_split", eval_split.name());
     for (i, file) in source.files().into_iter().enumerate() {
         provenance = provenance.input(&format!("source{}", i + 1), io::file_hash(file)?);
@@ -506,6 +535,22 @@ mod tests {
         let mut expected: Vec<String> = all.iter().map(|r| r.id.clone()).collect();
         expected.sort();
         assert_eq!(ids, expected);
+    }
+
+    /// The held-out samples are the last in seeded order, kept in source order, and the rest
+    /// is all that remains for the parts; holding out none changes nothing.
+    #[test]
+    fn a_holdout_is_the_last_in_seeded_order_and_leaves_the_rest() {
+        let all = records(11);
+        let (rest, held) = hold_out(all.clone(), 3, 42);
+        let order = seeded_order(&all, 42);
+        let mut expected: Vec<usize> = order[8..].to_vec();
+        expected.sort_unstable();
+        let ids = |rs: &[TaskRecord]| rs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&held), expected.iter().map(|i| format!("q{i}")).collect::<Vec<_>>());
+        assert_eq!(rest.len(), 8);
+        assert!(ids(&rest).iter().all(|id| !ids(&held).contains(id)), "disjoint");
+        assert_eq!(ids(&hold_out(all.clone(), 0, 42).0), ids(&all));
     }
 
     /// The ranking key is `sha256("{seed}:{id}")`; the expected digest is from Python's hashlib.

@@ -27,8 +27,12 @@ struct Args {
     /// any beyond K+1 unused.
     #[arg(long, default_value_t = 5)]
     parts: usize,
-    /// The split evaluated on: validation, or test (ARC's labelled test splits; validation is
-    /// then left for choosing hyper-parameters).
+    /// Train samples held out before the parts are cut (the last in seeded order): data for
+    /// choosing hyper-parameters where validation is the eval split.
+    #[arg(long, default_value_t = 0)]
+    holdout: usize,
+    /// The split evaluated on: validation, test (ARC's labelled test splits; validation is
+    /// then left for choosing hyper-parameters), or holdout (the --holdout samples).
     #[arg(long, value_enum, default_value_t = fedmkt::data::EvalSplit::Validation)]
     eval_split: fedmkt::data::EvalSplit,
     /// Seed of the split (samples are ranked by sha256("{seed}:{id}")).
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         let split = fedmkt::data::SplitOptions {
             clients: args.clients,
             parts: args.parts,
+            holdout: args.holdout,
             eval_split: args.eval_split,
             seed: args.seed,
             sizes,
