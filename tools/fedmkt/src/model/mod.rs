@@ -318,12 +318,18 @@ impl Model {
         Ok(self.run(ids, &geometry, Some(&past))?.0)
     }
 
-    /// Final hidden states and each layer's keys and values of this pass.
+    /// Final hidden states and each layer's keys and values of this pass. Outside training they
+    /// are detached: an adapter's variables make every activation record its ops, and a result
+    /// kept for later (a cached prefix, a pass's logits) would keep the whole pass's graph alive.
     fn run(&self, ids: &Tensor, geometry: &Geometry, past: Option<&[KeyValues]>) -> Result<(Tensor, Vec<KeyValues>)> {
-        match &self.net {
-            Net::Llama(m) => m.run(ids, geometry, self.training, past),
-            Net::Gemma3(m) => m.run(ids, geometry, self.training, past),
+        let (hidden, layers) = match &self.net {
+            Net::Llama(m) => m.run(ids, geometry, self.training, past)?,
+            Net::Gemma3(m) => m.run(ids, geometry, self.training, past)?,
+        };
+        if self.training {
+            return Ok((hidden, layers));
         }
+        Ok((hidden.detach(), layers.into_iter().map(|(k, v)| (k.detach(), v.detach())).collect()))
     }
 
     /// Next-token logits (f32) of hidden states of any leading shape `[…, hidden]`. Tools call
