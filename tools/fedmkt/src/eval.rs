@@ -56,13 +56,16 @@ struct Scored {
 
 /// Each sample's choices as continuations of the tokens they all start with (the context's,
 /// and any the choices share), scored at their answers' positions.
-fn shared_prefixes<'a>(records: &[TaskRecord], seqs: &'a [TokenizedSample]) -> Vec<SharedPrefix<'a>> {
-    let mut first = 0;
+fn shared_prefixes<'a>(
+    records: &[TaskRecord],
+    seqs: &'a [TokenizedSample],
+    first_seq: &[usize],
+) -> Vec<SharedPrefix<'a>> {
     records
         .iter()
-        .map(|r| {
+        .zip(first_seq)
+        .map(|(r, &first)| {
             let choices = &seqs[first..first + r.choices.len()];
-            first += r.choices.len();
             let ids = &choices[0].input_ids;
             let cut = choices.iter().map(|s| s.input_ids.iter().zip(ids).take_while(|(a, b)| a == b).count()).min();
             let cut = cut.unwrap_or(0);
@@ -84,11 +87,12 @@ fn continuation_logliks(
     batch_size: usize,
     progress: &indicatif::ProgressBar,
 ) -> Result<Vec<f64>> {
-    let groups = shared_prefixes(records, seqs);
-    progress.set_length(groups.len() as u64);
-    let lengths: Vec<usize> = groups.iter().map(|g| g.prefix.len()).collect();
+    // Where each sample's choices start in `seqs`.
     let first_seq: Vec<usize> =
         records.iter().scan(0, |next, r| Some(std::mem::replace(next, *next + r.choices.len()))).collect();
+    let groups = shared_prefixes(records, seqs, &first_seq);
+    progress.set_length(groups.len() as u64);
+    let lengths: Vec<usize> = groups.iter().map(|g| g.prefix.len()).collect();
     let mut logliks = vec![0.0; seqs.len()];
     for batch in scoring::length_sorted_batches(&lengths, CONTINUATION_POOL * batch_size) {
         let chosen: Vec<&SharedPrefix> = batch.iter().map(|&g| &groups[g]).collect();

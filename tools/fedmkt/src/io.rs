@@ -232,6 +232,15 @@ impl ParquetTable {
         Ok(columns.iter().flat_map(|a| a.values().to_vec()).collect())
     }
 
+    /// Every value of a nullable primitive column, all batches in order.
+    pub fn optional_values<T: arrow_array::types::ArrowPrimitiveType>(
+        &self,
+        name: &str,
+    ) -> Result<Vec<Option<T::Native>>> {
+        let columns = self.column::<arrow_array::PrimitiveArray<T>>(name)?;
+        Ok(columns.iter().flat_map(|a| a.iter().collect::<Vec<_>>()).collect())
+    }
+
     /// Every value of a string column, all batches in order (nulls read as "").
     pub fn strings(&self, name: &str) -> Result<Vec<String>> {
         let columns = self.column::<arrow_array::StringArray>(name)?;

@@ -109,8 +109,7 @@ fn read_report_entries(path: &Path) -> Result<Vec<ResultEntry>> {
     let table = io::read_parquet(path, RESULTS_FORMAT)?;
     let seed = path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
     let strings = |name: &str| table.strings(name);
-    let rounds: Vec<Option<u32>> =
-        table.column::<UInt32Array>("round")?.iter().flat_map(|a| a.iter().collect::<Vec<_>>()).collect();
+    let rounds = table.optional_values::<arrow_array::types::UInt32Type>("round")?;
     let (methods, parties, files) = (strings("method")?, strings("party")?, strings("file")?);
     Ok((0..methods.len())
         .map(|i| ResultEntry {
@@ -316,9 +315,14 @@ fn paired_batch(rows: &[(&Score, &Score, Paired)]) -> Result<RecordBatch> {
 }
 
 fn method_label(entry: &ResultEntry) -> String {
-    match entry.round {
-        Some(r) => format!("{} (round {r})", entry.method),
-        None => entry.method.clone(),
+    round_label(&entry.method, entry.round)
+}
+
+/// A table row's label: the method, with its round when it has rounds ("FedMKT (round 2)").
+pub fn round_label(method: &str, round: Option<u32>) -> String {
+    match round {
+        Some(r) => format!("{method} (round {r})"),
+        None => method.to_string(),
     }
 }
 

@@ -47,6 +47,7 @@ pub fn logits_after_prefixes(model: &Model, groups: &[&SharedPrefix], per_pass: 
         return no_logits(model, requests.len());
     }
     let (prefix_hidden, prefix_row, prefixes) = prefix_passes(model, groups, per_pass)?;
+    let prefix_rows = prefix_hidden.dim(0)?;
     let mut out = vec![None; requests.len()];
     let lengths: Vec<usize> = requests.iter().map(|(_, r)| r.ids.len()).collect();
     for pass in length_sorted_batches(&lengths, per_pass) {
@@ -57,8 +58,7 @@ pub fn logits_after_prefixes(model: &Model, groups: &[&SharedPrefix], per_pass: 
         let rows = pass.iter().enumerate().map(|(row, &i)| {
             let (g, request) = requests[i];
             let cut = groups[g].prefix.len();
-            let at =
-                |p: usize| if p < cut { prefix_row[g] + p } else { prefix_hidden.dims()[0] + row * width + p - cut };
+            let at = |p: usize| if p < cut { prefix_row[g] + p } else { prefix_rows + row * width + p - cut };
             request.positions.iter().map(|&p| at(p) as u32).collect()
         });
         for (&i, logits) in pass.iter().zip(logits_of(model, &hidden, rows.collect())?) {

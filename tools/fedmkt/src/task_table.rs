@@ -12,7 +12,7 @@ use arrow_schema::{DataType, Field, Schema};
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
 use crate::output::{self, Commit, Kind};
-use crate::report::{acc_cell, RESULTS_FORMAT};
+use crate::report::{acc_cell, round_label, RESULTS_FORMAT};
 
 pub const TASK_RESULTS_FORMAT: &str = "task-results";
 
@@ -92,8 +92,7 @@ fn with_task_column(task: &str, batch: &RecordBatch) -> Result<RecordBatch> {
 
 fn markdown_rows(report: &TaskReport, table: &io::ParquetTable) -> Result<Vec<Row>> {
     let (methods, parties, models) = (table.strings("method")?, table.strings("party")?, table.strings("model")?);
-    let rounds: Vec<Option<u32>> =
-        table.column::<arrow_array::UInt32Array>("round")?.iter().flat_map(|a| a.iter().collect::<Vec<_>>()).collect();
+    let rounds = table.optional_values::<UInt32Type>("round")?;
     let f64s = |name: &str| table.values::<Float64Type>(name);
     let (acc, low, high, acc_norm, sd) =
         (f64s("acc")?, f64s("acc_low")?, f64s("acc_high")?, f64s("acc_norm")?, f64s("acc_sd")?);
@@ -101,10 +100,7 @@ fn markdown_rows(report: &TaskReport, table: &io::ParquetTable) -> Result<Vec<Ro
     Ok((0..methods.len())
         .map(|i| Row {
             task: report.task.clone(),
-            label: match rounds[i] {
-                Some(r) => format!("{} (round {r})", methods[i]),
-                None => methods[i].clone(),
-            },
+            label: round_label(&methods[i], rounds[i]),
             party: parties[i].clone(),
             model: models[i].clone(),
             cell: acc_cell(acc[i], sd[i], seeds[i] as usize, (low[i], high[i]), acc_norm[i]),
