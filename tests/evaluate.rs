@@ -182,3 +182,18 @@ fn gold_log_likelihood_per_byte_and_margin_follow_from_the_log_likelihoods() {
         assert_eq!(margin.value(row) > 0.0, pred.value(row) as usize == g, "row {row}: margin sign vs pred");
     }
 }
+
+/// `report tasks` takes TASK=FILE entries naming `report results` tables, and nothing else.
+#[test]
+fn report_tasks_refuses_an_entry_without_a_task_or_a_table_of_another_kind() {
+    let dir = tempdir();
+    let (out, md) = (dir.path().join("t.parquet"), dir.path().join("t.md"));
+    let tasks = |entry: &str| {
+        run("report", ["tasks", "--report", entry, "--out", out.to_str().unwrap(), "--markdown", md.to_str().unwrap()])
+    };
+    assert_bad_input(&tasks("no-task-given.parquet"), &["--report 'no-task-given.parquet'", "TASK=FILE"]);
+    let foreign = testdata("data/tasks/arc-easy/eval.parquet");
+    let output = tasks(&format!("arc-easy={}", foreign.display()));
+    assert_bad_input(&output, &["eval.parquet", "expected a 'results' file", "found 'task'"]);
+    assert!(files_below(dir.path()).is_empty(), "no output may be left behind");
+}

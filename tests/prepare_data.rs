@@ -202,3 +202,14 @@ fn the_eval_set_is_validation_or_arcs_test_split() {
     let other = tempdir();
     assert_bad_input(&prepare("boolq", other.path(), &["--eval-split", "test"]), &["--eval-split test", "boolq"]);
 }
+
+/// `--eval-split holdout` needs `--holdout N`, and N must leave enough train samples for
+/// the parts; both are refused before anything is written.
+#[test]
+fn a_holdout_must_be_given_and_fit_the_train_split() {
+    let dir = tempdir();
+    let output = prepare("boolq", dir.path(), &["--eval-split", "holdout"]);
+    assert_bad_input(&output, &["--eval-split holdout", "--holdout N"]);
+    assert_bad_input(&prepare("boolq", dir.path(), &["--holdout", "100"]), &["12 train samples", "holding out 100"]);
+    assert!(files_below(dir.path()).is_empty(), "no output may be left behind");
+}
