@@ -201,11 +201,11 @@ impl Checkpoints {
     fn stage(
         &self,
         adam: &AdamW,
-        dropout: &crate::model::lora::LoraDropout,
+        mode: &crate::model::lora::LoraMode,
         log: &[LogRow],
         settings: &std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
-        save_checkpoint(&self.staged, adam, dropout, log, settings)
+        save_checkpoint(&self.staged, adam, mode, log, settings)
     }
 
     /// Both folders are this run's to write (checked before any work, see [`output::claim`]).
@@ -235,7 +235,7 @@ impl Checkpoints {
 fn save_checkpoint(
     dir: &Path,
     adam: &AdamW,
-    dropout: &crate::model::lora::LoraDropout,
+    mode: &crate::model::lora::LoraMode,
     log: &[LogRow],
     settings: &std::collections::BTreeMap<String, String>,
 ) -> Result<()> {
@@ -243,7 +243,7 @@ fn save_checkpoint(
         settings: settings.clone(),
         steps_done: log.len(),
         adam_t: adam.t,
-        dropout_position: dropout.position().map(|p| p.to_string()),
+        dropout_position: mode.position().map(|p| p.to_string()),
         log: log.to_vec(),
     };
     io::write_folder(dir, Kind::Checkpoint, |tmp| {
@@ -265,7 +265,7 @@ fn save_checkpoint(
 fn load_checkpoint(
     dir: &Path,
     adam: &mut AdamW,
-    dropout: &crate::model::lora::LoraDropout,
+    mode: &crate::model::lora::LoraMode,
     device: &Device,
     settings: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<LogRow>> {
@@ -296,7 +296,7 @@ fn load_checkpoint(
     }
     adam.t = state.adam_t;
     if let Some(position) = state.dropout_position {
-        dropout.seek(position.parse().map_err(|_| bad_input(&state_path, "bad dropout_position"))?);
+        mode.seek(position.parse().map_err(|_| bad_input(&state_path, "bad dropout_position"))?);
     }
     Ok(state.log)
 }
@@ -591,7 +591,7 @@ pub fn distill(
         Some(_) => train::SampleWeights::new(opts.lambda, samples.len(), teacher_rows.len()),
         None => train::SampleWeights::task_only(),
     };
-    lora.dropout.enable(lora.spec.dropout, opts.seed ^ 0xD50F_0000_0000_0002);
+    lora.mode.seed_dropout(lora.spec.dropout, opts.seed ^ 0xD50F_0000_0000_0002);
     let vars = lora.all_vars();
     let params = ParamsAdamW { lr: opts.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: opts.weight_decay };
     let mut optimiser = AdamW::new(&lora.vars, params)?;
@@ -603,7 +603,7 @@ pub fn distill(
     checkpoints.discard_staged()?;
     let checkpoint = &checkpoints.dir;
     let mut log = if opts.resume && checkpoint.join("state.json").is_file() {
-        load_checkpoint(checkpoint, &mut optimiser, &lora.dropout, &opts.device, &settings)?
+        load_checkpoint(checkpoint, &mut optimiser, &lora.mode, &opts.device, &settings)?
     } else {
         Vec::new()
     };
@@ -618,7 +618,7 @@ pub fn distill(
         for group in batches.chunks(opts.grad_accum).skip(log.len() - epoch * steps_per_epoch) {
             if opts.max_steps.is_some_and(|m| log.len() >= m) {
                 checkpoints.discard_staged()?;
-                save_checkpoint(checkpoint, &optimiser, &lora.dropout, &log, &settings)?;
+                save_checkpoint(checkpoint, &optimiser, &lora.mode, &log, &settings)?;
                 eprintln!(
                     "distill: stopped after {} steps; checkpoint {} (continue with --resume)",
                     log.len(),
@@ -673,7 +673,7 @@ pub fn distill(
             });
             progress.inc(1);
             if opts.checkpoint_every > 0 && log.len() % opts.checkpoint_every == 0 {
-                checkpoints.stage(&optimiser, &lora.dropout, &log, &settings)?;
+                checkpoints.stage(&optimiser, &lora.mode, &log, &settings)?;
             }
         }
     }

@@ -198,14 +198,33 @@ mod tests {
     use candle_core::{Tensor, Var};
 
     use super::super::fused::tests::{assert_close, random};
-    use super::super::lora::{Linear, LoraDropout, LoraPair};
+    use super::super::lora::{Linear, LoraMode, LoraPair};
 
     /// A LoRA layer (nonzero B, so every gradient flows) with dropout seeded alike for both routes.
     fn layer(dropout: f64) -> Linear {
-        let state = Arc::new(LoraDropout::default());
-        state.enable(dropout, 7);
+        let mode = Arc::new(LoraMode::default());
+        mode.seed_dropout(dropout, 7);
+        mode.set_training(true);
+        layer_in(mode)
+    }
+
+    fn layer_in(mode: Arc<LoraMode>) -> Linear {
         let (a, b) = (Var::from_tensor(&random(&[3, 8], 2)).unwrap(), Var::from_tensor(&random(&[6, 3], 3)).unwrap());
-        Linear { weight: random(&[6, 8], 1), bias: None, lora: Some(LoraPair { a, b, scale: 2.0, dropout: state }) }
+        Linear { weight: random(&[6, 8], 1), bias: None, lora: Some(LoraPair { a, b, scale: 2.0, mode }) }
+    }
+
+    /// Outside training an adapted layer records no ops, on either route (inference would
+    /// otherwise keep each pass's graph alive); in training it does, so gradients reach A and B.
+    #[test]
+    fn adapted_layers_record_ops_only_while_training() {
+        let x = random(&[10, 8], 4);
+        let (idle, training) = (layer_in(Arc::default()), layer(0.0));
+        for linear in [&idle, &training] {
+            let composed = linear.composed(&x, linear.lora.as_ref().unwrap()).unwrap();
+            let kernel = linear.forward(&x).unwrap();
+            let expected = std::ptr::eq(linear, &training);
+            assert_eq!((kernel.track_op(), composed.track_op()), (expected, expected));
+        }
     }
 
     /// Output and gradients of (x, A, B), through a random linear read-out of the output.

@@ -6,6 +6,7 @@
 //! PEFT loads ours and we load PEFT's.
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -62,30 +63,51 @@ pub struct LoraPair {
     pub a: Var,
     pub b: Var,
     pub scale: f64,
-    pub dropout: Arc<LoraDropout>,
+    pub mode: Arc<LoraMode>,
 }
 
-/// PEFT's LoRA dropout on the adapter path's input, shared by every adapted layer of a
-/// model. Off (evaluation) until `distill` seeds it; then masks come from one ChaCha stream
-/// in forward order, so a run repeats exactly (candle's own dropout is not seedable).
+impl LoraPair {
+    /// A and B as a forward pass uses them: the variables while training, detached copies
+    /// (the same storage, no op recording) otherwise.
+    fn matrices(&self) -> (Tensor, Tensor) {
+        let (a, b) = (self.a.as_tensor(), self.b.as_tensor());
+        match self.mode.training.load(Ordering::Relaxed) {
+            true => (a.clone(), b.clone()),
+            false => (a.detach(), b.detach()),
+        }
+    }
+}
+
+/// How a model's adapted layers run, shared by all of them. Training (the model's own
+/// `training`, mirrored here on every pass) they use the adapter variables themselves, so
+/// activations record ops for backprop; otherwise detached copies, so that no activation
+/// records ops and inference keeps no graph alive. PEFT's LoRA dropout on the adapter path's
+/// input is off until `distill` seeds it: masks then come from one ChaCha stream in forward
+/// order, so a run repeats exactly (candle's own dropout is not seedable).
 #[derive(Debug, Default)]
-pub struct LoraDropout {
-    state: Mutex<Option<(f64, ChaCha8Rng)>>,
+pub struct LoraMode {
+    training: AtomicBool,
+    dropout: Mutex<Option<(f64, ChaCha8Rng)>>,
 }
 
-impl LoraDropout {
-    pub fn enable(&self, rate: f64, seed: u64) {
-        *self.state.lock().expect("dropout state") = (rate > 0.0).then(|| (rate, ChaCha8Rng::seed_from_u64(seed)));
+impl LoraMode {
+    pub(super) fn set_training(&self, on: bool) {
+        self.training.store(on, Ordering::Relaxed);
+    }
+
+    /// Dropout at `rate` (none at 0) from here on, seeded by `seed`.
+    pub fn seed_dropout(&self, rate: f64, seed: u64) {
+        *self.dropout.lock().expect("dropout state") = (rate > 0.0).then(|| (rate, ChaCha8Rng::seed_from_u64(seed)));
     }
 
     /// Where the mask stream stands (None when off), for checkpoints.
     pub fn position(&self) -> Option<u128> {
-        self.state.lock().expect("dropout state").as_ref().map(|(_, rng)| rng.get_word_pos())
+        self.dropout.lock().expect("dropout state").as_ref().map(|(_, rng)| rng.get_word_pos())
     }
 
     /// Continue the mask stream from a checkpoint's position.
     pub fn seek(&self, position: u128) {
-        if let Some((_, rng)) = self.state.lock().expect("dropout state").as_mut() {
+        if let Some((_, rng)) = self.dropout.lock().expect("dropout state").as_mut() {
             rng.set_word_pos(position);
         }
     }
@@ -93,7 +115,7 @@ impl LoraDropout {
     /// The next mask for an input of `shape`: each element 0 with probability `rate`, else
     /// 1/(1 − rate). None when off.
     fn mask(&self, shape: &candle_core::Shape, device: &Device) -> Result<Option<Tensor>> {
-        let mut state = self.state.lock().expect("dropout state");
+        let mut state = self.dropout.lock().expect("dropout state");
         let Some((rate, rng)) = state.as_mut() else { return Ok(None) };
         let keep = (1.0 / (1.0 - *rate)) as f32;
         let mask: Vec<f32> =
@@ -118,15 +140,9 @@ impl Linear {
         let on_cpu_in_f32 = flat.device().is_cpu() && flat.dtype() == DType::F32 && self.weight.dtype() == DType::F32;
         let mut y = match &self.lora {
             Some(lora) if on_cpu_in_f32 => {
-                let mask = lora.dropout.mask(flat.shape(), flat.device())?;
-                super::frozen::lora_matmul(
-                    &flat,
-                    &self.weight,
-                    lora.a.as_tensor(),
-                    lora.b.as_tensor(),
-                    lora.scale,
-                    mask,
-                )?
+                let mask = lora.mode.mask(flat.shape(), flat.device())?;
+                let (a, b) = lora.matrices();
+                super::frozen::lora_matmul(&flat, &self.weight, &a, &b, lora.scale, mask)?
             }
             Some(lora) => self.composed(&flat, lora)?,
             None if on_cpu_in_f32 => super::frozen::matmul(&flat, &self.weight)?,
@@ -145,10 +161,11 @@ impl Linear {
     pub(super) fn composed(&self, x: &Tensor, lora: &LoraPair) -> Result<Tensor> {
         let y = x.matmul(&self.weight.t()?)?;
         let mut x_adapter = x.to_dtype(DType::F32)?;
-        if let Some(mask) = lora.dropout.mask(x.shape(), x.device())? {
+        if let Some(mask) = lora.mode.mask(x.shape(), x.device())? {
             x_adapter = (x_adapter * mask)?;
         }
-        let low = x_adapter.matmul(&lora.a.as_tensor().t()?)?.matmul(&lora.b.as_tensor().t()?)?;
+        let (a, b) = lora.matrices();
+        let low = x_adapter.matmul(&a.t()?)?.matmul(&b.t()?)?;
         let dtype = y.dtype();
         Ok((y + (low * lora.scale)?.to_dtype(dtype)?)?)
     }
@@ -161,7 +178,7 @@ pub struct LoraSet {
     pub vars: BTreeMap<String, Var>,
     /// `sha256:` of the base model's `config.json`, recorded in `adapter_config.json`.
     pub base_config: String,
-    pub dropout: Arc<LoraDropout>,
+    pub mode: Arc<LoraMode>,
 }
 
 /// Where a model's adapters come from while it is built.
@@ -208,7 +225,7 @@ impl AdapterSource {
         module_path: &str,
         in_dim: usize,
         out_dim: usize,
-        dropout: &Arc<LoraDropout>,
+        mode: &Arc<LoraMode>,
         device: &Device,
     ) -> Result<Option<LoraPair>> {
         let Some(spec) = self.spec().filter(|s| s.targets_module(module_path)).cloned() else { return Ok(None) };
@@ -238,7 +255,7 @@ impl AdapterSource {
             a: Var::from_tensor(&a)?,
             b: Var::from_tensor(&b)?,
             scale: spec.scale(),
-            dropout: dropout.clone(),
+            mode: mode.clone(),
         }))
     }
 

@@ -63,7 +63,7 @@ pub struct Builder<'a> {
     dir: PathBuf,
     adapter: AdapterSource,
     lora_vars: BTreeMap<String, Var>,
-    dropout: Arc<lora::LoraDropout>,
+    lora_mode: Arc<lora::LoraMode>,
     pub device: Device,
 }
 
@@ -83,7 +83,7 @@ impl Builder<'_> {
     pub fn linear(&mut self, path: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
         let weight = self.tensor(&format!("{path}.weight"), &[out_dim, in_dim])?;
         let bias = if bias { Some(self.tensor(&format!("{path}.bias"), &[out_dim])?) } else { None };
-        let lora = self.adapter.pair_for(path, in_dim, out_dim, &self.dropout, &self.device)?;
+        let lora = self.adapter.pair_for(path, in_dim, out_dim, &self.lora_mode, &self.device)?;
         if let Some(pair) = &lora {
             self.lora_vars.insert(lora::peft_key(path, 'A'), pair.a.clone());
             self.lora_vars.insert(lora::peft_key(path, 'B'), pair.b.clone());
@@ -206,7 +206,8 @@ pub struct Model {
     pub config: ModelConfig,
     pub lora: Option<LoraSet>,
     pub device: Device,
-    /// Differentiable ops everywhere (for training); off, inference may use fused kernels.
+    /// Differentiable ops everywhere and adapters recording ops (for training); off, inference
+    /// may use fused kernels and nothing records ops.
     pub training: bool,
     net: Net,
 }
@@ -268,7 +269,7 @@ impl Model {
             dir: dir.to_path_buf(),
             adapter,
             lora_vars: BTreeMap::new(),
-            dropout: Arc::default(),
+            lora_mode: Arc::default(),
             device: device.clone(),
         };
         let net = match config.arch {
@@ -282,7 +283,7 @@ impl Model {
                 spec,
                 vars: builder.lora_vars,
                 base_config: base_config_hash(dir)?,
-                dropout: builder.dropout,
+                mode: builder.lora_mode,
             }),
             _ => None,
         };
@@ -318,18 +319,15 @@ impl Model {
         Ok(self.run(ids, &geometry, Some(&past))?.0)
     }
 
-    /// Final hidden states and each layer's keys and values of this pass. Outside training they
-    /// are detached: an adapter's variables make every activation record its ops, and a result
-    /// kept for later (a cached prefix, a pass's logits) would keep the whole pass's graph alive.
+    /// Final hidden states and each layer's keys and values of this pass.
     fn run(&self, ids: &Tensor, geometry: &Geometry, past: Option<&[KeyValues]>) -> Result<(Tensor, Vec<KeyValues>)> {
-        let (hidden, layers) = match &self.net {
-            Net::Llama(m) => m.run(ids, geometry, self.training, past)?,
-            Net::Gemma3(m) => m.run(ids, geometry, self.training, past)?,
-        };
-        if self.training {
-            return Ok((hidden, layers));
+        if let Some(lora) = &self.lora {
+            lora.mode.set_training(self.training);
         }
-        Ok((hidden.detach(), layers.into_iter().map(|(k, v)| (k.detach(), v.detach())).collect()))
+        match &self.net {
+            Net::Llama(m) => m.run(ids, geometry, self.training, past),
+            Net::Gemma3(m) => m.run(ids, geometry, self.training, past),
+        }
     }
 
     /// Next-token logits (f32) of hidden states of any leading shape `[…, hidden]`. Tools call
