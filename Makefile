@@ -176,11 +176,21 @@ SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R
 
 # Client $(2) trains on its private shard into adapter folder $(1), from adapter $(3) (none:
 # a fresh one), for $(4) epochs: the private phase of a round, Standalone and FedAvg.
+# The private phase of round 1 (a fresh adapter, PRIVATE_EPOCHS on the shard) is the same
+# training in every method that starts from it, so it is trained once: FedAvg's first round
+# and a one-round Standalone use it, and a sibling pipeline (FedMKT-noKD, LLM2SLM) takes its
+# parent's (FIRST_PRIVATE_RUN) instead of training the same adapter again.
 define shard_rule
 $(1)/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(call ADAPTER_DEP,$(3)) | $(BIN)/distill
 	$(BIN)/distill --model $(call M,$(2)) $(call ADAPTER_FLAG,$(3)) --data $$< \
 	  --epochs $(4) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 endef
+
+FIRST_PRIVATE_RUN ?= $(RUN)
+FIRST_PRIVATE      = $(FIRST_PRIVATE_RUN)/round-1/$(1)/private
+PRIVATE            = $(if $(filter 1,$(1)),$(call FIRST_PRIVATE,$(2)),$(call R,$(1))/$(2)/private)
+# The private phases this run trains itself, as "round:client" (round 1's only without a parent).
+OWN_PRIVATE        = $(foreach n,$(if $(filter $(RUN),$(FIRST_PRIVATE_RUN)),$(ROUNDS),$(wordlist 2,100,$(ROUNDS))),$(addprefix $(n):,$(CLIENTS)))
 
 # `evaluate` of party $(1)'s model with adapter folder $(2) (none: the model as it comes).
 EVALUATE = $(BIN)/evaluate --model $(call M,$(1)) $(call ADAPTER_FLAG,$(2)) --data $(EVAL_DATA) --out
@@ -191,7 +201,7 @@ $(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
 
 # $(1) round, $(2) client
 define client_rules
-$(call R,$(1))/$(2)/knowledge.parquet: $(call R,$(1))/$(2)/private/adapter_config.json $(call PUBLIC,$(2)) | $(BIN)/infer-logits
+$(call R,$(1))/$(2)/knowledge.parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(call PUBLIC,$(2)) | $(BIN)/infer-logits
 	$(BIN)/infer-logits --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) --top-k $(TOP_K) --out $$@
 
 $(call R,$(1))/server/from-$(2).parquet: $(call R,$(1))/$(2)/knowledge.parquet $(call MAP,$(call MODEL_OF,$(2)),$(SERVER)) | $(BIN)/align
@@ -203,8 +213,8 @@ $(call R,$(1))/$(2)/from-server.parquet: $(call R,$(1))/server/knowledge.parquet
 $(call R,$(1))/$(2)/selected.parquet: $(call R,$(1))/$(2)/knowledge.parquet $(call R,$(1))/$(2)/from-server.parquet | $(BIN)/select
 	$(BIN)/select --local $$< --candidates $$(word 2,$$^) --out $$@
 
-$(call R,$(1))/$(2)/adapter/adapter_config.json: $(call R,$(1))/$(2)/selected.parquet $(call R,$(1))/$(2)/private/adapter_config.json | $(BIN)/distill
-	$(BIN)/distill --model $(call M,$(2)) --adapter $$(<D)/private --data $(call PUBLIC,$(2)) --teacher $$< \
+$(call R,$(1))/$(2)/adapter/adapter_config.json: $(call R,$(1))/$(2)/selected.parquet $(call PRIVATE,$(1),$(2))/adapter_config.json | $(BIN)/distill
+	$(BIN)/distill --model $(call M,$(2)) --adapter $(call PRIVATE,$(1),$(2)) --data $(call PUBLIC,$(2)) --teacher $$< \
 	  --lambda $(LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/eval/$(2).json: $(call R,$(1))/$(2)/adapter/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
@@ -275,7 +285,7 @@ $(call S,$(1))/shares/from-$(3)/to-$(N_CLIENTS).json: $(call PUBLICS,$(1)) $(VER
 	$(BIN)/aggregate share --keys $(call S,$(1))/$(2) --publics $(call PUBLICS,$(1)) --verify $(VERIFY_KEYS) \
 	  $(if $(SECAGG_THRESHOLD),--threshold $(SECAGG_THRESHOLD)) --out $$(@D)
 
-$(call S,$(1))/masked/$(2).parquet: $(call R,$(1))/$(2)/private/adapter_config.json $(call DEALT,$(1)) | $(BIN)/aggregate
+$(call S,$(1))/masked/$(2).parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(call DEALT,$(1)) | $(BIN)/aggregate
 	$(BIN)/aggregate mask --keys $(call S,$(1))/$(2) --shares $(call SHARES_TO,$(1),$(3)) --adapter $$(<D) --out $$@
 
 $(call S,$(1))/signatures/$(3).json: $(call S,$(1))/sum.parquet | $(BIN)/aggregate
@@ -319,7 +329,7 @@ $(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config
 # A client sends its masked adapter and receives the distilled SLM adapter.
 $(call R,$(1))/comms.parquet: $(call R,$(1))/server/slm-distilled/adapter_config.json | $(BIN)/report
 	$(BIN)/report comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(CLIENTS),--entry \
-	  $(1),$(c),$(call S,$(1))/masked/$(c).parquet,$(call R,$(1))/server/slm-distilled/adapter_model.safetensors,$(call R,$(1))/$(c)/private/adapter_model.safetensors,$(call PUBLIC,$(c)))
+	  $(1),$(c),$(call S,$(1))/masked/$(c).parquet,$(call R,$(1))/server/slm-distilled/adapter_model.safetensors,$(call PRIVATE,$(1),$(c))/adapter_model.safetensors,$(call PUBLIC,$(c)))
 endef
 
 ifeq ($(METHOD),FedCoLLM)
@@ -327,11 +337,12 @@ PARTIES := server slm
 $(foreach k,$(CLIENT_IDS),$(eval $(call identity_rule,client-$(k),$(k))))
 $(foreach n,$(ROUNDS),$(eval $(call fedcollm_server_rules,$(n))) $(eval $(call llm_rules,$(n))) \
   $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(eval $(call fedcollm_client_rules,$(n),client-$(k),$(k))) \
-    $(eval $(call shard_rule,$(call R,$(n))/client-$(k)/private,client-$(k),$(call COLLM_START,$(n)),$(PRIVATE_EPOCHS)))))
+    $(if $(filter $(n):client-$(k),$(OWN_PRIVATE)),$(eval $(call shard_rule,$(call R,$(n))/client-$(k)/private,client-$(k),$(call COLLM_START,$(n)),$(PRIVATE_EPOCHS))))))
 else
 PARTIES := server $(CLIENTS)
 $(foreach n,$(ROUNDS),$(eval $(call server_rules,$(n))) $(eval $(call llm_rules,$(n))) \
-  $(foreach c,$(CLIENTS),$(eval $(call client_rules,$(n),$(c))) $(eval $(call shard_rule,$(call R,$(n))/$(c)/private,$(c),$(call START,$(n),$(c)),$(PRIVATE_EPOCHS)))))
+  $(foreach c,$(CLIENTS),$(eval $(call client_rules,$(n),$(c))) \
+    $(if $(filter $(n):$(c),$(OWN_PRIVATE)),$(eval $(call shard_rule,$(call R,$(n))/$(c)/private,$(c),$(call START,$(n),$(c)),$(PRIVATE_EPOCHS))))))
 endif
 
 # ---------------------------------------------------------------- baselines (BASELINES in the pipeline)
@@ -342,17 +353,23 @@ endif
 # sibling pipeline ($(NAME)-llm2slm) whose server does not learn. nokd: the ablation
 # FedMKT-noKD, the same rounds with λ = 1 (sibling pipeline $(NAME)-nokd). Standalone and
 # Centralized get FedMKT's private budget: PRIVATE_EPOCHS × ROUND epochs.
+# Zero-Shot does not depend on the training seed: `make seeds` evaluates it once for all of
+# them, in its own run folder (ZERO_SHOT_RUN, $(NAME)-zero-shot).
 B         = $(RUN)/baselines
-ZERO_SHOT = $(B)/zero-shot/$(1).json
-$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(BIN)/evaluate ; \
-  $(BIN)/evaluate --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@))
+ZERO_SHOT_RUN ?= $(RUN)
+ZERO_SHOT = $(ZERO_SHOT_RUN)/baselines/zero-shot/$(1).json
+$(if $(filter $(RUN),$(ZERO_SHOT_RUN)),$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(BIN)/evaluate ; \
+  $(BIN)/evaluate --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@)))
 
 STANDALONE  = $(B)/standalone/epochs-$(STANDALONE_EPOCHS)
 CENTRALIZED = $(B)/centralized/epochs-$(STANDALONE_EPOCHS)
+# A one-round Standalone is round 1's private phase (the same training); longer ones train.
+STANDALONE_IS_PRIVATE := $(filter $(PRIVATE_EPOCHS),$(STANDALONE_EPOCHS))
+STANDALONE_ADAPTER     = $(if $(STANDALONE_IS_PRIVATE),$(call FIRST_PRIVATE,$(1)),$(STANDALONE)/$(1))
 define standalone_rules
-$(call shard_rule,$(STANDALONE)/$(1),$(1),,$(STANDALONE_EPOCHS))
+$(if $(STANDALONE_IS_PRIVATE),,$(call shard_rule,$(STANDALONE)/$(1),$(1),,$(STANDALONE_EPOCHS)))
 
-$(STANDALONE)/eval/$(1).json: $(STANDALONE)/$(1)/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
+$(STANDALONE)/eval/$(1).json: $(call STANDALONE_ADAPTER,$(1))/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,$(1),$$(<D)) $$@
 endef
 $(foreach c,$(CLIENTS),$(eval $(call standalone_rules,$(c))))
@@ -363,30 +380,34 @@ $(CENTRALIZED)/server/adapter_config.json: $(CENTRAL_DATA) | $(BIN)/distill
 $(CENTRALIZED)/eval/server.json: $(CENTRALIZED)/server/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,server,$(<D)) $@
 
+# Its first round's client adapters are round 1's private phase.
 FEDAVG = $(B)/fedavg/round-$(1)
-FEDAVG_START = $(if $(filter 1,$(1)),,$(call FEDAVG,$(call PREV,$(1)))/average)
+FEDAVG_START  = $(if $(filter 1,$(1)),,$(call FEDAVG,$(call PREV,$(1)))/average)
+FEDAVG_CLIENT = $(if $(filter 1,$(1)),$(call FIRST_PRIVATE,$(2)),$(call FEDAVG,$(1))/$(2))
 define fedavg_rules
-$(call FEDAVG,$(1))/average/adapter_config.json: $(foreach c,$(CLIENTS),$(call FEDAVG,$(1))/$(c)/adapter_config.json) | $(BIN)/aggregate
+$(call FEDAVG,$(1))/average/adapter_config.json: $(foreach c,$(CLIENTS),$(call FEDAVG_CLIENT,$(1),$(c))/adapter_config.json) | $(BIN)/aggregate
 	$(BIN)/aggregate average --adapters $$(^D) --out $$(@D)
 
 $(call FEDAVG,$(1))/eval/average.json: $(call FEDAVG,$(1))/average/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,client-1,$$(<D)) $$@
 endef
 $(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) \
-  $(foreach c,$(CLIENTS),$(eval $(call shard_rule,$(call FEDAVG,$(n))/$(c),$(c),$(call FEDAVG_START,$(n)),$(PRIVATE_EPOCHS)))))
+  $(if $(filter 1,$(n)),,$(foreach c,$(CLIENTS),$(eval $(call shard_rule,$(call FEDAVG,$(n))/$(c),$(c),$(call FEDAVG_START,$(n)),$(PRIVATE_EPOCHS))))))
 
 # The ablation FedMKT without KD: the same rounds, data and schedule with λ = 1, so the
 # knowledge sets still travel but no KD term trains: what knowledge transfer itself adds.
 NOKD_RUN   := $(RUNS)/$(NAME)-nokd
 NOKD_EVALS := $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(NOKD_RUN)/round-$(n)/eval/$(p).json))
-$(NOKD_EVALS) &: FORCE
-	$(MAKE) --no-print-directory $(NOKD_EVALS) PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) NAME=$(NAME)-nokd METHOD=FedMKT-noKD LAMBDA=1
+SIBLING_DEPS := $(foreach c,$(CLIENTS),$(call FIRST_PRIVATE,$(c))/adapter_config.json)
+SIBLING      := PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) FIRST_PRIVATE_RUN=$(FIRST_PRIVATE_RUN)
+$(NOKD_EVALS) &: $(SIBLING_DEPS) FORCE
+	$(MAKE) --no-print-directory $(NOKD_EVALS) $(SIBLING) NAME=$(NAME)-nokd METHOD=FedMKT-noKD LAMBDA=1
 
 # Its LLM is frozen: the server's row is Zero-Shot's evaluation, not evaluated again.
 LLM2SLM_RUN   := $(RUNS)/$(NAME)-llm2slm
 LLM2SLM_EVALS := $(foreach n,$(ROUNDS),$(foreach p,$(CLIENTS),$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json) $(LLM2SLM_RUN)/round-$(n)/comms.parquet)
-$(LLM2SLM_EVALS) &: FORCE
-	$(MAKE) --no-print-directory $(LLM2SLM_EVALS) PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) NAME=$(NAME)-llm2slm METHOD=LLM2SLM SERVER_LEARNS=no
+$(LLM2SLM_EVALS) &: $(SIBLING_DEPS) FORCE
+	$(MAKE) --no-print-directory $(LLM2SLM_EVALS) $(SIBLING) NAME=$(NAME)-llm2slm METHOD=LLM2SLM SERVER_LEARNS=no
 
 # Each baseline: its files and its rows in the report (METHOD,ROUND,PARTY=FILE).
 BASELINE_FILES_zero-shot   = $(foreach m,$(MODELS),$(call ZERO_SHOT,$(m)))
@@ -462,9 +483,12 @@ sweep-lr: setup $(SWEEP)/report.md
 # acc as mean ± sd over seeds, intervals and paired tests over all seeds' samples.
 SEED_REPORTS = $(foreach s,$(SEEDS),$(RUNS)/$(NAME)-seed-$(s)/report.parquet)
 SEEDS_RUN    = $(RUNS)/$(NAME)-seeds
+SEEDS_ZERO_SHOT = $(RUNS)/$(NAME)-zero-shot
 $(RUNS)/$(NAME)-seed-%/report.parquet: FORCE
+	$(MAKE) --no-print-directory $(foreach m,$(MODELS),$(SEEDS_ZERO_SHOT)/baselines/zero-shot/$(m).json) PIPELINE=$(PIPELINE) \
+	  RUNS=$(RUNS) NAME=$(NAME)-zero-shot
 	$(MAKE) --no-print-directory $(RUNS)/$(NAME)-seed-$*/report.md PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) \
-	  NAME=$(NAME)-seed-$* TRAIN_SEED=$*
+	  NAME=$(NAME)-seed-$* TRAIN_SEED=$* ZERO_SHOT_RUN=$(SEEDS_ZERO_SHOT)
 $(SEEDS_RUN)/report.md: $(SEED_REPORTS) | $(BIN)/report
 	$(BIN)/report results --reports $^ --out $(@D)/report.parquet --paired $(@D)/paired.parquet --markdown $@
 
@@ -492,24 +516,36 @@ report: setup $(RUN)/report.md $(RUN)/report.png
 	@cat $(RUN)/report.md; echo; echo "Report: $(RUN)/report.{md,parquet,png}"
 
 # ---------------------------------------------------------------- results/: committed cells
-# `make results/<setting>/<task>/report.md`: a cell of the paper's grid. The pipeline
-# pipelines/<setting>.mk on <task>, once per training seed of CELL_SEEDS (`make seeds`; a cell
-# of arc-easy, the pipelines' own task, keeps the pipeline's name, others are named
-# <setting>-<task>), then its pooled report and every prediction file behind it copied
-# into results/<setting>/<task>/ (seed-<s>/<method>-<party>.parquet) with cell.json: the
-# command, the commit of the tools, and each seed's wall time (its run folder's first file to
-# its report).
+# `make results/<setting>/<task>/report.md`: a cell of the paper's grid, the pipeline
+# pipelines/<setting>.mk on <task> once per training seed of CELL_SEEDS (a cell of arc-easy,
+# the pipelines' own task, keeps the pipeline's name, others are named <setting>-<task>).
+# Each seed is published as it finishes, into results/<setting>/<task>/seed-<s>/: every
+# prediction file its report was computed from (<method>[-round-<n>]-<party>.{json,parquet}),
+# its training logs, its report made from those copies, and seed.json (the tools' commit and
+# the seed's wall time). The cell's report pools the seeds' folders; cell.json records the
+# command. A committed seed is not run again (a session may end between seeds); remove its
+# folder, or `make -B`, to rebuild it from scratch.
 CELL_SEEDS ?= 1 2 3
-CELL_SETTINGS := one-to-one homogeneous heterogeneous
-CELL_TASKS    := arc-easy arc-challenge csqa boolq
+# Where cells go (a test sends them elsewhere).
+RESULTS    ?= results
+CELL_SETTINGS ?= one-to-one homogeneous heterogeneous
+CELL_TASKS    ?= arc-easy arc-challenge csqa boolq
 CELL_NAME      = $(if $(filter arc-easy,$(2)),$(1),$(1)-$(2))
-TOOLS_COMMIT  ?= $(shell git rev-parse --short HEAD)
+TOOLS_COMMIT  ?= $(shell git describe --always --dirty --abbrev=7)
+PUBLISH        = $(PYTHON) tools/report/publish_cell.py
+CELL_PLOT_ENV  = $(if $(filter yes,$(PLOT)),$(PLOT_ENV)/.installed)
 define cell_rule
-results/$(1)/$(2)/report.md: FORCE | $(PLOT_ENV)/.installed
-	$$(MAKE) --no-print-directory seeds PIPELINE=pipelines/$(1).mk TASK=$(2) NAME=$(call CELL_NAME,$(1),$(2)) SEEDS="$(CELL_SEEDS)" RUNS=$(RUNS)
-	$(PLOT_ENV)/bin/python tools/report/publish_cell.py $(RUNS) $(call CELL_NAME,$(1),$(2)) "$(CELL_SEEDS)" $$(@D) \
-	  "make $$@ CELL_SEEDS='$(CELL_SEEDS)'" $(TOOLS_COMMIT)
-	$(PLOT_ENV)/bin/python tools/report/plot_rounds.py $$(@D)/report.parquet $$(@D)/report.png
+$(RESULTS)/$(1)/$(2)/seed-%/report.parquet: | $(BIN)/report
+	start=$$$$(date +%s); $$(MAKE) --no-print-directory $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet \
+	  PIPELINE=pipelines/$(1).mk TASK=$(2) NAME=$(call CELL_NAME,$(1),$(2)) RUNS=$(RUNS); \
+	  mkdir -p $$(@D); $(PUBLISH) seed $(RUNS) $(call CELL_NAME,$(1),$(2))-seed-$$* $$(@D) $(TOOLS_COMMIT) $$$$(( $$$$(date +%s) - start ))
+	$(BIN)/report results --reports $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet --copy-into $$(@D) \
+	  --out $$@ --paired $$(@D)/paired.parquet --markdown $$(@D)/report.md
+
+$(RESULTS)/$(1)/$(2)/report.md: $(foreach s,$(CELL_SEEDS),$(RESULTS)/$(1)/$(2)/seed-$(s)/report.parquet) | $(BIN)/report $(CELL_PLOT_ENV)
+	$(BIN)/report results --reports $$^ --out $$(@D)/report.parquet --paired $$(@D)/paired.parquet --markdown $$@
+	$(PUBLISH) cell $$(@D) "make $$@ CELL_SEEDS='$(CELL_SEEDS)'" $(CELL_SEEDS)
+	$(if $(filter yes,$(PLOT)),$(PLOT_ENV)/bin/python tools/report/plot_rounds.py $$(@D)/report.parquet $$(@D)/report.png)
 endef
 $(foreach s,$(CELL_SETTINGS),$(foreach t,$(CELL_TASKS),$(eval $(call cell_rule,$(s),$(t)))))
 

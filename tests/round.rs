@@ -254,6 +254,64 @@ fn seeds_run_the_pipeline_once_per_training_seed_and_pool_the_reports() {
     assert!(weights(1) != weights(2), "both seeds trained the same adapter");
 }
 
+/// `make results/<setting>/<task>/report.md`: each seed published into its own folder
+/// (evaluations, training logs, its report over the copies, seed.json) and the cell pooled from
+/// those folders alone, so that a seed committed in one session is not run again in the next;
+/// a seed removed is rebuilt with the same bytes. The seeds share one Zero-Shot evaluation,
+/// and round 1's private phase is trained once per seed (Standalone and FedMKT-noKD use it).
+#[test]
+fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
+    let dir = tempdir();
+    let (runs, results) = (dir.path().join("runs"), dir.path().join("results"));
+    let cell = results.join("tiny/arc-easy");
+    let target = cell.join("report.md");
+    let settings = [
+        "CELL_SETTINGS=tiny".to_string(),
+        "CELL_TASKS=arc-easy".to_string(),
+        "CELL_SEEDS=1 2".to_string(),
+        format!("RESULTS={}", results.display()),
+        "PLOT=no".to_string(),
+        "ROUND=1".to_string(),
+        "BASELINES=zero-shot standalone nokd".to_string(),
+    ];
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    make_target(&target.to_string_lossy(), &runs, &settings);
+    for s in [1, 2] {
+        let seed = cell.join(format!("seed-{s}"));
+        for file in ["FedMKT-round-1-client-1.json", "FedMKT-noKD-round-1-server.parquet", "Zero-Shot-server.json"] {
+            assert!(seed.join(file).is_file(), "seed {s} lacks {file}");
+        }
+        let log = seed.join(format!("training/tiny-seed-{s}--round-1--client-1--private.parquet"));
+        assert!(log.is_file(), "seed {s} lacks its private phase's training log");
+        assert!(read_json(&seed.join("seed.json"))["wall_seconds"].is_u64());
+    }
+    let table = fedmkt::io::read_parquet(&cell.join("report.parquet"), "results").unwrap();
+    assert!(table.column::<arrow_array::UInt32Array>("seeds").unwrap()[0].values().iter().all(|&s| s == 2));
+    assert!(table.strings("file").unwrap().iter().all(|f| Path::new(f).starts_with(&cell)), "pooled from the copies");
+    assert_eq!(read_json(&cell.join("cell.json"))["seeds"], serde_json::json!(["1", "2"]));
+    // Work done once: Zero-Shot for both seeds, round 1's private phase for Standalone and the ablation.
+    assert!(runs.join("tiny-zero-shot/baselines/zero-shot/tiny-llama.json").is_file());
+    assert!(!runs.join("tiny-seed-1/baselines/zero-shot").exists());
+    assert!(!runs.join("tiny-seed-1/baselines/standalone/epochs-2/client-1").exists());
+    assert!(!runs.join("tiny-seed-1-nokd/round-1/client-1/private").exists());
+    // Without runs/ and with seed 2 removed, only seed 2 runs again, to the same bytes.
+    let seed2 = cell.join("seed-2");
+    let before: Vec<Vec<u8>> = ["report.parquet", "FedMKT-round-1-client-2.parquet"]
+        .iter()
+        .map(|f| std::fs::read(seed2.join(f)).unwrap())
+        .collect();
+    std::fs::remove_dir_all(&runs).unwrap();
+    std::fs::remove_dir_all(&seed2).unwrap();
+    let output = make_target(&target.to_string_lossy(), &runs, &settings);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("tiny-seed-1/") && stdout.contains("tiny-seed-2/"), "{stdout}");
+    let after: Vec<Vec<u8>> = ["report.parquet", "FedMKT-round-1-client-2.parquet"]
+        .iter()
+        .map(|f| std::fs::read(seed2.join(f)).unwrap())
+        .collect();
+    assert!(before == after, "seed 2 rebuilt to other bytes");
+}
+
 /// `make tasks`: the pipeline once per task, one table of them all (task and method as rows).
 #[test]
 fn tasks_run_the_pipeline_once_per_task_into_one_table() {

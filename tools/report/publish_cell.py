@@ -1,55 +1,58 @@
-"""Copy a finished cell of the grid (`make seeds` of one setting and task) into results/.
+"""Publish a cell of the grid into results/ (Python's standard library only).
 
-Usage: publish_cell.py RUNS NAME "SEEDS" OUT_DIR COMMAND [TOOLS_COMMIT]
+Usage:
+  publish_cell.py seed RUNS RUN OUT_DIR TOOLS_COMMIT WALL_SECONDS
+  publish_cell.py cell OUT_DIR COMMAND SEED [SEED ...]
 
-OUT_DIR gets the pooled report (report.md, report.parquet, paired.parquet), and per seed
-seed-<s>/report.{md,parquet} and every evaluation the report was computed from, as
-seed-<s>/<method>[-round-<n>]-<party>.{json,parquet} (evaluate's summary and per-sample
-predictions). cell.json records the command, the tools' commit and each seed's wall time:
-from the oldest file of its run folders (the run and its sibling pipelines) to its report.
+`seed`, once a training seed's run ($RUNS/$RUN and its sibling pipelines) has finished:
+every training log of its folders into OUT_DIR/training/ (named by the path below RUNS) and
+seed.json (run, tools' commit, wall time); `report results --copy-into OUT_DIR` then copies
+the evaluations and remakes the seed's report from the copies. `cell` writes
+OUT_DIR/cell.json: the command, the seeds, each seed's commit and wall time from seed.json.
 """
 import json
 import os
 import shutil
-import subprocess
 import sys
 
-import pyarrow.parquet as pq
+
+def run_folders(runs, run):
+    """The run and its sibling pipelines ($RUN-nokd, $RUN-llm2slm)."""
+    return sorted(os.path.join(runs, d) for d in os.listdir(runs) if d == run or d.startswith(run + "-"))
 
 
-def wall_seconds(runs, run):
-    folders = [os.path.join(runs, d) for d in os.listdir(runs) if d == run or d.startswith(run + "-")]
-    oldest = min(os.path.getmtime(os.path.join(root, f)) for folder in folders for root, _, files in os.walk(folder) for f in files)
-    return round(os.path.getmtime(os.path.join(runs, run, "report.md")) - oldest)
+def copy_training_logs(runs, run, out):
+    target = os.path.join(out, "training")
+    os.makedirs(target, exist_ok=True)
+    for folder in run_folders(runs, run):
+        for root, _, files in os.walk(folder):
+            if "training_log.parquet" in files:
+                name = os.path.relpath(root, runs).replace(os.sep, "--") + ".parquet"
+                shutil.copyfile(os.path.join(root, "training_log.parquet"), os.path.join(target, name))
 
 
-def publish_seed(runs, run, out):
-    os.makedirs(out, exist_ok=True)
-    for name in ["report.md", "report.parquet"]:
-        shutil.copyfile(os.path.join(runs, run, name), os.path.join(out, name))
-    for row in pq.read_table(os.path.join(runs, run, "report.parquet")).to_pylist():
-        label = row["method"] + (f"-round-{row['round']}" if row["round"] is not None else "") + f"-{row['party']}"
-        summary = row["file"]
-        shutil.copyfile(summary, os.path.join(out, label + ".json"))
-        shutil.copyfile(os.path.splitext(summary)[0] + ".parquet", os.path.join(out, label + ".parquet"))
+def publish_seed(runs, run, out, commit, wall):
+    copy_training_logs(runs, run, out)
+    with open(os.path.join(out, "seed.json"), "w") as f:
+        f.write(json.dumps({"run": run, "tools_commit": commit, "wall_seconds": int(wall)}, indent=2) + "\n")
 
 
-def main(runs, name, seeds, out, command, commit=None):
-    os.makedirs(out, exist_ok=True)
-    pooled = os.path.join(runs, f"{name}-seeds")
-    for file in ["report.md", "report.parquet", "paired.parquet"]:
-        shutil.copyfile(os.path.join(pooled, file), os.path.join(out, file))
-    walls = {}
-    for s in seeds.split():
-        run = f"{name}-seed-{s}"
-        publish_seed(runs, run, os.path.join(out, f"seed-{s}"))
-        walls[s] = wall_seconds(runs, run)
-    commit = commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    cell = {"command": command, "tools_commit": commit, "seeds": seeds.split(), "wall_seconds_per_seed": walls,
-            "wall_seconds": sum(walls.values())}
+def publish_cell(out, command, seeds):
+    per_seed = {}
+    for s in seeds:
+        with open(os.path.join(out, f"seed-{s}", "seed.json")) as f:
+            per_seed[s] = json.load(f)
+    cell = {"command": command, "seeds": seeds,
+            "tools_commit_per_seed": {s: v["tools_commit"] for s, v in per_seed.items()},
+            "wall_seconds_per_seed": {s: v["wall_seconds"] for s, v in per_seed.items()},
+            "wall_seconds": sum(v["wall_seconds"] for v in per_seed.values())}
     with open(os.path.join(out, "cell.json"), "w") as f:
         f.write(json.dumps(cell, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    what, args = sys.argv[1], sys.argv[2:]
+    if what == "seed":
+        publish_seed(*args)
+    else:
+        publish_cell(args[0], args[1], args[2:])

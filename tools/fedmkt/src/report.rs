@@ -423,10 +423,13 @@ fn results_batch(scores: &[Score]) -> Result<RecordBatch> {
 /// `report results`: the long table as Parquet (acc with its interval and the continuous
 /// metrics), the Markdown table in the paper's layout followed by the paired comparisons of
 /// every `subjects` method against the other methods, and those comparisons as Parquet.
+/// With `copy_into`, every entry's evaluation is copied into that folder (see
+/// [`evaluation_copies`]) and the table names the copies.
 pub fn results(
     given: &[ResultEntry],
     reports: &[&Path],
     subjects: &[String],
+    copy_into: Option<&Path>,
     out: &Path,
     paired: &Path,
     markdown: &Path,
@@ -445,10 +448,23 @@ pub fn results(
         .chain(predictions.iter().map(PathBuf::as_path))
         .chain(reports.iter().copied())
         .collect();
-    let outputs =
-        [(out, Kind::parquet(RESULTS_FORMAT)), (paired, Kind::parquet(PAIRED_FORMAT)), (markdown, Kind::Markdown)];
+    let copies = copy_into.map(|dir| evaluation_copies(&entries, dir)).unwrap_or_default();
+    let mut outputs =
+        vec![(out, Kind::parquet(RESULTS_FORMAT)), (paired, Kind::parquet(PAIRED_FORMAT)), (markdown, Kind::Markdown)];
+    for (summary, predictions) in &copies {
+        outputs.push((summary, Kind::json(crate::eval::SUMMARY_FORMAT)));
+        outputs.push((predictions, Kind::parquet(crate::eval::PREDICTIONS_FORMAT)));
+    }
     output::claim(&outputs, &inputs)?;
-    let scores = pool(entries.iter().map(read_score).collect::<Result<Vec<_>>>()?);
+    let mut scores = entries.iter().map(read_score).collect::<Result<Vec<_>>>()?;
+    let mut commit = Commit::new();
+    for ((score, (summary, predictions)), source) in scores.iter_mut().zip(&copies).zip(&entries) {
+        stage_copy(&mut commit, &source.file, summary, Kind::json(crate::eval::SUMMARY_FORMAT))?;
+        let source_predictions = crate::eval::predictions_path(&source.file);
+        stage_copy(&mut commit, &source_predictions, predictions, Kind::parquet(crate::eval::PREDICTIONS_FORMAT))?;
+        score.entry.file = summary.clone();
+    }
+    let scores = pool(scores);
     let rows = comparisons(&scores, subjects)?;
     let text = format!(
         "{}\nacc [95% bootstrap interval, {} resamples] / acc_norm, in %. Paired against the other methods on the same samples:\n\n{}\nThe paper's claims:\n\n{}",
@@ -457,7 +473,6 @@ pub fn results(
         paired_table(&rows),
         claims_table(&rows)
     );
-    let mut commit = Commit::new();
     let batch = results_batch(&scores)?;
     io::stage_parquet(&mut commit, out, batch.schema(), &[batch], &Provenance::new(RESULTS_FORMAT, 2, "report"))?;
     let batch = paired_batch(&rows)?;
@@ -471,6 +486,30 @@ pub fn results(
     )?;
     stage_markdown(&mut commit, markdown, &text)?;
     commit.finish()
+}
+
+/// Where `--copy-into` puts each entry's evaluation: `<method>[-round-<n>]-<party>.json` and
+/// its predictions beside it, so that a folder of results holds everything its report was
+/// computed from (two entries with one label, as of two seeds, are refused as one output).
+fn evaluation_copies(entries: &[ResultEntry], dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+    entries
+        .iter()
+        .map(|e| {
+            let round = e.round.map(|r| format!("-round-{r}")).unwrap_or_default();
+            let summary = dir.join(format!("{}{round}-{}.json", e.method, e.party));
+            let predictions = crate::eval::predictions_path(&summary);
+            (summary, predictions)
+        })
+        .collect()
+}
+
+/// A byte-for-byte copy of `source`, staged at `dest`.
+fn stage_copy(commit: &mut Commit, source: &Path, dest: &Path, kind: Kind) -> Result<()> {
+    let mut reader = std::fs::File::open(source).map_err(|e| bad_input(source, format!("cannot read: {e}")))?;
+    commit.file(dest, kind, |f| {
+        std::io::copy(&mut reader, f)?;
+        Ok(())
+    })
 }
 
 fn stage_markdown(commit: &mut Commit, markdown: &Path, text: &str) -> Result<()> {

@@ -10,7 +10,7 @@ use fedmkt::report::{CommsEntry, ResultEntry};
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --paired runs/default/paired.parquet --markdown runs/default/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n  report tasks --report arc-easy=runs/one-to-one-arc-easy/report.parquet --report boolq=runs/one-to-one-boolq/report.parquet \\\n               --out runs/one-to-one-tasks/report.parquet --markdown runs/one-to-one-tasks/report.md\n\nFormats: tools/FORMATS.md (results, task-results, comms)."
+    after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --paired runs/default/paired.parquet --markdown runs/default/report.md\n  report results --reports runs/one-to-one-seed-1/report.parquet --copy-into results/one-to-one/arc-easy/seed-1 \\\n                 --out results/one-to-one/arc-easy/seed-1/report.parquet --paired results/one-to-one/arc-easy/seed-1/paired.parquet \\\n                 --markdown results/one-to-one/arc-easy/seed-1/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n  report tasks --report arc-easy=runs/one-to-one-arc-easy/report.parquet --report boolq=runs/one-to-one-boolq/report.parquet \\\n               --out runs/one-to-one-tasks/report.parquet --markdown runs/one-to-one-tasks/report.md\n\nFormats: tools/FORMATS.md (results, task-results, comms)."
 )]
 struct Args {
     #[command(subcommand)]
@@ -31,6 +31,10 @@ enum Command {
         /// Methods compared with every other method on the same party.
         #[arg(long = "subject", default_values_t = [String::from("FedMKT"), String::from("FedCoLLM")])]
         subjects: Vec<String>,
+        /// Copy every entry's evaluation (summary and predictions) into this folder as
+        /// <method>[-round-<n>]-<party>.{json,parquet}; the table then names the copies.
+        #[arg(long)]
+        copy_into: Option<PathBuf>,
         /// Parquet table to write (one row per entry).
         #[arg(long)]
         out: PathBuf,
@@ -71,9 +75,9 @@ enum Command {
 fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("report", || match &args.command {
-        Command::Results { results, reports, subjects, out, paired, markdown } => {
+        Command::Results { results, reports, subjects, copy_into, out, paired, markdown } => {
             let reports: Vec<&std::path::Path> = reports.iter().map(PathBuf::as_path).collect();
-            fedmkt::report::results(results, &reports, subjects, out, paired, markdown)
+            fedmkt::report::results(results, &reports, subjects, copy_into.as_deref(), out, paired, markdown)
         }
         Command::Tasks { reports, out, markdown } => fedmkt::task_table::tasks(reports, out, markdown),
         Command::Comms { entries, top_k, out, markdown } => fedmkt::report::comms(entries, *top_k, out, markdown),
