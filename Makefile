@@ -4,6 +4,7 @@
 #   make round ROUND=N [PIPELINE=pipelines/NAME.mk]
 #   make report | seeds SEEDS="1 2 3" | tasks TASKS="arc-easy boolq" | sweep-lr   full reports
 #   make testdata                  regenerate testdata/ (seeded; outputs are committed)
+#   make <files> PARTY=server|client-k   one party's files only (a node of a federation; see PARTY)
 #   make check-real                acceptance checks on the real models and data
 #   make check-real-models         real models against PyTorch + transformers (installs them)
 #   make bench                     benchmarks, each printing its ratio against a baseline
@@ -119,11 +120,22 @@ $(RUN)/settings.mk: FORCE
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 FORCE:
 
+# PARTY=server or PARTY=client-k: make acts for that party alone (one node of a federation,
+# federation/). It has recipes only for that party's files; what the party receives (a
+# client's knowledge set on the server, the server's on a client) and its share of the data
+# (placed in its folder: a client's own shard, the public set, the eval set) are plain inputs,
+# so make on the server can never train a client nor cut a client's data. Setup files
+# (models, public tokens, vocabulary maps) each party builds from the same inputs.
+PARTY ?=
+MINE   = $(if $(PARTY),$(filter $(PARTY),$(1)),$(1))
+
+ifeq ($(PARTY),)
 $(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
 	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
 	  --eval-split $(EVAL_SPLIT) --seed $(SEED) $(if $(HOLDOUT),--holdout $(HOLDOUT)) \
 	  $(if $(PUBLIC_SIZE),--public-size $(PUBLIC_SIZE)) $(if $(CLIENT_SIZE),--client-size $(CLIENT_SIZE)) \
 	  $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
+endif
 
 define model_rules
 $(RUN)/models/$(1)/config.json: $(GGUF_DEP_$(1)) | $(BIN)/import-gguf
@@ -168,6 +180,8 @@ ADAPTER_DEP  = $(if $(1),$(1)/adapter_config.json)
 ALIGN_FLAGS  = --sender-tokens $(call PUBLIC,$(1)) --receiver-tokens $(call PUBLIC,$(2)) \
   --map $(call MAP,$(call MODEL_OF,$(1)),$(call MODEL_OF,$(2))) --sender-tokenizer $(call M,$(1))/tokenizer.json \
   --receiver-tokenizer $(call M,$(2))/tokenizer.json --strategy $(ALIGN) --sender $(1)
+# What align reads besides the knowledge set and the map: both parties' public tokens and tokenizers.
+ALIGN_DEPS   = $(call PUBLIC,$(1)) $(call PUBLIC,$(2)) $(call M,$(1))/config.json $(call M,$(2))/config.json
 # TEACHER_TAIL=yes: KD keeps the teacher's mass outside its top-K as one bucket.
 KD_FLAGS     = $(if $(filter yes,$(TEACHER_TAIL)),--teacher-tail)
 TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(TRAIN_SEED) --lora-r $(LORA_R) --lora-alpha $(LORA_ALPHA)
@@ -195,19 +209,12 @@ OWN_PRIVATE        = $(foreach n,$(if $(filter $(RUN),$(FIRST_PRIVATE_RUN)),$(RO
 # `evaluate` of party $(1)'s model with adapter folder $(2) (none: the model as it comes).
 EVALUATE = $(BIN)/evaluate --model $(call M,$(1)) $(call ADAPTER_FLAG,$(2)) --data $(EVAL_DATA) --out
 
-# Round 1: the server's own losses before it learns anything.
-$(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
-	$(BIN)/infer-logits --model $(call M,server) --input $< --top-k $(TOP_K) --out $@
-
-# $(1) round, $(2) client
+# $(1) round, $(2) client: the client's side of a round.
 define client_rules
 $(call R,$(1))/$(2)/knowledge.parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(call PUBLIC,$(2)) | $(BIN)/infer-logits
 	$(BIN)/infer-logits --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) --top-k $(TOP_K) --out $$@
 
-$(call R,$(1))/server/from-$(2).parquet: $(call R,$(1))/$(2)/knowledge.parquet $(call MAP,$(call MODEL_OF,$(2)),$(SERVER)) | $(BIN)/align
-	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,$(2),server) --out $$@
-
-$(call R,$(1))/$(2)/from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,$(2))) | $(BIN)/align
+$(call R,$(1))/$(2)/from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,$(2))) $(call ALIGN_DEPS,server,$(2)) | $(BIN)/align
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,server,$(2)) --out $$@
 
 $(call R,$(1))/$(2)/selected.parquet: $(call R,$(1))/$(2)/knowledge.parquet $(call R,$(1))/$(2)/from-server.parquet | $(BIN)/select
@@ -221,9 +228,13 @@ $(call R,$(1))/eval/$(2).json: $(call R,$(1))/$(2)/adapter/adapter_config.json $
 	$(call EVALUATE,$(2),$$(<D)) $$@
 endef
 
-# The LLM's side of round $(1), once server/selected.parquet holds its teacher targets:
-# distill, then its knowledge set and its evaluation (without an adapter if it does not learn).
+# The LLM's side of round $(1): in round 1 its own losses before it learns anything; once
+# server/selected.parquet holds its teacher targets, distill, then its knowledge set and its
+# evaluation (without an adapter if it does not learn).
 define llm_rules
+$(if $(filter 1,$(1)),$(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
+	$(BIN)/infer-logits --model $(call M,server) --input $$< --top-k $(TOP_K) --out $$@)
+
 $(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(BIN)/distill
 	$(BIN)/distill --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
 	  --lambda $(LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
@@ -237,6 +248,11 @@ endef
 
 # $(1) round
 define server_rules
+# What each client sent, in the server's vocabulary (the server aligns).
+$(foreach c,$(CLIENTS),
+$(call R,$(1))/server/from-$(c).parquet: $(call R,$(1))/$(c)/knowledge.parquet $(call MAP,$(call MODEL_OF,$(c)),$(SERVER)) $(call ALIGN_DEPS,$(c),server) | $(BIN)/align
+	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,$(c),server) --out $$@
+)
 $(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(foreach c,$(CLIENTS),$(call R,$(1))/server/from-$(c).parquet) | $(BIN)/select
 	$(BIN)/select --local $$< --candidates $$(wordlist 2,100,$$^) --out $$@
 
@@ -307,13 +323,13 @@ $(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(fore
 $(call R,$(1))/server/slm-knowledge.parquet: $(call R,$(1))/server/slm/adapter_config.json $(call PUBLIC,slm) | $(BIN)/infer-logits
 	$(BIN)/infer-logits --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) --top-k $(TOP_K) --out $$@
 
-$(call R,$(1))/server/from-slm.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call MAP,$(call MODEL_OF,slm),$(SERVER)) | $(BIN)/align
+$(call R,$(1))/server/from-slm.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call MAP,$(call MODEL_OF,slm),$(SERVER)) $(call ALIGN_DEPS,slm,server) | $(BIN)/align
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,slm,server) --out $$@
 
 $(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(call R,$(1))/server/from-slm.parquet | $(BIN)/select
 	$(BIN)/select --local $$< --candidates $$(word 2,$$^) --out $$@
 
-$(call R,$(1))/server/slm-from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,slm)) | $(BIN)/align
+$(call R,$(1))/server/slm-from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,slm)) $(call ALIGN_DEPS,server,slm) | $(BIN)/align
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,server,slm) --out $$@
 
 $(call R,$(1))/server/slm-selected.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call R,$(1))/server/slm-from-server.parquet | $(BIN)/select
@@ -340,8 +356,8 @@ $(foreach n,$(ROUNDS),$(eval $(call fedcollm_server_rules,$(n))) $(eval $(call l
     $(if $(filter $(n):client-$(k),$(OWN_PRIVATE)),$(eval $(call shard_rule,$(call R,$(n))/client-$(k)/private,client-$(k),$(call COLLM_START,$(n)),$(PRIVATE_EPOCHS))))))
 else
 PARTIES := server $(CLIENTS)
-$(foreach n,$(ROUNDS),$(eval $(call server_rules,$(n))) $(eval $(call llm_rules,$(n))) \
-  $(foreach c,$(CLIENTS),$(eval $(call client_rules,$(n),$(c))) \
+$(foreach n,$(ROUNDS),$(if $(call MINE,server),$(eval $(call server_rules,$(n))) $(eval $(call llm_rules,$(n)))) \
+  $(foreach c,$(call MINE,$(CLIENTS)),$(eval $(call client_rules,$(n),$(c))) \
     $(if $(filter $(n):$(c),$(OWN_PRIVATE)),$(eval $(call shard_rule,$(call R,$(n))/$(c)/private,$(c),$(call START,$(n),$(c)),$(PRIVATE_EPOCHS))))))
 endif
 
@@ -361,6 +377,8 @@ ZERO_SHOT = $(ZERO_SHOT_RUN)/baselines/zero-shot/$(1).json
 $(if $(filter $(RUN),$(ZERO_SHOT_RUN)),$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(BIN)/evaluate ; \
   $(BIN)/evaluate --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@)))
 
+# The other baselines train clients: a single-machine experiment, never a party of a federation.
+ifeq ($(PARTY),)
 STANDALONE  = $(B)/standalone/epochs-$(STANDALONE_EPOCHS)
 CENTRALIZED = $(B)/centralized/epochs-$(STANDALONE_EPOCHS)
 # A one-round Standalone is round 1's private phase (the same training); longer ones train.
@@ -409,6 +427,8 @@ LLM2SLM_EVALS := $(foreach n,$(ROUNDS),$(foreach p,$(CLIENTS),$(LLM2SLM_RUN)/rou
 $(LLM2SLM_EVALS) &: $(SIBLING_DEPS) FORCE
 	$(MAKE) --no-print-directory $(LLM2SLM_EVALS) $(SIBLING) NAME=$(NAME)-llm2slm METHOD=LLM2SLM SERVER_LEARNS=no
 
+endif
+
 # Each baseline: its files and its rows in the report (METHOD,ROUND,PARTY=FILE).
 BASELINE_FILES_zero-shot   = $(foreach m,$(MODELS),$(call ZERO_SHOT,$(m)))
 BASELINE_ROWS_zero-shot    = $(foreach p,$(PARTIES),Zero-Shot,-,$(p)=$(call ZERO_SHOT,$(call MODEL_OF,$(p))))
@@ -427,7 +447,9 @@ BASELINE_ROWS_llm2slm      = $(foreach n,$(ROUNDS),LLM2SLM,$(n),server=$(call ZE
 baselines: setup $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b)))
 
 # ---------------------------------------------------------------- the report
-ROUND_FILES = $(foreach n,$(ROUNDS),$(foreach p,$(PARTIES),$(call R,$(n))/eval/$(p).json) $(call R,$(n))/comms.parquet)
+# The server of a federation (PARTY=server) reports from the evaluations its clients sent; the
+# communication table needs each client's adapter, which never leaves its node.
+ROUND_FILES = $(foreach n,$(ROUNDS),$(foreach p,$(PARTIES),$(call R,$(n))/eval/$(p).json) $(if $(PARTY),,$(call R,$(n))/comms.parquet))
 ROUND_ROWS  = $(foreach n,$(ROUNDS),$(foreach p,$(PARTIES),$(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
 
 $(RUN)/report-$(ROUND).md: $(ROUND_FILES) $(BASELINE_FILES_zero-shot) | $(BIN)/report
@@ -531,7 +553,7 @@ RESULTS    ?= results
 CELL_SETTINGS ?= one-to-one homogeneous heterogeneous
 CELL_TASKS    ?= arc-easy arc-challenge csqa boolq
 CELL_NAME      = $(if $(filter arc-easy,$(2)),$(1),$(1)-$(2))
-TOOLS_COMMIT  ?= $(shell git describe --always --dirty --abbrev=7)
+TOOLS_COMMIT  ?= $(shell git describe --always --dirty --abbrev=7 2>/dev/null)
 PUBLISH        = $(PYTHON) tools/report/publish_cell.py
 CELL_PLOT_ENV  = $(if $(filter yes,$(PLOT)),$(PLOT_ENV)/.installed)
 define cell_rule
