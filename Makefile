@@ -64,7 +64,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill aggregate report
 
-.PHONY: all build test setup round report seeds tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
+.PHONY: all build test setup round federation report seeds tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -128,6 +128,10 @@ FORCE:
 # (models, public tokens, vocabulary maps) each party builds from the same inputs.
 PARTY ?=
 MINE   = $(if $(PARTY),$(filter $(PARTY),$(1)),$(1))
+# Clients a federation's server did not hear from, as "round:client" (the server sets it): the
+# round goes on without their knowledge sets, and the report without their rows.
+ABSENT ?=
+PRESENT = $(filter-out $(patsubst $(1):%,%,$(filter $(1):%,$(ABSENT))),$(2))
 
 ifeq ($(PARTY),)
 $(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
@@ -253,7 +257,7 @@ $(foreach c,$(CLIENTS),
 $(call R,$(1))/server/from-$(c).parquet: $(call R,$(1))/$(c)/knowledge.parquet $(call MAP,$(call MODEL_OF,$(c)),$(SERVER)) $(call ALIGN_DEPS,$(c),server) | $(BIN)/align
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,$(c),server) --out $$@
 )
-$(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(foreach c,$(CLIENTS),$(call R,$(1))/server/from-$(c).parquet) | $(BIN)/select
+$(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call R,$(1))/server/from-$(c).parquet) | $(BIN)/select
 	$(BIN)/select --local $$< --candidates $$(wordlist 2,100,$$^) --out $$@
 
 # What each client sent (its knowledge set; nothing when the server does not learn) and
@@ -449,8 +453,8 @@ baselines: setup $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b)))
 # ---------------------------------------------------------------- the report
 # The server of a federation (PARTY=server) reports from the evaluations its clients sent; the
 # communication table needs each client's adapter, which never leaves its node.
-ROUND_FILES = $(foreach n,$(ROUNDS),$(foreach p,$(PARTIES),$(call R,$(n))/eval/$(p).json) $(if $(PARTY),,$(call R,$(n))/comms.parquet))
-ROUND_ROWS  = $(foreach n,$(ROUNDS),$(foreach p,$(PARTIES),$(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
+ROUND_FILES = $(foreach n,$(ROUNDS),$(foreach p,$(call PRESENT,$(n),$(PARTIES)),$(call R,$(n))/eval/$(p).json) $(if $(PARTY),,$(call R,$(n))/comms.parquet))
+ROUND_ROWS  = $(foreach n,$(ROUNDS),$(foreach p,$(call PRESENT,$(n),$(PARTIES)),$(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
 
 $(RUN)/report-$(ROUND).md: $(ROUND_FILES) $(BASELINE_FILES_zero-shot) | $(BIN)/report
 	$(BIN)/report results $(addprefix --result ,$(BASELINE_ROWS_zero-shot) $(ROUND_ROWS)) --out $(@:.md=.parquet) \
@@ -536,6 +540,26 @@ tasks: $(TASKS_RUN)/report.md
 
 report: setup $(RUN)/report.md $(RUN)/report.png
 	@cat $(RUN)/report.md; echo; echo "Report: $(RUN)/report.{md,parquet,png}"
+
+# ---------------------------------------------------------------- federation: every party its own Flower node
+# `make federation ROUND=N [PIPELINE=…]`: the rounds across Flower nodes on this machine
+# (federation/: a TLS SuperLink, one SuperNode per client on loopback, each party in its own
+# working directory under $(RUNS)/$(NAME)-federation/ with only its own data, calling
+# `make PARTY=…` there). The data is cut here, as for `make round`, then each party gets its
+# share. The server's folder ends with the round files, the report and federation.json.
+FLOWER_ENV := $(ASSETS)/flower
+$(FLOWER_ENV)/.installed: federation/requirements.txt
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/pip install --quiet --disable-pip-version-check -r $< && touch $@
+
+# FEDERATION_TIMEOUT: seconds a client has for each exchange before its round goes on
+# without it; FEDERATION_KILL=client-k@n kills that client's node before round n (a test).
+FEDERATION_VARS    = PIPELINE=$(PIPELINE) ROUND=$(ROUND) CARGO=true
+FEDERATION_TIMEOUT ?= 3600
+FEDERATION_KILL    ?=
+federation: build $(RUN)/data/$(TASK)/eval.parquet $(FLOWER_ENV)/.installed
+	$(PYTHON) federation/run_local.py $(FLOWER_ENV) . $(RUNS)/$(NAME)-federation $(RUN)/data/$(TASK) runs/$(NAME) \
+	  "$(FEDERATION_VARS)" $(ROUND) $(N_CLIENTS) $(FEDERATION_TIMEOUT) $(FEDERATION_KILL)
 
 # ---------------------------------------------------------------- results/: committed cells
 # `make results/<setting>/<task>/report.md`: a cell of the paper's grid, the pipeline

@@ -1,8 +1,8 @@
 //! `make PARTY=server` / `PARTY=client-k`: each party of a FedMKT round on its own node, with
 //! only its own data, exchanging only the round's files. Each node here is a folder that sees
 //! the repository (Makefile, pipelines, tools, test data, built binaries) through symlinks and
-//! has its own `runs/`, as a machine with a checkout would; the files that travel are copied
-//! by the test, as the federation app (federation/) moves them.
+//! has its own `runs/`, as a machine with a checkout would. The files travel by a copy in the
+//! test, then over Flower (`make federation`: TLS SuperLink and SuperNodes on loopback).
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -47,6 +47,41 @@ fn send(from: &Path, to: &Path, rel: &str) {
     std::fs::copy(run_file(from, rel), dest).unwrap();
 }
 
+/// Every round file a party makes is byte-identical to the single machine's.
+fn assert_same_round_files(server: &Path, clients: &[PathBuf], single: &Path) {
+    let same = |node: &Path, rel: &str| {
+        let (ours, reference) = (run_file(node, rel), run_file(single, rel));
+        assert!(std::fs::read(&ours).unwrap() == std::fs::read(&reference).unwrap(), "{rel} differs");
+    };
+    for rel in [format!("report-{ROUNDS}.parquet"), format!("report-{ROUNDS}.md")] {
+        same(server, &rel);
+    }
+    for n in 1..=ROUNDS {
+        same(server, &format!("round-{n}/server/adapter/adapter_model.safetensors"));
+        same(server, &format!("round-{n}/server/selected.parquet"));
+        for (client, name) in clients.iter().zip(CLIENTS) {
+            same(client, &format!("round-{n}/{name}/adapter/adapter_model.safetensors"));
+            same(client, &format!("round-{n}/{name}/knowledge.parquet"));
+            same(client, &format!("round-{n}/{name}/selected.parquet"));
+        }
+    }
+}
+
+/// Nothing private reached the server: no shard, no client adapter.
+fn assert_nothing_private_on(server: &Path) {
+    let on_server: Vec<PathBuf> = files_below(&server.join("runs"));
+    for name in CLIENTS {
+        let private = |p: &&PathBuf| {
+            let p = p.to_string_lossy();
+            p.ends_with(&format!("data/arc-easy/{name}.parquet"))
+                || p.contains(&format!("/{name}/private"))
+                || p.contains(&format!("/{name}/adapter"))
+                || p.ends_with(&format!("tok/tiny-gemma3/{name}.parquet"))
+        };
+        assert!(!on_server.iter().any(|p| private(&p)), "{name}'s private files on the server: {on_server:?}");
+    }
+}
+
 fn targets(rels: &[String]) -> Vec<String> {
     rels.iter().map(|r| format!("runs/tiny/{r}")).collect()
 }
@@ -87,34 +122,60 @@ fn parties_on_their_own_nodes_make_the_same_bytes_as_one_machine() {
     }
     make_on(&server, Some("server"), &targets(&[format!("report-{ROUNDS}.md")]));
 
-    let same = |node: &Path, rel: &str| {
-        let (ours, reference) = (run_file(node, rel), run_file(&single, rel));
-        assert!(std::fs::read(&ours).unwrap() == std::fs::read(&reference).unwrap(), "{rel} differs");
+    assert_same_round_files(&server, &clients, &single);
+    assert_nothing_private_on(&server);
+}
+
+/// `make federation`: the same rounds over Flower give the same bytes, with nothing private on
+/// the server's node.
+#[test]
+fn a_federation_over_flower_makes_the_same_bytes_as_one_machine() {
+    let dir = tempdir();
+    let single = node(dir.path(), "single");
+    make_on(&single, None, &["round".to_string()]);
+    let runs = dir.path().join("runs");
+    let output = Command::new("make")
+        .current_dir(root())
+        .args(["federation", "PIPELINE=pipelines/tiny.mk", "CARGO=true"])
+        .arg(format!("ROUND={ROUNDS}"))
+        .arg(format!("RUNS={}", runs.display()))
+        .output()
+        .expect("make runs");
+    assert_success(&output);
+    let federation = runs.join("tiny-federation");
+    let clients = CLIENTS.map(|c| federation.join(c));
+    assert_same_round_files(&federation.join("server"), &clients, &single);
+    assert_nothing_private_on(&federation.join("server"));
+    let log = read_json(&run_file(&federation.join("server"), "federation.json"));
+    let sent = &log["rounds"][1]["bytes"]["client-2"]["sent"];
+    assert!(sent.as_u64().unwrap() > 0, "no bytes counted: {log}");
+}
+
+/// A client whose node is killed by its PID before round 2 is left out of that round: the
+/// round completes with the others, federation.json names it, the report has no row for it.
+#[test]
+fn a_client_killed_before_round_two_is_left_out_of_it() {
+    let dir = tempdir();
+    let runs = dir.path().join("runs");
+    let output = Command::new("make")
+        .current_dir(root())
+        .args(["federation", "PIPELINE=pipelines/tiny.mk", "CARGO=true", "FEDERATION_TIMEOUT=40"])
+        .args([format!("ROUND={ROUNDS}"), "FEDERATION_KILL=client-2@2".into(), format!("RUNS={}", runs.display())])
+        .output()
+        .expect("make runs");
+    assert_success(&output);
+    let server = runs.join("tiny-federation/server");
+    let log = read_json(&run_file(&server, "federation.json"));
+    assert_eq!(log["rounds"][0]["absent"], serde_json::json!([]), "{log}");
+    assert_eq!(log["rounds"][1]["absent"], serde_json::json!(["client-2"]), "{log}");
+    assert!(!run_file(&server, "round-2/server/from-client-2.parquet").exists());
+    let report = fedmkt::io::read_parquet(&run_file(&server, "report-2.parquet"), "results").unwrap();
+    let rows: Vec<(Option<u32>, String)> = {
+        let rounds = report.optional_values::<arrow_array::types::UInt32Type>("round").unwrap();
+        rounds.into_iter().zip(report.strings("party").unwrap()).collect()
     };
-    for rel in [format!("report-{ROUNDS}.parquet"), format!("report-{ROUNDS}.md")] {
-        same(&server, &rel);
-    }
-    for n in 1..=ROUNDS {
-        same(&server, &format!("round-{n}/server/adapter/adapter_model.safetensors"));
-        same(&server, &format!("round-{n}/server/selected.parquet"));
-        for (client, name) in clients.iter().zip(CLIENTS) {
-            same(client, &format!("round-{n}/{name}/adapter/adapter_model.safetensors"));
-            same(client, &format!("round-{n}/{name}/knowledge.parquet"));
-            same(client, &format!("round-{n}/{name}/selected.parquet"));
-        }
-    }
-    // Nothing private reached the server: no shard, no client adapter.
-    let on_server: Vec<PathBuf> = files_below(&server.join("runs"));
-    for name in CLIENTS {
-        let private = |p: &&PathBuf| {
-            let p = p.to_string_lossy();
-            p.ends_with(&format!("data/arc-easy/{name}.parquet"))
-                || p.contains(&format!("/{name}/private"))
-                || p.contains(&format!("/{name}/adapter"))
-                || p.ends_with(&format!("tok/tiny-gemma3/{name}.parquet"))
-        };
-        assert!(!on_server.iter().any(|p| private(&p)), "{name}'s private files on the server: {on_server:?}");
-    }
+    assert!(rows.contains(&(Some(2), "client-1".to_string())) && rows.contains(&(Some(1), "client-2".to_string())));
+    assert!(!rows.contains(&(Some(2), "client-2".to_string())), "{rows:?}");
 }
 
 /// The server cannot train a client nor cut a client's data: make has no recipe for them there.

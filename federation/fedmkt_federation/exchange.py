@@ -1,0 +1,83 @@
+"""What both apps share: the round's files carried in Flower messages, and make on a node.
+
+A file travels as an ArrayRecord of raw uint8 chunks of at most 5 MiB (Flower chunks arrays
+on the wire; a bytes value in a ConfigRecord is neither chunked nor allowed past 2 GiB),
+with its path in the round layout and its SHA-256 in a ConfigRecord beside it. The receiver
+names the paths it expects: anything else, a path outside its run folder or a hash that does
+not match refuses the message, so a lying peer cannot write elsewhere on a node.
+"""
+import hashlib
+import os
+import shlex
+import subprocess
+import tempfile
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+CHUNK = 5 * 1024 * 1024
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pack(node_dir, rels, content=None):
+    """`content` (a RecordDict, new if None) with the files `rels` (paths below node_dir) added."""
+    content = content if content is not None else RecordDict()
+    content["files"] = ConfigRecord({"paths": list(rels), "sha256": [sha256(os.path.join(node_dir, r)) for r in rels]})
+    for i, rel in enumerate(rels):
+        with open(os.path.join(node_dir, rel), "rb") as f:
+            data = f.read()
+        chunks = [data[s : s + CHUNK] for s in range(0, len(data), CHUNK)] or [b""]
+        content[f"file-{i}"] = ArrayRecord({str(k): Array(np.frombuffer(c, dtype=np.uint8).copy()) for k, c in enumerate(chunks)})
+    return content
+
+
+def payload_bytes(content):
+    """Bytes of the files a message carries."""
+    files = content["files"] if "files" in content else None
+    if files is None:
+        return 0
+    return sum(sum(a.numpy().nbytes for a in content[f"file-{i}"].values()) for i in range(len(files["paths"])))
+
+
+def unpack(content, node_dir, expected):
+    """Write the message's files into node_dir; they must be exactly `expected`, hashes matching."""
+    files = content["files"]
+    paths, hashes = list(files["paths"]), list(files["sha256"])
+    if sorted(paths) != sorted(expected):
+        raise ValueError(f"expected files {sorted(expected)}, the message carries {sorted(paths)}")
+    for i, (rel, digest) in enumerate(zip(paths, hashes)):
+        record = content[f"file-{i}"]
+        data = b"".join(record[str(k)].numpy().tobytes() for k in range(len(record)))
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError(f"{rel}: content does not match its SHA-256 {digest}")
+        write_atomically(os.path.join(node_dir, rel), data)
+
+
+def write_atomically(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".fedmkt-federation-", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def make(node_dir, make_vars, party, targets):
+    """`make` of the party's own targets in its working directory (the node's checkout)."""
+    command = ["make", "--no-print-directory", *shlex.split(make_vars), f"PARTY={party}", *targets]
+    subprocess.run(command, cwd=node_dir, check=True)
+
+
+def run_folder(node_dir, make_vars):
+    """The pipeline's run folder (make's RUN) below the node's working directory."""
+    command = ["make", "--no-print-directory", "-s", *shlex.split(make_vars),
+               "--eval", "fedmkt-print-run: ; @echo $(RUN)", "fedmkt-print-run"]
+    return subprocess.run(command, cwd=node_dir, check=True, capture_output=True, text=True).stdout.strip()

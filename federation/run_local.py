@@ -1,0 +1,179 @@
+"""`make federation`: the Flower app's deployment on one machine, every party its own node.
+
+Usage: run_local.py FLOWER_ENV REPO FED_DIR DATA_DIR RUN "MAKE_VARS" ROUNDS CLIENTS [TIMEOUT [KILL]]
+
+FED_DIR gets a CA and a certificate for 127.0.0.1 (openssl), one working directory per party
+(server/, client-1/, …) that sees the repository through symlinks and holds only its own
+data (DATA_DIR's public and eval sets; a client also its shard) below RUN, and Flower's state
+(flwr-home/). It starts one TLS SuperLink and one SuperNode per client on loopback, runs the
+app with `flwr run`, reads the run's status (`flwr run --stream` exits 0 when the ServerApp
+crashes), and stops every process it started by its process group, also on failure.
+KILL (`client-k@n`, for tests of dropouts) kills client k's SuperNode by its PID once the
+server holds its evaluation of round n − 1, so that it misses round n.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+SHARED = ["Makefile", "pipelines", "tools", "testdata", "target", "assets"]
+MARK = ".fedmkt-federation"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"the SuperLink did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
+def fresh_folder(path):
+    """FED_DIR anew; an earlier one is removed only if this script made it (its mark inside)."""
+    if os.path.exists(path):
+        if not os.path.isfile(os.path.join(path, MARK)):
+            sys.exit(f"run_local.py: {path}: exists and was not made by make federation; not replacing it")
+        shutil.rmtree(path)
+    os.makedirs(path)
+    open(os.path.join(path, MARK), "w").close()
+
+
+def certificates(folder):
+    """A self-signed CA and the SuperLink's certificate for 127.0.0.1, signed by it."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fedmkt-ca",
+            "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
+    with open(os.path.join(folder, "san.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.cnf", "-out", "server.crt")
+
+
+def party_folder(fed, repo, party, data_dir, run, splits):
+    """A node's working directory: the repository's shared parts linked, its own data copied."""
+    folder = os.path.join(fed, party)
+    os.makedirs(folder)
+    for name in SHARED:
+        if os.path.exists(os.path.join(repo, name)):
+            os.symlink(os.path.join(repo, name), os.path.join(folder, name))
+    task_data = os.path.join(folder, run, "data", os.path.basename(data_dir))
+    os.makedirs(task_data)
+    for split in splits:
+        shutil.copyfile(os.path.join(data_dir, f"{split}.parquet"), os.path.join(task_data, f"{split}.parquet"))
+    return os.path.abspath(folder)
+
+
+class Processes:
+    """Every process started, each in its own process group, stopped together."""
+
+    def __init__(self, logs):
+        self.logs, self.started = logs, []
+
+    def start(self, name, command, env):
+        log = open(os.path.join(self.logs, f"{name}.log"), "w")
+        self.started.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
+        return self.started[-1]
+
+    def stop(self):
+        for process in self.started:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in self.started:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def kill_when(process, ready, give_up):
+    """Kill `process` (its whole group) once the file `ready` exists."""
+    def watch():
+        while not os.path.exists(ready):
+            if give_up.is_set():
+                return
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGKILL)
+        print(f"run_local.py: killed {process.args[0]} (pid {process.pid}) once {ready} existed")
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def flower_env(fed, env_dir):
+    # A node starts from a bare environment, as on its own machine: nothing of this make's
+    # command line (make exports RUNS=… and the like to its recipes) reaches the nodes' make.
+    inherited = {k: os.environ[k] for k in ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR") if k in os.environ}
+    env = dict(inherited, FLWR_HOME=os.path.join(fed, "flwr-home"), FLWR_TELEMETRY_ENABLED="0",
+               FLWR_DISABLE_UPDATE_CHECK="1", PATH=os.path.join(env_dir, "bin") + os.pathsep + os.environ["PATH"])
+    os.makedirs(env["FLWR_HOME"])
+    return env
+
+
+def run_status(env, run_id):
+    listing = subprocess.run(["flwr", "ls", "fedmkt-local", "--format", "json"], env=env, cwd=env["FLWR_HOME"], capture_output=True, text=True)
+    for run in json.loads(listing.stdout or "{}").get("runs", []):
+        if str(run.get("run-id")) == str(run_id):
+            return run.get("status", "")
+    return f"unknown ({listing.stdout.strip()} {listing.stderr.strip()})"
+
+
+def main(env_dir, repo, fed, data_dir, run, make_vars, rounds, clients, timeout="3600", kill=""):
+    env_dir, repo, fed, clients = os.path.abspath(env_dir), os.path.abspath(repo), os.path.abspath(fed), int(clients)
+    fresh_folder(fed)
+    certificates(fed)
+    env = flower_env(fed, env_dir)
+    port = free_port()
+    with open(os.path.join(env["FLWR_HOME"], "config.toml"), "w") as f:
+        f.write(f'[superlink]\ndefault = "fedmkt-local"\n\n[superlink.fedmkt-local]\naddress = "127.0.0.1:{port}"\n'
+                f'root-certificates = "{fed}/ca.crt"\n')
+    server_dir = party_folder(fed, repo, "server", data_dir, run, ["public", "eval"])
+    client_dirs = [party_folder(fed, repo, f"client-{k}", data_dir, run, ["public", f"client-{k}", "eval"])
+                   for k in range(1, clients + 1)]
+    processes, finished = Processes(fed), threading.Event()
+    try:
+        processes.start("superlink", ["flower-superlink", "--host", "127.0.0.1", "--port", str(port),
+                                      "--ssl-ca-certfile", f"{fed}/ca.crt", "--ssl-certfile", f"{fed}/server.crt",
+                                      "--ssl-keyfile", f"{fed}/server.key", "--database", f"{fed}/flwr-home/state.db",
+                                      "--disable-runtime-dependency-installation"], env)
+        wait_for_port(port)
+        for k, folder in enumerate(client_dirs, start=1):
+            node_config = f"party='client-{k}' dir='{folder}' make-vars='{make_vars}'"
+            supernode = processes.start(f"client-{k}", ["flower-supernode", "--superlink", f"127.0.0.1:{port}",
+                                            "--root-certificates", f"{fed}/ca.crt", "--port", str(free_port()),
+                                            "--node-config", node_config], env)
+            if kill.startswith(f"client-{k}@"):
+                before = int(kill.split("@")[1]) - 1
+                kill_when(supernode, os.path.join(server_dir, run, f"round-{before}/eval/client-{k}.json"), finished)
+        run_config = f"server-dir='{server_dir}' make-vars='{make_vars}' rounds={rounds} clients={clients} timeout={timeout}"
+        started = subprocess.run(["flwr", "run", os.path.join(repo, "federation"), "fedmkt-local", "--stream",
+                                  "--run-config", run_config], env=env, capture_output=True, text=True)
+        print(started.stdout, started.stderr, sep="\n")
+        run_id = next((w for line in started.stdout.splitlines() if "Successfully started run" in line
+                       for w in line.split() if w.isdigit()), None)
+        status = run_status(env, run_id) if run_id else "not started"
+    finally:
+        finished.set()
+        processes.stop()
+    if "finished:completed" not in status.replace(" ", "").lower():
+        sys.exit(f"run_local.py: run {run_id}: {status}; logs in {fed}/*.log")
+    print(f"federation: run {run_id} {status}; the server's files: {server_dir}/{run}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
