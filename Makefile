@@ -1,5 +1,5 @@
 # fedmkt: chains the tools into FedMKT rounds. Recipes only call tools; every step is a file.
-#   make test                      build everything and run the test suite (no download)
+#   make test                      build everything and run the test suite (downloads only flwr, for federation/)
 #   make setup                     fetch real models and data into assets/, import and prepare them
 #   make round ROUND=N [PIPELINE=pipelines/NAME.mk]
 #   make report | seeds SEEDS="1 2 3" | tasks TASKS="arc-easy boolq" | sweep-lr   full reports
@@ -59,6 +59,7 @@ BIN     := target/release
 ASSETS  := assets
 RUN     := $(RUNS)/$(NAME)
 PYREF   := $(ASSETS)/pyref
+FLOWER_ENV := $(ASSETS)/flower
 MODELS  := $(sort $(SERVER) $(CLIENT_MODELS))
 N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
@@ -73,7 +74,8 @@ build:
 
 $(addprefix $(BIN)/,$(TOOLS)): build
 
-test: build
+# The Flower environment first: two federation tests would otherwise both install it.
+test: build $(FLOWER_ENV)/.installed
 	$(CARGO) test --release --workspace
 
 # ---------------------------------------------------------------- real assets (first use only)
@@ -547,7 +549,6 @@ report: setup $(RUN)/report.md $(RUN)/report.png
 # working directory under $(RUNS)/$(NAME)-federation/ with only its own data, calling
 # `make PARTY=…` there). The data is cut here, as for `make round`, then each party gets its
 # share. The server's folder ends with the round files, the report and federation.json.
-FLOWER_ENV := $(ASSETS)/flower
 $(FLOWER_ENV)/.installed: federation/requirements.txt
 	$(PYTHON) -m venv $(@D)
 	$(@D)/bin/pip install --quiet --disable-pip-version-check -r $< && touch $@

@@ -2,12 +2,13 @@
 working directory, which holds its private shard. Node config (the node's operator sets it,
 never the server): `party`, `dir`, and `make-vars` (the pipeline and its settings). From the
 server it takes only the round number and the server's knowledge set; it sends only its own
-knowledge set and its evaluation. Its shard and adapters never leave the node.
+knowledge set and its evaluation, with the hashes of its setup files (the server checks
+they match its own). Its shard and adapters never leave the node.
 """
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from .exchange import make, pack, run_folder, unpack
+from .exchange import make, pack, run_folder, setup_record, unpack
 
 app = ClientApp()
 
@@ -31,9 +32,10 @@ def party(msg: Message, context: Context) -> Message:
 def knowledge(msg: Message, context: Context) -> Message:
     """The private phase of round n and the knowledge set it gives, sent to the server."""
     (name, directory, make_vars), n = node(context), round_of(msg)
-    rel = f"{run_folder(directory, make_vars)}/round-{n}/{name}/knowledge.parquet"
+    run = run_folder(directory, make_vars)
+    rel = f"{run}/round-{n}/{name}/knowledge.parquet"
     make(directory, make_vars, name, [rel])
-    return Message(pack(directory, [rel]), reply_to=msg)
+    return Message(pack(directory, [rel], RecordDict({"setup": setup_record(directory, run)})), reply_to=msg)
 
 
 @app.train("distill")
@@ -44,4 +46,5 @@ def distill(msg: Message, context: Context) -> Message:
     unpack(msg.content, directory, [f"{run}/round-{n}/server/knowledge.parquet"])
     evaluation = f"{run}/round-{n}/eval/{name}"
     make(directory, make_vars, name, [evaluation + ".json"])
-    return Message(pack(directory, [evaluation + ".json", evaluation + ".parquet"]), reply_to=msg)
+    files = [evaluation + ".json", evaluation + ".parquet"]
+    return Message(pack(directory, files, RecordDict({"setup": setup_record(directory, run)})), reply_to=msg)

@@ -6,6 +6,7 @@ with its path in the round layout and its SHA-256 in a ConfigRecord beside it. T
 names the paths it expects: anything else, a path outside its run folder or a hash that does
 not match refuses the message, so a lying peer cannot write elsewhere on a node.
 """
+import glob
 import hashlib
 import os
 import shlex
@@ -36,6 +37,24 @@ def pack(node_dir, rels, content=None):
         chunks = [data[s : s + CHUNK] for s in range(0, len(data), CHUNK)] or [b""]
         content[f"file-{i}"] = ArrayRecord({str(k): Array(np.frombuffer(c, dtype=np.uint8).copy()) for k, c in enumerate(chunks)})
     return content
+
+
+# Setup files every party builds from the same inputs: compared by hash, never shipped.
+SETUP = ["data/*/public.parquet", "data/*/eval.parquet", "tok/*/public.parquet", "maps/*.parquet"]
+
+
+def setup_record(node_dir, run):
+    """The SHA-256 of each setup file the node has made so far."""
+    paths = sorted(os.path.relpath(p, node_dir) for pattern in SETUP for p in glob.glob(os.path.join(node_dir, run, pattern)))
+    return ConfigRecord({"paths": paths, "sha256": [sha256(os.path.join(node_dir, p)) for p in paths]})
+
+
+def check_setup(node_dir, party, record):
+    """Refuse a party whose setup file differs from this node's own copy of it."""
+    for rel, digest in zip(record["paths"], record["sha256"]):
+        path = os.path.join(node_dir, rel)
+        if os.path.exists(path) and sha256(path) != digest:
+            raise ValueError(f"{party}'s {rel} differs from the server's (SHA-256 {digest}): not the same setup")
 
 
 def payload_bytes(content):

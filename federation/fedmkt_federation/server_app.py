@@ -7,7 +7,8 @@ to wait for) and `timeout` (seconds for each exchange). It writes `federation.js
 run folder: which party each node is and, per round, the clients it did not hear from in
 time (left out of that round: `make ABSENT=…`) and per party the bytes of the files each
 way, and `federation.md`, the same as a table. The server never holds a client's shard or
-adapter: nothing in the app asks for one.
+adapter: nothing in the app asks for one. The setup files each party built (public and
+eval sets, public tokens, vocabulary maps) must match the server's by hash.
 """
 import json
 import os
@@ -16,7 +17,7 @@ import time
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from .exchange import make, pack, payload_bytes, run_folder, unpack, write_atomically
+from .exchange import check_setup, make, pack, payload_bytes, run_folder, unpack, write_atomically
 
 app = ServerApp()
 
@@ -88,6 +89,8 @@ def main(grid: Grid, context: Context) -> None:
         server_vars = server_vars_of(make_vars, absent)
         server_knowledge = f"{run}/round-{n}/server/knowledge.parquet"
         make(directory, server_vars, "server", [server_knowledge, f"{run}/round-{n}/eval/server.json"])
+        for node, reply in replies.items():
+            check_setup(directory, parties[node], reply.content["setup"])
         present = [node for node in parties if node in replies]
         messages = [round_message(n, node, "distill", pack(directory, [server_knowledge])) for node in present]
         for message in messages:
@@ -96,6 +99,7 @@ def main(grid: Grid, context: Context) -> None:
         for node, reply in evaluations.items():
             evaluation = f"{run}/round-{n}/eval/{parties[node]}"
             unpack(reply.content, directory, [evaluation + ".json", evaluation + ".parquet"])
+            check_setup(directory, parties[node], reply.content["setup"])
             traffic[parties[node]]["sent"] += payload_bytes(reply.content)
         late = sorted(parties[node] for node in present if node not in evaluations)
         absent += [f"{n}:{party}" for party in late]
