@@ -307,23 +307,23 @@ $(call S,$(1))/shares/from-$(3)/to-$(N_CLIENTS).json: $(call PUBLICS,$(1)) $(VER
 	$(BIN)/aggregate share --keys $(call S,$(1))/$(2) --publics $(call PUBLICS,$(1)) --verify $(VERIFY_KEYS) \
 	  $(if $(SECAGG_THRESHOLD),--threshold $(SECAGG_THRESHOLD)) --out $$(@D)
 
-$(call S,$(1))/masked/$(2).parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(call DEALT,$(1)) | $(BIN)/aggregate
+$(call S,$(1))/masked/$(2).parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(if $(PARTY),$(call SHARES_TO,$(1),$(3)),$(call DEALT,$(1))) | $(BIN)/aggregate
 	$(BIN)/aggregate mask --keys $(call S,$(1))/$(2) --shares $(call SHARES_TO,$(1),$(3)) --adapter $$(<D) --out $$@
 
-$(call S,$(1))/signatures/$(3).json: $(call S,$(1))/sum.parquet | $(BIN)/aggregate
+$(call S,$(1))/signatures/$(3).json: $(call S,$(1))/$(if $(PARTY),survivors.json,sum.parquet) | $(BIN)/aggregate
 	$(BIN)/aggregate confirm --keys $(call S,$(1))/$(2) --identity $(call ID,$(2)) --survivors $(call S,$(1))/survivors.json --out $$@
 
-$(call S,$(1))/reveal/$(3).json: $(call SIGNATURES,$(1)) | $(BIN)/aggregate
+$(call S,$(1))/reveal/$(3).json: $(if $(PARTY),$(wildcard $(call S,$(1))/signatures/*.json),$(call SIGNATURES,$(1))) | $(BIN)/aggregate
 	$(BIN)/aggregate reveal --keys $(call S,$(1))/$(2) --survivors $(call S,$(1))/survivors.json --signatures $$^ \
 	  --verify $(VERIFY_KEYS) --out $$@
 endef
 
 # $(1) round; the party `slm` is the averaged SLM, client-1's model (all clients hold the same one).
 define fedcollm_server_rules
-$(call S,$(1))/sum.parquet: $(foreach c,$(CLIENTS),$(call S,$(1))/masked/$(c).parquet) | $(BIN)/aggregate
+$(call S,$(1))/sum.parquet: $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call S,$(1))/masked/$(c).parquet) | $(BIN)/aggregate
 	$(BIN)/aggregate sum --masked $$^ --out $$@ --survivors $$(@D)/survivors.json
 
-$(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(foreach k,$(CLIENT_IDS),$(call S,$(1))/reveal/$(k).json) | $(BIN)/aggregate
+$(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call S,$(1))/reveal/$(patsubst client-%,%,$(c)).json) | $(BIN)/aggregate
 	$(BIN)/aggregate unmask --sum $$< --reveals $$(wordlist 2,1000,$$^) --publics $(call PUBLICS,$(1)) --out $$(@D)
 
 $(call R,$(1))/server/slm-knowledge.parquet: $(call R,$(1))/server/slm/adapter_config.json $(call PUBLIC,slm) | $(BIN)/infer-logits
@@ -356,9 +356,9 @@ endef
 
 ifeq ($(METHOD),FedCoLLM)
 PARTIES := server slm
-$(foreach k,$(CLIENT_IDS),$(eval $(call identity_rule,client-$(k),$(k))))
-$(foreach n,$(ROUNDS),$(eval $(call fedcollm_server_rules,$(n))) $(eval $(call llm_rules,$(n))) \
-  $(foreach k,$(shell seq 1 $(N_CLIENTS)),$(eval $(call fedcollm_client_rules,$(n),client-$(k),$(k))) \
+$(foreach k,$(patsubst client-%,%,$(call MINE,$(CLIENTS))),$(eval $(call identity_rule,client-$(k),$(k))))
+$(foreach n,$(ROUNDS),$(if $(call MINE,server),$(eval $(call fedcollm_server_rules,$(n))) $(eval $(call llm_rules,$(n)))) \
+  $(foreach k,$(patsubst client-%,%,$(call MINE,$(CLIENTS))),$(eval $(call fedcollm_client_rules,$(n),client-$(k),$(k))) \
     $(if $(filter $(n):client-$(k),$(OWN_PRIVATE)),$(eval $(call shard_rule,$(call R,$(n))/client-$(k)/private,client-$(k),$(call COLLM_START,$(n)),$(PRIVATE_EPOCHS))))))
 else
 PARTIES := server $(CLIENTS)
@@ -554,7 +554,8 @@ $(FLOWER_ENV)/.installed: federation/requirements.txt
 	$(@D)/bin/pip install --quiet --disable-pip-version-check -r $< && touch $@
 
 # FEDERATION_TIMEOUT: seconds a client has for each exchange before its round goes on
-# without it; FEDERATION_KILL=client-k@n kills that client's node before round n (a test).
+# without it; FEDERATION_KILL=client-k@FILE kills that client's node once the server's run
+# folder holds FILE (a test of dropouts: client-2@round-1/eval/client-2.json misses round 2).
 FEDERATION_VARS    = PIPELINE=$(PIPELINE) ROUND=$(ROUND) CARGO=true
 FEDERATION_TIMEOUT ?= 3600
 FEDERATION_KILL    ?=

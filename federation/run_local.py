@@ -8,11 +8,12 @@ data (DATA_DIR's public and eval sets; a client also its shard) below RUN, and F
 (flwr-home/). It starts one TLS SuperLink and one SuperNode per client on loopback, runs the
 app with `flwr run`, reads the run's status (`flwr run --stream` exits 0 when the ServerApp
 crashes), and stops every process it started by its process group, also on failure.
-KILL (`client-k@n`, for tests of dropouts) kills client k's SuperNode by its PID once the
-server holds its evaluation of round n − 1, so that it misses round n.
+KILL (`client-k@FILE`, for tests of dropouts) kills client k's SuperNode by its PID once the
+server's run folder holds FILE (e.g. `round-1/eval/client-2.json`: it misses round 2).
 """
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -78,6 +79,25 @@ def party_folder(fed, repo, party, data_dir, run, splits):
     return os.path.abspath(folder)
 
 
+def make_in(folder, make_vars, *args, capture=False):
+    """make in a node's folder with the node's settings."""
+    command = ["make", "--no-print-directory", "-s", *shlex.split(make_vars), *args]
+    return subprocess.run(command, cwd=folder, env=bare_env(), check=True, capture_output=capture, text=True).stdout
+
+
+def hand_out_identities(client_dirs, make_vars, run):
+    """FedCoLLM: each client makes its signing key; its verification key reaches every other
+    client directly (out of band, as the protocol needs), never through the server."""
+    keys = [f"{run}/identity/client-{k}/verify-key.json" for k in range(1, len(client_dirs) + 1)]
+    for k, folder in enumerate(client_dirs, start=1):
+        make_in(folder, make_vars, f"PARTY=client-{k}", keys[k - 1])
+    for k, source in enumerate(client_dirs, start=1):
+        for j, folder in enumerate(client_dirs, start=1):
+            if j != k:
+                os.makedirs(os.path.dirname(os.path.join(folder, keys[k - 1])), exist_ok=True)
+                shutil.copyfile(os.path.join(source, keys[k - 1]), os.path.join(folder, keys[k - 1]))
+
+
 class Processes:
     """Every process started, each in its own process group, stopped together."""
 
@@ -115,11 +135,14 @@ def kill_when(process, ready, give_up):
     threading.Thread(target=watch, daemon=True).start()
 
 
+def bare_env():
+    """A node starts from a bare environment, as on its own machine: nothing of this make's
+    command line (make exports RUNS=… and the like to its recipes) reaches the nodes' make."""
+    return {k: os.environ[k] for k in ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR") if k in os.environ}
+
+
 def flower_env(fed, env_dir):
-    # A node starts from a bare environment, as on its own machine: nothing of this make's
-    # command line (make exports RUNS=… and the like to its recipes) reaches the nodes' make.
-    inherited = {k: os.environ[k] for k in ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR") if k in os.environ}
-    env = dict(inherited, FLWR_HOME=os.path.join(fed, "flwr-home"), FLWR_TELEMETRY_ENABLED="0",
+    env = dict(bare_env(), FLWR_HOME=os.path.join(fed, "flwr-home"), FLWR_TELEMETRY_ENABLED="0",
                FLWR_DISABLE_UPDATE_CHECK="1", PATH=os.path.join(env_dir, "bin") + os.pathsep + os.environ["PATH"])
     os.makedirs(env["FLWR_HOME"])
     return env
@@ -145,6 +168,9 @@ def main(env_dir, repo, fed, data_dir, run, make_vars, rounds, clients, timeout=
     server_dir = party_folder(fed, repo, "server", data_dir, run, ["public", "eval"])
     client_dirs = [party_folder(fed, repo, f"client-{k}", data_dir, run, ["public", f"client-{k}", "eval"])
                    for k in range(1, clients + 1)]
+    method = make_in(server_dir, make_vars, "--eval", "fedmkt-print: ; @echo $(METHOD)", "fedmkt-print", capture=True)
+    if method.strip() == "FedCoLLM":
+        hand_out_identities(client_dirs, make_vars, run)
     processes, finished = Processes(fed), threading.Event()
     try:
         processes.start("superlink", ["flower-superlink", "--host", "127.0.0.1", "--port", str(port),
@@ -158,8 +184,7 @@ def main(env_dir, repo, fed, data_dir, run, make_vars, rounds, clients, timeout=
                                             "--root-certificates", f"{fed}/ca.crt", "--port", str(free_port()),
                                             "--node-config", node_config], env)
             if kill.startswith(f"client-{k}@"):
-                before = int(kill.split("@")[1]) - 1
-                kill_when(supernode, os.path.join(server_dir, run, f"round-{before}/eval/client-{k}.json"), finished)
+                kill_when(supernode, os.path.join(server_dir, run, kill.split("@", 1)[1]), finished)
         run_config = f"server-dir='{server_dir}' make-vars='{make_vars}' rounds={rounds} clients={clients} timeout={timeout}"
         started = subprocess.run(["flwr", "run", os.path.join(repo, "federation"), "fedmkt-local", "--stream",
                                   "--run-config", run_config], env=env, capture_output=True, text=True)

@@ -160,7 +160,11 @@ fn a_client_killed_before_round_two_is_left_out_of_it() {
     let output = Command::new("make")
         .current_dir(root())
         .args(["federation", "PIPELINE=pipelines/tiny.mk", "CARGO=true", "FEDERATION_TIMEOUT=40"])
-        .args([format!("ROUND={ROUNDS}"), "FEDERATION_KILL=client-2@2".into(), format!("RUNS={}", runs.display())])
+        .args([
+            format!("ROUND={ROUNDS}"),
+            "FEDERATION_KILL=client-2@round-1/eval/client-2.json".into(),
+            format!("RUNS={}", runs.display()),
+        ])
         .output()
         .expect("make runs");
     assert_success(&output);
@@ -176,6 +180,43 @@ fn a_client_killed_before_round_two_is_left_out_of_it() {
     };
     assert!(rows.contains(&(Some(2), "client-1".to_string())) && rows.contains(&(Some(1), "client-2".to_string())));
     assert!(!rows.contains(&(Some(2), "client-2".to_string())), "{rows:?}");
+}
+
+/// FedCoLLM over Flower, three clients, threshold 2: client 3 is killed by its PID once it has
+/// dealt its shares, before its masked adapter reaches the server. The round completes, and
+/// the securely unmasked average is the plain average of clients 1 and 2 (≤ 1e-6).
+#[test]
+fn fedcollm_over_flower_survives_a_client_dropping_after_sharing() {
+    let dir = tempdir();
+    let runs = dir.path().join("runs");
+    let output = Command::new("make")
+        .current_dir(root())
+        .args(["federation", "PIPELINE=pipelines/tiny-fedcollm.mk", "CARGO=true", "ROUND=1", "FEDERATION_TIMEOUT=40"])
+        .arg("FEDERATION_KILL=client-3@round-1/secagg/shares/from-3/to-3.json")
+        .arg(format!("RUNS={}", runs.display()))
+        .output()
+        .expect("make runs");
+    assert_success(&output);
+    let federation = runs.join("tiny-fedcollm-federation");
+    let server = federation.join("server/runs/tiny-fedcollm");
+    let log = read_json(&server.join("federation.json"));
+    assert_eq!(log["rounds"][0]["absent"], serde_json::json!(["client-3"]), "{log}");
+    let private = |k: u32| federation.join(format!("client-{k}/runs/tiny-fedcollm/round-1/client-{k}/private"));
+    let plain = dir.path().join("plain");
+    let (first, second) = (private(1), private(2));
+    let args = ["average".as_ref(), "--adapters".as_ref(), first.as_os_str(), second.as_os_str()];
+    assert_success(&run("aggregate", args.into_iter().chain(["--out".as_ref(), plain.as_os_str()])));
+    let load = |d: &Path| {
+        candle_core::safetensors::load(d.join("adapter_model.safetensors"), &candle_core::Device::Cpu).unwrap()
+    };
+    let (secure, expected) = (load(&server.join("round-1/server/slm")), load(&plain));
+    assert_eq!(secure.len(), expected.len());
+    for (name, tensor) in &expected {
+        let difference =
+            (tensor - &secure[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(difference < 1e-6, "{name}: secure and plain averages differ by {difference}");
+    }
+    assert!(!server.join("round-1/secagg/masked/client-3.parquet").exists());
 }
 
 /// The server cannot train a client nor cut a client's data: make has no recipe for them there.

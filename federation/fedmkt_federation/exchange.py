@@ -3,9 +3,10 @@
 A file travels as an ArrayRecord of raw uint8 chunks of at most 5 MiB (Flower chunks arrays
 on the wire; a bytes value in a ConfigRecord is neither chunked nor allowed past 2 GiB),
 with its path in the round layout and its SHA-256 in a ConfigRecord beside it. The receiver
-names the paths it expects: anything else, a path outside its run folder or a hash that does
-not match refuses the message, so a lying peer cannot write elsewhere on a node.
+names the paths it accepts (patterns): anything else, a path with `..` or a hash that does not
+match refuses the message, so a lying peer cannot write elsewhere on a node.
 """
+import fnmatch
 import glob
 import hashlib
 import os
@@ -30,6 +31,8 @@ def sha256(path):
 def pack(node_dir, rels, content=None):
     """`content` (a RecordDict, new if None) with the files `rels` (paths below node_dir) added."""
     content = content if content is not None else RecordDict()
+    if not rels:
+        return content
     content["files"] = ConfigRecord({"paths": list(rels), "sha256": [sha256(os.path.join(node_dir, r)) for r in rels]})
     for i, rel in enumerate(rels):
         with open(os.path.join(node_dir, rel), "rb") as f:
@@ -65,12 +68,16 @@ def payload_bytes(content):
     return sum(sum(a.numpy().nbytes for a in content[f"file-{i}"].values()) for i in range(len(files["paths"])))
 
 
-def unpack(content, node_dir, expected):
-    """Write the message's files into node_dir; they must be exactly `expected`, hashes matching."""
+def unpack(content, node_dir, accepts):
+    """Write the message's files into node_dir: each must match one of the patterns `accepts`
+    (a path below the node's run folder, no `..`) and its SHA-256."""
+    if "files" not in content:
+        return
     files = content["files"]
     paths, hashes = list(files["paths"]), list(files["sha256"])
-    if sorted(paths) != sorted(expected):
-        raise ValueError(f"expected files {sorted(expected)}, the message carries {sorted(paths)}")
+    for rel in paths:
+        if os.path.isabs(rel) or ".." in rel.split("/") or not any(fnmatch.fnmatchcase(rel, a) for a in accepts):
+            raise ValueError(f"{rel}: not a file this step accepts ({accepts})")
     for i, (rel, digest) in enumerate(zip(paths, hashes)):
         record = content[f"file-{i}"]
         data = b"".join(record[str(k)].numpy().tobytes() for k in range(len(record)))
@@ -95,8 +102,8 @@ def make(node_dir, make_vars, party, targets):
     subprocess.run(command, cwd=node_dir, check=True)
 
 
-def run_folder(node_dir, make_vars):
-    """The pipeline's run folder (make's RUN) below the node's working directory."""
+def make_value(node_dir, make_vars, name):
+    """A variable of the pipeline as make sees it on this node (RUN: the run folder, METHOD, …)."""
     command = ["make", "--no-print-directory", "-s", *shlex.split(make_vars),
-               "--eval", "fedmkt-print-run: ; @echo $(RUN)", "fedmkt-print-run"]
+               "--eval", f"fedmkt-print: ; @echo $({name})", "fedmkt-print"]
     return subprocess.run(command, cwd=node_dir, check=True, capture_output=True, text=True).stdout.strip()

@@ -1,14 +1,20 @@
-"""The server's node: Algorithm 1 of the paper across Flower nodes. Per round it asks every
-client for its knowledge set, runs its own steps (`make PARTY=server`: align, select,
-distill, its knowledge set and evaluation), sends its knowledge set back, and collects each
-client's evaluation; after the last round, the report. Run config: `server-dir` (its working
-directory), `make-vars` (the pipeline and its settings), `rounds`, `clients` (how many nodes
-to wait for) and `timeout` (seconds for each exchange). It writes `federation.json` into the
-run folder: which party each node is and, per round, the clients it did not hear from in
-time (left out of that round: `make ABSENT=…`) and per party the bytes of the files each
-way, and `federation.md`, the same as a table. The server never holds a client's shard or
-adapter: nothing in the app asks for one. The setup files each party built (public and
-eval sets, public tokens, vocabulary maps) must match the server's by hash.
+"""The server's node: a round across Flower nodes, the server's own steps by `make
+PARTY=server` in its working directory, each client's by a message naming its step.
+
+FedMKT (Algorithm 1 of the paper): every client's knowledge set in; align, select, distill,
+the server's knowledge set and evaluation; that knowledge set out; each client's evaluation
+in; after the last round, the report. FedCoLLM: the secure aggregation of Bonawitz et al.
+(keygen, share, mask, then `aggregate sum`, confirm, reveal), the unmasked average, both
+distillations, and the distilled SLM out as the clients' next start.
+
+Run config: `server-dir` (its working directory), `make-vars` (the pipeline and its
+settings), `rounds`, `clients` (how many nodes to wait for) and `timeout` (seconds for each
+exchange). A client that does not answer a step in time is left out of the rest of that
+round (`make ABSENT=round:client`). The run folder gets `federation.json` (which party each
+node is; per round the clients left out and per party the bytes of the files each way) and
+`federation.md`, the same as a table. The server never holds a client's shard or adapter:
+no step returns one. The setup files each party built (public and eval sets, public tokens,
+vocabulary maps) must match the server's by hash.
 """
 import json
 import os
@@ -17,7 +23,7 @@ import time
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from .exchange import check_setup, make, pack, payload_bytes, run_folder, unpack, write_atomically
+from .exchange import check_setup, make, make_value, pack, payload_bytes, unpack, write_atomically
 
 app = ServerApp()
 
@@ -42,14 +48,82 @@ def exchange(grid, messages, timeout):
     return replies
 
 
-def parties_of(grid, nodes, timeout):
-    asks = [Message(RecordDict(), dst_node_id=n, message_type="query.party") for n in nodes]
-    return {node: str(reply.content["party"]["party"]) for node, reply in exchange(grid, asks, timeout).items()}
+class Federation:
+    """The server's side: its folder, its make settings, the client nodes and what they sent."""
 
+    def __init__(self, grid, config):
+        self.grid, self.timeout = grid, float(config["timeout"])
+        self.directory, self.make_vars = str(config["server-dir"]), str(config["make-vars"])
+        self.rounds = int(config["rounds"])
+        self.run = make_value(self.directory, self.make_vars, "RUN")
+        nodes = wait_for_nodes(grid, int(config["clients"]), self.timeout)
+        asks = [Message(RecordDict(), dst_node_id=n, message_type="query.party") for n in nodes]
+        self.parties = {node: str(r.content["party"]["party"]) for node, r in exchange(grid, asks, self.timeout).items()}
+        self.absent, self.log = [], {"nodes": {str(n): p for n, p in self.parties.items()}, "rounds": []}
 
-def server_vars_of(make_vars, absent):
-    """The server's make settings, with the clients left out so far (ABSENT, "round:client")."""
-    return make_vars + (f" ABSENT='{' '.join(absent)}'" if absent else "")
+    def ask(self, nodes, n, step, traffic, accepts, files=lambda party: []):
+        """Step `step` of round n on `nodes`, each sent `files(party)`; their files, checked, kept.
+        Returns the nodes that answered."""
+        messages = []
+        for node in nodes:
+            content = pack(self.directory, files(self.parties[node]))
+            content["round"] = ConfigRecord({"round": n, "step": step})
+            traffic[self.parties[node]]["received"] += payload_bytes(content)
+            messages.append(Message(content, dst_node_id=node, message_type="train", group_id=str(n)))
+        replies = exchange(self.grid, messages, self.timeout)
+        for node, reply in replies.items():
+            party = self.parties[node]
+            unpack(reply.content, self.directory, accepts(party))
+            check_setup(self.directory, party, reply.content["setup"])
+            traffic[party]["sent"] += payload_bytes(reply.content)
+        for node in nodes:
+            if node not in replies:
+                self.absent.append(f"{n}:{self.parties[node]}")
+        return [node for node in nodes if node in replies]
+
+    def make(self, targets):
+        absent = f" ABSENT='{' '.join(self.absent)}'" if self.absent else ""
+        make(self.directory, self.make_vars + absent, "server", [f"{self.run}/{t}" for t in targets])
+
+    def fedmkt_round(self, n, traffic):
+        rnd = f"{self.run}/round-{n}"
+        sent = self.ask(list(self.parties), n, "knowledge", traffic, lambda p: [f"{rnd}/{p}/knowledge.parquet"])
+        self.make([f"round-{n}/server/knowledge.parquet", f"round-{n}/eval/server.json"])
+        evaluation = lambda p: [f"{rnd}/eval/{p}.json", f"{rnd}/eval/{p}.parquet"]
+        self.ask(sent, n, "distill", traffic, evaluation, lambda p: [f"{rnd}/server/knowledge.parquet"])
+
+    def fedcollm_round(self, n, traffic):
+        sec = f"{self.run}/round-{n}/secagg"
+        k = lambda party: party.split("-")[1]
+        keyed = self.ask(list(self.parties), n, "keygen", traffic, lambda p: [f"{sec}/{p}/public.json"])
+        publics = [f"{sec}/{self.parties[node]}/public.json" for node in keyed]
+        shared = self.ask(keyed, n, "share", traffic, lambda p: [f"{sec}/shares/from-{k(p)}/to-*.json"], lambda p: publics)
+        dealers = [k(self.parties[node]) for node in shared]
+        shares_to = lambda p: [f"{sec}/shares/from-{j}/to-{k(p)}.json" for j in dealers]
+        masked = self.ask(shared, n, "mask", traffic, lambda p: [f"{sec}/masked/{p}.parquet"], shares_to)
+        self.make([f"round-{n}/secagg/sum.parquet"])
+        signed = self.ask(masked, n, "confirm", traffic, lambda p: [f"{sec}/signatures/{k(p)}.json"],
+                          lambda p: [f"{sec}/survivors.json"])
+        signatures = [f"{sec}/signatures/{k(self.parties[node])}.json" for node in signed]
+        self.ask(signed, n, "reveal", traffic, lambda p: [f"{sec}/reveal/{k(p)}.json"], lambda p: signatures)
+        self.make([f"round-{n}/eval/server.json", f"round-{n}/eval/slm.json"])
+        if n < self.rounds:
+            start = f"{self.run}/round-{n}/server/slm-distilled"
+            files = [f"{start}/adapter_config.json", f"{start}/adapter_model.safetensors"]
+            self.ask(masked, n, "start", traffic, lambda p: [], lambda p: files)
+
+    def rounds_then_report(self):
+        method = make_value(self.directory, self.make_vars, "METHOD")
+        one_round = self.fedcollm_round if method == "FedCoLLM" else self.fedmkt_round
+        for n in range(1, self.rounds + 1):
+            traffic = {party: {"sent": 0, "received": 0} for party in self.parties.values()}
+            one_round(n, traffic)
+            left_out = sorted(a.split(":")[1] for a in self.absent if a.startswith(f"{n}:"))
+            self.log["rounds"].append({"round": n, "absent": left_out, "bytes": traffic})
+        self.make([f"report-{self.rounds}.md"])
+        folder = os.path.join(self.directory, self.run)
+        write_atomically(os.path.join(folder, "federation.json"), (json.dumps(self.log, indent=2) + "\n").encode())
+        write_atomically(os.path.join(folder, "federation.md"), federation_table(self.log).encode())
 
 
 def federation_table(log):
@@ -62,48 +136,6 @@ def federation_table(log):
     return "\n".join(lines) + "\n"
 
 
-def round_message(n, node, kind, content=None):
-    content = content if content is not None else RecordDict()
-    content["round"] = ConfigRecord({"round": n})
-    return Message(content, dst_node_id=node, message_type=f"train.{kind}", group_id=str(n))
-
-
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    config = context.run_config
-    directory, make_vars = str(config["server-dir"]), str(config["make-vars"])
-    rounds, timeout = int(config["rounds"]), float(config["timeout"])
-    run = run_folder(directory, make_vars)
-    nodes = wait_for_nodes(grid, int(config["clients"]), timeout)
-    parties = parties_of(grid, nodes, timeout)
-    log = {"nodes": {str(node): party for node, party in parties.items()}, "rounds": []}
-    absent = []
-    for n in range(1, rounds + 1):
-        traffic = {party: {"sent": 0, "received": 0} for party in parties.values()}
-        replies = exchange(grid, [round_message(n, node, "knowledge") for node in parties], timeout)
-        for node, reply in replies.items():
-            unpack(reply.content, directory, [f"{run}/round-{n}/{parties[node]}/knowledge.parquet"])
-            traffic[parties[node]]["sent"] += payload_bytes(reply.content)
-        missing = sorted(parties[node] for node in parties if node not in replies)
-        absent += [f"{n}:{party}" for party in missing]
-        server_vars = server_vars_of(make_vars, absent)
-        server_knowledge = f"{run}/round-{n}/server/knowledge.parquet"
-        make(directory, server_vars, "server", [server_knowledge, f"{run}/round-{n}/eval/server.json"])
-        for node, reply in replies.items():
-            check_setup(directory, parties[node], reply.content["setup"])
-        present = [node for node in parties if node in replies]
-        messages = [round_message(n, node, "distill", pack(directory, [server_knowledge])) for node in present]
-        for message in messages:
-            traffic[parties[message.metadata.dst_node_id]]["received"] += payload_bytes(message.content)
-        evaluations = exchange(grid, messages, timeout)
-        for node, reply in evaluations.items():
-            evaluation = f"{run}/round-{n}/eval/{parties[node]}"
-            unpack(reply.content, directory, [evaluation + ".json", evaluation + ".parquet"])
-            check_setup(directory, parties[node], reply.content["setup"])
-            traffic[parties[node]]["sent"] += payload_bytes(reply.content)
-        late = sorted(parties[node] for node in present if node not in evaluations)
-        absent += [f"{n}:{party}" for party in late]
-        log["rounds"].append({"round": n, "absent": missing + late, "bytes": traffic})
-    make(directory, server_vars_of(make_vars, absent), "server", [f"{run}/report-{rounds}.md"])
-    write_atomically(os.path.join(directory, run, "federation.json"), (json.dumps(log, indent=2) + "\n").encode())
-    write_atomically(os.path.join(directory, run, "federation.md"), federation_table(log).encode())
+    Federation(grid, context.run_config).rounds_then_report()
