@@ -8,6 +8,10 @@ data (DATA_DIR's public and eval sets; a client also its shard) below RUN, and F
 (flwr-home/). It starts one TLS SuperLink and one SuperNode per client on loopback, runs the
 app with `flwr run`, reads the run's status (`flwr run --stream` exits 0 when the ServerApp
 crashes), and stops every process it started by its process group, also on failure.
+Each SuperNode reaches the SuperLink through a relay that counts the bytes each way as they
+are on the wire (TLS records, HTTP and Flower's framing included): FED_DIR/wire.json and
+wire.md, per client and round (a round's share is what flowed until the server logged the
+round in federation.json; round 1 includes the nodes' start and the app's download).
 KILL (`client-k@FILE`, for tests of dropouts) kills client k's SuperNode by its PID once the
 server's run folder holds FILE (e.g. `round-1/eval/client-2.json`: it misses round 2).
 """
@@ -77,6 +81,84 @@ def party_folder(fed, repo, party, data_dir, run, splits):
     for split in splits:
         shutil.copyfile(os.path.join(data_dir, f"{split}.parquet"), os.path.join(task_data, f"{split}.parquet"))
     return os.path.abspath(folder)
+
+
+class CountingRelay:
+    """A TCP relay on 127.0.0.1 in front of the SuperLink for one SuperNode, counting bytes."""
+
+    def __init__(self, target_port):
+        self.target, self.lock, self.counts = target_port, threading.Lock(), {"sent": 0, "received": 0}
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                node, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                link = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:  # the SuperLink is gone (stopping): drop the node's connection
+                node.close()
+                continue
+            threading.Thread(target=self.pump, args=(node, link, "sent"), daemon=True).start()
+            threading.Thread(target=self.pump, args=(link, node, "received"), daemon=True).start()
+
+    def pump(self, source, dest, direction):
+        try:
+            while data := source.recv(1 << 16):
+                dest.sendall(data)
+                with self.lock:
+                    self.counts[direction] += len(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, dest):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.counts)
+
+
+def record_wire(relays, progress, fed, finished):
+    """Snapshot every relay each time the server logs another round; write wire.json/.md."""
+    def rounds_logged():
+        try:
+            with open(progress) as f:
+                return len(json.load(f)["rounds"])
+        except (OSError, ValueError, KeyError):
+            return 0
+    snapshots = []
+    def watch():
+        while not finished.is_set():
+            if rounds_logged() > len(snapshots):
+                snapshots.append({party: relay.snapshot() for party, relay in relays.items()})
+            time.sleep(0.2)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    def write():
+        thread.join()
+        rows, before = [], {party: {"sent": 0, "received": 0} for party in relays}
+        for n, counts in enumerate(snapshots, start=1):
+            for party in sorted(counts):
+                rows.append({"round": n, "party": party, **{d: counts[party][d] - before[party][d] for d in ("sent", "received")}})
+            before = counts
+        with open(os.path.join(fed, "wire.json"), "w") as f:
+            f.write(json.dumps(rows, indent=2) + "\n")
+        lines = ["| round | party | sent on the wire (bytes) | received on the wire (bytes) |", "|---|---|---|---|"]
+        lines += [f"| {r['round']} | {r['party']} | {r['sent']:,} | {r['received']:,} |" for r in rows]
+        with open(os.path.join(fed, "wire.md"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        print("\n".join(lines))
+    return write
 
 
 def make_in(folder, make_vars, *args, capture=False):
@@ -178,9 +260,11 @@ def main(env_dir, repo, fed, data_dir, run, make_vars, rounds, clients, timeout=
                                       "--ssl-keyfile", f"{fed}/server.key", "--database", f"{fed}/flwr-home/state.db",
                                       "--disable-runtime-dependency-installation"], env)
         wait_for_port(port)
+        relays = {f"client-{k}": CountingRelay(port) for k in range(1, clients + 1)}
+        write_wire = record_wire(relays, os.path.join(server_dir, run, "federation.json"), fed, finished)
         for k, folder in enumerate(client_dirs, start=1):
             node_config = f"party='client-{k}' dir='{folder}' make-vars='{make_vars}'"
-            supernode = processes.start(f"client-{k}", ["flower-supernode", "--superlink", f"127.0.0.1:{port}",
+            supernode = processes.start(f"client-{k}", ["flower-supernode", "--superlink", f"127.0.0.1:{relays[f'client-{k}'].port}",
                                             "--root-certificates", f"{fed}/ca.crt", "--port", str(free_port()),
                                             "--node-config", node_config], env)
             if kill.startswith(f"client-{k}@"):
@@ -195,6 +279,7 @@ def main(env_dir, repo, fed, data_dir, run, make_vars, rounds, clients, timeout=
     finally:
         finished.set()
         processes.stop()
+    write_wire()
     if "finished:completed" not in status.replace(" ", "").lower():
         sys.exit(f"run_local.py: run {run_id}: {status}; logs in {fed}/*.log")
     print(f"federation: run {run_id} {status}; the server's files: {server_dir}/{run}")

@@ -146,9 +146,15 @@ fn a_federation_over_flower_makes_the_same_bytes_as_one_machine() {
     let clients = CLIENTS.map(|c| federation.join(c));
     assert_same_round_files(&federation.join("server"), &clients, &single);
     assert_nothing_private_on(&federation.join("server"));
+    // Bytes of the files each way (the app's count) and on the wire (the relay's), per round.
     let log = read_json(&run_file(&federation.join("server"), "federation.json"));
-    let sent = &log["rounds"][1]["bytes"]["client-2"]["sent"];
-    assert!(sent.as_u64().unwrap() > 0, "no bytes counted: {log}");
+    let files_sent = log["rounds"][1]["bytes"]["client-2"]["sent"].as_u64().unwrap();
+    let wire = read_json(&federation.join("wire.json"));
+    let wire_sent = wire.as_array().unwrap().iter().find(|r| r["round"] == 2 && r["party"] == "client-2").unwrap()
+        ["sent"]
+        .as_u64()
+        .unwrap();
+    assert!(files_sent > 0 && wire_sent > files_sent, "files {files_sent} B, wire {wire_sent} B: {log} {wire}");
 }
 
 /// A client whose node is killed by its PID before round 2 is left out of that round: the

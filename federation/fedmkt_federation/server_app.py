@@ -12,7 +12,7 @@ settings), `rounds`, `clients` (how many nodes to wait for) and `timeout` (secon
 exchange). A client that does not answer a step in time is left out of the rest of that
 round (`make ABSENT=round:client`). The run folder gets `federation.json` (which party each
 node is; per round the clients left out and per party the bytes of the files each way) and
-`federation.md`, the same as a table. The server never holds a client's shard or adapter:
+`federation.md`, the same as a table; federation.json is rewritten after every round. The server never holds a client's shard or adapter:
 no step returns one. The setup files each party built (public and eval sets, public tokens,
 vocabulary maps) must match the server's by hash.
 """
@@ -120,10 +120,14 @@ class Federation:
             one_round(n, traffic)
             left_out = sorted(a.split(":")[1] for a in self.absent if a.startswith(f"{n}:"))
             self.log["rounds"].append({"round": n, "absent": left_out, "bytes": traffic})
+            self.write_log()
         self.make([f"report-{self.rounds}.md"])
-        folder = os.path.join(self.directory, self.run)
-        write_atomically(os.path.join(folder, "federation.json"), (json.dumps(self.log, indent=2) + "\n").encode())
-        write_atomically(os.path.join(folder, "federation.md"), federation_table(self.log).encode())
+        write_atomically(os.path.join(self.directory, self.run, "federation.md"), federation_table(self.log).encode())
+
+    def write_log(self):
+        """federation.json, rewritten after every round (a run's progress, read by make federation)."""
+        path = os.path.join(self.directory, self.run, "federation.json")
+        write_atomically(path, (json.dumps(self.log, indent=2) + "\n").encode())
 
 
 def federation_table(log):
