@@ -47,6 +47,18 @@ fn send(from: &Path, to: &Path, rel: &str) {
     std::fs::copy(run_file(from, rel), dest).unwrap();
 }
 
+/// `make federation` of the repository into `runs`, failing the test on failure.
+fn make_federation(runs: &Path, settings: &[&str]) {
+    let output = Command::new("make")
+        .current_dir(root())
+        .args(["federation", "CARGO=true"])
+        .arg(format!("RUNS={}", runs.display()))
+        .args(settings)
+        .output()
+        .expect("make runs");
+    assert_success(&output);
+}
+
 /// Every round file a party makes is byte-identical to the single machine's.
 fn assert_same_round_files(server: &Path, clients: &[PathBuf], single: &Path) {
     let same = |node: &Path, rel: &str| {
@@ -134,14 +146,7 @@ fn a_federation_over_flower_makes_the_same_bytes_as_one_machine() {
     let single = node(dir.path(), "single");
     make_on(&single, None, &["round".to_string()]);
     let runs = dir.path().join("runs");
-    let output = Command::new("make")
-        .current_dir(root())
-        .args(["federation", "PIPELINE=pipelines/tiny.mk", "CARGO=true"])
-        .arg(format!("ROUND={ROUNDS}"))
-        .arg(format!("RUNS={}", runs.display()))
-        .output()
-        .expect("make runs");
-    assert_success(&output);
+    make_federation(&runs, &["PIPELINE=pipelines/tiny.mk", &format!("ROUND={ROUNDS}")]);
     let federation = runs.join("tiny-federation");
     let clients = CLIENTS.map(|c| federation.join(c));
     assert_same_round_files(&federation.join("server"), &clients, &single);
@@ -163,17 +168,8 @@ fn a_federation_over_flower_makes_the_same_bytes_as_one_machine() {
 fn a_client_killed_before_round_two_is_left_out_of_it() {
     let dir = tempdir();
     let runs = dir.path().join("runs");
-    let output = Command::new("make")
-        .current_dir(root())
-        .args(["federation", "PIPELINE=pipelines/tiny.mk", "CARGO=true", "FEDERATION_TIMEOUT=40"])
-        .args([
-            format!("ROUND={ROUNDS}"),
-            "FEDERATION_KILL=client-2@round-1/eval/client-2.json".into(),
-            format!("RUNS={}", runs.display()),
-        ])
-        .output()
-        .expect("make runs");
-    assert_success(&output);
+    let kill = "FEDERATION_KILL=client-2@round-1/eval/client-2.json";
+    make_federation(&runs, &["PIPELINE=pipelines/tiny.mk", &format!("ROUND={ROUNDS}"), "FEDERATION_TIMEOUT=40", kill]);
     let server = runs.join("tiny-federation/server");
     let log = read_json(&run_file(&server, "federation.json"));
     assert_eq!(log["rounds"][0]["absent"], serde_json::json!([]), "{log}");
@@ -195,14 +191,8 @@ fn a_client_killed_before_round_two_is_left_out_of_it() {
 fn fedcollm_over_flower_survives_a_client_dropping_after_sharing() {
     let dir = tempdir();
     let runs = dir.path().join("runs");
-    let output = Command::new("make")
-        .current_dir(root())
-        .args(["federation", "PIPELINE=pipelines/tiny-fedcollm.mk", "CARGO=true", "ROUND=1", "FEDERATION_TIMEOUT=40"])
-        .arg("FEDERATION_KILL=client-3@round-1/secagg/shares/from-3/to-3.json")
-        .arg(format!("RUNS={}", runs.display()))
-        .output()
-        .expect("make runs");
-    assert_success(&output);
+    let kill = "FEDERATION_KILL=client-3@round-1/secagg/shares/from-3/to-3.json";
+    make_federation(&runs, &["PIPELINE=pipelines/tiny-fedcollm.mk", "ROUND=1", "FEDERATION_TIMEOUT=40", kill]);
     let federation = runs.join("tiny-fedcollm-federation");
     let server = federation.join("server/runs/tiny-fedcollm");
     let log = read_json(&server.join("federation.json"));
@@ -212,16 +202,7 @@ fn fedcollm_over_flower_survives_a_client_dropping_after_sharing() {
     let (first, second) = (private(1), private(2));
     let args = ["average".as_ref(), "--adapters".as_ref(), first.as_os_str(), second.as_os_str()];
     assert_success(&run("aggregate", args.into_iter().chain(["--out".as_ref(), plain.as_os_str()])));
-    let load = |d: &Path| {
-        candle_core::safetensors::load(d.join("adapter_model.safetensors"), &candle_core::Device::Cpu).unwrap()
-    };
-    let (secure, expected) = (load(&server.join("round-1/server/slm")), load(&plain));
-    assert_eq!(secure.len(), expected.len());
-    for (name, tensor) in &expected {
-        let difference =
-            (tensor - &secure[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(difference < 1e-6, "{name}: secure and plain averages differ by {difference}");
-    }
+    assert_adapters_close(&server.join("round-1/server/slm"), &plain, 1e-6);
     assert!(!server.join("round-1/secagg/masked/client-3.parquet").exists());
 }
 

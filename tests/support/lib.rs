@@ -84,3 +84,17 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary folder")
 }
+
+/// Two adapters hold the same tensors within `tolerance` (max absolute difference): a secure
+/// average against the plain one.
+pub fn assert_adapters_close(ours: &Path, reference: &Path, tolerance: f32) {
+    let load = |d: &Path| {
+        candle_core::safetensors::load(d.join("adapter_model.safetensors"), &candle_core::Device::Cpu).unwrap()
+    };
+    let (ours, reference) = (load(ours), load(reference));
+    assert_eq!(ours.len(), reference.len());
+    for (name, tensor) in &reference {
+        let difference = (tensor - &ours[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(difference < tolerance, "{name}: the adapters differ by {difference}");
+    }
+}
