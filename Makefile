@@ -379,7 +379,8 @@ endif
 # them, in its own run folder (ZERO_SHOT_RUN, $(NAME)-zero-shot).
 B         = $(RUN)/baselines
 ZERO_SHOT_RUN ?= $(RUN)
-ZERO_SHOT = $(ZERO_SHOT_RUN)/baselines/zero-shot/$(1).json
+ZERO_SHOT_IN   = $(1)/baselines/zero-shot/$(2).json
+ZERO_SHOT      = $(call ZERO_SHOT_IN,$(ZERO_SHOT_RUN),$(1))
 $(if $(filter $(RUN),$(ZERO_SHOT_RUN)),$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(BIN)/evaluate ; \
   $(BIN)/evaluate --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@)))
 
@@ -513,7 +514,7 @@ SEED_REPORTS = $(foreach s,$(SEEDS),$(RUNS)/$(NAME)-seed-$(s)/report.parquet)
 SEEDS_RUN    = $(RUNS)/$(NAME)-seeds
 SEEDS_ZERO_SHOT = $(RUNS)/$(NAME)-zero-shot
 $(RUNS)/$(NAME)-seed-%/report.parquet: FORCE
-	$(MAKE) --no-print-directory $(foreach m,$(MODELS),$(SEEDS_ZERO_SHOT)/baselines/zero-shot/$(m).json) PIPELINE=$(PIPELINE) \
+	$(MAKE) --no-print-directory $(foreach m,$(MODELS),$(call ZERO_SHOT_IN,$(SEEDS_ZERO_SHOT),$(m))) PIPELINE=$(PIPELINE) \
 	  RUNS=$(RUNS) NAME=$(NAME)-zero-shot
 	$(MAKE) --no-print-directory $(RUNS)/$(NAME)-seed-$*/report.md PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) \
 	  NAME=$(NAME)-seed-$* TRAIN_SEED=$* ZERO_SHOT_RUN=$(SEEDS_ZERO_SHOT)

@@ -17,7 +17,6 @@ server's run folder holds FILE (e.g. `round-1/eval/client-2.json`: it misses rou
 """
 import json
 import os
-import shlex
 import shutil
 import signal
 import socket
@@ -25,6 +24,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from fedmkt_federation.make import make, make_value
 
 SHARED = ["Makefile", "pipelines", "tools", "testdata", "target", "assets"]
 MARK = ".fedmkt-federation"
@@ -161,18 +162,12 @@ def record_wire(relays, progress, fed, finished):
     return write
 
 
-def make_in(folder, make_vars, *args, capture=False):
-    """make in a node's folder with the node's settings."""
-    command = ["make", "--no-print-directory", "-s", *shlex.split(make_vars), *args]
-    return subprocess.run(command, cwd=folder, env=bare_env(), check=True, capture_output=capture, text=True).stdout
-
-
 def hand_out_identities(client_dirs, make_vars, run):
     """FedCoLLM: each client makes its signing key; its verification key reaches every other
     client directly (out of band, as the protocol needs), never through the server."""
     keys = [f"{run}/identity/client-{k}/verify-key.json" for k in range(1, len(client_dirs) + 1)]
     for k, folder in enumerate(client_dirs, start=1):
-        make_in(folder, make_vars, f"PARTY=client-{k}", keys[k - 1])
+        make(folder, make_vars, f"client-{k}", [keys[k - 1]], env=bare_env())
     for k, source in enumerate(client_dirs, start=1):
         for j, folder in enumerate(client_dirs, start=1):
             if j != k:
@@ -250,8 +245,7 @@ def main(env_dir, repo, fed, data_dir, run, make_vars, rounds, clients, timeout=
     server_dir = party_folder(fed, repo, "server", data_dir, run, ["public", "eval"])
     client_dirs = [party_folder(fed, repo, f"client-{k}", data_dir, run, ["public", f"client-{k}", "eval"])
                    for k in range(1, clients + 1)]
-    method = make_in(server_dir, make_vars, "--eval", "fedmkt-print: ; @echo $(METHOD)", "fedmkt-print", capture=True)
-    if method.strip() == "FedCoLLM":
+    if make_value(server_dir, make_vars, "METHOD", env=bare_env()) == "FedCoLLM":
         hand_out_identities(client_dirs, make_vars, run)
     processes, finished = Processes(fed), threading.Event()
     try:

@@ -12,7 +12,8 @@ import os
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from .exchange import make, make_value, pack, setup_record, unpack
+from .exchange import pack, setup_record, unpack
+from .make import make, make_value
 
 app = ClientApp()
 

@@ -1,4 +1,4 @@
-"""What both apps share: the round's files carried in Flower messages, and make on a node.
+"""What both apps share: the round's files carried in Flower messages.
 
 A file travels as an ArrayRecord of raw uint8 chunks of at most 5 MiB (Flower chunks arrays
 on the wire; a bytes value in a ConfigRecord is neither chunked nor allowed past 2 GiB),
@@ -10,8 +10,6 @@ import fnmatch
 import glob
 import hashlib
 import os
-import shlex
-import subprocess
 import tempfile
 
 import numpy as np
@@ -94,16 +92,3 @@ def write_atomically(path, data):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def make(node_dir, make_vars, party, targets):
-    """`make` of the party's own targets in its working directory (the node's checkout)."""
-    command = ["make", "--no-print-directory", *shlex.split(make_vars), f"PARTY={party}", *targets]
-    subprocess.run(command, cwd=node_dir, check=True)
-
-
-def make_value(node_dir, make_vars, name):
-    """A variable of the pipeline as make sees it on this node (RUN: the run folder, METHOD, …)."""
-    command = ["make", "--no-print-directory", "-s", *shlex.split(make_vars),
-               "--eval", f"fedmkt-print: ; @echo $({name})", "fedmkt-print"]
-    return subprocess.run(command, cwd=node_dir, check=True, capture_output=True, text=True).stdout.strip()

@@ -23,7 +23,8 @@ import time
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from .exchange import check_setup, make, make_value, pack, payload_bytes, unpack, write_atomically
+from .exchange import check_setup, pack, payload_bytes, unpack, write_atomically
+from .make import make, make_value
 
 app = ServerApp()
 

@@ -71,9 +71,10 @@ impl LoraPair {
     /// (the same storage, no op recording) otherwise.
     fn matrices(&self) -> (Tensor, Tensor) {
         let (a, b) = (self.a.as_tensor(), self.b.as_tensor());
-        match self.mode.training.load(Ordering::Relaxed) {
-            true => (a.clone(), b.clone()),
-            false => (a.detach(), b.detach()),
+        if self.mode.training.load(Ordering::Relaxed) {
+            (a.clone(), b.clone())
+        } else {
+            (a.detach(), b.detach())
         }
     }
 }
