@@ -134,6 +134,12 @@ MINE   = $(if $(PARTY),$(filter $(PARTY),$(1)),$(1))
 # round goes on without their knowledge sets, and the report without their rows.
 ABSENT ?=
 PRESENT = $(filter-out $(patsubst $(1):%,%,$(filter $(1):%,$(ABSENT))),$(2))
+# A client's adapter in the communication table: its size where it is at hand; on a server
+# node, which never holds it, '-' (unknown).
+COMMS_ADAPTER     = $(if $(filter server,$(PARTY)),-,$(1))
+COMMS_ADAPTER_DEP = $(if $(filter server,$(PARTY)),,$(1))
+# The knowledge set a client sent in round $(1) (none when the server does not learn).
+SENT_KNOWLEDGE    = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/$(2)/knowledge.parquet)
 
 ifeq ($(PARTY),)
 $(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
@@ -264,9 +270,9 @@ $(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(foreach c,$(
 
 # What each client sent (its knowledge set; nothing when the server does not learn) and
 # received (the server's knowledge set), beside its adapter's size and the paper's estimate.
-$(call R,$(1))/comms.parquet: $(foreach c,$(CLIENTS),$(call R,$(1))/$(c)/adapter/adapter_config.json) $(call R,$(1))/server/knowledge.parquet | $(BIN)/report
-	$(BIN)/report comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(CLIENTS),--entry \
-	  $(1),$(c),$(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/$(c)/knowledge.parquet,-),$(call R,$(1))/server/knowledge.parquet,$(call R,$(1))/$(c)/adapter/adapter_model.safetensors,$(call PUBLIC,$(c)))
+$(call R,$(1))/comms.parquet: $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call COMMS_ADAPTER_DEP,$(call R,$(1))/$(c)/adapter/adapter_config.json) $(call SENT_KNOWLEDGE,$(1),$(c))) $(call R,$(1))/server/knowledge.parquet | $(BIN)/report
+	$(BIN)/report comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),--entry \
+	  $(1),$(c),$(or $(call SENT_KNOWLEDGE,$(1),$(c)),-),$(call R,$(1))/server/knowledge.parquet,$(call COMMS_ADAPTER,$(call R,$(1))/$(c)/adapter/adapter_model.safetensors),$(call PUBLIC,$(c)))
 endef
 
 # ---------------------------------------------------------------- a FedCoLLM round (METHOD=FedCoLLM)
@@ -350,8 +356,8 @@ $(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config
 
 # A client sends its masked adapter and receives the distilled SLM adapter.
 $(call R,$(1))/comms.parquet: $(call R,$(1))/server/slm-distilled/adapter_config.json | $(BIN)/report
-	$(BIN)/report comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(CLIENTS),--entry \
-	  $(1),$(c),$(call S,$(1))/masked/$(c).parquet,$(call R,$(1))/server/slm-distilled/adapter_model.safetensors,$(call PRIVATE,$(1),$(c))/adapter_model.safetensors,$(call PUBLIC,$(c)))
+	$(BIN)/report comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),--entry \
+	  $(1),$(c),$(call S,$(1))/masked/$(c).parquet,$(call R,$(1))/server/slm-distilled/adapter_model.safetensors,$(call COMMS_ADAPTER,$(call PRIVATE,$(1),$(c))/adapter_model.safetensors),$(call PUBLIC,$(c)))
 endef
 
 ifeq ($(METHOD),FedCoLLM)
@@ -454,9 +460,9 @@ BASELINE_ROWS_llm2slm      = $(foreach n,$(ROUNDS),LLM2SLM,$(n),server=$(call ZE
 baselines: setup $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b)))
 
 # ---------------------------------------------------------------- the report
-# The server of a federation (PARTY=server) reports from the evaluations its clients sent; the
-# communication table needs each client's adapter, which never leaves its node.
-ROUND_FILES = $(foreach n,$(ROUNDS),$(foreach p,$(call PRESENT,$(n),$(PARTIES)),$(call R,$(n))/eval/$(p).json) $(if $(PARTY),,$(call R,$(n))/comms.parquet))
+# The server of a federation (PARTY=server) reports from the evaluations its clients sent, and
+# keeps the communication table (without the clients' adapter sizes); a client has neither.
+ROUND_FILES = $(foreach n,$(ROUNDS),$(foreach p,$(call PRESENT,$(n),$(PARTIES)),$(call R,$(n))/eval/$(p).json) $(if $(filter client-%,$(PARTY)),,$(call R,$(n))/comms.parquet))
 ROUND_ROWS  = $(foreach n,$(ROUNDS),$(foreach p,$(call PRESENT,$(n),$(PARTIES)),$(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
 
 $(RUN)/report-$(ROUND).md: $(ROUND_FILES) $(BASELINE_FILES_zero-shot) | $(BIN)/report
@@ -560,9 +566,14 @@ $(FLOWER_ENV)/.installed: federation/requirements.txt
 FEDERATION_VARS    = PIPELINE=$(PIPELINE) ROUND=$(ROUND) CARGO=true
 FEDERATION_TIMEOUT ?= 3600
 FEDERATION_KILL    ?=
+FEDERATION_DIR      = $(RUNS)/$(NAME)-federation
+# After the rounds: each client's bytes on the wire beside the server's comms tables.
 federation: build $(RUN)/data/$(TASK)/eval.parquet $(FLOWER_ENV)/.installed
-	$(PYTHON) federation/run_local.py $(FLOWER_ENV) . $(RUNS)/$(NAME)-federation $(RUN)/data/$(TASK) runs/$(NAME) \
+	$(PYTHON) federation/run_local.py $(FLOWER_ENV) . $(FEDERATION_DIR) $(RUN)/data/$(TASK) runs/$(NAME) \
 	  "$(FEDERATION_VARS)" $(ROUND) $(N_CLIENTS) $(FEDERATION_TIMEOUT) $(FEDERATION_KILL)
+	$(BIN)/report wire --wire $(FEDERATION_DIR)/wire.json $(foreach n,$(ROUNDS),--comms $(FEDERATION_DIR)/server/runs/$(NAME)/round-$(n)/comms.parquet) \
+	  --out $(FEDERATION_DIR)/comms.parquet --markdown $(FEDERATION_DIR)/comms.md
+	@cat $(FEDERATION_DIR)/comms.md
 
 # ---------------------------------------------------------------- results/: committed cells
 # `make results/<setting>/<task>/report.md`: a cell of the paper's grid, the pipeline

@@ -151,15 +151,39 @@ fn a_federation_over_flower_makes_the_same_bytes_as_one_machine() {
     let clients = CLIENTS.map(|c| federation.join(c));
     assert_same_round_files(&federation.join("server"), &clients, &single);
     assert_nothing_private_on(&federation.join("server"));
-    // Bytes of the files each way (the app's count) and on the wire (the relay's), per round.
-    let log = read_json(&run_file(&federation.join("server"), "federation.json"));
-    let files_sent = log["rounds"][1]["bytes"]["client-2"]["sent"].as_u64().unwrap();
-    let wire = read_json(&federation.join("wire.json"));
-    let wire_sent = wire.as_array().unwrap().iter().find(|r| r["round"] == 2 && r["party"] == "client-2").unwrap()
-        ["sent"]
-        .as_u64()
-        .unwrap();
-    assert!(files_sent > 0 && wire_sent > files_sent, "files {files_sent} B, wire {wire_sent} B: {log} {wire}");
+    // Per client and round, the files comms counts (the server's table, the same bytes as the
+    // single machine's) beside what the client's node moved on the wire, which carries more.
+    let wire = wire_rows(&federation);
+    for n in 1..=ROUNDS {
+        let single_comms =
+            fedmkt::io::read_parquet(&run_file(&single, &format!("round-{n}/comms.parquet")), "comms").unwrap();
+        for (direction, column) in ["sent", "received"].iter().enumerate() {
+            let files = single_comms.values::<arrow_array::types::UInt64Type>(&format!("{column}_bytes")).unwrap();
+            for (k, name) in CLIENTS.iter().enumerate() {
+                let (ours, on_wire) = wire[&(n, name.to_string())][direction];
+                assert_eq!(ours, Some(files[k]), "round {n} {name} {column}: {wire:?}");
+                assert!(on_wire > files[k], "round {n} {name} {column}: {wire:?}");
+            }
+        }
+    }
+}
+
+/// `make federation`'s comms.parquet: (round, party) → [sent, received], each as (the files
+/// comms counts, the bytes on the wire).
+type WireRows = std::collections::BTreeMap<(u32, String), [(Option<u64>, u64); 2]>;
+
+fn wire_rows(federation: &Path) -> WireRows {
+    let table = fedmkt::io::read_parquet(&federation.join("comms.parquet"), "wire").unwrap();
+    let files = |c: &str| table.optional_values::<arrow_array::types::UInt64Type>(&format!("{c}_bytes")).unwrap();
+    let on_wire = |c: &str| table.values::<arrow_array::types::UInt64Type>(&format!("wire_{c}_bytes")).unwrap();
+    let (sent, received) =
+        (files("sent").into_iter().zip(on_wire("sent")), files("received").into_iter().zip(on_wire("received")));
+    let keys = table
+        .values::<arrow_array::types::UInt32Type>("round")
+        .unwrap()
+        .into_iter()
+        .zip(table.strings("party").unwrap());
+    keys.zip(sent.zip(received).map(|(s, r)| [s, r])).collect()
 }
 
 /// A client whose node is killed by its PID before round 2 is left out of that round: the
@@ -182,6 +206,10 @@ fn a_client_killed_before_round_two_is_left_out_of_it() {
     };
     assert!(rows.contains(&(Some(2), "client-1".to_string())) && rows.contains(&(Some(1), "client-2".to_string())));
     assert!(!rows.contains(&(Some(2), "client-2".to_string())), "{rows:?}");
+    // Its node sent nothing counted as files in round 2: the communication table says absent.
+    let wire = wire_rows(&runs.join("tiny-federation"));
+    assert_eq!(wire[&(2, "client-2".to_string())][0].0, None, "{wire:?}");
+    assert!(wire[&(2, "client-1".to_string())][0].0.is_some(), "{wire:?}");
 }
 
 /// FedCoLLM over Flower, three clients, threshold 2: client 3 is killed by its PID once it has

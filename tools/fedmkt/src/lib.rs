@@ -14,6 +14,7 @@
 pub mod aggregate;
 pub mod align;
 pub mod cli;
+pub mod comms;
 pub mod data;
 pub mod distill;
 pub mod eval;

@@ -18,10 +18,8 @@ use crate::cli::{bad_input, bad_usage};
 use crate::evidence::{self, CellStats, Outcomes, Paired};
 use crate::io::{self, Provenance};
 use crate::output::{self, Commit, Kind};
-use crate::tokens;
 
 pub const RESULTS_FORMAT: &str = "results";
-pub const COMMS_FORMAT: &str = "comms";
 pub const PAIRED_FORMAT: &str = "paired";
 
 /// One evaluated model: which method and round produced it, for which party.
@@ -517,123 +515,22 @@ fn stage_markdown(commit: &mut Commit, markdown: &Path, text: &str) -> Result<()
 }
 
 /// A report's two outputs may be written (see [`output::claim`]).
-fn claim_report(out: &Path, markdown: &Path, format: &str, inputs: &[&Path]) -> Result<()> {
+pub(crate) fn claim_report(out: &Path, markdown: &Path, format: &str, inputs: &[&Path]) -> Result<()> {
     output::claim(&[(out, Kind::parquet(format)), (markdown, Kind::Markdown)], inputs)
 }
 
 /// The table and its Markdown (after the mark that says fedmkt wrote it), moved into place together.
-fn write_report(out: &Path, markdown: &Path, batch: RecordBatch, provenance: &Provenance, text: &str) -> Result<()> {
+pub(crate) fn write_report(
+    out: &Path,
+    markdown: &Path,
+    batch: RecordBatch,
+    provenance: &Provenance,
+    text: &str,
+) -> Result<()> {
     let mut commit = Commit::new();
     io::stage_parquet(&mut commit, out, batch.schema(), &[batch], provenance)?;
     stage_markdown(&mut commit, markdown, text)?;
     commit.finish()
-}
-
-/// What one party sent and received in one round, and what it would have cost otherwise.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CommsEntry {
-    pub round: u32,
-    pub party: String,
-    pub sent: Option<PathBuf>,
-    pub received: Option<PathBuf>,
-    /// The party's LoRA adapter weights: what FedAvg would send each way instead.
-    pub adapter: PathBuf,
-    /// The party's token file of the public set (N and S of the paper's estimate).
-    pub tokens: PathBuf,
-}
-
-impl std::str::FromStr for CommsEntry {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> Result<CommsEntry> {
-        let malformed = || bad_usage(format!("--entry '{text}': expected ROUND,PARTY,SENT,RECEIVED,ADAPTER,TOKENS"));
-        let fields: Vec<&str> = text.split(',').collect();
-        let [round, party, sent, received, adapter, tokens] = fields[..] else { return Err(malformed()) };
-        let optional = |f: &str| (f != "-").then(|| PathBuf::from(f));
-        Ok(CommsEntry {
-            round: round.parse().map_err(|_| malformed())?,
-            party: party.into(),
-            sent: optional(sent),
-            received: optional(received),
-            adapter: adapter.into(),
-            tokens: tokens.into(),
-        })
-    }
-}
-
-fn file_size(path: &Path) -> Result<u64> {
-    Ok(std::fs::metadata(path).map_err(|e| bad_input(path, format!("cannot read: {e}")))?.len())
-}
-
-/// The paper's estimate of one knowledge transfer, N·S·K entries: every position of every
-/// public sample with K (id u32, logit f16) pairs, 6 bytes each.
-pub fn paper_estimate_bytes(samples: u64, mean_tokens: f64, top_k: u64) -> u64 {
-    (samples as f64 * mean_tokens * top_k as f64 * 6.0).round() as u64
-}
-
-/// `report comms`: one row per entry with measured and estimated bytes.
-pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path, markdown: &Path) -> Result<()> {
-    if top_k == 0 {
-        return Err(bad_usage("--top-k 0: the knowledge sets keep at least one logit per position"));
-    }
-    let mut inputs: Vec<&Path> = Vec::new();
-    for e in entries {
-        inputs.extend(e.sent.iter().chain(&e.received).chain([&e.adapter, &e.tokens]).map(PathBuf::as_path));
-    }
-    claim_report(out, markdown, COMMS_FORMAT, &inputs)?;
-    let mut columns: [Vec<u64>; 5] = Default::default();
-    let mut mean_tokens = Vec::new();
-    for e in entries {
-        let (samples, _) = tokens::read_tokens(&e.tokens)?;
-        let s = samples.iter().map(|t| t.input_ids.len()).sum::<usize>() as f64 / samples.len().max(1) as f64;
-        let size = |p: &Option<PathBuf>| p.as_deref().map_or(Ok(0), file_size);
-        let values = [
-            size(&e.sent)?,
-            size(&e.received)?,
-            file_size(&e.adapter)?,
-            samples.len() as u64,
-            paper_estimate_bytes(samples.len() as u64, s, top_k),
-        ];
-        for (column, v) in columns.iter_mut().zip(values) {
-            column.push(v);
-        }
-        mean_tokens.push(s);
-    }
-    let names = ["sent_bytes", "received_bytes", "adapter_bytes", "public_samples", "paper_estimate_bytes"];
-    let mut fields = vec![Field::new("round", DataType::UInt32, false), Field::new("party", DataType::Utf8, false)];
-    fields.extend(names.iter().map(|n| Field::new(*n, DataType::UInt64, false)));
-    fields.push(Field::new("mean_tokens", DataType::Float64, false));
-    let mut arrays: Vec<arrow_array::ArrayRef> = vec![
-        Arc::new(UInt32Array::from_iter_values(entries.iter().map(|e| e.round))),
-        Arc::new(StringArray::from_iter_values(entries.iter().map(|e| e.party.as_str()))),
-    ];
-    arrays.extend(columns.iter().map(|c| Arc::new(UInt64Array::from(c.clone())) as arrow_array::ArrayRef));
-    arrays.push(Arc::new(Float64Array::from(mean_tokens)));
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
-    let provenance = Provenance::new(COMMS_FORMAT, 1, "report").extra("top_k", top_k);
-    let mut md =
-        String::from("| round | party | sent | received | LoRA adapter | paper's N·S·K |\n|---|---|---|---|---|---|\n");
-    for (i, e) in entries.iter().enumerate() {
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
-            e.round,
-            e.party,
-            human(columns[0][i]),
-            human(columns[1][i]),
-            human(columns[2][i]),
-            human(columns[4][i])
-        ));
-    }
-    write_report(out, markdown, batch, &provenance, &md)
-}
-
-/// Bytes in KiB/MiB with one decimal.
-fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
-    }
 }
 
 #[cfg(test)]
@@ -650,8 +547,6 @@ mod tests {
         assert_eq!("Zero-Shot,-,server=x.json".parse::<ResultEntry>().unwrap().round, None);
         assert!("FedMKT,x,client-1=a.json".parse::<ResultEntry>().is_err());
         assert!("FedMKT,1=a.json".parse::<ResultEntry>().is_err());
-        let c: CommsEntry = "1,client-2,-,k.parquet,a.safetensors,t.parquet".parse().unwrap();
-        assert_eq!((c.sent, c.received), (None, Some(PathBuf::from("k.parquet"))));
     }
 
     /// Every sample right (acc 1) or every sample wrong (acc 0): degenerate intervals, so the
@@ -747,10 +642,5 @@ mod tests {
         assert_eq!(verdict(Claim::NotWorse, &paired(4, 6)), "not contradicted (no significant difference)");
         assert_eq!(verdict(Claim::NotWorse, &paired(2, 12)), "contradicted");
         assert_eq!(verdict(Claim::Comparable, &paired(12, 2)), "differs");
-    }
-
-    #[test]
-    fn the_paper_estimate_counts_six_bytes_per_entry() {
-        assert_eq!(paper_estimate_bytes(100, 50.5, 16), 100 * 505 * 16 * 6 / 10);
     }
 }

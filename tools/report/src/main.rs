@@ -3,14 +3,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fedmkt::report::{CommsEntry, ResultEntry};
+use fedmkt::comms::CommsEntry;
+use fedmkt::report::ResultEntry;
 
 /// Tables of a run, in the layout of the paper's Tables 2–4 (methods as rows, parties as
 /// columns, "acc / acc_norm" in percent), and bytes each party sent and received per round.
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --paired runs/default/paired.parquet --markdown runs/default/report.md\n  report results --reports runs/one-to-one-seed-1/report.parquet --copy-into results/one-to-one/arc-easy/seed-1 \\\n                 --out results/one-to-one/arc-easy/seed-1/report.parquet --paired results/one-to-one/arc-easy/seed-1/paired.parquet \\\n                 --markdown results/one-to-one/arc-easy/seed-1/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n  report tasks --report arc-easy=runs/one-to-one-arc-easy/report.parquet --report boolq=runs/one-to-one-boolq/report.parquet \\\n               --out runs/one-to-one-tasks/report.parquet --markdown runs/one-to-one-tasks/report.md\n\nFormats: tools/FORMATS.md (results, task-results, comms)."
+    after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --paired runs/default/paired.parquet --markdown runs/default/report.md\n  report results --reports runs/one-to-one-seed-1/report.parquet --copy-into results/one-to-one/arc-easy/seed-1 \\\n                 --out results/one-to-one/arc-easy/seed-1/report.parquet --paired results/one-to-one/arc-easy/seed-1/paired.parquet \\\n                 --markdown results/one-to-one/arc-easy/seed-1/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n  report wire --wire runs/default-federation/wire.json --comms runs/default-federation/server/runs/default/round-1/comms.parquet \\\n              --out runs/default-federation/comms.parquet --markdown runs/default-federation/comms.md\n  report tasks --report arc-easy=runs/one-to-one-arc-easy/report.parquet --report boolq=runs/one-to-one-boolq/report.parquet \\\n               --out runs/one-to-one-tasks/report.parquet --markdown runs/one-to-one-tasks/report.md\n\nFormats: tools/FORMATS.md (results, task-results, comms, wire)."
 )]
 struct Args {
     #[command(subcommand)]
@@ -70,6 +71,19 @@ enum Command {
         #[arg(long)]
         markdown: PathBuf,
     },
+    /// A federation's bytes on the wire (make federation's wire.json) beside the comms tables' files.
+    Wire {
+        /// wire.json: a list of {round, party, sent, received}, one per node and round.
+        #[arg(long)]
+        wire: PathBuf,
+        /// The server's comms table of each round.
+        #[arg(long = "comms", required = true)]
+        comms: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        markdown: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +94,7 @@ fn main() -> ExitCode {
             fedmkt::report::results(results, &reports, subjects, copy_into.as_deref(), out, paired, markdown)
         }
         Command::Tasks { reports, out, markdown } => fedmkt::task_table::tasks(reports, out, markdown),
-        Command::Comms { entries, top_k, out, markdown } => fedmkt::report::comms(entries, *top_k, out, markdown),
+        Command::Comms { entries, top_k, out, markdown } => fedmkt::comms::comms(entries, *top_k, out, markdown),
+        Command::Wire { wire, comms, out, markdown } => fedmkt::comms::wire(wire, comms, out, markdown),
     })
 }
