@@ -55,7 +55,12 @@ STANDALONE_EPOCHS ?= $(shell echo $$(( $(PRIVATE_EPOCHS) * $(ROUND) )))
 CARGO   ?= cargo
 PYTHON  ?= python3
 PIP     := $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target
-BIN     := target/release
+# Where the model tools run: DEVICE=cuda takes the CUDA build (make build-cuda) and bf16.
+DEVICE  ?= cpu
+DTYPE   ?= $(if $(filter cuda,$(DEVICE)),bf16,f32)
+DEVICE_FLAGS = $(if $(filter-out cpu,$(DEVICE))$(filter-out f32,$(DTYPE)),--device $(DEVICE) --dtype $(DTYPE))
+CUDA_TARGET := target/cuda
+BIN     := $(if $(filter cuda,$(DEVICE)),$(CUDA_TARGET)/release,target/release)
 ASSETS  := assets
 RUN     := $(RUNS)/$(NAME)
 PYREF   := $(ASSETS)/pyref
@@ -65,14 +70,14 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill aggregate report
 
-.PHONY: all build test setup round federation report seeds tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
+.PHONY: all build build-cuda cuda-bundle check-cuda test setup round federation report seeds tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
 all: build
 
 # ---------------------------------------------------------------- build and test
 build:
 	$(CARGO) build --release --workspace --bins
 
-$(addprefix $(BIN)/,$(TOOLS)): build
+$(addprefix $(BIN)/,$(TOOLS)): $(if $(filter cuda,$(DEVICE)),build-cuda,build)
 
 # The Flower environment first: two federation tests would otherwise both install it.
 test: build $(FLOWER_ENV)/.installed
@@ -115,7 +120,7 @@ GGUF_gemma3-270m      := $(ASSETS)/gemma3/gemma-3-270m.gguf
 # pipeline file or on the command line); every step depends on it through the data, so a
 # changed setting redoes the run and an unchanged one redoes nothing.
 SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS HOLDOUT EVAL_SPLIT TEACHER_TAIL PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
-            PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS
+            PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS DEVICE DTYPE
 $(RUN)/settings.mk: FORCE
 	@mkdir -p $(@D)
 	@printf '%s\n' $(foreach v,$(SETTINGS),"$(v) := $($(v))") > $@.new
@@ -208,7 +213,7 @@ SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R
 # parent's (FIRST_PRIVATE_RUN) instead of training the same adapter again.
 define shard_rule
 $(1)/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(call ADAPTER_DEP,$(3)) | $(BIN)/distill
-	$(BIN)/distill --model $(call M,$(2)) $(call ADAPTER_FLAG,$(3)) --data $$< \
+	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,$(2)) $(call ADAPTER_FLAG,$(3)) --data $$< \
 	  --epochs $(4) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 endef
 
@@ -219,12 +224,12 @@ PRIVATE            = $(if $(filter 1,$(1)),$(call FIRST_PRIVATE,$(2)),$(call R,$
 OWN_PRIVATE        = $(foreach n,$(if $(filter $(RUN),$(FIRST_PRIVATE_RUN)),$(ROUNDS),$(wordlist 2,100,$(ROUNDS))),$(addprefix $(n):,$(CLIENTS)))
 
 # `evaluate` of party $(1)'s model with adapter folder $(2) (none: the model as it comes).
-EVALUATE = $(BIN)/evaluate --model $(call M,$(1)) $(call ADAPTER_FLAG,$(2)) --data $(EVAL_DATA) --out
+EVALUATE = $(BIN)/evaluate $(DEVICE_FLAGS) --model $(call M,$(1)) $(call ADAPTER_FLAG,$(2)) --data $(EVAL_DATA) --out
 
 # $(1) round, $(2) client: the client's side of a round.
 define client_rules
 $(call R,$(1))/$(2)/knowledge.parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(call PUBLIC,$(2)) | $(BIN)/infer-logits
-	$(BIN)/infer-logits --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) --top-k $(TOP_K) --out $$@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) --top-k $(TOP_K) --out $$@
 
 $(call R,$(1))/$(2)/from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,$(2))) $(call ALIGN_DEPS,server,$(2)) | $(BIN)/align
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,server,$(2)) --out $$@
@@ -233,7 +238,7 @@ $(call R,$(1))/$(2)/selected.parquet: $(call R,$(1))/$(2)/knowledge.parquet $(ca
 	$(BIN)/select --local $$< --candidates $$(word 2,$$^) --out $$@
 
 $(call R,$(1))/$(2)/adapter/adapter_config.json: $(call R,$(1))/$(2)/selected.parquet $(call PRIVATE,$(1),$(2))/adapter_config.json | $(BIN)/distill
-	$(BIN)/distill --model $(call M,$(2)) --adapter $(call PRIVATE,$(1),$(2)) --data $(call PUBLIC,$(2)) --teacher $$< \
+	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $(call PRIVATE,$(1),$(2)) --data $(call PUBLIC,$(2)) --teacher $$< \
 	  --lambda $(LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/eval/$(2).json: $(call R,$(1))/$(2)/adapter/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
@@ -245,14 +250,14 @@ endef
 # evaluation (without an adapter if it does not learn).
 define llm_rules
 $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
-	$(BIN)/infer-logits --model $(call M,server) --input $$< --top-k $(TOP_K) --out $$@)
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) --input $$< --top-k $(TOP_K) --out $$@)
 
 $(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(BIN)/distill
-	$(BIN)/distill --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
+	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
 	  --lambda $(LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/server/knowledge.parquet: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call PUBLIC,server) | $(BIN)/infer-logits
-	$(BIN)/infer-logits --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) --top-k $(TOP_K) --out $$@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) --top-k $(TOP_K) --out $$@
 
 $(call R,$(1))/eval/server.json: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call M,server)/config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,server,$(call SERVER_ADAPTER,$(1))) $$@
@@ -333,7 +338,7 @@ $(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(fore
 	$(BIN)/aggregate unmask --sum $$< --reveals $$(wordlist 2,1000,$$^) --publics $(call PUBLICS,$(1)) --out $$(@D)
 
 $(call R,$(1))/server/slm-knowledge.parquet: $(call R,$(1))/server/slm/adapter_config.json $(call PUBLIC,slm) | $(BIN)/infer-logits
-	$(BIN)/infer-logits --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) --top-k $(TOP_K) --out $$@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) --top-k $(TOP_K) --out $$@
 
 $(call R,$(1))/server/from-slm.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call MAP,$(call MODEL_OF,slm),$(SERVER)) $(call ALIGN_DEPS,slm,server) | $(BIN)/align
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,slm,server) --out $$@
@@ -348,7 +353,7 @@ $(call R,$(1))/server/slm-selected.parquet: $(call R,$(1))/server/slm-knowledge.
 	$(BIN)/select --local $$< --candidates $$(word 2,$$^) --out $$@
 
 $(call R,$(1))/server/slm-distilled/adapter_config.json: $(call R,$(1))/server/slm-selected.parquet $(call R,$(1))/server/slm/adapter_config.json | $(BIN)/distill
-	$(BIN)/distill --model $(call M,slm) --adapter $(call R,$(1))/server/slm --data $(call PUBLIC,slm) --teacher $$< \
+	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,slm) --adapter $(call R,$(1))/server/slm --data $(call PUBLIC,slm) --teacher $$< \
 	  --lambda $(LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
@@ -388,7 +393,7 @@ ZERO_SHOT_RUN ?= $(RUN)
 ZERO_SHOT_IN   = $(1)/baselines/zero-shot/$(2).json
 ZERO_SHOT      = $(call ZERO_SHOT_IN,$(ZERO_SHOT_RUN),$(1))
 $(if $(filter $(RUN),$(ZERO_SHOT_RUN)),$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(BIN)/evaluate ; \
-  $(BIN)/evaluate --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@)))
+  $(BIN)/evaluate $(DEVICE_FLAGS) --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@)))
 
 # The other baselines train clients: a single-machine experiment, never a party of a federation.
 ifeq ($(PARTY),)
@@ -407,7 +412,7 @@ $(foreach c,$(CLIENTS),$(eval $(call standalone_rules,$(c))))
 
 CENTRAL_DATA := $(call PUBLIC,server) $(foreach c,$(CLIENTS),$(RUN)/tok/$(SERVER)/$(c).parquet)
 $(CENTRALIZED)/server/adapter_config.json: $(CENTRAL_DATA) | $(BIN)/distill
-	$(BIN)/distill --model $(call M,server) $(addprefix --data ,$^) --epochs $(STANDALONE_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $(@D)
+	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,server) $(addprefix --data ,$^) --epochs $(STANDALONE_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $(@D)
 $(CENTRALIZED)/eval/server.json: $(CENTRALIZED)/server/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,server,$(<D)) $@
 
@@ -502,9 +507,9 @@ $(SWEEP_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
 	  --eval-split $(SWEEP_SPLIT) --seed $(SEED) $(if $(HOLDOUT),--holdout $(HOLDOUT)) $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
 define sweep_rules
 $(SWEEP)/lr-$(1)/adapter_config.json: $(SWEEP_TRAIN) | $(BIN)/distill
-	$(BIN)/distill --model $(call M,$(SWEEP_PARTY)) --data $$< --epochs $(PRIVATE_EPOCHS) --lr $(1) $(TRAIN_FLAGS) --out $$(@D)
+	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,$(SWEEP_PARTY)) --data $$< --epochs $(PRIVATE_EPOCHS) --lr $(1) $(TRAIN_FLAGS) --out $$(@D)
 $(SWEEP)/eval/lr-$(1).json: $(SWEEP)/lr-$(1)/adapter_config.json $(SWEEP_DATA) | $(BIN)/evaluate
-	$(BIN)/evaluate --model $(call M,$(SWEEP_PARTY)) --adapter $$(<D) --data $(SWEEP_DATA) --out $$@
+	$(BIN)/evaluate $(DEVICE_FLAGS) --model $(call M,$(SWEEP_PARTY)) --adapter $$(<D) --data $(SWEEP_DATA) --out $$@
 endef
 $(foreach lr,$(SWEEP_LRS),$(eval $(call sweep_rules,$(lr))))
 $(SWEEP)/report.md: $(foreach lr,$(SWEEP_LRS),$(SWEEP)/eval/lr-$(lr).json) | $(BIN)/report
@@ -574,6 +579,56 @@ federation: build $(RUN)/data/$(TASK)/eval.parquet $(FLOWER_ENV)/.installed
 	$(BIN)/report wire --wire $(FEDERATION_DIR)/wire.json $(foreach n,$(ROUNDS),--comms $(FEDERATION_DIR)/server/runs/$(NAME)/round-$(n)/comms.parquet) \
 	  --out $(FEDERATION_DIR)/comms.parquet --markdown $(FEDERATION_DIR)/comms.md
 	@cat $(FEDERATION_DIR)/comms.md
+
+# ---------------------------------------------------------------- CUDA: make build-cuda, make check-cuda
+# The CUDA 13.0 toolkit from PyPI's wheels (Debian has 11.8 only; the GPU machines' driver
+# takes CUDA 13.0 PTX and rejects newer nvcc's), into a git-ignored folder: unversioned .so
+# links beside the wheels' versioned libraries, and a stub libcuda.so (the driver's library,
+# which no wheel has) to link against, with the real one's soname. Every tool is built into
+# target/cuda, apart from target/release: a CUDA binary does not start without the CUDA
+# libraries, not even for --help. The model tools get the cuda feature; the pack holds the
+# stripped binaries for a GPU machine (unpack into the checkout's target/cuda/release).
+CUDA_ENV    := $(ASSETS)/cuda
+CUDA_HOME_DIR = $(abspath $(CUDA_ENV))/nvidia/cu13
+CUDA_WHEELS := nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.96 \
+               nvidia-cuda-cccl==13.0.85 nvidia-cublas==13.0.2.14 nvidia-curand==10.4.0.35 nvidia-cuda-nvrtc==13.0.88
+CUDA_COMPUTE_CAP ?= 90
+CUDA_MODEL_TOOLS := infer-logits evaluate distill
+CUDA_PACK   := $(CUDA_TARGET)/fedmkt-cuda.tar.xz
+comma := ,
+
+$(CUDA_ENV)/.installed:
+	$(PIP) $(CUDA_ENV) $(CUDA_WHEELS)
+	cd $(CUDA_HOME_DIR)/lib && for f in lib*.so.*; do ln -sfn $$f $${f%%.so.*}.so; done
+	mkdir -p $(CUDA_HOME_DIR)/lib/stubs
+	$(PYTHON) tools/cuda/stub_libcuda.py $(CUDA_HOME_DIR)/include $(CUDA_HOME_DIR)/lib/stubs/libcuda.c
+	gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o $(CUDA_HOME_DIR)/lib/stubs/libcuda.so $(CUDA_HOME_DIR)/lib/stubs/libcuda.c
+	touch $@
+
+build-cuda: $(CUDA_ENV)/.installed
+	PATH=$(CUDA_HOME_DIR)/bin:$$PATH CUDA_HOME=$(CUDA_HOME_DIR) CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) CUDAFORGE_THREADS=$$(nproc) \
+	  $(CARGO) build --release --target-dir $(CUDA_TARGET) --workspace --bins \
+	  --features $(subst $(eval) ,$(comma),$(foreach t,$(CUDA_MODEL_TOOLS),$(t)/cuda))
+	rm -rf $(CUDA_TARGET)/pack && mkdir -p $(CUDA_TARGET)/pack
+	for t in $(TOOLS); do strip -o $(CUDA_TARGET)/pack/$$t $(CUDA_TARGET)/release/$$t; done
+	tar -C $(CUDA_TARGET)/pack -cJf $(CUDA_PACK).tmp . && mv $(CUDA_PACK).tmp $(CUDA_PACK)
+	@ls -l $(CUDA_TARGET)/pack; ls -l $(CUDA_PACK)
+
+# On a GPU machine (PyTorch, transformers, peft there; no Rust): carry the pack and the bundle
+# (the real tokenizers, each with the default run's public set, for the throughput figures)
+# into a checkout, then `make check-cuda`; figures go to $(RUNS)/check-cuda/check-cuda.json.
+CUDA_BUNDLE := $(CUDA_TARGET)/check-bundle.tar.xz
+CUDA_BUNDLE_FILES = $(foreach m,smollm2-135m gemma3-270m,$(RUN)/models/$(m)/config.json $(RUN)/tok/$(m)/public.parquet)
+cuda-bundle: $(CUDA_BUNDLE_FILES)
+	rm -rf $(CUDA_TARGET)/bundle && mkdir -p $(CUDA_TARGET)/bundle/smollm2 $(CUDA_TARGET)/bundle/gemma3
+	for m in smollm2 gemma3; do cp $(RUN)/models/$$m-*/tokenizer.json $(RUN)/tok/$$m-*/public.parquet $(CUDA_TARGET)/bundle/$$m/; done
+	tar -C $(CUDA_TARGET)/bundle -cJf $(CUDA_BUNDLE).tmp . && mv $(CUDA_BUNDLE).tmp $(CUDA_BUNDLE)
+
+check-cuda:
+	mkdir -p $(CUDA_TARGET)/release $(CUDA_TARGET)/bundle
+	tar -C $(CUDA_TARGET)/release -xJf $(CUDA_PACK)
+	$(if $(wildcard $(CUDA_BUNDLE)),tar -C $(CUDA_TARGET)/bundle -xJf $(CUDA_BUNDLE))
+	$(PYTHON) tools/cuda/check_cuda.py $(CUDA_TARGET)/release $(RUNS)/check-cuda $(if $(wildcard $(CUDA_BUNDLE)),$(CUDA_TARGET)/bundle)
 
 # ---------------------------------------------------------------- results/: committed cells
 # `make results/<setting>/<task>/report.md`: a cell of the paper's grid, the pipeline
@@ -661,7 +716,7 @@ bench-vocab: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smollm2-135m/co
 BENCH := $(RUN)/bench
 $(BENCH)/%.knowledge.parquet: $(RUN)/tok/%/public.parquet | build
 	@mkdir -p $(BENCH)
-	$(BIN)/infer-logits --model $(RUN)/models/$* --input $< --top-k 16 --out $@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(RUN)/models/$* --input $< --top-k 16 --out $@
 $(BENCH)/%_to_smollm2-135m.parquet: $(RUN)/models/%/config.json $(RUN)/models/smollm2-135m/config.json | build
 	@mkdir -p $(BENCH)
 	$(BIN)/vocab-map --from $(RUN)/models/$*/tokenizer.json --to $(RUN)/models/smollm2-135m/tokenizer.json --out $@

@@ -79,6 +79,10 @@ struct Args {
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Dtype of the frozen weights and activations: f32, bf16 or f16 (LoRA parameters,
+    /// gradients and the optimiser's state stay f32).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Adapter folder to write.
     #[arg(long)]
     out: PathBuf,
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
             lora: LoraSpec { r: args.lora_r, alpha: args.lora_alpha, dropout: args.lora_dropout, targets },
             teacher: TeacherOptions { temperature: args.temperature, tail: args.teacher_tail },
             device: fedmkt::model::parse_device(&args.device)?,
+            dtype: fedmkt::model::parse_dtype(&args.dtype)?,
             checkpoint_every: args.checkpoint_every,
             resume: args.resume,
             max_steps: args.max_steps,

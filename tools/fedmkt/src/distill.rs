@@ -50,6 +50,8 @@ pub struct DistillOptions {
     pub lora: LoraSpec,
     pub teacher: TeacherOptions,
     pub device: Device,
+    /// Dtype of the frozen weights and activations (the LoRA variables are always f32).
+    pub dtype: DType,
     /// Write a checkpoint (adapter, optimiser moments, position) every this many steps (0: never).
     pub checkpoint_every: usize,
     /// Continue from the checkpoint beside `out` if there is one.
@@ -121,6 +123,7 @@ impl DistillOptions {
             ),
             ("temperature", self.teacher.temperature.to_string()),
             ("teacher-tail", self.teacher.tail.to_string()),
+            ("dtype", format!("{:?}", self.dtype).to_lowercase()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -568,7 +571,7 @@ pub fn distill(
         Some(dir) => AdapterSource::load(dir, &base_config, &opts.device)?,
         None => AdapterSource::New { spec: opts.lora.clone(), rng: Box::new(ChaCha8Rng::seed_from_u64(opts.seed)) },
     };
-    let mut model = Model::load(model_dir, adapter, DType::F32, &opts.device)?;
+    let mut model = Model::load(model_dir, adapter, opts.dtype, &opts.device)?;
     model.training = true;
     let lora =
         model.lora.clone().ok_or_else(|| bad_input(model_dir, "no layer of this model matches the LoRA targets"))?;

@@ -115,9 +115,8 @@ const CONTINUATION_POOL: usize = 2;
 
 /// Σ log p(next token) over a sequence's answer positions, from their logits.
 fn loglik(seq: &TokenizedSample, logits: &candle_core::Tensor) -> Result<f64> {
-    let vocab = logits.dim(1)?;
-    let token_logprob = |(row, p): (&[f32], usize)| row[seq.input_ids[p + 1] as usize] as f64 - scoring::logsumexp(row);
-    Ok(model::with_values(logits, |flat| Ok(flat.chunks(vocab).zip(answer_positions(seq)).map(token_logprob).sum()))?)
+    let next: Vec<u32> = answer_positions(seq).map(|p| seq.input_ids[p + 1]).collect();
+    Ok(scoring::summarise_rows(logits, 0, &next)?.iter().map(|r| r.picked as f64 - r.logsumexp).sum())
 }
 
 fn score_choices(records: &[TaskRecord], logliks: &[f64]) -> Vec<Scored> {

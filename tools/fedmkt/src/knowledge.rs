@@ -12,9 +12,8 @@ use anyhow::Result;
 use arrow_array::builder::{FixedSizeListBuilder, Float16Builder, Float32Builder, ListBuilder, UInt32Builder};
 use arrow_array::{Float64Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use half::f16;
-use rayon::prelude::*;
 
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
@@ -72,21 +71,16 @@ fn positions_of(sample: &TokenizedSample, all: bool) -> Vec<usize> {
 }
 
 /// Summarise one sample's logits `[positions, vocab]` into its knowledge.
-fn summarise(
-    sample: &TokenizedSample,
-    positions: &[usize],
-    logits: &[f32],
-    vocab: usize,
-    k: usize,
-) -> Result<SampleKnowledge> {
-    let rows: Vec<&[f32]> = logits.chunks(vocab).collect();
-    let per_row: Vec<(Vec<(u32, f32)>, f64)> =
-        rows.par_iter().map(|r| (scoring::top_k(r, k), scoring::logsumexp(r))).collect();
+fn summarise(sample: &TokenizedSample, positions: &[usize], logits: &Tensor, k: usize) -> Result<SampleKnowledge> {
+    // Each position's next token (the last position has none: any id serves, it is not scored).
+    let next: Vec<u32> = positions.iter().map(|&p| sample.input_ids.get(p + 1).copied().unwrap_or(0)).collect();
+    let rows = scoring::summarise_rows(logits, k, &next)?;
+    let per_row: Vec<(Vec<(u32, f32)>, f64)> = rows.iter().map(|r| (r.top.clone(), r.logsumexp)).collect();
     let answer = answer_positions(sample);
     let mut answer_nll = 0.0;
-    for (i, &p) in positions.iter().enumerate() {
+    for (row, &p) in rows.iter().zip(positions) {
         if answer.contains(&p) {
-            answer_nll += per_row[i].1 - rows[i][sample.input_ids[p + 1] as usize] as f64;
+            answer_nll += row.logsumexp - row.picked as f64;
         }
     }
     Ok(SampleKnowledge {
@@ -183,7 +177,6 @@ fn window_knowledge(
     opts: &InferOptions,
     progress: &indicatif::ProgressBar,
 ) -> Result<Vec<SampleKnowledge>> {
-    let vocab = model.config.vocab_size;
     let lengths: Vec<usize> = window.iter().map(|s| s.input_ids.len()).collect();
     let mut results: Vec<Option<SampleKnowledge>> = vec![None; window.len()];
     for batch in scoring::length_sorted_batches(&lengths, opts.batch_size) {
@@ -192,13 +185,7 @@ fn window_knowledge(
             .map(|&i| Request { ids: &window[i].input_ids, positions: positions_of(&window[i], opts.all_positions) })
             .collect();
         for ((&i, request), logits) in batch.iter().zip(&requests).zip(scoring::logits_at(model, &requests)?) {
-            results[i] = Some(summarise(
-                &window[i],
-                &request.positions,
-                &logits.flatten_all()?.to_vec1::<f32>()?,
-                vocab,
-                opts.top_k,
-            )?);
+            results[i] = Some(summarise(&window[i], &request.positions, &logits, opts.top_k)?);
         }
         progress.inc(batch.len() as u64);
     }

@@ -3,6 +3,7 @@
 //! cost for small models: 262k × 640 per position for Gemma-3-270M).
 use anyhow::Result;
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
 use crate::model::{Model, Prefixes};
 
@@ -16,8 +17,8 @@ pub struct Request<'a> {
     pub positions: Vec<usize>,
 }
 
-/// Logits `[positions, vocab]` (f32, on the CPU) for each request, in order; an error if any
-/// is NaN or infinite (broken weights), which every caller must refuse.
+/// Logits `[positions, vocab]` (f32, on the model's device) for each request, in order; an
+/// error if any is NaN or infinite (broken weights), which every caller must refuse.
 pub fn logits_at(model: &Model, requests: &[Request]) -> Result<Vec<Tensor>> {
     if requests.iter().all(|r| r.positions.is_empty()) {
         return no_logits(model, requests.len());
@@ -114,7 +115,7 @@ fn logits_of(model: &Model, hidden: &Tensor, rows: Vec<Vec<u32>>) -> Result<Vec<
     let rows: Vec<u32> = rows.into_iter().flatten().collect();
     let n = rows.len();
     let picked = hidden.index_select(&Tensor::from_vec(rows, n, &model.device)?, 0)?;
-    let logits = model.logits(&picked)?.to_device(&Device::Cpu)?;
+    let logits = model.logits(&picked)?;
     // NaN and ±inf propagate through a sum: one reduction checks every logit of the batch.
     if !logits.sum_all()?.to_scalar::<f32>()?.is_finite() {
         anyhow::bail!("the model produces non-finite logits (NaN or inf)");
@@ -137,6 +138,68 @@ pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<us
     order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
 }
 
+/// What the tools keep of one row of logits: its top k `(id, logit)`, log Σ exp, and the
+/// logit of the id a caller picked (the next token).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowSummary {
+    pub top: Vec<(u32, f32)>,
+    pub logsumexp: f64,
+    pub picked: f32,
+}
+
+/// [`RowSummary`] of each row of `logits` `[rows, vocab]`, `picks[row]` its picked id. On the
+/// CPU row by row ([`top_k`], [`logsumexp`]); on a GPU the reductions run there and only the
+/// summaries cross to the host, not the `rows × vocab` logits (1.2 GB for a batch of Gemma-3's).
+pub fn summarise_rows(logits: &Tensor, k: usize, picks: &[u32]) -> Result<Vec<RowSummary>> {
+    if !logits.device().is_cpu() {
+        return summarise_on_device(logits, k, picks);
+    }
+    let vocab = logits.dim(1)?;
+    Ok(crate::model::with_values(&logits.contiguous()?, |flat| {
+        Ok(flat
+            .par_chunks(vocab.max(1))
+            .zip(picks)
+            .map(|(row, &pick)| RowSummary {
+                top: top_k(row, k),
+                logsumexp: logsumexp(row),
+                picked: row[pick as usize],
+            })
+            .collect())
+    })?)
+}
+
+/// [`summarise_rows`] by tensor ops on the logits' device: log Σ exp after the row maximum (in
+/// f32), the top k by k rounds of argmax, each masking its pick out (ties as the device's argmax
+/// breaks them; the CPU takes the lower id).
+fn summarise_on_device(logits: &Tensor, k: usize, picks: &[u32]) -> Result<Vec<RowSummary>> {
+    let (rows, vocab) = logits.dims2()?;
+    let device = logits.device();
+    let max = logits.max_keepdim(1)?;
+    let lse = (logits.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + &max)?.flatten_all()?.to_vec1::<f32>()?;
+    let picked =
+        logits.gather(&Tensor::from_vec(picks.to_vec(), (rows, 1), device)?, 1)?.flatten_all()?.to_vec1::<f32>()?;
+    let columns = Tensor::arange(0u32, vocab as u32, device)?.unsqueeze(0)?;
+    let removed = Tensor::full(f32::NEG_INFINITY, (rows, vocab), device)?;
+    let (mut remaining, mut ids, mut values) = (logits.clone(), Vec::new(), Vec::new());
+    for _ in 0..k.min(vocab) {
+        let id = remaining.argmax_keepdim(1)?;
+        values.push(remaining.gather(&id, 1)?);
+        remaining = columns.broadcast_eq(&id)?.where_cond(&removed, &remaining)?;
+        ids.push(id);
+    }
+    let top: Vec<Vec<(u32, f32)>> = if ids.is_empty() {
+        vec![Vec::new(); rows]
+    } else {
+        let (ids, values) = (Tensor::cat(&ids, 1)?.to_vec2::<u32>()?, Tensor::cat(&values, 1)?.to_vec2::<f32>()?);
+        ids.into_iter().zip(values).map(|(i, v)| i.into_iter().zip(v).collect()).collect()
+    };
+    Ok(top
+        .into_iter()
+        .zip(lse.into_iter().zip(picked))
+        .map(|(top, (lse, picked))| RowSummary { top, logsumexp: lse as f64, picked })
+        .collect())
+}
+
 /// `log Σ exp(row)`: terms in f32 after subtracting the maximum (each in (0, 1]), summed in f64.
 pub fn logsumexp(row: &[f32]) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -148,6 +211,9 @@ pub fn logsumexp(row: &[f32]) -> f64 {
 /// sorted buffer of k: most entries are rejected by a single comparison with its last.
 pub fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     let k = k.min(row.len());
+    if k == 0 {
+        return Vec::new();
+    }
     let before = |a: (u32, f32), b: (u32, f32)| a.1 > b.1 || (a.1 == b.1 && a.0 < b.0);
     let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     for (i, &v) in row.iter().enumerate() {
@@ -182,6 +248,23 @@ mod tests {
         for k in [1, 5, 16, 200] {
             assert_eq!(top_k(&row, k), sorted[..k].to_vec(), "k = {k}");
         }
+    }
+
+    /// The device path, run on the CPU's tensors, against the row-by-row one (no ties here).
+    #[test]
+    fn rows_summarise_alike_on_the_device_path() {
+        let (rows, vocab) = (5, 300);
+        let values: Vec<f32> =
+            (0..rows * vocab).map(|i| ((i as u32 * 2_654_435_761) % 100_003) as f32 / 997.0 - 40.0).collect();
+        let logits = Tensor::from_vec(values, (rows, vocab), &Device::Cpu).unwrap();
+        let picks = [3, 0, 299, 17, 150];
+        let host = summarise_rows(&logits, 6, &picks).unwrap();
+        let device = summarise_on_device(&logits, 6, &picks).unwrap();
+        for (h, d) in host.iter().zip(&device) {
+            assert_eq!((&h.top, h.picked), (&d.top, d.picked));
+            assert!((h.logsumexp - d.logsumexp).abs() < 1e-4, "{} vs {}", h.logsumexp, d.logsumexp);
+        }
+        assert!(summarise_on_device(&logits, 0, &picks).unwrap().iter().all(|r| r.top.is_empty()));
     }
 
     #[test]

@@ -114,11 +114,15 @@ impl LoraMode {
     }
 
     /// The next mask for an input of `shape`: each element 0 with probability `rate`, else
-    /// 1/(1 − rate). None when off.
+    /// 1/(1 − rate). None when off. Off the CPU the device computes the same mask from the
+    /// stream's key and position (`dropout`), and the stream moves on as if drawn here.
     fn mask(&self, shape: &candle_core::Shape, device: &Device) -> Result<Option<Tensor>> {
         let mut state = self.dropout.lock().expect("dropout state");
         let Some((rate, rng)) = state.as_mut() else { return Ok(None) };
         let keep = (1.0 / (1.0 - *rate)) as f32;
+        if !device.is_cpu() {
+            return Ok(Some(super::dropout::StreamMask::take(rng, *rate, keep, shape).on(device)?));
+        }
         let mask: Vec<f32> =
             (0..shape.elem_count()).map(|_| if rng.random::<f64>() < *rate { 0.0 } else { keep }).collect();
         Ok(Some(Tensor::from_vec(mask, shape, device)?))

@@ -7,6 +7,7 @@
 //! trained (fused ops without gradients, no way to inject LoRA).
 pub mod config;
 mod cpu_gemm;
+mod dropout;
 mod frozen;
 mod fused;
 mod gemma3;
@@ -43,15 +44,14 @@ pub fn parse_dtype(name: &str) -> Result<DType> {
     }
 }
 
-/// Parse a `--device` flag: cpu, or cuda (GPU 0; needs a build with `--features cuda`).
+/// Parse a `--device` flag: cpu, or cuda (GPU 0; needs a build with `--features cuda`,
+/// `make build-cuda`).
 pub fn parse_device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
         "cuda" => Device::new_cuda(0).map_err(|e| {
-            bad_usage(format!(
-                "--device cuda: {} (build with --features cuda)",
-                e.to_string().lines().next().unwrap_or_default()
-            ))
+            let hint = if cfg!(feature = "cuda") { "" } else { " (this build has no CUDA: make build-cuda)" };
+            bad_usage(format!("--device cuda: {}{hint}", e.to_string().lines().next().unwrap_or_default()))
         }),
         other => Err(bad_usage(format!("--device must be cpu or cuda, not '{other}'"))),
     }
