@@ -584,10 +584,11 @@ federation: build $(RUN)/data/$(TASK)/eval.parquet $(FLOWER_ENV)/.installed
 # The CUDA 13.0 toolkit from PyPI's wheels (Debian has 11.8 only; the GPU machines' driver
 # takes CUDA 13.0 PTX and rejects newer nvcc's), into a git-ignored folder: unversioned .so
 # links beside the wheels' versioned libraries, and a stub libcuda.so (the driver's library,
-# which no wheel has) to link against, with the real one's soname. Every tool is built into
-# target/cuda, apart from target/release: a CUDA binary does not start without the CUDA
-# libraries, not even for --help. The model tools get the cuda feature; the pack holds the
-# stripped binaries for a GPU machine (unpack into the checkout's target/cuda/release).
+# which no wheel has) to link against, with the real one's soname. The model tools are built
+# with the cuda feature into target/cuda, apart from target/release (a CUDA binary does not
+# start without the CUDA libraries, not even for --help), and target/cuda/release gets the
+# CPU build's other tools beside them; the pack holds them all, stripped, for a GPU machine
+# (unpack into the checkout's target/cuda/release).
 CUDA_ENV    := $(ASSETS)/cuda
 CUDA_HOME_DIR = $(abspath $(CUDA_ENV))/nvidia/cu13
 CUDA_WHEELS := nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.96 \
@@ -605,10 +606,11 @@ $(CUDA_ENV)/.installed:
 	gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o $(CUDA_HOME_DIR)/lib/stubs/libcuda.so $(CUDA_HOME_DIR)/lib/stubs/libcuda.c
 	touch $@
 
-build-cuda: $(CUDA_ENV)/.installed
+build-cuda: build $(CUDA_ENV)/.installed
 	PATH=$(CUDA_HOME_DIR)/bin:$$PATH CUDA_HOME=$(CUDA_HOME_DIR) CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) CUDAFORGE_THREADS=$$(nproc) \
-	  $(CARGO) build --release --target-dir $(CUDA_TARGET) --workspace --bins \
+	  $(CARGO) build --release --target-dir $(CUDA_TARGET) $(addprefix -p ,$(CUDA_MODEL_TOOLS)) \
 	  --features $(subst $(eval) ,$(comma),$(foreach t,$(CUDA_MODEL_TOOLS),$(t)/cuda))
+	cp $(addprefix target/release/,$(filter-out $(CUDA_MODEL_TOOLS),$(TOOLS))) $(CUDA_TARGET)/release/
 	rm -rf $(CUDA_TARGET)/pack && mkdir -p $(CUDA_TARGET)/pack
 	for t in $(TOOLS); do strip -o $(CUDA_TARGET)/pack/$$t $(CUDA_TARGET)/release/$$t; done
 	tar -C $(CUDA_TARGET)/pack -cJf $(CUDA_PACK).tmp . && mv $(CUDA_PACK).tmp $(CUDA_PACK)

@@ -115,11 +115,11 @@ def adapter_difference(a, b):
 
 
 def check_tiny_models(bin_dir, out):
-    tokens = TESTDATA / "data/tokens/{}/arc-easy-eval.parquet"
+    tokens = lambda model: TESTDATA / f"data/tokens/{model}/arc-easy-eval.parquet"
     cases = {"tiny-llama": ("tiny-llama", None), "tiny-llama-lora": ("tiny-llama", "tiny-llama-lora"),
              "tiny-gemma3": ("tiny-gemma3", None)}
     for case, (model, adapter) in cases.items():
-        model_dir, data = TESTDATA / "models" / model, tokens.format(model)
+        model_dir, data = TESTDATA / "models" / model, tokens(model)
         adapter_flag = ["--adapter", TESTDATA / "models" / adapter] if adapter else []
         files = {}
         for device, dtype in [("cpu", "f32"), ("cuda", "f32"), ("cuda", "bf16")]:
@@ -135,7 +135,7 @@ def check_tiny_models(bin_dir, out):
         adapters = {}
         for device in ["cpu", "cuda"]:
             adapters[device] = out / f"{model}-distill-{device}"
-            tool(bin_dir, "distill", "--model", TESTDATA / "models" / model, "--data", tokens.format(model),
+            tool(bin_dir, "distill", "--model", TESTDATA / "models" / model, "--data", tokens(model),
                  "--epochs", 1, "--lr", "1e-3", "--device", on(device), "--out", adapters[device])
         record(f"{model}: LoRA after one epoch, max |cuda - cpu|",
                adapter_difference(*(adapters[d] / "adapter_model.safetensors" for d in ["cuda", "cpu"])))
