@@ -66,12 +66,46 @@ pub fn cell_stats(o: &Outcomes) -> CellStats {
     }
 }
 
+/// One model's outcomes over several training seeds evaluated on the same samples: per sample
+/// (in the first run's order) the mean over the seeds.
+pub fn mean_over_seeds(runs: &[(&Outcomes, &Path)]) -> Result<Outcomes> {
+    let (first, first_path) = runs[0];
+    let mut sums = Outcomes {
+        ids: first.ids.clone(),
+        correct: vec![0.0; first.ids.len()],
+        correct_norm: vec![0.0; first.ids.len()],
+        gold_per_byte: vec![0.0; first.ids.len()],
+        margin: vec![0.0; first.ids.len()],
+    };
+    let position: HashMap<&str, usize> = first.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    for (run, path) in runs {
+        if run.ids.len() != first.ids.len() || run.ids.iter().any(|id| !position.contains_key(id.as_str())) {
+            return Err(bad_input(path, format!("was evaluated on other samples than {}", first_path.display())));
+        }
+        for (k, id) in run.ids.iter().enumerate() {
+            let i = position[id.as_str()];
+            sums.correct[i] += run.correct[k];
+            sums.correct_norm[i] += run.correct_norm[k];
+            sums.gold_per_byte[i] += run.gold_per_byte[k];
+            sums.margin[i] += run.margin[k];
+        }
+    }
+    let seeds = runs.len() as f64;
+    for values in [&mut sums.correct, &mut sums.correct_norm, &mut sums.gold_per_byte, &mut sums.margin] {
+        values.iter_mut().for_each(|v| *v /= seeds);
+    }
+    Ok(sums)
+}
+
 /// Model A against model B on the same samples.
 pub struct Paired {
     pub n: usize,
     /// acc(A) − acc(B), and the paired bootstrap interval.
     pub acc: Estimate,
-    /// Samples right only under A, and only under B: McNemar's discordant pairs.
+    /// Samples right only under A, and only under B: McNemar's discordant pairs. With seeds
+    /// pooled (outcomes are means over seeds), the samples A gets right more often than B and
+    /// the reverse; the same exact test on them is then the sign test, which for one seed is
+    /// McNemar's.
     pub only_a: u64,
     pub only_b: u64,
     pub mcnemar_p: f64,

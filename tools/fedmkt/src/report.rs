@@ -120,10 +120,11 @@ fn read_report_entries(path: &Path) -> Result<Vec<ResultEntry>> {
         .collect())
 }
 
-/// One score per method, round and party: the entries of several seeds pooled (acc as the
-/// mean over seeds with their standard deviation; intervals and paired tests over all their
-/// samples, each sample keyed by seed and id so pairs stay within a seed).
-fn pool(scores: Vec<Score>) -> Vec<Score> {
+/// One score per method, round and party: the entries of several seeds pooled. acc is the
+/// mean over seeds with their standard deviation; each test sample's outcomes are averaged
+/// over the seeds, so the intervals and paired tests resample the test samples (the seeds
+/// share them: counting a sample once per seed would treat one question as several).
+fn pool(scores: Vec<Score>) -> Result<Vec<Score>> {
     let mut groups: Vec<Vec<Score>> = Vec::new();
     for score in scores {
         let key = |s: &Score| (s.entry.method.clone(), s.entry.round, s.entry.party.clone());
@@ -135,32 +136,19 @@ fn pool(scores: Vec<Score>) -> Vec<Score> {
     groups.into_iter().map(pool_group).collect()
 }
 
-fn pool_group(mut group: Vec<Score>) -> Score {
+fn pool_group(mut group: Vec<Score>) -> Result<Score> {
     if group.len() == 1 {
-        return group.remove(0);
+        return Ok(group.remove(0));
     }
     let seeds = group.len();
     let accs: Vec<f64> = group.iter().map(|s| s.acc).collect();
     let mean = accs.iter().sum::<f64>() / seeds as f64;
     let acc_sd = (accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (seeds - 1) as f64).sqrt();
     let acc_norm = group.iter().map(|s| s.acc_norm).sum::<f64>() / seeds as f64;
-    let mut outcomes = Outcomes {
-        ids: Vec::new(),
-        correct: Vec::new(),
-        correct_norm: Vec::new(),
-        gold_per_byte: Vec::new(),
-        margin: Vec::new(),
-    };
-    for s in &group {
-        let seed = s.entry.seed.clone().unwrap_or_default();
-        outcomes.ids.extend(s.outcomes.ids.iter().map(|id| format!("{seed}:{id}")));
-        outcomes.correct.extend(&s.outcomes.correct);
-        outcomes.correct_norm.extend(&s.outcomes.correct_norm);
-        outcomes.gold_per_byte.extend(&s.outcomes.gold_per_byte);
-        outcomes.margin.extend(&s.outcomes.margin);
-    }
+    let runs: Vec<(&Outcomes, &Path)> = group.iter().map(|s| (&s.outcomes, s.entry.file.as_path())).collect();
+    let outcomes = evidence::mean_over_seeds(&runs)?;
     let first = group.remove(0);
-    Score {
+    Ok(Score {
         n: outcomes.ids.len() as u64,
         stats: evidence::cell_stats(&outcomes),
         outcomes,
@@ -169,7 +157,7 @@ fn pool_group(mut group: Vec<Score>) -> Score {
         seeds,
         acc_sd,
         ..first
-    }
+    })
 }
 
 /// Every entry of a subject method (FedMKT, FedCoLLM) against every entry of another method on
@@ -462,7 +450,7 @@ pub fn results(
         stage_copy(&mut commit, &source_predictions, predictions, Kind::parquet(crate::eval::PREDICTIONS_FORMAT))?;
         score.entry.file = summary.clone();
     }
-    let scores = pool(scores);
+    let scores = pool(scores)?;
     let rows = comparisons(&scores, subjects)?;
     let text = format!(
         "{}\nacc [95% bootstrap interval, {} resamples] / acc_norm, in %. Paired against the other methods on the same samples:\n\n{}\nThe paper's claims:\n\n{}",
@@ -606,21 +594,26 @@ mod tests {
         assert!((paired.mcnemar_p - 2.0 / 16.0).abs() < 1e-12);
     }
 
+    /// Two seeds of four test samples pool into four samples, each with its mean over the
+    /// seeds, not eight: the seeds answer the same questions.
     #[test]
-    fn seeds_pool_into_mean_and_sd_with_samples_paired_within_a_seed() {
+    fn seeds_pool_into_mean_and_sd_over_the_same_samples() {
         let seeded = |acc: f64, seed: &str| {
             let mut s = score("FedMKT", Some(1), "server", acc);
             s.entry.seed = Some(seed.into());
             s
         };
-        let pooled = pool(vec![seeded(1.0, "s1"), score("Zero-Shot", None, "server", 0.0), seeded(0.0, "s2")]);
+        let pooled = pool(vec![seeded(1.0, "s1"), score("Zero-Shot", None, "server", 0.0), seeded(0.0, "s2")]).unwrap();
         assert_eq!(pooled.len(), 2, "one score per method, round and party");
         let fedmkt = &pooled[0];
-        assert_eq!((fedmkt.seeds, fedmkt.n, fedmkt.acc), (2, 8, 0.5));
+        assert_eq!((fedmkt.seeds, fedmkt.n, fedmkt.acc), (2, 4, 0.5));
         assert!((fedmkt.acc_sd - 0.5f64.sqrt()).abs() < 1e-12, "sample sd of 1 and 0");
-        assert_eq!(fedmkt.outcomes.ids[0], "s1:0");
-        assert_eq!(fedmkt.outcomes.ids[4], "s2:0");
+        assert_eq!(fedmkt.outcomes.ids, ["0", "1", "2", "3"]);
+        assert_eq!(fedmkt.outcomes.correct, [0.5; 4]);
         assert_eq!(fedmkt.stats.acc.mean, 0.5);
+        let mut other = seeded(1.0, "s3");
+        other.outcomes.ids[3] = "9".into();
+        assert!(pool(vec![seeded(1.0, "s1"), other]).is_err(), "seeds evaluated on other samples are refused");
     }
 
     #[test]

@@ -1,0 +1,150 @@
+//! results/README.md (and the README's headline table) quote the committed cells of the grid.
+//! Every such table follows a line
+//! `<!-- acc: <setting>/<task> -->` (accuracy in the paper's layout) or `<!-- paired:
+//! <setting>/<task> -->` (paired comparisons), and each of its numbers must be the one the
+//! cell's committed Parquet file holds (report.parquet, paired.parquet), to the digits shown.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fedmkt::io::{read_parquet, ParquetTable};
+use fedmkt_tests::root;
+
+/// The tables of `text` after each `<!-- KIND: CELL -->` line: (kind, cell, rows of cells),
+/// header first, the `|---|` line left out.
+fn quoted_tables(text: &str) -> Vec<(String, String, Vec<Vec<String>>)> {
+    let mut tables = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(marker) = line.trim().strip_prefix("<!-- ").and_then(|m| m.strip_suffix(" -->")) else { continue };
+        let Some((kind, cell)) = marker.split_once(": ") else { continue };
+        let mut rows = Vec::new();
+        while let Some(row) =
+            lines.next_if(|l| l.trim_start().starts_with('|') || l.trim().is_empty() && rows.is_empty())
+        {
+            if row.trim().is_empty() || row.contains("|---") {
+                continue;
+            }
+            rows.push(row.trim().trim_matches('|').split('|').map(|c| c.trim().to_string()).collect());
+        }
+        tables.push((kind.to_string(), cell.to_string(), rows));
+    }
+    tables
+}
+
+fn table(cell: &str, file: &str, format: &str) -> ParquetTable {
+    read_parquet(&root().join("results").join(cell).join(file), format).unwrap()
+}
+
+fn label(method: &str, round: Option<u32>) -> String {
+    round.map_or(method.to_string(), |r| format!("{method} (round {r})"))
+}
+
+/// (row label, party) → the accuracy cell: "acc [low, high] / acc_norm" in %, with "± sd"
+/// after acc when seeds are pooled.
+fn accuracy_cells(cell: &str) -> BTreeMap<(String, String), String> {
+    let t = table(cell, "report.parquet", "results");
+    let f = |c: &str| t.values::<arrow_array::types::Float64Type>(c).unwrap();
+    let (acc, sd, low, high, norm) = (f("acc"), f("acc_sd"), f("acc_low"), f("acc_high"), f("acc_norm"));
+    let seeds = t.values::<arrow_array::types::UInt32Type>("seeds").unwrap();
+    let rounds = t.optional_values::<arrow_array::types::UInt32Type>("round").unwrap();
+    let (methods, parties) = (t.strings("method").unwrap(), t.strings("party").unwrap());
+    (0..t.num_rows())
+        .map(|i| {
+            let spread = if seeds[i] > 1 { format!(" ± {:.1}", 100.0 * sd[i]) } else { String::new() };
+            let text = format!(
+                "{:.1}{spread} [{:.1}, {:.1}] / {:.1}",
+                100.0 * acc[i],
+                100.0 * low[i],
+                100.0 * high[i],
+                100.0 * norm[i]
+            );
+            ((label(&methods[i], rounds[i]), parties[i].clone()), text)
+        })
+        .collect()
+}
+
+/// (party, "METHOD vs AGAINST") → [n, Δ acc (pp) with interval, McNemar p, Δ gold log-lik/byte].
+fn paired_cells(cell: &str) -> BTreeMap<(String, String), [String; 4]> {
+    let t = table(cell, "paired.parquet", "paired");
+    let f = |c: &str| t.values::<arrow_array::types::Float64Type>(c).unwrap();
+    let round = |c: &str| t.optional_values::<arrow_array::types::UInt32Type>(c).unwrap();
+    let (methods, against, parties) =
+        (t.strings("method").unwrap(), t.strings("against_method").unwrap(), t.strings("party").unwrap());
+    let (rounds, against_rounds, n) =
+        (round("round"), round("against_round"), t.values::<arrow_array::types::UInt64Type>("n").unwrap());
+    let (d, dl, dh, p) = (f("acc_diff"), f("acc_diff_low"), f("acc_diff_high"), f("mcnemar_p"));
+    let (g, gl, gh) =
+        (f("gold_loglik_per_byte_diff"), f("gold_loglik_per_byte_diff_low"), f("gold_loglik_per_byte_diff_high"));
+    (0..t.num_rows())
+        .map(|i| {
+            let comparison = format!("{} vs {}", label(&methods[i], rounds[i]), label(&against[i], against_rounds[i]));
+            let numbers = [
+                n[i].to_string(),
+                format!("{:+.1} [{:+.1}, {:+.1}]", 100.0 * d[i], 100.0 * dl[i], 100.0 * dh[i]),
+                format!("{:.3}", p[i]),
+                format!("{:+.4} [{:+.4}, {:+.4}]", g[i], gl[i], gh[i]),
+            ];
+            ((parties[i].clone(), comparison), numbers)
+        })
+        .collect()
+}
+
+fn check_accuracy_table(cell: &str, rows: &[Vec<String>]) -> usize {
+    let expected = accuracy_cells(cell);
+    let parties: Vec<&str> = rows[0][1..].iter().map(|h| h.split(" (").next().unwrap()).collect();
+    let mut checked = 0;
+    for row in &rows[1..] {
+        for (party, quoted) in parties.iter().zip(&row[1..]) {
+            match expected.get(&(row[0].clone(), party.to_string())) {
+                Some(value) => assert_eq!(quoted, value, "{cell}: {} for {party}", row[0]),
+                None => assert_eq!(quoted, "–", "{cell}: {} for {party} has no row in report.parquet", row[0]),
+            }
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// Columns: party | comparison | n | Δ acc | McNemar p | Δ gold log-lik/byte | (verdict).
+fn check_paired_table(cell: &str, rows: &[Vec<String>]) -> usize {
+    let expected = paired_cells(cell);
+    for row in &rows[1..] {
+        let numbers = expected.get(&(row[0].clone(), row[1].clone()));
+        let numbers = numbers.unwrap_or_else(|| panic!("{cell}: no paired row for {} {}", row[0], row[1]));
+        assert_eq!(&row[2..6], numbers.as_slice(), "{cell}: {} {}", row[0], row[1]);
+    }
+    rows.len() - 1
+}
+
+#[test]
+fn every_number_in_the_results_readme_is_its_cells() {
+    let mut checked = 0;
+    for readme in ["results/README.md", "README.md"] {
+        checked += check_quoted_tables(&std::fs::read_to_string(root().join(readme)).unwrap());
+    }
+    assert!(checked > 0, "results/README.md quotes no numbers");
+}
+
+fn check_quoted_tables(readme: &str) -> usize {
+    let mut checked = 0;
+    for (kind, cell, rows) in quoted_tables(readme) {
+        assert!(Path::new(&root().join("results").join(&cell)).is_dir(), "results/{cell}: no such cell");
+        checked += match kind.as_str() {
+            "acc" => check_accuracy_table(&cell, &rows),
+            "paired" => check_paired_table(&cell, &rows),
+            other => panic!("unknown table kind '{other}'"),
+        };
+    }
+    checked
+}
+
+#[test]
+fn a_quoted_table_is_found_after_its_marker() {
+    let text = "intro\n<!-- acc: s/t -->\n| method | server (m) |\n|---|---|\n| Zero-Shot | 1.0 |\n\nafter\n";
+    let tables = quoted_tables(text);
+    assert_eq!(tables.len(), 1);
+    assert_eq!(
+        tables[0].2,
+        vec![vec!["method".to_string(), "server (m)".into()], vec!["Zero-Shot".into(), "1.0".into()]]
+    );
+}
