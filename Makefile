@@ -77,7 +77,14 @@ all: build
 build:
 	$(CARGO) build --release --workspace --bins
 
-$(addprefix $(BIN)/,$(TOOLS)): $(if $(filter cuda,$(DEVICE)),build-cuda,build)
+# DEVICE=cuda runs the CUDA build's tools as they are (make build-cuda, or its pack unpacked
+# on a GPU machine without Rust); a missing one is named, not built.
+ifeq ($(DEVICE),cuda)
+$(addprefix $(BIN)/,$(TOOLS)):
+	@echo "$@: not there; make build-cuda, or unpack its pack into $(BIN)" >&2; exit 2
+else
+$(addprefix $(BIN)/,$(TOOLS)): build
+endif
 
 # The Flower environment first: two federation tests would otherwise both install it.
 test: build $(FLOWER_ENV)/.installed
