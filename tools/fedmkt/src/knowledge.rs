@@ -75,7 +75,6 @@ fn summarise(sample: &TokenizedSample, positions: &[usize], logits: &Tensor, k: 
     // Each position's next token (the last position has none: any id serves, it is not scored).
     let next: Vec<u32> = positions.iter().map(|&p| sample.input_ids.get(p + 1).copied().unwrap_or(0)).collect();
     let rows = scoring::summarise_rows(logits, k, &next)?;
-    let per_row: Vec<(Vec<(u32, f32)>, f64)> = rows.iter().map(|r| (r.top.clone(), r.logsumexp)).collect();
     let answer = answer_positions(sample);
     let mut answer_nll = 0.0;
     for (row, &p) in rows.iter().zip(positions) {
@@ -83,19 +82,17 @@ fn summarise(sample: &TokenizedSample, positions: &[usize], logits: &Tensor, k: 
             answer_nll += row.logsumexp - row.picked as f64;
         }
     }
+    let tail = |r: &scoring::RowSummary| 1.0 - r.top.iter().map(|&(_, v)| (v as f64 - r.logsumexp).exp()).sum::<f64>();
     Ok(SampleKnowledge {
         id: sample.id.clone(),
         answer_nll,
         answer_tokens: answer.len() as u32,
         answer_bytes: sample.text_bytes - sample.context_bytes,
         positions: positions.iter().map(|&p| p as u32).collect(),
-        topk_ids: per_row.iter().flat_map(|(t, _)| t.iter().map(|&(id, _)| id)).collect(),
-        topk_logits: per_row.iter().flat_map(|(t, _)| t.iter().map(|&(_, v)| f16::from_f32(v))).collect(),
-        logsumexp: per_row.iter().map(|&(_, lse)| lse as f32).collect(),
-        tail_mass: per_row
-            .iter()
-            .map(|(top, lse)| (1.0 - top.iter().map(|&(_, v)| (v as f64 - lse).exp()).sum::<f64>()).max(0.0) as f32)
-            .collect(),
+        topk_ids: rows.iter().flat_map(|r| r.top.iter().map(|&(id, _)| id)).collect(),
+        topk_logits: rows.iter().flat_map(|r| r.top.iter().map(|&(_, v)| f16::from_f32(v))).collect(),
+        logsumexp: rows.iter().map(|r| r.logsumexp as f32).collect(),
+        tail_mass: rows.iter().map(|r| tail(r).max(0.0) as f32).collect(),
     })
 }
 
