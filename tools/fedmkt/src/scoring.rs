@@ -179,7 +179,8 @@ fn summarise_on_device(logits: &Tensor, k: usize, picks: &[u32]) -> Result<Vec<R
     let picked =
         logits.gather(&Tensor::from_vec(picks.to_vec(), (rows, 1), device)?, 1)?.flatten_all()?.to_vec1::<f32>()?;
     let columns = Tensor::arange(0u32, vocab as u32, device)?.unsqueeze(0)?;
-    let removed = Tensor::full(f32::NEG_INFINITY, (rows, vocab), device)?;
+    // −∞ for every picked entry: one value seen through a broadcast, not a rows × vocab copy.
+    let removed = Tensor::new(f32::NEG_INFINITY, device)?.broadcast_as((rows, vocab))?;
     let (mut remaining, mut ids, mut values) = (logits.clone(), Vec::new(), Vec::new());
     for _ in 0..k.min(vocab) {
         let id = remaining.argmax_keepdim(1)?;
