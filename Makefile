@@ -645,10 +645,12 @@ check-cuda:
 # the pipelines' own task, keeps the pipeline's name, others are named <setting>-<task>).
 # Each seed is published as it finishes, into results/<setting>/<task>/seed-<s>/: every
 # prediction file its report was computed from (<method>[-round-<n>]-<party>.{json,parquet}),
-# its training logs, its report made from those copies, and seed.json (the tools' commit and
-# the seed's wall time). The cell's report pools the seeds' folders; cell.json records the
-# command. A committed seed is not run again (a session may end between seeds); remove its
-# folder, or `make -B`, to rebuild it from scratch.
+# its training logs, its report made from those copies, and seed.json (the tools' commit,
+# the seed's wall time and the run's settings). The cell's report pools the seeds' folders,
+# refusing seeds whose settings differ (a pipeline changed since one was committed: remove
+# the stale seed's folder); cell.json records the command and the settings. A committed
+# seed is not run again (a session may end between seeds); remove its folder, or `make -B`,
+# to rebuild it from scratch.
 CELL_SEEDS ?= 1 2 3
 # Where cells go (a test sends them elsewhere).
 RESULTS    ?= results
@@ -667,8 +669,8 @@ $(RESULTS)/$(1)/$(2)/seed-%/report.parquet: | $(BIN)/report
 	  --out $$@ --paired $$(@D)/paired.parquet --markdown $$(@D)/report.md
 
 $(RESULTS)/$(1)/$(2)/report.md: $(foreach s,$(CELL_SEEDS),$(RESULTS)/$(1)/$(2)/seed-$(s)/report.parquet) | $(BIN)/report $(CELL_PLOT_ENV)
-	$(BIN)/report results --reports $$^ --out $$(@D)/report.parquet --paired $$(@D)/paired.parquet --markdown $$@
 	$(PUBLISH) cell $$(@D) "make $$@ CELL_SEEDS='$(CELL_SEEDS)'" $(CELL_SEEDS)
+	$(BIN)/report results --reports $$^ --out $$(@D)/report.parquet --paired $$(@D)/paired.parquet --markdown $$@
 	$(if $(filter yes,$(PLOT)),$(PLOT_ENV)/bin/python tools/report/plot_rounds.py $$(@D)/report.parquet $$(@D)/report.png)
 endef
 $(foreach s,$(CELL_SETTINGS),$(foreach t,$(CELL_TASKS),$(eval $(call cell_rule,$(s),$(t)))))

@@ -301,6 +301,23 @@ fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
         .map(|f| std::fs::read(seed2.join(f)).unwrap())
         .collect();
     assert!(before == after, "seed 2 rebuilt to other bytes");
+    // The seeds ran one pipeline: a seed published under other settings is refused, not pooled.
+    assert_eq!(read_json(&cell.join("cell.json"))["settings"]["CLIENT_LR"], "1e-2");
+    let seed_json = seed2.join("seed.json");
+    let stale =
+        std::fs::read_to_string(&seed_json).unwrap().replace(r#""CLIENT_LR": "1e-2""#, r#""CLIENT_LR": "3e-4""#);
+    std::fs::write(&seed_json, stale).unwrap();
+    let pooled = Command::new("python3")
+        .current_dir(root())
+        .args(["tools/report/publish_cell.py", "cell"])
+        .arg(&cell)
+        .args(["make", "1", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&pooled.stderr);
+    assert_eq!(pooled.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("seed-2/seed.json: CLIENT_LR = '3e-4', seed 1 ran '1e-2'"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 /// `make tasks`: the pipeline once per task, one table of them all (task and method as rows).

@@ -6,9 +6,12 @@ Usage:
 
 `seed`, once a training seed's run ($RUNS/$RUN and its sibling pipelines) has finished:
 every training log of its folders into OUT_DIR/training/ (named by the path below RUNS) and
-seed.json (run, tools' commit, wall time); `report results --copy-into OUT_DIR` then copies
-the evaluations and remakes the seed's report from the copies. `cell` writes
-OUT_DIR/cell.json: the command, the seeds, each seed's commit and wall time from seed.json.
+seed.json (run, tools' commit, wall time, the run's settings.mk); `report results --copy-into
+OUT_DIR` then copies the evaluations and remakes the seed's report from the copies. `cell`
+writes OUT_DIR/cell.json: the command, the seeds, each seed's commit and wall time from
+seed.json, and the settings the seeds share. It refuses (one line, exit 2) seeds whose
+settings differ in anything but the run's name and training seed: a pipeline's setting
+changed since a seed was committed, so that seed is stale and must be run again.
 """
 import json
 import os
@@ -31,10 +34,42 @@ def copy_training_logs(runs, run, out):
                 shutil.copyfile(os.path.join(root, "training_log.parquet"), os.path.join(target, name))
 
 
+# What may differ between the seeds of one cell.
+PER_SEED_SETTINGS = ("NAME", "TRAIN_SEED")
+
+
+def read_settings(path):
+    """A run's settings.mk (`NAME := value` lines) as a dict."""
+    with open(path) as f:
+        return dict(line.rstrip("\n").split(" := ", 1) for line in f if " := " in line)
+
+
 def publish_seed(runs, run, out, commit, wall):
     copy_training_logs(runs, run, out)
+    settings = read_settings(os.path.join(runs, run, "settings.mk"))
+    seed = {"run": run, "tools_commit": commit, "wall_seconds": int(wall), "settings": settings}
     with open(os.path.join(out, "seed.json"), "w") as f:
-        f.write(json.dumps({"run": run, "tools_commit": commit, "wall_seconds": int(wall)}, indent=2) + "\n")
+        f.write(json.dumps(seed, indent=2) + "\n")
+
+
+def shared_settings(out, per_seed):
+    """The settings every seed ran with; exits 2 naming the first seed and setting that differ."""
+    first, *rest = per_seed
+    shared = {k: v for k, v in per_seed[first].get("settings", {}).items() if k not in PER_SEED_SETTINGS}
+    for s in [first, *rest]:
+        mine = per_seed[s].get("settings")
+        if mine is None:
+            fail(f"{out}/seed-{s}/seed.json: no settings recorded (published before they were); remove the folder to rerun it")
+        for key in sorted(set(shared) | set(mine) - set(PER_SEED_SETTINGS)):
+            if mine.get(key) != shared.get(key):
+                fail(f"{out}/seed-{s}/seed.json: {key} = {mine.get(key)!r}, seed {first} ran {shared.get(key)!r}; "
+                     "remove the stale seed's folder to rerun it")
+    return shared
+
+
+def fail(message):
+    print(message, file=sys.stderr)
+    sys.exit(2)
 
 
 def publish_cell(out, command, seeds):
@@ -42,7 +77,8 @@ def publish_cell(out, command, seeds):
     for s in seeds:
         with open(os.path.join(out, f"seed-{s}", "seed.json")) as f:
             per_seed[s] = json.load(f)
-    cell = {"command": command, "seeds": seeds,
+    settings = shared_settings(out, per_seed)
+    cell = {"command": command, "seeds": seeds, "settings": settings,
             "tools_commit_per_seed": {s: v["tools_commit"] for s, v in per_seed.items()},
             "wall_seconds_per_seed": {s: v["wall_seconds"] for s, v in per_seed.items()},
             "wall_seconds": sum(v["wall_seconds"] for v in per_seed.values())}
