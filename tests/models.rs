@@ -6,7 +6,8 @@ use fedmkt_tests::testdata;
 use rand::SeedableRng;
 use std::collections::HashMap;
 
-const MODELS: [&str; 2] = ["tiny-llama", "tiny-gemma3"];
+/// From GGUF (tiny-llama, tiny-gemma3) or written by transformers (testdata/reference/tiny_families.py).
+const MODELS: [&str; 5] = ["tiny-llama", "tiny-gemma3", "tiny-mistral", "tiny-qwen2", "tiny-qwen3"];
 
 fn golden(model: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(testdata(&format!("golden/models/{model}.safetensors")), &Device::Cpu).unwrap()
@@ -212,7 +213,7 @@ fn gemma3_with_a_global_layer(dir: &std::path::Path) -> Model {
 /// Continuations scored after cached prefixes (evaluate's shared contexts) give the hidden
 /// states of running prefix and continuation as one sequence: rows of different prefix and
 /// continuation lengths in one batch, an empty prefix, and sequences longer than Gemma's
-/// sliding window of 16, on both architectures, with and without an adapter.
+/// sliding window of 16 and Mistral's of 8, on every architecture, with and without an adapter.
 #[test]
 fn continuations_after_cached_prefixes_match_one_pass() {
     let dir = fedmkt_tests::tempdir();
@@ -221,6 +222,8 @@ fn continuations_after_cached_prefixes_match_one_pass() {
         ("tiny-llama + lora", load("tiny-llama", peft_adapter("tiny-llama"))),
         ("tiny-gemma3 + lora", load("tiny-gemma3", peft_adapter("tiny-gemma3"))),
         ("tiny-gemma3 sliding + global", gemma3_with_a_global_layer(dir.path())),
+        ("tiny-mistral (window 8) + lora", load("tiny-mistral", peft_adapter("tiny-mistral"))),
+        ("tiny-qwen3 + lora", load("tiny-qwen3", peft_adapter("tiny-qwen3"))),
     ];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let mut tokens = |n: usize| -> Vec<u32> { (0..n).map(|_| rand::Rng::random_range(&mut rng, 3..1000)).collect() };

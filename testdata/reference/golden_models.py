@@ -1,6 +1,7 @@
 """Golden logits of the tiny models from Hugging Face transformers (+ PEFT), run by hand.
 
-For each tiny model folder (written by `import-gguf` from testdata/models/*.gguf):
+`golden_models.py [NAME ...]` (default: all). For each tiny model folder (written by
+`import-gguf` from testdata/models/*.gguf, or by tiny_families.py):
 - a PEFT LoRA adapter with random, non-zero A and B (seeded), saved to testdata/models/<m>-lora/;
 - the token ids of a right-padded batch of fixture texts and, for every sequence, the logits
   at every real position without and with the adapter, saved to
@@ -10,6 +11,7 @@ Requirements: testdata/reference/requirements-models.txt (torch, transformers, p
 """
 import json
 import pathlib
+import sys
 
 import pyarrow.parquet as pq
 import torch
@@ -20,6 +22,12 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "golden" / "models"
 N_TEXTS = 3
+# Adapted modules per model: an attention projection of each kind and an MLP one, in the
+# family's own names.
+LLAMA_TARGETS = ["q_proj", "v_proj", "down_proj"]
+TARGETS = {"tiny-llama": LLAMA_TARGETS, "tiny-gemma3": LLAMA_TARGETS}
+# Models added later reseed before their adapter, so that regenerating one leaves the others.
+RESEEDED = {"tiny-mistral": LLAMA_TARGETS, "tiny-qwen2": LLAMA_TARGETS, "tiny-qwen3": LLAMA_TARGETS}
 
 
 def texts():
@@ -27,10 +35,14 @@ def texts():
     return [r["context"] + r["target"] for r in rows[:N_TEXTS]]
 
 
-def main():
+def main(names):
     torch.manual_seed(0)
     OUT.mkdir(parents=True, exist_ok=True)
-    for name in ["tiny-llama", "tiny-gemma3"]:
+    for index, (name, targets) in enumerate({**TARGETS, **RESEEDED}.items()):
+        if name in RESEEDED:
+            torch.manual_seed(1000 + index)
+        if names and name not in names:
+            continue
         folder = ROOT / "models" / name
         tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
         encoded = [tokenizer(t)["input_ids"] for t in texts()]
@@ -41,7 +53,7 @@ def main():
         model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager").eval()
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask).logits
-        config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"],
+        config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets,
                             init_lora_weights=False, task_type="CAUSAL_LM")
         peft_model = get_peft_model(model, config).eval()
         with torch.no_grad():
@@ -58,4 +70,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,4 +1,5 @@
-//! `config.json` of a Hugging Face model folder, reduced to what our two architectures read.
+//! `config.json` of a Hugging Face model folder, reduced to what our architectures read.
+//! Options we do not implement are refused by name, never ignored.
 use std::path::Path;
 
 use anyhow::Result;
@@ -9,7 +10,8 @@ use crate::cli::bad_input;
 /// The architectures we can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
-    /// LLaMA-2, SmolLM2, TinyLlama, Sheared-LLaMA, Mistral; Qwen2 (q/k/v bias).
+    /// LLaMA-2, SmolLM2, TinyLlama, Sheared-LLaMA; Mistral (a sliding window), Qwen2 (q/k/v
+    /// bias), Qwen3 (q/k RMS norms).
     Llama,
     Gemma3,
 }
@@ -26,14 +28,18 @@ pub struct ModelConfig {
     pub num_attention_heads: usize,
     pub num_key_value_heads: usize,
     pub head_dim: usize,
-    pub rms_norm_eps: f64,
+    /// Epsilon of the norms (`rms_norm_eps`).
+    pub norm_eps: f64,
     pub rope_theta: f64,
     pub tie_word_embeddings: bool,
     /// Bias on q/k/v projections (Qwen2).
     pub qkv_bias: bool,
-    /// Gemma-3: per layer, the sliding window (None = global attention).
+    /// RMS norms on queries and keys per head before the rotary embedding (Qwen3, Gemma-3).
+    pub qk_norm: bool,
+    /// Per layer, the sliding window (None = global attention): Gemma-3, Mistral, Qwen's
+    /// `use_sliding_window`.
     pub sliding_window: Vec<Option<usize>>,
-    /// Gemma-3: rotary base of sliding-window layers.
+    /// Rotary base of sliding-window layers (Gemma-3's own; the others use `rope_theta`).
     pub rope_local_base_freq: f64,
     /// Gemma-3: queries are scaled by `query_pre_attn_scalar^-1/2`.
     pub query_pre_attn_scalar: f64,
@@ -50,11 +56,11 @@ impl ModelConfig {
     pub fn from_json(json: &Value) -> std::result::Result<ModelConfig, String> {
         let model_type = json.get("model_type").and_then(Value::as_str).ok_or("no 'model_type'")?.to_string();
         let arch = match model_type.as_str() {
-            "llama" | "mistral" | "qwen2" => Arch::Llama,
+            "llama" | "mistral" | "qwen2" | "qwen3" => Arch::Llama,
             "gemma3_text" | "gemma3" => Arch::Gemma3,
             other => {
                 return Err(format!(
-                    "architecture '{other}' is not supported (supported: llama, mistral, qwen2, gemma3_text)"
+                    "architecture '{other}' is not supported (supported: llama, mistral, qwen2, qwen3, gemma3_text)"
                 ))
             }
         };
@@ -68,12 +74,16 @@ impl ModelConfig {
         let num_hidden_layers = uint("num_hidden_layers")?;
         let head_dim =
             json.get("head_dim").and_then(Value::as_u64).map_or(hidden_size / num_attention_heads, |v| v as usize);
-        if let Some(scaling) = json.get("rope_scaling").filter(|v| !v.is_null()) {
-            return Err(format!("rope_scaling {scaling} is not supported"));
+        let rope_theta = rope_theta(json)?;
+        if arch == Arch::Llama {
+            refuse_unless(json, "hidden_act", &["silu"])?;
+            refuse_unless(json, "mlp_bias", &[false])?;
         }
-        let sliding_window = match arch {
-            Arch::Llama => vec![None; num_hidden_layers],
-            Arch::Gemma3 => gemma3_windows(json, num_hidden_layers)?,
+        let sliding_window = match model_type.as_str() {
+            "mistral" => mistral_windows(json, num_hidden_layers),
+            "qwen2" | "qwen3" => qwen_windows(json, num_hidden_layers)?,
+            "llama" => vec![None; num_hidden_layers],
+            _ => windows_by_layer_type(json, num_hidden_layers)?,
         };
         Ok(ModelConfig {
             arch,
@@ -87,15 +97,19 @@ impl ModelConfig {
                 .and_then(Value::as_u64)
                 .map_or(num_attention_heads, |v| v as usize),
             head_dim,
-            rms_norm_eps: float("rms_norm_eps", 1e-6),
-            rope_theta: float("rope_theta", 10_000.0),
+            norm_eps: float("rms_norm_eps", 1e-6),
+            rope_theta,
             tie_word_embeddings: json
                 .get("tie_word_embeddings")
                 .and_then(Value::as_bool)
                 .unwrap_or(arch == Arch::Gemma3),
             qkv_bias: model_type == "qwen2" || json.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
+            qk_norm: model_type == "qwen3" || arch == Arch::Gemma3,
             sliding_window,
-            rope_local_base_freq: float("rope_local_base_freq", 10_000.0),
+            rope_local_base_freq: float(
+                "rope_local_base_freq",
+                if arch == Arch::Gemma3 { 10_000.0 } else { rope_theta },
+            ),
             query_pre_attn_scalar: float("query_pre_attn_scalar", head_dim as f64),
             final_logit_softcapping: json.get("final_logit_softcapping").and_then(Value::as_f64),
             model_type,
@@ -103,9 +117,50 @@ impl ModelConfig {
     }
 }
 
-/// Which Gemma-3 layers use a sliding window: `layer_types` when present, else every
+/// The rotary base: `rope_theta`, or transformers 5's `rope_parameters` (its default rope type
+/// only: a scaled rotary embedding is refused, not ignored).
+fn rope_theta(json: &Value) -> std::result::Result<f64, String> {
+    if let Some(scaling) = json.get("rope_scaling").filter(|v| !v.is_null()) {
+        return Err(format!("rope_scaling {scaling} is not supported"));
+    }
+    let parameters = json.get("rope_parameters").filter(|v| !v.is_null());
+    if let Some(kind) = parameters.and_then(|p| p.get("rope_type")).filter(|t| t.as_str() != Some("default")) {
+        return Err(format!("rope_parameters.rope_type {kind} is not supported (only \"default\")"));
+    }
+    let theta = parameters.and_then(|p| p.get("rope_theta")).or_else(|| json.get("rope_theta"));
+    Ok(theta.and_then(Value::as_f64).unwrap_or(10_000.0))
+}
+
+/// Refuse a config whose `key`, when present, is not one of the values we implement.
+fn refuse_unless<T: Into<Value> + Copy>(json: &Value, key: &str, allowed: &[T]) -> std::result::Result<(), String> {
+    match json.get(key).filter(|v| !v.is_null()) {
+        Some(value) if !allowed.iter().any(|a| &(*a).into() == value) => Err(format!("{key} {value} is not supported")),
+        _ => Ok(()),
+    }
+}
+
+/// Mistral: every layer within `sliding_window` (null: none).
+fn mistral_windows(json: &Value, layers: usize) -> Vec<Option<usize>> {
+    vec![json.get("sliding_window").and_then(Value::as_u64).map(|w| w as usize); layers]
+}
+
+/// Qwen2/Qwen3: no window unless `use_sliding_window`; then `layer_types`, or the layers from
+/// `max_window_layers` on (transformers' rule).
+fn qwen_windows(json: &Value, layers: usize) -> std::result::Result<Vec<Option<usize>>, String> {
+    if !json.get("use_sliding_window").and_then(Value::as_bool).unwrap_or(false) {
+        return Ok(vec![None; layers]);
+    }
+    if json.get("layer_types").is_some() {
+        return windows_by_layer_type(json, layers);
+    }
+    let window = json.get("sliding_window").and_then(Value::as_u64).ok_or("no integer 'sliding_window'")? as usize;
+    let first = json.get("max_window_layers").and_then(Value::as_u64).unwrap_or(layers as u64) as usize;
+    Ok((0..layers).map(|i| (i >= first).then_some(window)).collect())
+}
+
+/// Which layers use a sliding window: `layer_types` when present, else (Gemma-3) every
 /// `sliding_window_pattern`-th layer is global.
-fn gemma3_windows(json: &Value, layers: usize) -> std::result::Result<Vec<Option<usize>>, String> {
+fn windows_by_layer_type(json: &Value, layers: usize) -> std::result::Result<Vec<Option<usize>>, String> {
     let window = json.get("sliding_window").and_then(Value::as_u64).ok_or("no integer 'sliding_window'")? as usize;
     if let Some(types) = json.get("layer_types").and_then(Value::as_array) {
         if types.len() != layers {

@@ -36,7 +36,7 @@ pub struct Gemma3 {
 
 impl Gemma3 {
     pub fn load(b: &mut Builder, cfg: &ModelConfig) -> Result<Gemma3> {
-        let (h, d, eps) = (cfg.hidden_size, cfg.head_dim, cfg.rms_norm_eps);
+        let (h, d, eps) = (cfg.hidden_size, cfg.head_dim, cfg.norm_eps);
         let embed_tokens = b.tensor("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
