@@ -679,6 +679,8 @@ $(foreach s,$(CELL_SETTINGS),$(foreach t,$(CELL_TASKS),$(eval $(call cell_rule,$
 testdata-fixtures: $(ASSETS)/olmo/.installed
 	$(PYTHON) testdata/reference/cut_task_fixtures.py $(ASSETS)/olmo
 
+# Tiny models of the families without a tiny GGUF, written by transformers (tiny_families.py).
+TINY_FAMILIES := tiny-mistral tiny-qwen2 tiny-qwen3
 testdata: build $(PYREF)/.installed
 	$(BIN)/gen-testdata --out testdata
 	for t in arc-easy boolq; do $(BIN)/prepare-data --task $$t --source testdata/data/olmo --out testdata/data/tasks/$$t 2>/dev/null; done
@@ -689,7 +691,13 @@ testdata: build $(PYREF)/.installed
 	$(PYTHON) testdata/reference/golden_prepare_data.py
 	$(PYTHON) testdata/reference/golden_import_gguf.py
 	$(PYTHON) testdata/reference/golden_tokenize.py
+	$(PYREF)/bin/python testdata/reference/tiny_families.py
 	$(PYREF)/bin/python testdata/reference/golden_models.py
+	for m in tiny-llama tiny-gemma3 $(TINY_FAMILIES); do tok=$$([ $$m = tiny-gemma3 ] && echo $$m || echo tiny-llama); \
+	  $(BIN)/distill --model testdata/models/$$m --data testdata/data/tokens/$$tok/arc-easy-eval.parquet --epochs 1 \
+	    --lr 1e-2 --lora-r 4 --lora-alpha 8 --lora-targets q_proj,v_proj,down_proj --out testdata/models/$$m-ours 2>/dev/null \
+	  && rm testdata/models/$$m-ours/training_log.parquet; done
+	$(PYREF)/bin/python testdata/reference/golden_models.py --ours
 	$(PYREF)/bin/python testdata/reference/golden_infer_logits.py
 	$(PYREF)/bin/python testdata/reference/golden_evaluate.py
 

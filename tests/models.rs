@@ -17,9 +17,14 @@ fn load(model: &str, adapter: AdapterSource) -> Model {
     Model::load(&testdata(&format!("models/{model}")), adapter, DType::F32, &Device::Cpu).unwrap()
 }
 
-fn peft_adapter(model: &str) -> AdapterSource {
+/// The adapter in testdata/models/<model>-<which>: `lora` saved by PEFT, `ours` by our `distill`.
+fn adapter(model: &str, which: &str) -> AdapterSource {
     let base = fedmkt::model::base_config_hash(&testdata(&format!("models/{model}"))).unwrap();
-    AdapterSource::load(&testdata(&format!("models/{model}-lora")), &base, &Device::Cpu).unwrap()
+    AdapterSource::load(&testdata(&format!("models/{model}-{which}")), &base, &Device::Cpu).unwrap()
+}
+
+fn peft_adapter(model: &str) -> AdapterSource {
+    adapter(model, "lora")
 }
 
 /// Largest |ours − reference| over the real (unpadded) positions, relative to max |reference|.
@@ -38,14 +43,19 @@ fn relative_error(ours: &Tensor, reference: &Tensor, lengths: &[i64]) -> f32 {
 
 /// Both the inference path (fused rotary kernel) and the training path must match.
 fn check_against(model: &mut Model, reference_key: &str, name: &str) {
+    check_against_logits(model, &golden(name)[reference_key], &format!("{name} {reference_key}"), name);
+}
+
+/// [`check_against`] on reference logits of the golden batch of `name`.
+fn check_against_logits(model: &mut Model, reference: &Tensor, label: &str, name: &str) {
     let g = golden(name);
     let ids = g["ids"].to_dtype(DType::U32).unwrap();
     let lengths = g["lengths"].to_vec1::<i64>().unwrap();
     for training in [false, true] {
         model.training = training;
-        let err = relative_error(&model.forward(&ids).unwrap(), &g[reference_key], &lengths);
-        eprintln!("{name} {reference_key} (training: {training}): relative error {err:e}");
-        assert!(err < 1e-4, "{name} {reference_key} (training: {training}): relative error {err:e}");
+        let err = relative_error(&model.forward(&ids).unwrap(), reference, &lengths);
+        eprintln!("{label} (training: {training}): relative error {err:e}");
+        assert!(err < 1e-4, "{label} (training: {training}): relative error {err:e}");
     }
 }
 
@@ -62,6 +72,18 @@ fn logits_with_a_peft_adapter_match_peft() {
         let mut model = load(name, peft_adapter(name));
         assert_eq!(model.lora.as_ref().unwrap().vars.len(), 2 * 3 * 2, "{name}: A and B for q, v, down in 2 layers");
         check_against(&mut model, "logits_lora", name);
+    }
+}
+
+/// Adapters our `distill` wrote, loaded by PEFT (golden_models.py --ours): PEFT's logits are ours.
+#[test]
+fn adapters_we_write_give_peft_our_logits() {
+    for name in MODELS {
+        let reference =
+            candle_core::safetensors::load(testdata(&format!("golden/models/{name}-ours.safetensors")), &Device::Cpu)
+                .unwrap();
+        let mut model = load(name, adapter(name, "ours"));
+        check_against_logits(&mut model, &reference["logits"], &format!("{name} + our adapter in PEFT"), name);
     }
 }
 

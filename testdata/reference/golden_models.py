@@ -7,6 +7,10 @@
   at every real position without and with the adapter, saved to
   testdata/golden/models/<m>.safetensors (ids, lengths, logits, logits_lora).
 
+`golden_models.py --ours [NAME ...]`: adapters written by our `distill` (testdata/models/
+<m>-ours/, see `make testdata`) loaded by PEFT, and its logits of the same batch saved to
+testdata/golden/models/<m>-ours.safetensors (logits): PEFT reads our adapters as we do.
+
 Requirements: testdata/reference/requirements-models.txt (torch, transformers, peft).
 """
 import json
@@ -15,8 +19,8 @@ import sys
 
 import pyarrow.parquet as pq
 import torch
-from peft import LoraConfig, get_peft_model
-from safetensors.torch import save_file
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -35,6 +39,22 @@ def texts():
     return [r["context"] + r["target"] for r in rows[:N_TEXTS]]
 
 
+def load(folder):
+    return AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager").eval()
+
+
+def ours_in_peft(names):
+    for name in names or {**TARGETS, **RESEEDED}:
+        golden = load_file(OUT / f"{name}.safetensors")
+        ids, lengths = golden["ids"], golden["lengths"]
+        mask = torch.tensor([[1] * n + [0] * (ids.shape[1] - n) for n in lengths.tolist()])
+        model = PeftModel.from_pretrained(load(ROOT / "models" / name), ROOT / "models" / f"{name}-ours").eval()
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        save_file({"logits": logits.contiguous()}, OUT / f"{name}-ours.safetensors")
+        print(name, "-ours: max |logit|", float(logits.abs().max()))
+
+
 def main(names):
     torch.manual_seed(0)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -50,7 +70,7 @@ def main(names):
         width = max(lengths)
         ids = torch.tensor([e + [0] * (width - len(e)) for e in encoded])
         mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths])
-        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager").eval()
+        model = load(folder)
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask).logits
         config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets,
@@ -70,4 +90,7 @@ def main(names):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--ours"]:
+        ours_in_peft(sys.argv[2:])
+    else:
+        main(sys.argv[1:])
