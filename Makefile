@@ -161,9 +161,16 @@ $(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepar
 	  $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
 endif
 
+# A model comes from a GGUF file (GGUF_<model>, imported) or a Hugging Face folder
+# (HF_<model>, linked, never copied or written: a user's 7B checkpoint stays where it is).
 define model_rules
+ifeq ($(HF_$(1)),)
 $(RUN)/models/$(1)/config.json: $(GGUF_DEP_$(1)) | $(BIN)/import-gguf
 	$(BIN)/import-gguf $(GGUF_$(1)) --out $$(@D)
+else
+$(RUN)/models/$(1)/config.json: $(HF_$(1))/config.json
+	mkdir -p $(RUN)/models && ln -sfn $(abspath $(HF_$(1))) $$(@D)
+endif
 
 $(RUN)/tok/$(1)/%.parquet: $(RUN)/data/$(TASK)/eval.parquet $(RUN)/models/$(1)/config.json | $(BIN)/tokenize
 	$(BIN)/tokenize --tokenizer $(RUN)/models/$(1)/tokenizer.json --input $(RUN)/data/$(TASK)/$$*.parquet --out $$@

@@ -192,6 +192,30 @@ fn every_baseline_has_its_rows_in_the_report() {
     assert_eq!(nokd.unwrap().provenance.extra["lambda"], "1");
 }
 
+/// Two rounds with a Mistral, a Qwen2 and a Qwen3 client (Hugging Face folders, linked into
+/// the run, never written), every party evaluated in both rounds.
+#[test]
+fn a_round_runs_with_a_client_of_each_family() {
+    let dir = tempdir();
+    let runs = dir.path();
+    make(runs, &["PIPELINE=pipelines/tiny-families.mk"]);
+    let run = runs.join("tiny-families");
+    for (k, family) in ["tiny-mistral", "tiny-qwen2", "tiny-qwen3"].iter().enumerate() {
+        let linked = run.join("models").join(family);
+        assert!(linked.is_symlink(), "{family} was copied, not linked");
+        assert_eq!(std::fs::canonicalize(&linked).unwrap(), root().join("testdata/models").join(family));
+        for round in [1, 2] {
+            let eval = run.join(format!("round-{round}/eval/client-{}.json", k + 1));
+            assert!(read_json(&eval)["n"].as_u64().unwrap() > 0, "{family}: no evaluation in round {round}");
+        }
+    }
+    let table = fedmkt::io::read_parquet(&run.join("report-2.parquet"), "results").unwrap();
+    let models = table.strings("model").unwrap();
+    for family in ["tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-qwen3"] {
+        assert!(models.iter().any(|m| m == family), "the report lacks {family}");
+    }
+}
+
 #[test]
 fn fedcollm_averages_securely_then_distils_both_ways() {
     let dir = tempdir();
