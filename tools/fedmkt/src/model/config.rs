@@ -182,3 +182,39 @@ fn windows_by_layer_type(json: &Value, layers: usize) -> std::result::Result<Vec
         .unwrap_or(6) as usize;
     Ok((1..=layers).map(|i| if i % pattern == 0 { None } else { Some(window) }).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(extra: Value) -> std::result::Result<ModelConfig, String> {
+        let mut json = json!({"model_type": "qwen3", "vocab_size": 8, "hidden_size": 8, "intermediate_size": 16,
+                              "num_hidden_layers": 3, "num_attention_heads": 2});
+        json.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        ModelConfig::from_json(&json)
+    }
+
+    #[test]
+    fn options_we_do_not_implement_are_refused_by_name() {
+        let yarn = config(json!({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e6}})).unwrap_err();
+        assert_eq!(yarn, r#"rope_parameters.rope_type "yarn" is not supported (only "default")"#);
+        assert!(config(json!({"rope_scaling": {"type": "linear"}})).unwrap_err().starts_with("rope_scaling"));
+        assert_eq!(config(json!({"hidden_act": "gelu"})).unwrap_err(), r#"hidden_act "gelu" is not supported"#);
+        assert_eq!(config(json!({"mlp_bias": true})).unwrap_err(), "mlp_bias true is not supported");
+        assert!(config(json!({"model_type": "gpt_neox"})).unwrap_err().contains("'gpt_neox' is not supported"));
+    }
+
+    #[test]
+    fn windows_follow_transformers_rules() {
+        let theta = config(json!({"rope_parameters": {"rope_type": "default", "rope_theta": 1e6}})).unwrap();
+        assert_eq!((theta.rope_theta, theta.rope_local_base_freq), (1e6, 1e6));
+        let qwen = config(json!({"use_sliding_window": true, "sliding_window": 4, "max_window_layers": 1})).unwrap();
+        assert_eq!(qwen.sliding_window, vec![None, Some(4), Some(4)]);
+        let off = config(json!({"use_sliding_window": false, "sliding_window": 4})).unwrap();
+        assert_eq!(off.sliding_window, vec![None; 3]);
+        let mistral = config(json!({"model_type": "mistral", "sliding_window": 4})).unwrap();
+        assert_eq!(mistral.sliding_window, vec![Some(4); 3]);
+        assert!(!mistral.qk_norm && config(json!({})).unwrap().qk_norm);
+    }
+}
