@@ -31,7 +31,10 @@ N_TEXTS = 3
 LLAMA_TARGETS = ["q_proj", "v_proj", "down_proj"]
 TARGETS = {"tiny-llama": LLAMA_TARGETS, "tiny-gemma3": LLAMA_TARGETS}
 # Models added later reseed before their adapter, so that regenerating one leaves the others.
-RESEEDED = {"tiny-mistral": LLAMA_TARGETS, "tiny-qwen2": LLAMA_TARGETS, "tiny-qwen3": LLAMA_TARGETS}
+RESEEDED = {"tiny-mistral": LLAMA_TARGETS, "tiny-qwen2": LLAMA_TARGETS, "tiny-qwen3": LLAMA_TARGETS,
+            "tiny-gpt2": ["c_attn", "c_proj", "c_fc"], "tiny-opt": ["q_proj", "v_proj", "out_proj", "fc2"],
+            "tiny-opt-350m": ["q_proj", "v_proj", "out_proj", "fc2"],
+            "tiny-bloom": ["query_key_value", "dense", "dense_4h_to_h"]}
 
 
 def texts():
