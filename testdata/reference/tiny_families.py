@@ -4,8 +4,8 @@ Each from a seeded config (2 layers, hidden 64, the vocabulary of testdata/model
 whose tokenizer it gets), every parameter perturbed from transformers' initialisation (norm
 weights of 1 and zero biases would hide a wrong formula), saved in float32 to
 testdata/models/tiny-<family>/. Then golden_models.py computes their reference logits.
-GPT-2, OPT (both layer-norm placements) and Bloom are written ahead of their architecture
-files in tools/fedmkt/src/model/ (issue 18): the references come first.
+GPT-2, OPT (both layer-norm placements; the post-LN one with OPT-350m's project_in/out) and
+Bloom are the paper's client families (gpt2.rs, opt.rs, bloom.rs in tools/fedmkt/src/model/).
 
 Requirements: testdata/reference/requirements-models.txt (torch, transformers).
 """

@@ -58,9 +58,11 @@ struct Args {
     /// Dropout on the adapter path's input while training (seeded).
     #[arg(long, default_value_t = 0.05)]
     lora_dropout: f64,
-    /// Modules to adapt (the paper's LLM setting: attention projections).
-    #[arg(long, value_delimiter = ',', default_value = "q_proj,k_proj,v_proj,o_proj")]
-    lora_targets: Vec<String>,
+    /// Modules to adapt, by name [default: the architecture's: q_proj,k_proj,v_proj,o_proj
+    /// for llama-family models and Gemma-3 (the paper's LLM setting), PEFT's c_attn for
+    /// GPT-2, q_proj,v_proj for OPT, query_key_value for Bloom].
+    #[arg(long, value_delimiter = ',')]
+    lora_targets: Option<Vec<String>>,
     /// Softening temperature of teacher and student in L_KD.
     #[arg(long, default_value_t = 1.0)]
     temperature: f64,
@@ -91,7 +93,10 @@ struct Args {
 fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("distill", || {
-        let mut targets = args.lora_targets.clone();
+        let mut targets = match &args.lora_targets {
+            Some(targets) => targets.clone(),
+            None => fedmkt::model::default_lora_targets(&args.model)?,
+        };
         targets.sort();
         let opts = fedmkt::distill::DistillOptions {
             lambda: args.lambda,

@@ -234,11 +234,13 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 /// sqrt(2/π), of GELU's tanh approximation.
 const GELU_C: f32 = 0.797_884_6;
 
-/// The gate's activation in a gated MLP: SiLU (llama) or GELU's tanh approximation (Gemma).
+/// An MLP's activation: SiLU (llama's gate), GELU's tanh approximation (Gemma's gate, GPT-2's
+/// `gelu_new`, Bloom), ReLU (OPT).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
     Silu,
     GeluTanh,
+    Relu,
 }
 
 impl Activation {
@@ -247,6 +249,7 @@ impl Activation {
         match self {
             Activation::Silu => x.silu(),
             Activation::GeluTanh => x.gelu(),
+            Activation::Relu => x.relu(),
         }
     }
 
@@ -256,6 +259,7 @@ impl Activation {
             Activation::Silu => v / (1.0 + (-v).exp()),
             // 0.5·v·(1 + tanh z) = v·sigmoid(2z): one exp instead of a tanh (a third of the time).
             Activation::GeluTanh => v / (1.0 + (-2.0 * GELU_C * v * (1.0 + 0.044715 * v * v)).exp()),
+            Activation::Relu => v.max(0.0),
         }
     }
 
@@ -273,6 +277,7 @@ impl Activation {
                     0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * v * v),
                 )
             }
+            Activation::Relu => (v.max(0.0), if v > 0.0 { 1.0 } else { 0.0 }),
         }
     }
 }
@@ -358,6 +363,57 @@ pub fn gated(gate: &Tensor, up: &Tensor, activation: Activation) -> Result<Tenso
     gate.contiguous()?.apply_op2(&up.contiguous()?, Gated(activation))
 }
 
+/// `f(x)` elementwise in one parallel pass (a plain MLP's middle); backward `∂x = ∂y·f'(x)`.
+struct Activate(Activation);
+
+impl CustomOp1 for Activate {
+    fn name(&self) -> &'static str {
+        "fused-activation"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(storage, layout, self.name())?;
+        let width = *layout.dims().last().unwrap_or(&1);
+        let y = map_rows(x, width, |_, x, y| y.iter_mut().zip(x).for_each(|(y, x)| *y = self.0.value(*x)));
+        Ok((y, layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&grad_y.contiguous()?, &ActivateBackward(self.0))?))
+    }
+}
+
+/// `∂x = ∂y·f'(x)` from `x` and `∂y`.
+struct ActivateBackward(Activation);
+
+impl CustomOp2 for ActivateBackward {
+    fn name(&self) -> &'static str {
+        "fused-activation-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        x_layout: &Layout,
+        dys: &CpuStorage,
+        dy_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, dy) = (values(xs, x_layout, self.name())?, values(dys, dy_layout, self.name())?);
+        let width = *x_layout.dims().last().unwrap_or(&1);
+        let dx = map_row_pairs(x, dy, width, |x, dy, dx| {
+            for i in 0..x.len() {
+                dx[i] = dy[i] * self.0.value_and_slope(x[i]).1;
+            }
+        });
+        Ok((dx, x_layout.shape().clone()))
+    }
+}
+
+/// `f(x)` of an f32 tensor.
+pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Activate(activation))
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use candle_core::{Device, Var, D};
@@ -429,9 +485,20 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn activations_match_composed_ops() {
+        for activation in [Activation::Silu, Activation::GeluTanh, Activation::Relu] {
+            assert_same_as_composed(
+                &random(&[2, 5, 16], 7),
+                |x| Ok(activate(x, activation)?),
+                |x| Ok(activation.apply(x)?),
+            );
+        }
+    }
+
+    #[test]
     fn gated_activations_match_composed_ops() {
         let up = Var::from_tensor(&random(&[2, 5, 16], 5)).unwrap();
-        for activation in [Activation::Silu, Activation::GeluTanh] {
+        for activation in [Activation::Silu, Activation::GeluTanh, Activation::Relu] {
             let composed = |g: &Tensor| Ok((activation.apply(g)? * up.as_tensor())?);
             assert_same_as_composed(&random(&[2, 5, 16], 6), |g| Ok(gated(g, up.as_tensor(), activation)?), composed);
             let gate = random(&[2, 5, 16], 6);

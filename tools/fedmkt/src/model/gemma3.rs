@@ -11,7 +11,7 @@ use candle_core::Tensor;
 
 use super::geometry::{Geometry, KeyValues};
 use super::layers::RmsNorm;
-use super::{embed, lm_head, Activation, Attention, Builder, GatedMlp, Linear, ModelConfig};
+use super::{embed, lm_head, Attention, Builder, Decoder, GatedMlp, Linear, ModelConfig};
 
 struct Layer {
     input_layernorm: RmsNorm,
@@ -31,7 +31,7 @@ pub struct Gemma3 {
     embed_tokens: Tensor,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    pub lm_head: Linear,
+    lm_head: Linear,
 }
 
 impl Gemma3 {
@@ -49,7 +49,7 @@ impl Gemma3 {
                 post_feedforward_layernorm: norm(b, "post_feedforward_layernorm", h)?,
                 q_norm: norm(b, "self_attn.q_norm", d)?,
                 k_norm: norm(b, "self_attn.k_norm", d)?,
-                self_attn: Attention::load(b, &format!("{p}.self_attn"), cfg)?,
+                self_attn: Attention::separate(b, &format!("{p}.self_attn"), cfg, "o_proj", false)?,
                 mlp: GatedMlp::load(b, &format!("{p}.mlp"), cfg)?,
                 sliding: cfg.sliding_window[i].is_some(),
             });
@@ -58,10 +58,10 @@ impl Gemma3 {
         let lm_head = lm_head(b, cfg, &embed_tokens)?;
         Ok(Gemma3 { cfg: cfg.clone(), embed_tokens, layers, norm, lm_head })
     }
+}
 
-    /// Final hidden states, and each layer's keys and values, of `ids` placed by `geometry`
-    /// after `past` (a cached prefix's keys and values per layer).
-    pub fn run(
+impl Decoder for Gemma3 {
+    fn run(
         &self,
         ids: &Tensor,
         geometry: &Geometry,
@@ -72,16 +72,25 @@ impl Gemma3 {
         let mut x = (embed(&self.embed_tokens, ids)? * (self.cfg.hidden_size as f64).sqrt())?;
         let mut kv = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            let (cos, sin, mask) = geometry.layer(layer.sliding);
             let h = layer.input_layernorm.forward(&x)?;
             let qk_norm = Some((&layer.q_norm, &layer.k_norm));
-            let (attn, layer_kv) =
-                layer.self_attn.forward(&h, (cos, sin, training), mask, scale, qk_norm, past.map(|p| &p[i]))?;
+            let (attn, layer_kv) = layer.self_attn.forward(
+                &h,
+                geometry.layer(layer.sliding),
+                training,
+                scale,
+                qk_norm,
+                past.map(|p| &p[i]),
+            )?;
             kv.push(layer_kv);
             x = (&x + layer.post_attention_layernorm.forward(&attn)?)?;
-            let mlp = layer.mlp.forward(&layer.pre_feedforward_layernorm.forward(&x)?, Activation::GeluTanh)?;
+            let mlp = layer.mlp.forward(&layer.pre_feedforward_layernorm.forward(&x)?, self.cfg.activation)?;
             x = (x + layer.post_feedforward_layernorm.forward(&mlp)?)?;
         }
         Ok((self.norm.forward(&x)?, kv))
+    }
+
+    fn lm_head(&self) -> &Linear {
+        &self.lm_head
     }
 }

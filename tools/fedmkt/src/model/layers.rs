@@ -41,6 +41,26 @@ impl RmsNorm {
     }
 }
 
+/// LayerNorm with a bias (GPT-2, OPT, Bloom) in f32: `(x − mean)/sqrt(var + eps)·w + b`, from
+/// plain tensor ops (candle's fused layer norm has no backward pass).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
+        let centered = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let variance = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centered.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
+        Ok(normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?.to_dtype(dtype)?)
+    }
+}
+
 /// Rotary tables `(cos, sin)` of shape `[seq_len, head_dim/2]` for a base frequency.
 pub fn rotary_tables(base: f64, head_dim: usize, seq_len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
     let inv_freq: Vec<f32> =

@@ -10,7 +10,7 @@ use candle_core::Tensor;
 
 use super::geometry::{Geometry, KeyValues};
 use super::layers::RmsNorm;
-use super::{embed, lm_head, Activation, Attention, Builder, GatedMlp, Linear, ModelConfig};
+use super::{embed, lm_head, Attention, Builder, Decoder, GatedMlp, Linear, ModelConfig};
 
 struct Layer {
     input_layernorm: RmsNorm,
@@ -28,7 +28,7 @@ pub struct Llama {
     embed_tokens: Tensor,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    pub lm_head: Linear,
+    lm_head: Linear,
 }
 
 impl Llama {
@@ -46,7 +46,7 @@ impl Llama {
             layers.push(Layer {
                 input_layernorm: norm(b, "input_layernorm", h)?,
                 post_attention_layernorm: norm(b, "post_attention_layernorm", h)?,
-                self_attn: Attention::load(b, &format!("{p}.self_attn"), cfg)?,
+                self_attn: Attention::separate(b, &format!("{p}.self_attn"), cfg, "o_proj", false)?,
                 qk_norm,
                 mlp: GatedMlp::load(b, &format!("{p}.mlp"), cfg)?,
                 sliding: cfg.sliding_window[i].is_some(),
@@ -56,10 +56,10 @@ impl Llama {
         let lm_head = lm_head(b, cfg, &embed_tokens)?;
         Ok(Llama { cfg: cfg.clone(), embed_tokens, layers, norm, lm_head })
     }
+}
 
-    /// Final hidden states, and each layer's keys and values, of `ids` placed by `geometry`
-    /// after `past` (a cached prefix's keys and values per layer).
-    pub fn run(
+impl Decoder for Llama {
+    fn run(
         &self,
         ids: &Tensor,
         geometry: &Geometry,
@@ -70,16 +70,25 @@ impl Llama {
         let mut x = embed(&self.embed_tokens, ids)?;
         let mut kv = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            let (cos, sin, mask) = geometry.layer(layer.sliding);
             let h = layer.input_layernorm.forward(&x)?;
             let qk_norm = layer.qk_norm.as_ref().map(|(q, k)| (q, k));
-            let (attn, layer_kv) =
-                layer.self_attn.forward(&h, (cos, sin, training), mask, scale, qk_norm, past.map(|p| &p[i]))?;
+            let (attn, layer_kv) = layer.self_attn.forward(
+                &h,
+                geometry.layer(layer.sliding),
+                training,
+                scale,
+                qk_norm,
+                past.map(|p| &p[i]),
+            )?;
             kv.push(layer_kv);
             x = (x + attn)?;
-            let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?, Activation::Silu)?;
+            let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?, self.cfg.activation)?;
             x = (x + mlp)?;
         }
         Ok((self.norm.forward(&x)?, kv))
+    }
+
+    fn lm_head(&self) -> &Linear {
+        &self.lm_head
     }
 }

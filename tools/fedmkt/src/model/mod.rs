@@ -1,10 +1,13 @@
 //! Decoder language models on candle, trainable through LoRA adapters.
 //!
-//! One readable file per architecture (`llama.rs`, `gemma3.rs`) over shared differentiable
-//! building blocks (`layers.rs`) and LoRA-capable linear layers (`lora.rs`). Everything else in
+//! One readable file per architecture (`llama.rs`, `gemma3.rs`, `gpt2.rs`, `opt.rs`,
+//! `bloom.rs`) over shared differentiable building blocks (`layers.rs`: norms, attention;
+//! here: attention's projections, the two kinds of MLP), positions and masks (`geometry.rs`),
+//! and LoRA-capable linear layers (`lora.rs`). Everything else in
 //! fedmkt sees [`Model::hidden_states`] + [`Model::logits`] and a set of LoRA variables.
 //! candle-transformers' models serve as an independent reference in the tests: they cannot be
 //! trained (fused ops without gradients, no way to inject LoRA).
+mod bloom;
 pub mod config;
 mod cpu_gemm;
 mod dropout;
@@ -12,10 +15,12 @@ mod frozen;
 mod fused;
 mod gemma3;
 mod geometry;
+mod gpt2;
 mod heads;
 pub mod layers;
 mod llama;
 pub mod lora;
+mod opt;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,8 +33,8 @@ use candle_nn::VarBuilder;
 pub use config::{Arch, ModelConfig};
 pub(crate) use cpu_gemm::with_values;
 pub use fused::Activation;
-use geometry::{Geometry, KeyValues};
-use layers::RmsNorm;
+use geometry::{Geometry, KeyValues, LayerGeometry};
+use layers::{LayerNorm, RmsNorm};
 pub use lora::{AdapterSource, Linear, LoraSet, LoraSpec};
 
 use crate::cli::{bad_input, bad_usage};
@@ -82,6 +87,20 @@ impl Builder<'_> {
     /// A linear layer at `path` (e.g. `model.layers.0.self_attn.q_proj`), with its adapter if targeted.
     pub fn linear(&mut self, path: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
         let weight = self.tensor(&format!("{path}.weight"), &[out_dim, in_dim])?;
+        self.adapted(path, weight, bias)
+    }
+
+    /// GPT-2's `Conv1D` at `path`: a linear layer whose weight is stored `[in, out]` (read once
+    /// into the `[out, in]` of [`Linear`]), always with a bias. Its adapter is PEFT's, whose
+    /// A and B have a linear layer's shapes (`fan_in_fan_out` concerns the base weight only).
+    pub fn conv1d(&mut self, path: &str, in_dim: usize, out_dim: usize) -> Result<Linear> {
+        let weight = self.tensor(&format!("{path}.weight"), &[in_dim, out_dim])?.t()?.contiguous()?;
+        self.adapted(path, weight, true)
+    }
+
+    /// A linear layer of `weight` `[out, in]` at `path`, its bias if `bias`, its adapter if targeted.
+    fn adapted(&mut self, path: &str, weight: Tensor, bias: bool) -> Result<Linear> {
+        let (out_dim, in_dim) = weight.dims2()?;
         let bias = if bias { Some(self.tensor(&format!("{path}.bias"), &[out_dim])?) } else { None };
         let lora = self.adapter.pair_for(path, in_dim, out_dim, &self.lora_mode, &self.device)?;
         if let Some(pair) = &lora {
@@ -89,6 +108,14 @@ impl Builder<'_> {
             self.lora_vars.insert(lora::peft_key(path, 'B'), pair.b.clone());
         }
         Ok(Linear { weight, bias, lora })
+    }
+
+    /// A LayerNorm with its bias (GPT-2, OPT, Bloom).
+    pub fn layer_norm(&self, path: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
+        let f32 = |name: &str| -> Result<Tensor> {
+            Ok(self.tensor(&format!("{path}.{name}"), &[dim])?.to_dtype(DType::F32)?)
+        };
+        Ok(LayerNorm { weight: f32("weight")?, bias: f32("bias")?, eps })
     }
 
     /// An RMS norm; `plus_one` for Gemma's `x·(1 + w)`.
@@ -99,61 +126,118 @@ impl Builder<'_> {
     }
 }
 
-/// The four attention projections of a decoder layer, and attention over them.
+/// How a layer projects its input to queries, keys and values.
+pub enum Qkv {
+    /// Three projections (llama, OPT).
+    Separate { q: Linear, k: Linear, v: Linear },
+    /// One projection to `[q | k | v]` (GPT-2's `c_attn`).
+    Stacked(Linear),
+    /// One projection to `[q k v]` per head, head after head (Bloom's `query_key_value`).
+    PerHead(Linear),
+}
+
+/// A decoder layer's attention: its projections, and attention over them.
 pub struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    qkv: Qkv,
+    out: Linear,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
 }
 
 impl Attention {
-    pub fn load(b: &mut Builder, prefix: &str, cfg: &ModelConfig) -> Result<Attention> {
+    pub fn new(qkv: Qkv, out: Linear, cfg: &ModelConfig) -> Attention {
+        Attention {
+            qkv,
+            out,
+            heads: cfg.num_attention_heads,
+            kv_heads: cfg.num_key_value_heads,
+            head_dim: cfg.head_dim,
+        }
+    }
+
+    /// The projections `q_proj`, `k_proj`, `v_proj` (biased as the config says) and the
+    /// output projection `out` under `prefix`: llama's `o_proj` without a bias, OPT's
+    /// `out_proj` with one.
+    pub fn separate(b: &mut Builder, prefix: &str, cfg: &ModelConfig, out: &str, out_bias: bool) -> Result<Attention> {
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
         let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        Ok(Attention {
-            q_proj: b.linear(&format!("{prefix}.q_proj"), h, heads * d, cfg.qkv_bias)?,
-            k_proj: b.linear(&format!("{prefix}.k_proj"), h, kv_heads * d, cfg.qkv_bias)?,
-            v_proj: b.linear(&format!("{prefix}.v_proj"), h, kv_heads * d, cfg.qkv_bias)?,
-            o_proj: b.linear(&format!("{prefix}.o_proj"), heads * d, h, false)?,
-            heads,
-            kv_heads,
-            head_dim: d,
-        })
+        let qkv = Qkv::Separate {
+            q: b.linear(&format!("{prefix}.q_proj"), h, heads * d, cfg.qkv_bias)?,
+            k: b.linear(&format!("{prefix}.k_proj"), h, kv_heads * d, cfg.qkv_bias)?,
+            v: b.linear(&format!("{prefix}.v_proj"), h, kv_heads * d, cfg.qkv_bias)?,
+        };
+        let out = b.linear(&format!("{prefix}.{out}"), heads * d, h, out_bias)?;
+        Ok(Attention::new(qkv, out, cfg))
+    }
+
+    /// Queries, keys and values `[batch, heads, seq, head_dim]` of `x`.
+    fn project(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (heads, kv_heads, d) = (self.heads, self.kv_heads, self.head_dim);
+        match &self.qkv {
+            Qkv::Separate { q, k, v } => Ok((
+                split_heads(&q.forward(x)?, heads, d)?,
+                split_heads(&k.forward(x)?, kv_heads, d)?,
+                split_heads(&v.forward(x)?, kv_heads, d)?,
+            )),
+            Qkv::Stacked(qkv) => {
+                let y = qkv.forward(x)?;
+                let part = |i: usize| split_heads(&y.narrow(2, i * heads * d, heads * d)?, heads, d);
+                Ok((part(0)?, part(1)?, part(2)?))
+            }
+            Qkv::PerHead(qkv) => {
+                let (b, t, _) = x.dims3()?;
+                let y = qkv.forward(x)?.reshape((b, t, heads, 3, d))?;
+                let part =
+                    |i: usize| -> Result<Tensor> { Ok(y.narrow(3, i, 1)?.squeeze(3)?.transpose(1, 2)?.contiguous()?) };
+                Ok((part(0)?, part(1)?, part(2)?))
+            }
+        }
     }
 
     /// Self-attention of `x` `[batch, seq, hidden]` after the keys and values of `past` (a
     /// cached prefix; the mask covers its keys, then x's), and x's own keys and values;
-    /// `qk_norm` normalises queries and keys per head before the rotary embedding (Gemma-3).
+    /// `qk_norm` normalises queries and keys per head before the rotary embedding (Gemma-3,
+    /// Qwen3), and the rotary embedding applies where the geometry has one.
     pub fn forward(
         &self,
         x: &Tensor,
-        rotary: (&Tensor, &Tensor, bool),
-        mask: &Tensor,
+        at: LayerGeometry,
+        training: bool,
         scale: f64,
         qk_norm: Option<(&RmsNorm, &RmsNorm)>,
         past: Option<&KeyValues>,
     ) -> Result<(Tensor, KeyValues)> {
-        let (mut q, mut k) = (
-            split_heads(&self.q_proj.forward(x)?, self.heads, self.head_dim)?,
-            split_heads(&self.k_proj.forward(x)?, self.kv_heads, self.head_dim)?,
-        );
+        let (mut q, mut k, v) = self.project(x)?;
         if let Some((q_norm, k_norm)) = qk_norm {
             (q, k) = (q_norm.forward(&q)?, k_norm.forward(&k)?);
         }
-        let (cos, sin, training) = rotary;
-        let (q, k) = (layers::apply_rotary(&q, cos, sin, training)?, layers::apply_rotary(&k, cos, sin, training)?);
-        let v = split_heads(&self.v_proj.forward(x)?, self.kv_heads, self.head_dim)?;
+        if let Some((cos, sin)) = at.rotary {
+            (q, k) = (layers::apply_rotary(&q, cos, sin, training)?, layers::apply_rotary(&k, cos, sin, training)?);
+        }
         let attended = match past {
             Some((past_k, past_v)) => {
-                layers::attention(&q, &Tensor::cat(&[past_k, &k], 2)?, &Tensor::cat(&[past_v, &v], 2)?, mask, scale)?
+                layers::attention(&q, &Tensor::cat(&[past_k, &k], 2)?, &Tensor::cat(&[past_v, &v], 2)?, at.mask, scale)?
             }
-            None => layers::attention(&q, &k, &v, mask, scale)?,
+            None => layers::attention(&q, &k, &v, at.mask, scale)?,
         };
-        Ok((self.o_proj.forward(&merge_heads(&attended)?)?, (k, v)))
+        Ok((self.out.forward(&merge_heads(&attended)?)?, (k, v)))
+    }
+}
+
+/// A plain MLP `down(act(up(x)))` (GPT-2, OPT, Bloom).
+pub struct Mlp {
+    pub up: Linear,
+    pub down: Linear,
+}
+
+impl Mlp {
+    pub fn forward(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
+        let middle = self.up.forward(x)?;
+        // One parallel pass on the CPU (candle's GELU is a serial tanh per element).
+        let middle =
+            if fused::cpu_f32(&middle) { fused::activate(&middle, activation)? } else { activation.apply(&middle)? };
+        self.down.forward(&middle)
     }
 }
 
@@ -192,13 +276,24 @@ fn lm_head(b: &mut Builder, cfg: &ModelConfig, embed_tokens: &Tensor) -> Result<
     if cfg.tie_word_embeddings || !b.has("lm_head.weight") {
         Ok(Linear { weight: embed_tokens.clone(), bias: None, lora: None })
     } else {
-        b.linear("lm_head", cfg.hidden_size, cfg.vocab_size, false)
+        b.linear("lm_head", cfg.embed_dim, cfg.vocab_size, false)
     }
 }
 
-enum Net {
-    Llama(llama::Llama),
-    Gemma3(gemma3::Gemma3),
+/// What [`Model`] needs of an architecture.
+trait Decoder: Send + Sync {
+    /// Final hidden states, and each layer's keys and values, of `ids` placed by `geometry`
+    /// after `past` (a cached prefix's keys and values per layer).
+    fn run(
+        &self,
+        ids: &Tensor,
+        geometry: &Geometry,
+        training: bool,
+        past: Option<&[KeyValues]>,
+    ) -> Result<(Tensor, Vec<KeyValues>)>;
+
+    /// The projection of final hidden states to the vocabulary.
+    fn lm_head(&self) -> &Linear;
 }
 
 /// A loaded model: base weights, optional LoRA adapters, and its config.
@@ -209,7 +304,7 @@ pub struct Model {
     /// Differentiable ops everywhere and adapters recording ops (for training); off, inference
     /// may use fused kernels and nothing records ops.
     pub training: bool,
-    net: Net,
+    net: Box<dyn Decoder>,
 }
 
 /// The safetensors files of a model folder: `model.safetensors`, or the shards listed in
@@ -244,6 +339,13 @@ pub fn check_tokenizer_fits(tokenizer: &tokenizers::Tokenizer, tokenizer_path: &
     Ok(())
 }
 
+/// The modules LoRA adapts in the model folder `dir` unless told otherwise: its architecture's
+/// default ([`Arch::default_lora_targets`]).
+pub fn default_lora_targets(dir: &Path) -> Result<Vec<String>> {
+    let config = ModelConfig::from_file(&dir.join("config.json"))?;
+    Ok(config.arch.default_lora_targets().iter().map(|t| t.to_string()).collect())
+}
+
 /// `sha256:` of a model folder's `config.json`: the identity adapters record and check.
 pub fn base_config_hash(dir: &Path) -> Result<String> {
     crate::io::file_hash(&dir.join("config.json"))
@@ -272,9 +374,12 @@ impl Model {
             lora_mode: Arc::default(),
             device: device.clone(),
         };
-        let net = match config.arch {
-            Arch::Llama => Net::Llama(llama::Llama::load(&mut builder, &config)?),
-            Arch::Gemma3 => Net::Gemma3(gemma3::Gemma3::load(&mut builder, &config)?),
+        let net: Box<dyn Decoder> = match config.arch {
+            Arch::Llama => Box::new(llama::Llama::load(&mut builder, &config)?),
+            Arch::Gemma3 => Box::new(gemma3::Gemma3::load(&mut builder, &config)?),
+            Arch::Gpt2 => Box::new(gpt2::Gpt2::load(&mut builder, &config)?),
+            Arch::Opt => Box::new(opt::Opt::load(&mut builder, &config)?),
+            Arch::Bloom => Box::new(bloom::Bloom::load(&mut builder, &config)?),
         };
         let spec = builder.adapter.spec().cloned();
         builder.adapter.finish()?;
@@ -324,20 +429,13 @@ impl Model {
         if let Some(lora) = &self.lora {
             lora.mode.set_training(self.training);
         }
-        match &self.net {
-            Net::Llama(m) => m.run(ids, geometry, self.training, past),
-            Net::Gemma3(m) => m.run(ids, geometry, self.training, past),
-        }
+        self.net.run(ids, geometry, self.training, past)
     }
 
     /// Next-token logits (f32) of hidden states of any leading shape `[…, hidden]`. Tools call
     /// it only at the positions they need: the vocabulary projection dominates small models.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let head = match &self.net {
-            Net::Llama(m) => &m.lm_head,
-            Net::Gemma3(m) => &m.lm_head,
-        };
-        let logits = head.forward(hidden)?.to_dtype(DType::F32)?;
+        let logits = self.net.lm_head().forward(hidden)?.to_dtype(DType::F32)?;
         match self.config.final_logit_softcapping {
             Some(cap) => Ok(((logits / cap)?.tanh()? * cap)?),
             None => Ok(logits),

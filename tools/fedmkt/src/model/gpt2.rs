@@ -1,0 +1,86 @@
+//! GPT-2 (the paper's GPT-2-xlarge client).
+//!
+//! Differs from llama in: learned absolute positions added to the token embeddings, no rotary;
+//! LayerNorm with a bias; multi-head attention through one projection `c_attn` to
+//! `[q | k | v]`; biases on every projection; a plain MLP `c_proj(gelu_new(c_fc(x)))`; every
+//! projection a `Conv1D` (weight stored `[in, out]`); the output projection tied to `wte`.
+use anyhow::Result;
+use candle_core::Tensor;
+
+use super::geometry::{Geometry, KeyValues};
+use super::layers::LayerNorm;
+use super::{embed, lm_head, Attention, Builder, Decoder, Linear, Mlp, ModelConfig, Qkv};
+
+struct Layer {
+    ln_1: LayerNorm,
+    attn: Attention,
+    ln_2: LayerNorm,
+    mlp: Mlp,
+}
+
+pub struct Gpt2 {
+    cfg: ModelConfig,
+    wte: Tensor,
+    wpe: Tensor,
+    layers: Vec<Layer>,
+    ln_f: LayerNorm,
+    lm_head: Linear,
+}
+
+impl Gpt2 {
+    pub fn load(b: &mut Builder, cfg: &ModelConfig) -> Result<Gpt2> {
+        let (h, f, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.norm_eps);
+        let wte = b.tensor("transformer.wte.weight", &[cfg.vocab_size, h])?;
+        let wpe = b.tensor("transformer.wpe.weight", &[cfg.learned_positions(), h])?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("transformer.h.{i}");
+            let c_attn = b.conv1d(&format!("{p}.attn.c_attn"), h, 3 * h)?;
+            let c_proj = b.conv1d(&format!("{p}.attn.c_proj"), h, h)?;
+            layers.push(Layer {
+                ln_1: b.layer_norm(&format!("{p}.ln_1"), h, eps)?,
+                attn: Attention::new(Qkv::Stacked(c_attn), c_proj, cfg),
+                ln_2: b.layer_norm(&format!("{p}.ln_2"), h, eps)?,
+                mlp: Mlp {
+                    up: b.conv1d(&format!("{p}.mlp.c_fc"), h, f)?,
+                    down: b.conv1d(&format!("{p}.mlp.c_proj"), f, h)?,
+                },
+            });
+        }
+        let ln_f = b.layer_norm("transformer.ln_f", h, eps)?;
+        let lm_head = lm_head(b, cfg, &wte)?;
+        Ok(Gpt2 { cfg: cfg.clone(), wte, wpe, layers, ln_f, lm_head })
+    }
+}
+
+impl Decoder for Gpt2 {
+    fn run(
+        &self,
+        ids: &Tensor,
+        geometry: &Geometry,
+        training: bool,
+        past: Option<&[KeyValues]>,
+    ) -> Result<(Tensor, Vec<KeyValues>)> {
+        let scale = 1.0 / (self.cfg.head_dim as f64).sqrt();
+        let mut x = embed(&self.wte, ids)?.broadcast_add(&geometry.learned_positions(&self.wpe, 0)?)?;
+        let mut kv = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (attn, layer_kv) = layer.attn.forward(
+                &layer.ln_1.forward(&x)?,
+                geometry.layer(false),
+                training,
+                scale,
+                None,
+                past.map(|p| &p[i]),
+            )?;
+            kv.push(layer_kv);
+            x = (x + attn)?;
+            x = (&x + layer.mlp.forward(&layer.ln_2.forward(&x)?, self.cfg.activation)?)?;
+        }
+        Ok((self.ln_f.forward(&x)?, kv))
+    }
+
+    fn lm_head(&self) -> &Linear {
+        &self.lm_head
+    }
+}
