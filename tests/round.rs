@@ -192,15 +192,15 @@ fn every_baseline_has_its_rows_in_the_report() {
     assert_eq!(nokd.unwrap().provenance.extra["lambda"], "1");
 }
 
-/// Two rounds with a Mistral, a Qwen2 and a Qwen3 client (Hugging Face folders, linked into
-/// the run, never written), every party evaluated in both rounds.
-#[test]
-fn a_round_runs_with_a_client_of_each_family() {
+/// Two rounds of `pipeline` (named `name`) with a tiny-llama server and a client of each of
+/// `families` (Hugging Face folders, linked into the run, never written), every party
+/// evaluated in both rounds; each client's adapter on its family's default modules.
+fn a_round_runs_with_clients_of(pipeline: &str, name: &str, families: &[(&str, &[&str])]) {
     let dir = tempdir();
     let runs = dir.path();
-    make(runs, &["PIPELINE=pipelines/tiny-families.mk"]);
-    let run = runs.join("tiny-families");
-    for (k, family) in ["tiny-mistral", "tiny-qwen2", "tiny-qwen3"].iter().enumerate() {
+    make(runs, &[&format!("PIPELINE=pipelines/{pipeline}")]);
+    let run = runs.join(name);
+    for (k, (family, targets)) in families.iter().enumerate() {
         let linked = run.join("models").join(family);
         assert!(linked.is_symlink(), "{family} was copied, not linked");
         assert_eq!(std::fs::canonicalize(&linked).unwrap(), root().join("testdata/models").join(family));
@@ -208,12 +208,30 @@ fn a_round_runs_with_a_client_of_each_family() {
             let eval = run.join(format!("round-{round}/eval/client-{}.json", k + 1));
             assert!(read_json(&eval)["n"].as_u64().unwrap() > 0, "{family}: no evaluation in round {round}");
         }
+        let adapter = read_json(&run.join(format!("round-1/client-{}/private/adapter_config.json", k + 1)));
+        assert_eq!(adapter["target_modules"], serde_json::json!(targets), "{family}: adapted modules");
     }
     let table = fedmkt::io::read_parquet(&run.join("report-2.parquet"), "results").unwrap();
     let models = table.strings("model").unwrap();
-    for family in ["tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-qwen3"] {
+    for family in std::iter::once("tiny-llama").chain(families.iter().map(|(f, _)| *f)) {
         assert!(models.iter().any(|m| m == family), "the report lacks {family}");
     }
+}
+
+const ATTENTION: &[&str] = &["k_proj", "o_proj", "q_proj", "v_proj"];
+
+#[test]
+fn a_round_runs_with_a_client_of_each_family() {
+    let families = [("tiny-mistral", ATTENTION), ("tiny-qwen2", ATTENTION), ("tiny-qwen3", ATTENTION)];
+    a_round_runs_with_clients_of("tiny-families.mk", "tiny-families", &families);
+}
+
+/// The SLM families of the paper's heterogeneous setting: GPT-2, OPT, Bloom.
+#[test]
+fn a_round_runs_with_a_client_of_each_paper_family() {
+    let families: [(&str, &[&str]); 3] =
+        [("tiny-gpt2", &["c_attn"]), ("tiny-opt", &["q_proj", "v_proj"]), ("tiny-bloom", &["query_key_value"])];
+    a_round_runs_with_clients_of("tiny-paper-families.mk", "tiny-paper-families", &families);
 }
 
 #[test]
