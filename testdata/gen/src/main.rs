@@ -3,7 +3,9 @@
 //!
 //! - `tokenizers/bytelevel/tokenizer.json`: GPT-2-style byte-level BPE (SmolLM2's family).
 //! - `tokenizers/spm/tokenizer.json`: SentencePiece-style BPE with byte fallback and `<bos>`
-//!   (Gemma's family), both trained on `corpus/kjv-genesis.txt`.
+//!   (Gemma's family).
+//! - `tokenizers/bloom-style/tokenizer.json`: byte-level BPE behind Bloom's split (the
+//!   paper's Bloom clients), all three trained on `corpus/kjv-genesis.txt`.
 //! - `models/tiny-llama.gguf`, `models/tiny-gemma3.gguf`: random tiny models carrying those
 //!   tokenizers in GGUF metadata, with several quantisation types; `models/bad-arch.gguf`.
 //! - `bad/`: malformed inputs for the bad-input tests.
@@ -30,6 +32,7 @@ fn main() -> Result<()> {
     let corpus = args.out.join("corpus/kjv-genesis.txt");
     let bytelevel = train_tokenizers::byte_level(&corpus, &args.out.join("tokenizers/bytelevel/tokenizer.json"))?;
     let spm = train_tokenizers::sentencepiece_style(&corpus, &args.out.join("tokenizers/spm/tokenizer.json"))?;
+    train_tokenizers::bloom_style(&corpus, &args.out.join("tokenizers/bloom-style/tokenizer.json"))?;
     tiny_gguf::write_tiny_llama(&bytelevel, args.seed, &args.out.join("models/tiny-llama.gguf"))?;
     tiny_gguf::write_tiny_gemma3(&spm, args.seed, &args.out.join("models/tiny-gemma3.gguf"))?;
     tiny_gguf::write_bad_arch(&args.out.join("models/bad-arch.gguf"))?;

@@ -1,4 +1,5 @@
-//! Two small tokenizers of the two families our real models use, trained on public-domain text.
+//! Small tokenizers of the families our real models and the paper's clients use, trained on
+//! public-domain text.
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
@@ -8,9 +9,10 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{
-    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer,
-    TokenizerBuilder,
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, SplitDelimiterBehavior,
+    Tokenizer, TokenizerBuilder,
 };
 
 type Trainable =
@@ -18,6 +20,11 @@ type Trainable =
 
 const BYTE_LEVEL_VOCAB: usize = 1024;
 const SPM_VOCAB: usize = 1200;
+const BLOOM_VOCAB: usize = 1100;
+
+/// Bloom's split: runs of anything but whitespace and its punctuation marks, each with the
+/// space before it; the marks and whitespace stand alone (bigscience/bloom's tokenizer.json).
+const BLOOM_SPLIT: &str = " ?[^(\\s|[.,!?…。，、।۔،])]+";
 
 fn train(
     pre_tokenizer: PreTokenizerWrapper,
@@ -99,5 +106,22 @@ pub fn sentencepiece_style(corpus: &Path, out: &Path) -> Result<Tokenizer> {
     json["model"]["unk_token"] = json!("<unk>");
     json["model"]["fuse_unk"] = json!(true);
     json["model"]["byte_fallback"] = json!(true);
+    save(json, out)
+}
+
+/// Bloom-style: byte-level BPE behind Bloom's own split instead of GPT-2's regex (so no
+/// `'s` or digit rules, punctuation alone), `<unk>`, `<s>`, `</s>`, `<pad>` as ids 0–3, and
+/// nothing prepended.
+pub fn bloom_style(corpus: &Path, out: &Path) -> Result<Tokenizer> {
+    let specials: Vec<String> = ["<unk>", "<s>", "</s>", "<pad>"].map(String::from).to_vec();
+    let split = Split::new(SplitPattern::Regex(BLOOM_SPLIT.into()), SplitDelimiterBehavior::Isolated, false)
+        .map_err(|e| anyhow!("{e}"))?;
+    let pre = Sequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()]);
+    let alphabet = ByteLevel::alphabet().into_iter().collect();
+    let trained = train(pre.into(), BLOOM_VOCAB, &specials, alphabet, corpus)?;
+    let mut json: Value = serde_json::from_str(&trained.to_string(false).map_err(|e| anyhow!("{e}"))?)?;
+    json["post_processor"] =
+        json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": false});
+    json["decoder"] = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": false});
     save(json, out)
 }
