@@ -707,6 +707,7 @@ testdata: build $(PYREF)/.installed
 	$(PYTHON) testdata/reference/golden_import_gguf.py
 	$(PYTHON) testdata/reference/golden_tokenize.py
 	$(PYREF)/bin/python testdata/reference/tiny_families.py
+	$(PYREF)/bin/python testdata/reference/tiny_ggufs.py
 	$(PYREF)/bin/python testdata/reference/golden_models.py
 	$(foreach m,tiny-llama tiny-gemma3 $(TINY_FAMILIES),$(BIN)/distill --model testdata/models/$(m) \
 	  --data testdata/data/tokens/$(if $(filter tiny-gemma3,$(m)),$(m),tiny-llama)/arc-easy-eval.parquet --epochs 1 \

@@ -1,6 +1,8 @@
 //! `import-gguf` on the tiny GGUF models: tensors against gguf-py's dequantisation
 //! (testdata/reference/golden_import_gguf.py), config.json against hand-written files,
-//! tokenizers against the tokenizers the GGUF files were made from, and bad input.
+//! tokenizers against the tokenizers the GGUF files were made from, GPT-2, Bloom, Qwen2 and
+//! Qwen3 files written by llama.cpp's converter against the folders they came from, and bad
+//! input.
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -93,6 +95,39 @@ fn sentencepiece_tokenizer_has_the_reference_merges_and_encodes_like_the_origina
     let original = Tokenizer::from_file(testdata("tokenizers/spm/tokenizer.json")).unwrap();
     assert_same_ids(&ours, &original);
     assert_eq!(ours.encode("In the beginning", true).unwrap().get_ids()[0], 2, "<bos> is added");
+}
+
+/// `a` equals `b`, or `b` rounded to f16 (llama.cpp's `--outtype f16` keeps 1-D tensors in f32).
+fn assert_equal_or_f16_rounded(a: &Tensor, b: &Tensor, what: &str) {
+    let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let rounded = b.to_dtype(DType::F16).unwrap().to_dtype(DType::F32).unwrap();
+    assert_eq!(a.dims(), b.dims(), "{what}: shape");
+    assert!(values(a) == values(b) || values(a) == values(&rounded), "{what}: values");
+}
+
+/// llama.cpp's own converter wrote these files from the transformers-written folders
+/// (testdata/reference/tiny_ggufs.py): importing them must give those folders back.
+#[test]
+fn llama_cpp_conversions_of_gpt2_bloom_and_qwen_import_to_their_originals() {
+    for model in ["tiny-gpt2", "tiny-bloom", "tiny-qwen2", "tiny-qwen3"] {
+        let dir = tempdir();
+        assert_success(&import(model, dir.path(), &[]));
+        let ours = load_tensors(&dir.path().join("model.safetensors"));
+        let original = load_tensors(&testdata(&format!("models/{model}/model.safetensors")));
+        let mut names: Vec<_> = ours.keys().collect();
+        names.sort();
+        let mut expected: Vec<_> = original.keys().collect();
+        expected.sort();
+        assert_eq!(names, expected, "{model}: tensor names");
+        for (name, want) in &original {
+            assert_equal_or_f16_rounded(&ours[name], want, &format!("{model} {name}"));
+        }
+        let config = |dir: &Path| fedmkt::model::ModelConfig::from_file(&dir.join("config.json")).unwrap();
+        assert_eq!(config(dir.path()), config(&testdata(&format!("models/{model}"))), "{model}: config");
+        let ours = Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
+        let original = Tokenizer::from_file(testdata(&format!("models/{model}/tokenizer.json"))).unwrap();
+        assert_same_ids(&ours, &original);
+    }
 }
 
 #[test]

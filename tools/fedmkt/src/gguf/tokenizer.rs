@@ -153,6 +153,36 @@ fn template_processor(vocab: &Vocab) -> Option<Value> {
     Some(json!({"type": "TemplateProcessing", "single": wrap("A", 0), "pair": pair, "special_tokens": specials}))
 }
 
+/// Qwen2's split (transformers' `Qwen2Tokenizer`, llama.cpp's `qwen2`): GPT-2's with
+/// case-insensitive contractions, one digit at a time, and letters after one other symbol.
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Bloom's split (bigscience/bloom's `tokenizer.json`): runs of anything but whitespace and
+/// its punctuation marks, each with the space before it.
+const BLOOM_SPLIT: &str = " ?[^(\\s|[.,!?…。，、।۔،])]+";
+
+/// The `tokenizer.json` pre-tokenizer of llama.cpp's `tokenizer.ggml.pre`, for the byte-level
+/// families we import; `None` for the others.
+fn pre_tokenizer(pre: &str) -> Option<Value> {
+    let byte_level =
+        |regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": regex});
+    let split_then_bytes = |regex: &str| {
+        json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false}, byte_level(false)]})
+    };
+    Some(match pre {
+        "" | "default" | "gpt2" | "gpt-2" => byte_level(true),
+        // llama.cpp's `smollm`: digits split one by one, then GPT-2's regex.
+        "smollm" => {
+            json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]})
+        }
+        "qwen2" => split_then_bytes(QWEN2_SPLIT),
+        "bloom" => split_then_bytes(BLOOM_SPLIT),
+        _ => return None,
+    })
+}
+
 fn byte_level_bpe(gguf: &Gguf, vocab: &Vocab) -> Result<Value> {
     let merges = gguf
         .array("tokenizer.ggml.merges")?
@@ -165,22 +195,14 @@ fn byte_level_bpe(gguf: &Gguf, vocab: &Vocab) -> Result<Value> {
             Ok(json!([left, right]))
         })
         .collect::<Result<Vec<_>>>()?;
-    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
     let pre =
         gguf.content.metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
-    let pre_tokenizer = match pre.as_str() {
-        "" | "default" | "gpt2" => byte_level.clone(),
-        // llama.cpp's `smollm`: digits split one by one, then GPT-2's regex.
-        "smollm" => {
-            json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]})
-        }
-        other => {
-            return Err(bad_input(
-                &gguf.path,
-                format!("pre-tokenizer '{other}' is not supported (supported: gpt2, smollm)"),
-            ))
-        }
-    };
+    let pre_tokenizer = pre_tokenizer(&pre).ok_or_else(|| {
+        bad_input(
+            &gguf.path,
+            format!("pre-tokenizer '{pre}' is not supported (supported: gpt2, gpt-2, smollm, qwen2, bloom)"),
+        )
+    })?;
     // trim_offsets: false keeps each token's span exactly the bytes it encodes (the leading
     // space included), which `align --strategy offsets` relies on.
     let byte_level_post =
@@ -302,7 +324,32 @@ pub fn tokenizer_config_json(gguf: &Gguf) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::sentencepiece_merges;
+    use super::{pre_tokenizer, sentencepiece_merges};
+    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, PreTokenizerWrapper};
+
+    fn pieces(pre: &str, text: &str) -> Vec<String> {
+        let pre: PreTokenizerWrapper = serde_json::from_value(pre_tokenizer(pre).unwrap()).unwrap();
+        let mut string = PreTokenizedString::from(text);
+        pre.pre_tokenize(&mut string).unwrap();
+        let splits = string.get_splits(OffsetReferential::Original, OffsetType::Byte);
+        splits.into_iter().map(|(_, (start, end), _)| text[start..end].to_string()).collect()
+    }
+
+    /// Hand-worked splits of one text under each family's rule. Bloom's split isolates its
+    /// matches and leaves what lies between them (",", "!\n\n") whole.
+    #[test]
+    fn pre_tokenizers_split_as_their_families() {
+        let text = "He'S 42, \"ok\"!\n\nso";
+        let expect = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(pieces("gpt-2", text), expect(&["He", "'", "S", " 42", ",", " \"", "ok", "\"!", "\n", "\n", "so"]));
+        assert_eq!(
+            pieces("smollm", text),
+            expect(&["He", "'", "S", " ", "4", "2", ",", " \"", "ok", "\"!", "\n", "\n", "so"])
+        );
+        assert_eq!(pieces("qwen2", text), expect(&["He", "'S", " ", "4", "2", ",", " \"", "ok", "\"!\n\n", "so"]));
+        assert_eq!(pieces("bloom", text), expect(&["He'S", " 42", ",", " \"ok\"", "!\n\n", "so"]));
+        assert!(pre_tokenizer("falcon").is_none());
+    }
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
