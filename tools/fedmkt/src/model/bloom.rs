@@ -10,21 +10,15 @@ use anyhow::Result;
 use candle_core::Tensor;
 
 use super::geometry::{Geometry, KeyValues};
+use super::layer_norm_block::{run_blocks, LayerNormBlock};
 use super::layers::LayerNorm;
 use super::{embed, lm_head, Attention, Builder, Decoder, Linear, Mlp, ModelConfig, Qkv};
-
-struct Layer {
-    input_layernorm: LayerNorm,
-    self_attention: Attention,
-    post_attention_layernorm: LayerNorm,
-    mlp: Mlp,
-}
 
 pub struct Bloom {
     cfg: ModelConfig,
     word_embeddings: Tensor,
     word_embeddings_layernorm: LayerNorm,
-    layers: Vec<Layer>,
+    layers: Vec<LayerNormBlock>,
     ln_f: LayerNorm,
     lm_head: Linear,
 }
@@ -38,10 +32,10 @@ impl Bloom {
             let p = format!("transformer.h.{i}");
             let qkv = b.linear(&format!("{p}.self_attention.query_key_value"), h, 3 * h, true)?;
             let dense = b.linear(&format!("{p}.self_attention.dense"), h, h, true)?;
-            layers.push(Layer {
-                input_layernorm: b.layer_norm(&format!("{p}.input_layernorm"), h, eps)?,
-                self_attention: Attention::new(Qkv::PerHead(qkv), dense, cfg),
-                post_attention_layernorm: b.layer_norm(&format!("{p}.post_attention_layernorm"), h, eps)?,
+            layers.push(LayerNormBlock {
+                attn_norm: b.layer_norm(&format!("{p}.input_layernorm"), h, eps)?,
+                attn: Attention::new(Qkv::PerHead(qkv), dense, cfg),
+                mlp_norm: b.layer_norm(&format!("{p}.post_attention_layernorm"), h, eps)?,
                 mlp: Mlp {
                     up: b.linear(&format!("{p}.mlp.dense_h_to_4h"), h, f, true)?,
                     down: b.linear(&format!("{p}.mlp.dense_4h_to_h"), f, h, true)?,
@@ -67,17 +61,8 @@ impl Decoder for Bloom {
         training: bool,
         past: Option<&[KeyValues]>,
     ) -> Result<(Tensor, Vec<KeyValues>)> {
-        let scale = 1.0 / (self.cfg.head_dim as f64).sqrt();
-        let mut x = self.word_embeddings_layernorm.forward(&embed(&self.word_embeddings, ids)?)?;
-        let mut kv = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let h = layer.input_layernorm.forward(&x)?;
-            let (attn, layer_kv) =
-                layer.self_attention.forward(&h, geometry.layer(false), training, scale, None, past.map(|p| &p[i]))?;
-            kv.push(layer_kv);
-            x = (x + attn)?;
-            x = (&x + layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?, self.cfg.activation)?)?;
-        }
+        let x = self.word_embeddings_layernorm.forward(&embed(&self.word_embeddings, ids)?)?;
+        let (x, kv) = run_blocks(&self.layers, x, geometry, training, past, &self.cfg)?;
         Ok((self.ln_f.forward(&x)?, kv))
     }
 

@@ -8,21 +8,15 @@ use anyhow::Result;
 use candle_core::Tensor;
 
 use super::geometry::{Geometry, KeyValues};
+use super::layer_norm_block::{run_blocks, LayerNormBlock};
 use super::layers::LayerNorm;
 use super::{embed, lm_head, Attention, Builder, Decoder, Linear, Mlp, ModelConfig, Qkv};
-
-struct Layer {
-    ln_1: LayerNorm,
-    attn: Attention,
-    ln_2: LayerNorm,
-    mlp: Mlp,
-}
 
 pub struct Gpt2 {
     cfg: ModelConfig,
     wte: Tensor,
     wpe: Tensor,
-    layers: Vec<Layer>,
+    layers: Vec<LayerNormBlock>,
     ln_f: LayerNorm,
     lm_head: Linear,
 }
@@ -37,10 +31,10 @@ impl Gpt2 {
             let p = format!("transformer.h.{i}");
             let c_attn = b.conv1d(&format!("{p}.attn.c_attn"), h, 3 * h)?;
             let c_proj = b.conv1d(&format!("{p}.attn.c_proj"), h, h)?;
-            layers.push(Layer {
-                ln_1: b.layer_norm(&format!("{p}.ln_1"), h, eps)?,
+            layers.push(LayerNormBlock {
+                attn_norm: b.layer_norm(&format!("{p}.ln_1"), h, eps)?,
                 attn: Attention::new(Qkv::Stacked(c_attn), c_proj, cfg),
-                ln_2: b.layer_norm(&format!("{p}.ln_2"), h, eps)?,
+                mlp_norm: b.layer_norm(&format!("{p}.ln_2"), h, eps)?,
                 mlp: Mlp {
                     up: b.conv1d(&format!("{p}.mlp.c_fc"), h, f)?,
                     down: b.conv1d(&format!("{p}.mlp.c_proj"), f, h)?,
@@ -61,22 +55,8 @@ impl Decoder for Gpt2 {
         training: bool,
         past: Option<&[KeyValues]>,
     ) -> Result<(Tensor, Vec<KeyValues>)> {
-        let scale = 1.0 / (self.cfg.head_dim as f64).sqrt();
-        let mut x = embed(&self.wte, ids)?.broadcast_add(&geometry.learned_positions(&self.wpe, 0)?)?;
-        let mut kv = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let (attn, layer_kv) = layer.attn.forward(
-                &layer.ln_1.forward(&x)?,
-                geometry.layer(false),
-                training,
-                scale,
-                None,
-                past.map(|p| &p[i]),
-            )?;
-            kv.push(layer_kv);
-            x = (x + attn)?;
-            x = (&x + layer.mlp.forward(&layer.ln_2.forward(&x)?, self.cfg.activation)?)?;
-        }
+        let x = embed(&self.wte, ids)?.broadcast_add(&geometry.learned_positions(&self.wpe, 0)?)?;
+        let (x, kv) = run_blocks(&self.layers, x, geometry, training, past, &self.cfg)?;
         Ok((self.ln_f.forward(&x)?, kv))
     }
 

@@ -17,6 +17,7 @@ mod gemma3;
 mod geometry;
 mod gpt2;
 mod heads;
+mod layer_norm_block;
 pub mod layers;
 mod llama;
 pub mod lora;

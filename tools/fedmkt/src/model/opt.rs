@@ -11,25 +11,19 @@ use anyhow::Result;
 use candle_core::Tensor;
 
 use super::geometry::{Geometry, KeyValues};
+use super::layer_norm_block::{run_blocks, LayerNormBlock};
 use super::layers::LayerNorm;
 use super::{embed, lm_head, Attention, Builder, Decoder, Linear, Mlp, ModelConfig};
 
 /// OPT's position table starts two rows in (rows 0 and 1 were for padding in fairseq).
 const POSITION_OFFSET: usize = 2;
 
-struct Layer {
-    self_attn_layer_norm: LayerNorm,
-    self_attn: Attention,
-    final_layer_norm: LayerNorm,
-    mlp: Mlp,
-}
-
 pub struct Opt {
     cfg: ModelConfig,
     embed_tokens: Tensor,
     embed_positions: Tensor,
     project_in: Option<Linear>,
-    layers: Vec<Layer>,
+    layers: Vec<LayerNormBlock>,
     /// Only with norms before attention and MLP.
     final_layer_norm: Option<LayerNorm>,
     project_out: Option<Linear>,
@@ -48,10 +42,10 @@ impl Opt {
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("{d}.layers.{i}");
-            layers.push(Layer {
-                self_attn_layer_norm: b.layer_norm(&format!("{p}.self_attn_layer_norm"), h, eps)?,
-                self_attn: Attention::separate(b, &format!("{p}.self_attn"), cfg, "out_proj", true)?,
-                final_layer_norm: b.layer_norm(&format!("{p}.final_layer_norm"), h, eps)?,
+            layers.push(LayerNormBlock {
+                attn_norm: b.layer_norm(&format!("{p}.self_attn_layer_norm"), h, eps)?,
+                attn: Attention::separate(b, &format!("{p}.self_attn"), cfg, "out_proj", true)?,
+                mlp_norm: b.layer_norm(&format!("{p}.final_layer_norm"), h, eps)?,
                 mlp: Mlp {
                     up: b.linear(&format!("{p}.fc1"), h, f, true)?,
                     down: b.linear(&format!("{p}.fc2"), f, h, true)?,
@@ -74,27 +68,6 @@ impl Opt {
     }
 }
 
-impl Layer {
-    /// Attention then the MLP, each `x + f(norm(x))` (pre-LN) or `norm(x + f(x))` (post-LN).
-    fn forward(
-        &self,
-        x: Tensor,
-        geometry: &Geometry,
-        training: bool,
-        past: Option<&KeyValues>,
-        cfg: &ModelConfig,
-    ) -> Result<(Tensor, KeyValues)> {
-        let before = |x: &Tensor, norm: &LayerNorm| if cfg.pre_norm { norm.forward(x) } else { Ok(x.clone()) };
-        let after = |x: Tensor, norm: &LayerNorm| if cfg.pre_norm { Ok(x) } else { norm.forward(&x) };
-        let scale = 1.0 / (cfg.head_dim as f64).sqrt();
-        let h = before(&x, &self.self_attn_layer_norm)?;
-        let (attn, kv) = self.self_attn.forward(&h, geometry.layer(false), training, scale, None, past)?;
-        let x = after((x + attn)?, &self.self_attn_layer_norm)?;
-        let mlp = self.mlp.forward(&before(&x, &self.final_layer_norm)?, cfg.activation)?;
-        Ok((after((x + mlp)?, &self.final_layer_norm)?, kv))
-    }
-}
-
 impl Decoder for Opt {
     fn run(
         &self,
@@ -108,12 +81,7 @@ impl Decoder for Opt {
             x = project_in.forward(&x)?;
         }
         x = x.broadcast_add(&geometry.learned_positions(&self.embed_positions, POSITION_OFFSET)?)?;
-        let mut kv = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let (next, layer_kv) = layer.forward(x, geometry, training, past.map(|p| &p[i]), &self.cfg)?;
-            kv.push(layer_kv);
-            x = next;
-        }
+        let (mut x, kv) = run_blocks(&self.layers, x, geometry, training, past, &self.cfg)?;
         if let Some(norm) = &self.final_layer_norm {
             x = norm.forward(&x)?;
         }
