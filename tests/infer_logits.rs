@@ -197,9 +197,9 @@ fn adapters_of_another_model_are_refused() {
 fn unsupported_architectures_and_broken_weights_are_refused() {
     let scratch = tempdir();
     let model = model_copy("tiny-llama", scratch.path());
-    let config = std::fs::read_to_string(model.join("config.json")).unwrap().replace("\"llama\"", "\"gpt2\"");
+    let config = std::fs::read_to_string(model.join("config.json")).unwrap().replace("\"llama\"", "\"gpt_neox\"");
     std::fs::write(model.join("config.json"), config).unwrap();
-    assert_refused(&model, &tokens("tiny-llama"), &[], &["config.json", "architecture 'gpt2' is not supported"]);
+    assert_refused(&model, &tokens("tiny-llama"), &[], &["config.json", "architecture 'gpt_neox' is not supported"]);
 
     let model = model_copy("tiny-gemma3", &scratch.path().join("nan"));
     let mut weights =
