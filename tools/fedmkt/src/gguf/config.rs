@@ -19,7 +19,7 @@ pub fn torch_dtype(dtype: DType) -> &'static str {
 
 /// `source_hash` (of the GGUF file) is recorded as `fedmkt_source`, which `transformers` ignores.
 pub fn config_json(gguf: &Gguf, dtype: DType, source_hash: &str) -> Result<Value> {
-    let mut config = json!({
+    let config = json!({
         "vocab_size": gguf.array("tokenizer.ggml.tokens")?.len(),
         "tie_word_embeddings": !gguf.content.tensor_infos.contains_key("output.weight"),
         "bos_token_id": gguf.opt_uint("tokenizer.ggml.bos_token_id")?,
@@ -33,10 +33,9 @@ pub fn config_json(gguf: &Gguf, dtype: DType, source_hash: &str) -> Result<Value
         Arch::Gpt2 => gpt2(gguf)?,
         Arch::Bloom => bloom(gguf)?,
     };
-    let (Value::Object(base), Value::Object(family)) = (&mut config, family) else { unreachable!() };
-    base.extend(family);
+    let Value::Object(merged) = with(config, family) else { unreachable!("an object") };
     // Sort keys so the file reads like Hugging Face's and is stable across versions.
-    let sorted: std::collections::BTreeMap<_, _> = std::mem::take(base).into_iter().collect();
+    let sorted: std::collections::BTreeMap<_, _> = merged.into_iter().collect();
     Ok(json!(sorted))
 }
 
@@ -67,20 +66,18 @@ fn rotary(gguf: &Gguf) -> Result<Value> {
         "max_position_embeddings": gguf.uint(&key("context_length"))?,
         "attention_dropout": 0.0,
     });
-    let silu = |architecture: &str, model_type: &str| json!({"architectures": [architecture], "model_type": model_type, "hidden_act": "silu"});
-    Ok(match gguf.arch {
-        Arch::Llama => {
-            with(base, with(silu("LlamaForCausalLM", "llama"), json!({"attention_bias": false, "mlp_bias": false})))
-        }
+    let family = match gguf.arch {
+        Arch::Llama => json!({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+                              "attention_bias": false, "mlp_bias": false}),
         // Qwen2 always has q/k/v biases; llama.cpp writes neither Qwen's window nor its use.
-        Arch::Qwen2 => with(base, with(silu("Qwen2ForCausalLM", "qwen2"), json!({"use_sliding_window": false}))),
-        Arch::Qwen3 => with(
-            base,
-            with(silu("Qwen3ForCausalLM", "qwen3"), json!({"attention_bias": false, "use_sliding_window": false})),
-        ),
-        Arch::Gemma3 => with(base, gemma3(gguf, layers, head_dim)?),
+        Arch::Qwen2 => json!({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_act": "silu",
+                              "use_sliding_window": false}),
+        Arch::Qwen3 => json!({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_act": "silu",
+                              "attention_bias": false, "use_sliding_window": false}),
+        Arch::Gemma3 => gemma3(gguf, layers, head_dim)?,
         Arch::Gpt2 | Arch::Bloom => unreachable!("not a rotary family"),
-    })
+    };
+    Ok(with(base, family))
 }
 
 fn gemma3(gguf: &Gguf, layers: u64, head_dim: u64) -> Result<Value> {
