@@ -73,7 +73,7 @@ fn assert_map_equals_brute_force(source: &[TokenText], target: &[TokenText], wha
 
 #[test]
 fn vocab_maps_between_the_families_equal_brute_force() {
-    let vocabularies: Vec<Vec<TokenText>> = FAMILIES.iter().map(|f| token_texts(&tokenizer_path(f)).unwrap()).collect();
+    let vocabularies = vocabularies();
     assert_eq!(vocabularies[0].len(), 50_257);
     for (a, source) in FAMILIES.iter().zip(&vocabularies) {
         for (b, target) in FAMILIES.iter().zip(&vocabularies).filter(|(b, _)| *b != a) {
@@ -87,11 +87,14 @@ struct Tokenized {
     map_to: Vec<Vec<u32>>,
 }
 
-fn tokenized_by_every_family(records: &[TaskRecord]) -> Vec<Tokenized> {
-    let vocabularies: Vec<Vec<TokenText>> = FAMILIES.iter().map(|f| token_texts(&tokenizer_path(f)).unwrap()).collect();
+fn vocabularies() -> Vec<Vec<TokenText>> {
+    FAMILIES.iter().map(|f| token_texts(&tokenizer_path(f)).unwrap()).collect()
+}
+
+fn tokenized_by_every_family(records: &[TaskRecord], vocabularies: &[Vec<TokenText>]) -> Vec<Tokenized> {
     FAMILIES
         .iter()
-        .zip(&vocabularies)
+        .zip(vocabularies)
         .map(|(family, source)| {
             let tokenizer = load_tokenizer(&tokenizer_path(family)).unwrap();
             Tokenized {
@@ -166,8 +169,8 @@ fn symbols<'a>(ids: &[u32], vocab: &'a [TokenText]) -> Vec<&'a [u32]> {
 #[test]
 fn alignment_between_the_families_matches_tokens_that_start_together() {
     let records = task_records();
-    let tokenized = tokenized_by_every_family(&records);
-    let vocabularies: Vec<Vec<TokenText>> = FAMILIES.iter().map(|f| token_texts(&tokenizer_path(f)).unwrap()).collect();
+    let vocabularies = vocabularies();
+    let tokenized = tokenized_by_every_family(&records, &vocabularies);
     let mut report = String::new();
     for (a, sender) in tokenized.iter().enumerate() {
         for (b, receiver) in tokenized.iter().enumerate() {
