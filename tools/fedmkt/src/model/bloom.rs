@@ -9,10 +9,9 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::geometry::{Geometry, KeyValues};
 use super::layer_norm_block::{run_blocks, LayerNormBlock};
 use super::layers::LayerNorm;
-use super::{embed, lm_head, Attention, Builder, Decoder, Linear, Mlp, ModelConfig, Qkv};
+use super::{embed, lm_head, Attention, Builder, Decoder, Hidden, Linear, Mlp, ModelConfig, Pass, Qkv};
 
 pub struct Bloom {
     cfg: ModelConfig,
@@ -54,15 +53,9 @@ impl Bloom {
 }
 
 impl Decoder for Bloom {
-    fn run(
-        &self,
-        ids: &Tensor,
-        geometry: &Geometry,
-        training: bool,
-        past: Option<&[KeyValues]>,
-    ) -> Result<(Tensor, Vec<KeyValues>)> {
-        let x = self.word_embeddings_layernorm.forward(&embed(&self.word_embeddings, ids)?)?;
-        let (x, kv) = run_blocks(&self.layers, x, geometry, training, past, &self.cfg)?;
+    fn run(&self, pass: &Pass) -> Result<Hidden> {
+        let x = self.word_embeddings_layernorm.forward(&embed(&self.word_embeddings, pass.ids)?)?;
+        let (x, kv) = run_blocks(&self.layers, x, pass, &self.cfg)?;
         Ok((self.ln_f.forward(&x)?, kv))
     }
 

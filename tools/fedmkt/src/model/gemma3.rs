@@ -9,9 +9,8 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::geometry::{Geometry, KeyValues};
 use super::layers::RmsNorm;
-use super::{embed, lm_head, Attention, Builder, Decoder, GatedMlp, Linear, ModelConfig};
+use super::{embed, lm_head, Attention, Builder, Decoder, GatedMlp, Hidden, Linear, ModelConfig, Pass};
 
 struct Layer {
     input_layernorm: RmsNorm,
@@ -61,13 +60,8 @@ impl Gemma3 {
 }
 
 impl Decoder for Gemma3 {
-    fn run(
-        &self,
-        ids: &Tensor,
-        geometry: &Geometry,
-        training: bool,
-        past: Option<&[KeyValues]>,
-    ) -> Result<(Tensor, Vec<KeyValues>)> {
+    fn run(&self, pass: &Pass) -> Result<Hidden> {
+        let Pass { ids, geometry, training, past } = *pass;
         let scale = self.cfg.query_pre_attn_scalar.powf(-0.5);
         let mut x = (embed(&self.embed_tokens, ids)? * (self.cfg.hidden_size as f64).sqrt())?;
         let mut kv = Vec::with_capacity(self.layers.len());

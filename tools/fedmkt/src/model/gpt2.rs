@@ -7,10 +7,9 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::geometry::{Geometry, KeyValues};
 use super::layer_norm_block::{run_blocks, LayerNormBlock};
 use super::layers::LayerNorm;
-use super::{embed, lm_head, Attention, Builder, Decoder, Linear, Mlp, ModelConfig, Qkv};
+use super::{embed, lm_head, Attention, Builder, Decoder, Hidden, Linear, Mlp, ModelConfig, Pass, Qkv};
 
 pub struct Gpt2 {
     cfg: ModelConfig,
@@ -48,15 +47,10 @@ impl Gpt2 {
 }
 
 impl Decoder for Gpt2 {
-    fn run(
-        &self,
-        ids: &Tensor,
-        geometry: &Geometry,
-        training: bool,
-        past: Option<&[KeyValues]>,
-    ) -> Result<(Tensor, Vec<KeyValues>)> {
+    fn run(&self, pass: &Pass) -> Result<Hidden> {
+        let Pass { ids, geometry, .. } = *pass;
         let x = embed(&self.wte, ids)?.broadcast_add(&geometry.learned_positions(&self.wpe, 0)?)?;
-        let (x, kv) = run_blocks(&self.layers, x, geometry, training, past, &self.cfg)?;
+        let (x, kv) = run_blocks(&self.layers, x, pass, &self.cfg)?;
         Ok((self.ln_f.forward(&x)?, kv))
     }
 

@@ -4,9 +4,9 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::geometry::{Geometry, KeyValues};
+use super::geometry::KeyValues;
 use super::layers::LayerNorm;
-use super::{Attention, Mlp, ModelConfig};
+use super::{Attention, Hidden, Mlp, ModelConfig, Pass};
 
 pub struct LayerNormBlock {
     pub attn_norm: LayerNorm,
@@ -21,8 +21,7 @@ impl LayerNormBlock {
     fn forward(
         &self,
         x: Tensor,
-        geometry: &Geometry,
-        training: bool,
+        pass: &Pass,
         past: Option<&KeyValues>,
         cfg: &ModelConfig,
     ) -> Result<(Tensor, KeyValues)> {
@@ -30,7 +29,7 @@ impl LayerNormBlock {
         let after = |x: Tensor, norm: &LayerNorm| if cfg.pre_norm { Ok(x) } else { norm.forward(&x) };
         let scale = 1.0 / (cfg.head_dim as f64).sqrt();
         let h = before(&x, &self.attn_norm)?;
-        let (attn, kv) = self.attn.forward(&h, geometry.layer(false), training, scale, None, past)?;
+        let (attn, kv) = self.attn.forward(&h, pass.geometry.layer(false), pass.training, scale, None, past)?;
         let x = after((x + attn)?, &self.attn_norm)?;
         let mlp = self.mlp.forward(&before(&x, &self.mlp_norm)?, cfg.activation)?;
         Ok((after((x + mlp)?, &self.mlp_norm)?, kv))
@@ -38,17 +37,10 @@ impl LayerNormBlock {
 }
 
 /// Every block in turn over the embedded input `x`, with each block's keys and values.
-pub fn run_blocks(
-    blocks: &[LayerNormBlock],
-    mut x: Tensor,
-    geometry: &Geometry,
-    training: bool,
-    past: Option<&[KeyValues]>,
-    cfg: &ModelConfig,
-) -> Result<(Tensor, Vec<KeyValues>)> {
+pub fn run_blocks(blocks: &[LayerNormBlock], mut x: Tensor, pass: &Pass, cfg: &ModelConfig) -> Result<Hidden> {
     let mut kv = Vec::with_capacity(blocks.len());
     for (i, block) in blocks.iter().enumerate() {
-        let (next, block_kv) = block.forward(x, geometry, training, past.map(|p| &p[i]), cfg)?;
+        let (next, block_kv) = block.forward(x, pass, pass.past.map(|p| &p[i]), cfg)?;
         kv.push(block_kv);
         x = next;
     }

@@ -8,9 +8,8 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::geometry::{Geometry, KeyValues};
 use super::layers::RmsNorm;
-use super::{embed, lm_head, Attention, Builder, Decoder, GatedMlp, Linear, ModelConfig};
+use super::{embed, lm_head, Attention, Builder, Decoder, GatedMlp, Hidden, Linear, ModelConfig, Pass};
 
 struct Layer {
     input_layernorm: RmsNorm,
@@ -59,13 +58,8 @@ impl Llama {
 }
 
 impl Decoder for Llama {
-    fn run(
-        &self,
-        ids: &Tensor,
-        geometry: &Geometry,
-        training: bool,
-        past: Option<&[KeyValues]>,
-    ) -> Result<(Tensor, Vec<KeyValues>)> {
+    fn run(&self, pass: &Pass) -> Result<Hidden> {
+        let Pass { ids, geometry, training, past } = *pass;
         let scale = 1.0 / (self.cfg.head_dim as f64).sqrt();
         let mut x = embed(&self.embed_tokens, ids)?;
         let mut kv = Vec::with_capacity(self.layers.len());

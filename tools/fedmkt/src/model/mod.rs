@@ -281,17 +281,23 @@ fn lm_head(b: &mut Builder, cfg: &ModelConfig, embed_tokens: &Tensor) -> Result<
     }
 }
 
+/// One forward pass's inputs: `ids` placed by `geometry` after `past` (a cached prefix's keys
+/// and values per layer), in training mode (dropout on) or not.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    ids: &'a Tensor,
+    geometry: &'a Geometry,
+    training: bool,
+    past: Option<&'a [KeyValues]>,
+}
+
+/// Final hidden states, and each layer's keys and values.
+type Hidden = (Tensor, Vec<KeyValues>);
+
 /// What [`Model`] needs of an architecture.
 trait Decoder: Send + Sync {
-    /// Final hidden states, and each layer's keys and values, of `ids` placed by `geometry`
-    /// after `past` (a cached prefix's keys and values per layer).
-    fn run(
-        &self,
-        ids: &Tensor,
-        geometry: &Geometry,
-        training: bool,
-        past: Option<&[KeyValues]>,
-    ) -> Result<(Tensor, Vec<KeyValues>)>;
+    /// The final hidden states of a pass, and each layer's keys and values.
+    fn run(&self, pass: &Pass) -> Result<Hidden>;
 
     /// The projection of final hidden states to the vocabulary.
     fn lm_head(&self) -> &Linear;
@@ -430,7 +436,7 @@ impl Model {
         if let Some(lora) = &self.lora {
             lora.mode.set_training(self.training);
         }
-        self.net.run(ids, geometry, self.training, past)
+        self.net.run(&Pass { ids, geometry, training: self.training, past })
     }
 
     /// Next-token logits (f32) of hidden states of any leading shape `[…, hidden]`. Tools call

@@ -10,10 +10,9 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::geometry::{Geometry, KeyValues};
 use super::layer_norm_block::{run_blocks, LayerNormBlock};
 use super::layers::LayerNorm;
-use super::{embed, lm_head, Attention, Builder, Decoder, Linear, Mlp, ModelConfig};
+use super::{embed, lm_head, Attention, Builder, Decoder, Hidden, Linear, Mlp, ModelConfig, Pass};
 
 /// OPT's position table starts two rows in (rows 0 and 1 were for padding in fairseq).
 const POSITION_OFFSET: usize = 2;
@@ -69,19 +68,14 @@ impl Opt {
 }
 
 impl Decoder for Opt {
-    fn run(
-        &self,
-        ids: &Tensor,
-        geometry: &Geometry,
-        training: bool,
-        past: Option<&[KeyValues]>,
-    ) -> Result<(Tensor, Vec<KeyValues>)> {
+    fn run(&self, pass: &Pass) -> Result<Hidden> {
+        let Pass { ids, geometry, .. } = *pass;
         let mut x = embed(&self.embed_tokens, ids)?;
         if let Some(project_in) = &self.project_in {
             x = project_in.forward(&x)?;
         }
         x = x.broadcast_add(&geometry.learned_positions(&self.embed_positions, POSITION_OFFSET)?)?;
-        let (mut x, kv) = run_blocks(&self.layers, x, geometry, training, past, &self.cfg)?;
+        let (mut x, kv) = run_blocks(&self.layers, x, pass, &self.cfg)?;
         if let Some(norm) = &self.final_layer_norm {
             x = norm.forward(&x)?;
         }
