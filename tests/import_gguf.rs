@@ -39,18 +39,28 @@ fn assert_same_ids(ours: &Tokenizer, reference: &Tokenizer) {
     }
 }
 
+type Tensors = HashMap<String, Tensor>;
+
+/// Import `model` into a scratch folder and load its tensors beside those of the folder
+/// `reference`, checking that both hold the same tensor names.
+fn imported_beside(model: &str, reference: &Path) -> (tempfile::TempDir, Tensors, Tensors) {
+    let dir = tempdir();
+    assert_success(&import(model, dir.path(), &[]));
+    let ours = load_tensors(&dir.path().join("model.safetensors"));
+    let theirs = load_tensors(&reference.join("model.safetensors"));
+    let sorted = |t: &Tensors| {
+        let mut names: Vec<String> = t.keys().cloned().collect();
+        names.sort();
+        names
+    };
+    assert_eq!(sorted(&ours), sorted(&theirs), "{model}: tensor names");
+    (dir, ours, theirs)
+}
+
 #[test]
 fn tensors_match_gguf_py_dequantisation() {
     for model in ["tiny-llama", "tiny-gemma3"] {
-        let dir = tempdir();
-        assert_success(&import(model, dir.path(), &[]));
-        let ours = load_tensors(&dir.path().join("model.safetensors"));
-        let golden = load_tensors(&testdata(&format!("golden/import-gguf/{model}/model.safetensors")));
-        let mut names: Vec<_> = ours.keys().collect();
-        names.sort();
-        let mut expected: Vec<_> = golden.keys().collect();
-        expected.sort();
-        assert_eq!(names, expected, "{model}: tensor names");
+        let (_dir, ours, golden) = imported_beside(model, &testdata(&format!("golden/import-gguf/{model}")));
         for (name, want) in &golden {
             let got = &ours[name];
             assert_eq!(got.dims(), want.dims(), "{model} {name}: shape");
@@ -110,15 +120,7 @@ fn assert_equal_or_f16_rounded(a: &Tensor, b: &Tensor, what: &str) {
 #[test]
 fn llama_cpp_conversions_of_gpt2_bloom_and_qwen_import_to_their_originals() {
     for model in ["tiny-gpt2", "tiny-bloom", "tiny-qwen2", "tiny-qwen3"] {
-        let dir = tempdir();
-        assert_success(&import(model, dir.path(), &[]));
-        let ours = load_tensors(&dir.path().join("model.safetensors"));
-        let original = load_tensors(&testdata(&format!("models/{model}/model.safetensors")));
-        let mut names: Vec<_> = ours.keys().collect();
-        names.sort();
-        let mut expected: Vec<_> = original.keys().collect();
-        expected.sort();
-        assert_eq!(names, expected, "{model}: tensor names");
+        let (dir, ours, original) = imported_beside(model, &testdata(&format!("models/{model}")));
         for (name, want) in &original {
             assert_equal_or_f16_rounded(&ours[name], want, &format!("{model} {name}"));
         }
