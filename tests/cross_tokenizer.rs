@@ -4,7 +4,7 @@
 //! and SentencePiece-style (Gemma's) ones. `vocab-map` and `align` need nothing new for them:
 //! the map equals brute force between every pair, and alignment matches only tokens that
 //! start at the same byte, every token with itself.
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -133,17 +133,12 @@ fn count_matches(
             Strategy::Dtw => dtw(&symbols(&s.input_ids, texts.0), &symbols(&r.input_ids, texts.1)),
         };
         let matched = matches(&alignment, &s.input_ids, &r.input_ids, &sender.map_to[to]);
-        let sender_spans: HashSet<(u32, u32)> = spans(s).into_iter().collect();
+        let (sender_spans, receiver_spans) = (span_counts(s), span_counts(r));
         for (j, i) in matched.into_iter().enumerate() {
             counts.tokens += 1;
-            let alone = |t: &TokenizedSample| spans(t).iter().filter(|&&span| span == spans(r)[j]).count() == 1;
-            let (start, end) = spans(r)[j];
-            if strategy == Strategy::Offsets
-                && start < end
-                && sender_spans.contains(&(start, end))
-                && alone(s)
-                && alone(r)
-            {
+            let span = (r.token_start[j], r.token_end[j]);
+            let alone_on_both_sides = sender_spans.get(&span) == Some(&1) && receiver_spans[&span] == 1;
+            if strategy == Strategy::Offsets && span.0 < span.1 && alone_on_both_sides {
                 assert!(i.is_some(), "{}: receiver {j} covers the bytes of one sender token and is unmatched", r.id);
             }
             counts.starting +=
@@ -154,6 +149,15 @@ fn count_matches(
             }
             counts.matched += usize::from(s.token_start[i] == r.token_start[j]);
         }
+    }
+    counts
+}
+
+/// How many tokens of a sample cover each span.
+fn span_counts(s: &TokenizedSample) -> HashMap<(u32, u32), usize> {
+    let mut counts = HashMap::new();
+    for span in spans(s) {
+        *counts.entry(span).or_insert(0) += 1;
     }
     counts
 }
