@@ -599,11 +599,13 @@ federation: build $(RUN)/data/$(TASK)/eval.parquet $(FLOWER_ENV)/.installed
 # takes CUDA 13.0 PTX and rejects newer nvcc's), into a git-ignored folder: unversioned .so
 # links beside the wheels' versioned libraries, and a stub libcuda.so (the driver's library,
 # which no wheel has) to link against, with the real one's soname. The model tools are built
-# with the cuda feature in target/, so every dependency the cuda feature does not touch
-# (parquet, arrow, tokenizers, ...) is the CPU build's, not compiled a second time; cargo keeps
-# both builds of a tool under target/release/deps and copies the one built last to
-# target/release. The CUDA ones are copied into target/cuda/release with the CPU build's other
-# tools, then the CPU build is put back into target/release, also when the CUDA build fails (a
+# with the cuda feature in target/, the whole workspace selected as in `make build`: its
+# dependencies' features are then the CPU build's, and every one the cuda feature does not
+# touch (parquet, arrow, tokenizers, syn, ...) is reused, not compiled a second time (built
+# with -p for the three tools alone, cargo unifies features anew and recompiles ~85 crates).
+# Cargo keeps both builds of a tool under target/release/deps and copies the one built last to
+# target/release. The CUDA model tools are copied into target/cuda/release with the CPU build's
+# other tools, then the CPU build is put back into target/release, also when the CUDA build fails (a
 # CUDA binary does not start without the CUDA libraries, not even for --help). The pack holds
 # target/cuda/release, stripped, for a GPU machine (unpack into the checkout's target/cuda/release).
 CUDA_ENV    := $(ASSETS)/cuda
@@ -626,10 +628,10 @@ $(CUDA_ENV)/.installed:
 build-cuda: build $(CUDA_ENV)/.installed
 	mkdir -p $(CUDA_TARGET)/release
 	PATH=$(CUDA_HOME_DIR)/bin:$$PATH CUDA_HOME=$(CUDA_HOME_DIR) CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) CUDAFORGE_THREADS=$$(nproc) \
-	  $(CARGO) build --release $(addprefix -p ,$(CUDA_MODEL_TOOLS)) \
-	  --features $(subst $(eval) ,$(comma),$(foreach t,$(CUDA_MODEL_TOOLS),$(t)/cuda)) \
-	  && cp $(addprefix target/release/,$(TOOLS)) $(CUDA_TARGET)/release/; \
+	  $(CARGO) build --release --workspace --bins --features $(subst $(eval) ,$(comma),$(foreach t,$(CUDA_MODEL_TOOLS),$(t)/cuda)) \
+	  && cp $(addprefix target/release/,$(CUDA_MODEL_TOOLS)) $(CUDA_TARGET)/release/; \
 	  built=$$?; $(CARGO) build --release --workspace --bins && exit $$built
+	cp $(addprefix target/release/,$(filter-out $(CUDA_MODEL_TOOLS),$(TOOLS))) $(CUDA_TARGET)/release/
 	rm -rf $(CUDA_TARGET)/pack && mkdir -p $(CUDA_TARGET)/pack
 	for t in $(TOOLS); do strip -o $(CUDA_TARGET)/pack/$$t $(CUDA_TARGET)/release/$$t; done
 	tar -C $(CUDA_TARGET)/pack -cJf $(CUDA_PACK).tmp . && mv $(CUDA_PACK).tmp $(CUDA_PACK)
