@@ -236,14 +236,26 @@ FIRST_PRIVATE      = $(FIRST_PRIVATE_RUN)/round-1/$(1)/private
 PRIVATE            = $(if $(filter 1,$(1)),$(call FIRST_PRIVATE,$(2)),$(call R,$(1))/$(2)/private)
 # The private phases this run trains itself, as "round:client" (round 1's only without a parent).
 OWN_PRIVATE        = $(foreach n,$(if $(filter $(RUN),$(FIRST_PRIVATE_RUN)),$(ROUNDS),$(wordlist 2,100,$(ROUNDS))),$(addprefix $(n):,$(CLIENTS)))
+# Round 1's knowledge sets and the LLM's own losses come from the private adapters and the
+# base models alone, which a sibling shares with its parent: in round $(1) = 1 a sibling copies
+# its parent's files (path $(2) under the run) instead of running the same inference again.
+SHARED_FROM_PARENT = $(and $(filter 1,$(1)),$(filter-out $(RUN),$(FIRST_PRIVATE_RUN)))
+define parents_copy
+$(RUN)/$(1): $(FIRST_PRIVATE_RUN)/$(1)
+	mkdir -p $$(@D) && cp $$< $$@.tmp && mv $$@.tmp $$@
+endef
 
 # `evaluate` of party $(1)'s model with adapter folder $(2) (none: the model as it comes).
 EVALUATE = $(BIN)/evaluate $(DEVICE_FLAGS) --model $(call M,$(1)) $(call ADAPTER_FLAG,$(2)) --data $(EVAL_DATA) --out
 
 # $(1) round, $(2) client: the client's side of a round.
-define client_rules
+define client_knowledge_rule
 $(call R,$(1))/$(2)/knowledge.parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(call PUBLIC,$(2)) | $(BIN)/infer-logits
 	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) --top-k $(TOP_K) --out $$@
+endef
+
+define client_rules
+$(if $(call SHARED_FROM_PARENT,$(1)),$(call parents_copy,round-1/$(2)/knowledge.parquet),$(call client_knowledge_rule,$(1),$(2)))
 
 $(call R,$(1))/$(2)/from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,$(2))) $(call ALIGN_DEPS,server,$(2)) | $(BIN)/align
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,server,$(2)) --out $$@
@@ -262,9 +274,13 @@ endef
 # The LLM's side of round $(1): in round 1 its own losses before it learns anything; once
 # server/selected.parquet holds its teacher targets, distill, then its knowledge set and its
 # evaluation (without an adapter if it does not learn).
+define llm_local_rule
+$(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) --input $$< --top-k $(TOP_K) --out $$@
+endef
+
 define llm_rules
-$(if $(filter 1,$(1)),$(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) --input $$< --top-k $(TOP_K) --out $$@)
+$(if $(filter 1,$(1)),$(if $(call SHARED_FROM_PARENT,1),$(call parents_copy,round-1/server/local.parquet),$(call llm_local_rule)))
 
 $(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(BIN)/distill
 	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
@@ -448,7 +464,7 @@ $(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) \
 # knowledge sets still travel but no KD term trains: what knowledge transfer itself adds.
 NOKD_RUN   := $(RUNS)/$(NAME)-nokd
 NOKD_EVALS := $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(NOKD_RUN)/round-$(n)/eval/$(p).json))
-SIBLING_DEPS := $(foreach c,$(CLIENTS),$(call FIRST_PRIVATE,$(c))/adapter_config.json)
+SIBLING_DEPS := $(foreach c,$(CLIENTS),$(call FIRST_PRIVATE,$(c))/adapter_config.json $(call R,1)/$(c)/knowledge.parquet) $(call R,1)/server/local.parquet
 SIBLING      := PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) FIRST_PRIVATE_RUN=$(FIRST_PRIVATE_RUN)
 $(NOKD_EVALS) &: $(SIBLING_DEPS) FORCE
 	$(MAKE) --no-print-directory $(NOKD_EVALS) $(SIBLING) NAME=$(NAME)-nokd METHOD=FedMKT-noKD LAMBDA=1

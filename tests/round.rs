@@ -147,7 +147,7 @@ fn every_baseline_has_its_rows_in_the_report() {
     let dir = tempdir();
     let runs = dir.path();
     let report = runs.join("tiny/report.md");
-    make_target(
+    let output = make_target(
         &report.display().to_string(),
         runs,
         &["BASELINES=zero-shot standalone centralized fedavg llm2slm nokd"],
@@ -190,6 +190,19 @@ fn every_baseline_has_its_rows_in_the_report() {
     let nokd =
         fedmkt::io::read_parquet(&runs.join("tiny-nokd/round-1/server/adapter/training_log.parquet"), "training-log");
     assert_eq!(nokd.unwrap().provenance.extra["lambda"], "1");
+    // Round 1's knowledge sets and the LLM's own losses are the parent's, copied, not inferred
+    // again (LLM2SLM's LLM never learns and never needs its losses).
+    let clients = ["client-1/knowledge.parquet", "client-2/knowledge.parquet"];
+    for (sibling, files) in
+        [("tiny-nokd", [&clients[..], &["server/local.parquet"]].concat()), ("tiny-llm2slm", clients.to_vec())]
+    {
+        for file in files {
+            let (parent, copy) = (runs.join("tiny/round-1").join(file), runs.join(sibling).join("round-1").join(file));
+            assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&parent).unwrap(), "{sibling}: {file}");
+            let inferred = commands(&output).into_iter().any(|c| c.ends_with(&format!("--out {}", copy.display())));
+            assert!(!inferred, "{sibling} inferred {file} again");
+        }
+    }
 }
 
 /// Two rounds of `pipeline` (named `name`) with a tiny-llama server and a client of each of
