@@ -177,13 +177,14 @@ $(RUN)/tok/$(1)/%.parquet: $(RUN)/data/$(TASK)/eval.parquet $(RUN)/models/$(1)/c
 endef
 $(foreach m,$(MODELS),$(eval $(call model_rules,$(m))))
 
-# Vocabulary maps between the server and each client model, both ways.
+# Vocabulary maps between the server and each client model, both ways (once for a client that
+# has the server's model: the map from the model to itself).
 MAP = $(RUN)/maps/$(1)_to_$(2).parquet
 define map_rule
 $(call MAP,$(1),$(2)): $(RUN)/models/$(1)/config.json $(RUN)/models/$(2)/config.json | $(BIN)/vocab-map
 	$(BIN)/vocab-map --from $(RUN)/models/$(1)/tokenizer.json --to $(RUN)/models/$(2)/tokenizer.json --out $$@
 endef
-MAP_PAIRS := $(foreach m,$(sort $(CLIENT_MODELS)),$(m):$(SERVER) $(SERVER):$(m))
+MAP_PAIRS := $(sort $(foreach m,$(CLIENT_MODELS),$(m):$(SERVER) $(SERVER):$(m)))
 $(foreach p,$(MAP_PAIRS),$(eval $(call map_rule,$(word 1,$(subst :, ,$(p))),$(word 2,$(subst :, ,$(p))))))
 
 SETUP_FILES := $(foreach m,$(MODELS),$(RUN)/models/$(m)/config.json $(foreach s,$(SPLITS),$(RUN)/tok/$(m)/$(s).parquet)) \

@@ -447,3 +447,15 @@ fn teacher_tail_reaches_every_distillation_and_no_private_phase() {
     }
     assert!(!command_making(&output, &run.join("client-1/private")).contains("--teacher-tail"));
 }
+
+/// A client with the server's own model (the heterogeneous setting) has one map from the model
+/// to itself, made by one rule: make warns of no recipe defined twice.
+#[test]
+fn a_client_with_the_servers_model_has_one_map_to_itself() {
+    let dir = tempdir();
+    let output = make_target("setup", dir.path(), &["-n", "CLIENT_MODELS=tiny-gemma3 tiny-llama"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("warning"), "make warns:\n{stderr}");
+    let map = dir.path().join("tiny/maps/tiny-llama_to_tiny-llama.parquet");
+    assert!(command_making(&output, &map).starts_with("target/release/vocab-map"));
+}
