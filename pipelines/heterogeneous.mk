@@ -8,3 +8,6 @@ include pipelines/paper-protocol.mk
 NAME          := heterogeneous
 CLIENT_MODELS := smollm2-135m gemma3-270m smollm2-135m gemma3-270m
 BASELINES     := zero-shot standalone centralized nokd
+# The paper reports this setting over rounds: three unless ROUND is given (the cell in
+# results/heterogeneous/ reports rounds 1–3).
+ROUND         ?= 3
