@@ -70,7 +70,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill aggregate report
 
-.PHONY: all build build-cuda cuda-bundle check-cuda test setup round federation report seeds tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
+.PHONY: all build build-cuda cuda-bundle check-cuda test setup round federation report seeds grid tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -250,6 +250,11 @@ define parents_copy
 $(RUN)/$(1): $(FIRST_PRIVATE_RUN)/$(1)
 	mkdir -p $$(@D) && cp $$< $$@.tmp && mv $$@.tmp $$@
 endef
+# A sibling's make finds its parent's files (SIBLING_DEPS) made; this empty recipe lets
+# `make -n`, where they are not, go on past them.
+ifneq ($(FIRST_PRIVATE_RUN),$(RUN))
+$(FIRST_PRIVATE_RUN)/%: ;
+endif
 
 # `evaluate` of party $(1)'s model with adapter folder $(2) (none: the model as it comes).
 EVALUATE = $(BIN)/evaluate $(DEVICE_FLAGS) --model $(call M,$(1)) $(call ADAPTER_FLAG,$(2)) --data $(EVAL_DATA) --out
@@ -430,6 +435,9 @@ ZERO_SHOT_IN   = $(1)/baselines/zero-shot/$(2).json
 ZERO_SHOT      = $(call ZERO_SHOT_IN,$(ZERO_SHOT_RUN),$(1))
 $(if $(filter $(RUN),$(ZERO_SHOT_RUN)),$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(BIN)/evaluate ; \
   $(BIN)/evaluate $(DEVICE_FLAGS) --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@)))
+# A seed's make finds them made by the zero-shot run its parent made first; this rule without
+# a recipe lets `make -n`, where they are not made, go on past them.
+$(if $(filter $(RUN),$(ZERO_SHOT_RUN)),,$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)):)))
 
 # The other baselines train clients: a single-machine experiment, never a party of a federation.
 ifeq ($(PARTY),)
@@ -696,11 +704,14 @@ CELL_NAME      = $(if $(filter arc-easy,$(2)),$(1),$(1)-$(2))
 TOOLS_COMMIT  ?= $(shell git describe --always --dirty --abbrev=7 2>/dev/null)
 PUBLISH        = $(PYTHON) tools/report/publish_cell.py
 CELL_PLOT_ENV  = $(if $(filter yes,$(PLOT)),$(PLOT_ENV)/.installed)
+# make runs a recipe line that calls $(MAKE) even under -n; the rest of such a line is
+# prefixed with DRY_RUN, the shell's no-op ":" under -n, so `make -n` shows it and writes nothing.
+DRY_RUN        = $(if $(findstring n,$(firstword -$(MAKEFLAGS))),:)
 define cell_rule
 $(RESULTS)/$(1)/$(2)/seed-%/report.parquet: | $(BIN)/report
 	start=$$$$(date +%s); $$(MAKE) --no-print-directory $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet \
 	  PIPELINE=pipelines/$(1).mk TASK=$(2) NAME=$(call CELL_NAME,$(1),$(2)) RUNS=$(RUNS); \
-	  mkdir -p $$(@D); $(PUBLISH) seed $(RUNS) $(call CELL_NAME,$(1),$(2))-seed-$$* $$(@D) $(TOOLS_COMMIT) $$$$(( $$$$(date +%s) - start ))
+	  $$(DRY_RUN) mkdir -p $$(@D); $$(DRY_RUN) $(PUBLISH) seed $(RUNS) $(call CELL_NAME,$(1),$(2))-seed-$$* $$(@D) $(TOOLS_COMMIT) $$$$(( $$$$(date +%s) - start ))
 	$(BIN)/report results --reports $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet --copy-into $$(@D) \
 	  --out $$@ --paired $$(@D)/paired.parquet --markdown $$(@D)/report.md
 
@@ -710,6 +721,15 @@ $(RESULTS)/$(1)/$(2)/report.md: $(foreach s,$(CELL_SEEDS),$(RESULTS)/$(1)/$(2)/s
 	$(if $(filter yes,$(PLOT)),$(PLOT_ENV)/bin/python tools/report/plot_rounds.py $$(@D)/report.parquet $$(@D)/report.png)
 endef
 $(foreach s,$(CELL_SETTINGS),$(foreach t,$(CELL_TASKS),$(eval $(call cell_rule,$(s),$(t)))))
+
+# `make grid`: the grid of issue 15, cell after cell in its priority order, each with its
+# seeds (setting/task:seed,seed,...). Each seed is published as it finishes, so an interrupted
+# grid resumes at the first seed not yet in results/.
+GRID_CELLS := one-to-one/arc-easy:1,2,3 homogeneous/arc-easy:1,2,3 heterogeneous/arc-easy:1 \
+              one-to-one/arc-challenge:1,2,3 one-to-one/csqa:1
+GRID_CELL   = $(RESULTS)/$(word 1,$(subst :, ,$(1)))/report.md CELL_SEEDS='$(subst $(comma), ,$(word 2,$(subst :, ,$(1))))'
+grid:
+	$(foreach c,$(GRID_CELLS),$(MAKE) --no-print-directory $(call GRID_CELL,$(c)) &&) true
 
 # ---------------------------------------------------------------- test data (run by hand)
 testdata-fixtures: $(ASSETS)/olmo/.installed

@@ -321,6 +321,14 @@ fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
         "BASELINES=zero-shot standalone nokd".to_string(),
     ];
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    // `make -n` shows every seed's commands and its publication, and writes nothing.
+    let dry = make_target(&target.to_string_lossy(), &runs, &[&settings[..], &["-n"]].concat());
+    let shown = String::from_utf8_lossy(&dry.stdout);
+    for s in [1, 2] {
+        assert!(shown.contains(&format!("publish_cell.py seed {} tiny-seed-{s}", runs.display())), "{shown}");
+        assert!(shown.contains(&format!("--out {}/tiny-seed-{s}/round-1/eval/client-1.json", runs.display())));
+    }
+    assert!(!runs.exists() && !results.exists(), "make -n wrote files");
     make_target(&target.to_string_lossy(), &runs, &settings);
     for s in [1, 2] {
         let seed = cell.join(format!("seed-{s}"));
