@@ -250,11 +250,6 @@ define parents_copy
 $(RUN)/$(1): $(FIRST_PRIVATE_RUN)/$(1)
 	mkdir -p $$(@D) && cp $$< $$@.tmp && mv $$@.tmp $$@
 endef
-# A sibling's make finds its parent's files (SIBLING_DEPS) made; this empty recipe lets
-# `make -n`, where they are not, go on past them.
-ifneq ($(FIRST_PRIVATE_RUN),$(RUN))
-$(FIRST_PRIVATE_RUN)/%: ;
-endif
 
 # `evaluate` of party $(1)'s model with adapter folder $(2) (none: the model as it comes).
 EVALUATE = $(BIN)/evaluate $(DEVICE_FLAGS) --model $(call M,$(1)) $(call ADAPTER_FLAG,$(2)) --data $(EVAL_DATA) --out
@@ -435,9 +430,11 @@ ZERO_SHOT_IN   = $(1)/baselines/zero-shot/$(2).json
 ZERO_SHOT      = $(call ZERO_SHOT_IN,$(ZERO_SHOT_RUN),$(1))
 $(if $(filter $(RUN),$(ZERO_SHOT_RUN)),$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(BIN)/evaluate ; \
   $(BIN)/evaluate $(DEVICE_FLAGS) --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@)))
-# A seed's make finds them made by the zero-shot run its parent made first; this rule without
-# a recipe lets `make -n`, where they are not made, go on past them.
-$(if $(filter $(RUN),$(ZERO_SHOT_RUN)),,$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)):)))
+# Files another make made before this one started: a sibling's parent's (SIBLING_DEPS), a
+# seed's zero-shot run's. An empty recipe for them lets `make -n`, where they are not made, go
+# on past them.
+MADE_ELSEWHERE := $(sort $(filter-out $(RUN),$(FIRST_PRIVATE_RUN) $(ZERO_SHOT_RUN)))
+$(foreach d,$(MADE_ELSEWHERE),$(eval $(d)/%: ;))
 
 # The other baselines train clients: a single-machine experiment, never a party of a federation.
 ifeq ($(PARTY),)
