@@ -242,10 +242,10 @@ PRIVATE            = $(if $(filter 1,$(1)),$(call FIRST_PRIVATE,$(2)),$(call R,$
 # The private phases this run trains itself, as "round:client" (round 1's only without a parent).
 OWN_PRIVATE        = $(foreach n,$(if $(filter $(RUN),$(FIRST_PRIVATE_RUN)),$(ROUNDS),$(wordlist 2,100,$(ROUNDS))),$(addprefix $(n):,$(CLIENTS)))
 # Round 1's knowledge sets and the LLM's own losses come from the private adapters and the
-# base models alone, which a sibling shares with its parent: SHARED_FROM_PARENT is non-empty
-# for round $(1) = 1 of a sibling, which copies its parent's file ($(1) of parents_copy: its
-# path under the run) instead of running the same inference again.
+# base models alone, which a sibling shares with its parent. Non-empty when round $(1) is
+# such a round of a sibling:
 SHARED_FROM_PARENT = $(and $(filter 1,$(1)),$(filter-out $(RUN),$(FIRST_PRIVATE_RUN)))
+# The sibling's file $(1) (a path under the run) copied from its parent's, not inferred again.
 define parents_copy
 $(RUN)/$(1): $(FIRST_PRIVATE_RUN)/$(1)
 	mkdir -p $$(@D) && cp $$< $$@.tmp && mv $$@.tmp $$@
