@@ -175,9 +175,11 @@ fn every_baseline_has_its_rows_in_the_report() {
     // Nor is its frozen LLM evaluated again: its row is Zero-Shot's.
     assert!(!runs.join("tiny-llm2slm/round-1/eval/server.json").exists());
     // One row per method, round and party: zero-shot 3, standalone 2, centralized 1, FedAvg 2×2,
-    // LLM2SLM, FedMKT-noKD and FedMKT 2×3.
+    // LLM2SLM, FedMKT-noKD and FedMKT 2×3; and the mean of the two clients (one model) wherever
+    // both have a row: zero-shot, standalone, FedAvg 2, the three methods 2 each.
     let table = fedmkt::io::read_parquet(&runs.join("tiny/report.parquet"), "results").unwrap();
-    assert_eq!(table.num_rows(), 3 + 2 + 1 + 2 * 2 + 3 * (2 * 3));
+    assert_eq!(table.num_rows(), 3 + 2 + 1 + 2 * 2 + 3 * (2 * 3) + (1 + 1 + 2 + 3 * 2));
+    assert!(text.contains("| FedMKT (round 2) | clients-mean | FedAvg (round 2) |"), "{text}");
     // Budget matching: two rounds of 2 private epochs give the baselines 4 epochs.
     let log = fedmkt::io::read_parquet(
         &runs.join("tiny/baselines/standalone/epochs-4/client-1/training_log.parquet"),
@@ -341,7 +343,13 @@ fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
     }
     let table = fedmkt::io::read_parquet(&cell.join("report.parquet"), "results").unwrap();
     assert!(table.column::<arrow_array::UInt32Array>("seeds").unwrap()[0].values().iter().all(|&s| s == 2));
-    assert!(table.strings("file").unwrap().iter().all(|f| Path::new(f).starts_with(&cell)), "pooled from the copies");
+    let files = table.strings("file").unwrap();
+    let parties = table.strings("party").unwrap();
+    for (file, party) in files.iter().zip(&parties) {
+        let derived = party == fedmkt::report::CLIENTS_MEAN;
+        assert!(if derived { file.is_empty() } else { Path::new(file).starts_with(&cell) }, "{party}: {file}");
+    }
+    assert!(parties.iter().any(|p| p == fedmkt::report::CLIENTS_MEAN), "the two clients' mean is missing");
     assert_eq!(read_json(&cell.join("cell.json"))["seeds"], serde_json::json!(["1", "2"]));
     // Work done once: Zero-Shot for both seeds, round 1's private phase for Standalone and the ablation.
     assert!(runs.join("tiny-zero-shot/baselines/zero-shot/tiny-llama.json").is_file());

@@ -66,9 +66,9 @@ pub fn cell_stats(o: &Outcomes) -> CellStats {
     }
 }
 
-/// One model's outcomes over several training seeds evaluated on the same samples: per sample
-/// (in the first run's order) the mean over the seeds.
-pub fn mean_over_seeds(runs: &[(&Outcomes, &Path)]) -> Result<Outcomes> {
+/// Several evaluations of the same samples as one: per sample (in the first run's order) the
+/// mean over the runs (one model's training seeds, or several clients of one base model).
+pub fn mean_outcomes(runs: &[(&Outcomes, &Path)]) -> Result<Outcomes> {
     let (first, first_path) = runs[0];
     let mut sums = Outcomes {
         ids: first.ids.clone(),
@@ -90,9 +90,9 @@ pub fn mean_over_seeds(runs: &[(&Outcomes, &Path)]) -> Result<Outcomes> {
             sums.margin[i] += run.margin[k];
         }
     }
-    let seeds = runs.len() as f64;
+    let count = runs.len() as f64;
     for values in [&mut sums.correct, &mut sums.correct_norm, &mut sums.gold_per_byte, &mut sums.margin] {
-        values.iter_mut().for_each(|v| *v /= seeds);
+        values.iter_mut().for_each(|v| *v /= count);
     }
     Ok(sums)
 }

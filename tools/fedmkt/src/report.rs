@@ -20,6 +20,8 @@ use crate::io::{self, Provenance};
 use crate::output::{self, Commit, Kind};
 
 pub const RESULTS_FORMAT: &str = "results";
+/// The party of the clients' mean (see [`with_clients_mean`]); its rows have no file.
+pub const CLIENTS_MEAN: &str = "clients-mean";
 pub const PAIRED_FORMAT: &str = "paired";
 
 /// One evaluated model: which method and round produced it, for which party.
@@ -110,6 +112,7 @@ fn read_report_entries(path: &Path) -> Result<Vec<ResultEntry>> {
     let rounds = table.optional_values::<arrow_array::types::UInt32Type>("round")?;
     let (methods, parties, files) = (strings("method")?, strings("party")?, strings("file")?);
     Ok((0..methods.len())
+        .filter(|&i| parties[i] != CLIENTS_MEAN)
         .map(|i| ResultEntry {
             method: methods[i].clone(),
             round: rounds[i],
@@ -118,6 +121,42 @@ fn read_report_entries(path: &Path) -> Result<Vec<ResultEntry>> {
             seed: seed.clone(),
         })
         .collect())
+}
+
+/// Beside the scores, the clients' mean wherever a method's round (of one seed) has two or more
+/// clients, all of one base model: the paper reports homogeneous clients as their average
+/// (Table 3). Per test sample it is the mean of the clients' outcomes, so its intervals and
+/// paired tests resample test samples, as for seeds (the clients answer the same questions).
+/// Clients of different models are left apart: their mean would describe no model.
+fn with_clients_mean(mut scores: Vec<Score>) -> Result<Vec<Score>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let key = |s: &Score| (s.entry.method.clone(), s.entry.round, s.entry.seed.clone());
+    for (i, score) in scores.iter().enumerate().filter(|(_, s)| s.entry.party != "server") {
+        match groups.iter_mut().find(|g| key(&scores[g[0]]) == key(score)) {
+            Some(group) => group.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    let mut means = Vec::new();
+    for group in groups.iter().filter(|g| g.len() > 1 && g.iter().all(|&i| scores[i].model == scores[g[0]].model)) {
+        let clients: Vec<&Score> = group.iter().map(|&i| &scores[i]).collect();
+        let runs: Vec<(&Outcomes, &Path)> = clients.iter().map(|s| (&s.outcomes, s.entry.file.as_path())).collect();
+        let outcomes = evidence::mean_outcomes(&runs)?;
+        let mean = |f: fn(&Score) -> f64| clients.iter().map(|s| f(s)).sum::<f64>() / clients.len() as f64;
+        means.push(Score {
+            entry: ResultEntry { party: CLIENTS_MEAN.into(), file: PathBuf::new(), ..clients[0].entry.clone() },
+            model: clients[0].model.clone(),
+            n: outcomes.ids.len() as u64,
+            acc: mean(|s| s.acc),
+            acc_norm: mean(|s| s.acc_norm),
+            stats: evidence::cell_stats(&outcomes),
+            outcomes,
+            seeds: 1,
+            acc_sd: 0.0,
+        });
+    }
+    scores.extend(means);
+    Ok(scores)
 }
 
 /// One score per method, round and party: the entries of several seeds pooled. acc is the
@@ -146,7 +185,7 @@ fn pool_group(mut group: Vec<Score>) -> Result<Score> {
     let acc_sd = (accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (seeds - 1) as f64).sqrt();
     let acc_norm = group.iter().map(|s| s.acc_norm).sum::<f64>() / seeds as f64;
     let runs: Vec<(&Outcomes, &Path)> = group.iter().map(|s| (&s.outcomes, s.entry.file.as_path())).collect();
-    let outcomes = evidence::mean_over_seeds(&runs)?;
+    let outcomes = evidence::mean_outcomes(&runs)?;
     let first = group.remove(0);
     Ok(Score {
         n: outcomes.ids.len() as u64,
@@ -450,7 +489,7 @@ pub fn results(
         stage_copy(&mut commit, &source_predictions, predictions, Kind::parquet(crate::eval::PREDICTIONS_FORMAT))?;
         score.entry.file = summary.clone();
     }
-    let scores = pool(scores)?;
+    let scores = pool(with_clients_mean(scores)?)?;
     let rows = comparisons(&scores, subjects)?;
     let text = format!(
         "{}\nacc [95% bootstrap interval, {} resamples] / acc_norm, in %. Paired against the other methods on the same samples:\n\n{}\nThe paper's claims:\n\n{}",
@@ -614,6 +653,32 @@ mod tests {
         let mut other = seeded(1.0, "s3");
         other.outcomes.ids[3] = "9".into();
         assert!(pool(vec![seeded(1.0, "s1"), other]).is_err(), "seeds evaluated on other samples are refused");
+    }
+
+    /// Two clients of one model, one right on every sample and one on none: their mean is
+    /// right half the time on each of the same four samples. The server stays apart, and so
+    /// do clients of different models.
+    #[test]
+    fn clients_of_one_model_get_their_mean_beside_them() {
+        let scores = with_clients_mean(vec![
+            score("FedMKT", Some(1), "server", 1.0),
+            score("FedMKT", Some(1), "client-1", 1.0),
+            score("FedMKT", Some(1), "client-2", 0.0),
+            score("Standalone", None, "client-1", 1.0),
+        ])
+        .unwrap();
+        assert_eq!(scores.len(), 5, "one mean, for FedMKT's round (Standalone has one client)");
+        let mean = &scores[4];
+        assert_eq!(
+            (mean.entry.method.as_str(), mean.entry.round, mean.entry.party.as_str()),
+            ("FedMKT", Some(1), CLIENTS_MEAN)
+        );
+        assert_eq!((mean.n, mean.acc, mean.acc_norm, mean.entry.file.as_os_str()), (4, 0.5, 0.25, "".as_ref()));
+        assert_eq!(mean.outcomes.correct, [0.5; 4]);
+        assert_eq!(mean.stats.acc.mean, 0.5);
+        let mut other_model = score("FedMKT", Some(1), "client-2", 0.0);
+        other_model.model = "other".into();
+        assert_eq!(with_clients_mean(vec![score("FedMKT", Some(1), "client-1", 1.0), other_model]).unwrap().len(), 2);
     }
 
     #[test]
