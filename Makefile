@@ -565,9 +565,11 @@ sweep-lr: setup $(SWEEP)/report.md
 SEED_REPORTS = $(foreach s,$(SEEDS),$(RUNS)/$(NAME)-seed-$(s)/report.parquet)
 SEEDS_RUN    = $(RUNS)/$(NAME)-seeds
 SEEDS_ZERO_SHOT = $(RUNS)/$(NAME)-zero-shot
+# Seeds run side by side under -j share one zero-shot run: a lock lets one make fill it while
+# the others wait, then find it made.
 $(RUNS)/$(NAME)-seed-%/report.parquet: FORCE
-	$(MAKE) --no-print-directory $(foreach m,$(MODELS),$(call ZERO_SHOT_IN,$(SEEDS_ZERO_SHOT),$(m))) PIPELINE=$(PIPELINE) \
-	  RUNS=$(RUNS) NAME=$(NAME)-zero-shot
+	$(if $(DRY_RUN),,mkdir -p $(RUNS); flock $(SEEDS_ZERO_SHOT).lock) $(MAKE) --no-print-directory \
+	  $(foreach m,$(MODELS),$(call ZERO_SHOT_IN,$(SEEDS_ZERO_SHOT),$(m))) PIPELINE=$(PIPELINE) RUNS=$(RUNS) NAME=$(NAME)-zero-shot
 	$(MAKE) --no-print-directory $(RUNS)/$(NAME)-seed-$*/report.md PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) \
 	  NAME=$(NAME)-seed-$* TRAIN_SEED=$* ZERO_SHOT_RUN=$(SEEDS_ZERO_SHOT)
 $(SEEDS_RUN)/report.md: $(SEED_REPORTS) | $(BIN)/report

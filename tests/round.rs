@@ -331,7 +331,11 @@ fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
         assert!(shown.contains(&format!("--out {}/tiny-seed-{s}/round-1/eval/client-1.json", runs.display())));
     }
     assert!(!runs.exists() && !results.exists(), "make -n wrote files");
-    make_target(&target.to_string_lossy(), &runs, &settings);
+    // Side by side (-j2), the seeds wait for one Zero-Shot run rather than both making it.
+    let first = make_target(&target.to_string_lossy(), &runs, &[&settings[..], &["-j2"]].concat());
+    let zero_shot = runs.join("tiny-zero-shot/baselines/zero-shot/tiny-llama.json");
+    let made = outputs_made(&first).iter().filter(|out| Path::new(out) == zero_shot).count();
+    assert_eq!(made, 1, "Zero-Shot of tiny-llama evaluated {made} times");
     for s in [1, 2] {
         let seed = cell.join(format!("seed-{s}"));
         for file in ["FedMKT-round-1-client-1.json", "FedMKT-noKD-round-1-server.parquet", "Zero-Shot-server.json"] {
@@ -352,7 +356,7 @@ fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
     assert!(parties.iter().any(|p| p == fedmkt::report::CLIENTS_MEAN), "the two clients' mean is missing");
     assert_eq!(read_json(&cell.join("cell.json"))["seeds"], serde_json::json!(["1", "2"]));
     // Work done once: Zero-Shot for both seeds, round 1's private phase for Standalone and the ablation.
-    assert!(runs.join("tiny-zero-shot/baselines/zero-shot/tiny-llama.json").is_file());
+    assert!(zero_shot.is_file());
     assert!(!runs.join("tiny-seed-1/baselines/zero-shot").exists());
     assert!(!runs.join("tiny-seed-1/baselines/standalone/epochs-2/client-1").exists());
     assert!(!runs.join("tiny-seed-1-nokd/round-1/client-1/private").exists());
