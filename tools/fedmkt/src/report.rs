@@ -129,34 +129,44 @@ fn read_report_entries(path: &Path) -> Result<Vec<ResultEntry>> {
 /// paired tests resample test samples, as for seeds (the clients answer the same questions).
 /// Clients of different models are left apart: their mean would describe no model.
 fn with_clients_mean(mut scores: Vec<Score>) -> Result<Vec<Score>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let key = |s: &Score| (s.entry.method.clone(), s.entry.round, s.entry.seed.clone());
-    for (i, score) in scores.iter().enumerate().filter(|(_, s)| s.entry.party != "server") {
-        match groups.iter_mut().find(|g| key(&scores[g[0]]) == key(score)) {
-            Some(group) => group.push(i),
-            None => groups.push(vec![i]),
-        }
-    }
-    let mut means = Vec::new();
-    for group in groups.iter().filter(|g| g.len() > 1 && g.iter().all(|&i| scores[i].model == scores[g[0]].model)) {
-        let clients: Vec<&Score> = group.iter().map(|&i| &scores[i]).collect();
-        let runs: Vec<(&Outcomes, &Path)> = clients.iter().map(|s| (&s.outcomes, s.entry.file.as_path())).collect();
-        let outcomes = evidence::mean_outcomes(&runs)?;
-        let mean = |f: fn(&Score) -> f64| clients.iter().map(|s| f(s)).sum::<f64>() / clients.len() as f64;
-        means.push(Score {
-            entry: ResultEntry { party: CLIENTS_MEAN.into(), file: PathBuf::new(), ..clients[0].entry.clone() },
-            model: clients[0].model.clone(),
-            n: outcomes.ids.len() as u64,
-            acc: mean(|s| s.acc),
-            acc_norm: mean(|s| s.acc_norm),
-            stats: evidence::cell_stats(&outcomes),
-            outcomes,
-            seeds: 1,
-            acc_sd: 0.0,
-        });
-    }
+    let clients = scores.iter().filter(|s| s.entry.party != "server");
+    let groups = group_by(clients, |s| (s.entry.method.clone(), s.entry.round, s.entry.seed.clone()));
+    let means = groups
+        .into_iter()
+        .filter(|g| g.len() > 1 && g.iter().all(|s| s.model == g[0].model))
+        .map(|clients| clients_mean(&clients))
+        .collect::<Result<Vec<_>>>()?;
     scores.extend(means);
     Ok(scores)
+}
+
+fn clients_mean(clients: &[&Score]) -> Result<Score> {
+    let runs: Vec<(&Outcomes, &Path)> = clients.iter().map(|s| (&s.outcomes, s.entry.file.as_path())).collect();
+    let outcomes = evidence::mean_outcomes(&runs)?;
+    let mean = |f: fn(&Score) -> f64| clients.iter().map(|s| f(s)).sum::<f64>() / clients.len() as f64;
+    Ok(Score {
+        entry: ResultEntry { party: CLIENTS_MEAN.into(), file: PathBuf::new(), ..clients[0].entry.clone() },
+        model: clients[0].model.clone(),
+        n: outcomes.ids.len() as u64,
+        acc: mean(|s| s.acc),
+        acc_norm: mean(|s| s.acc_norm),
+        stats: evidence::cell_stats(&outcomes),
+        outcomes,
+        seeds: 1,
+        acc_sd: 0.0,
+    })
+}
+
+/// `items` in groups of equal `key`, each group and the groups in the order first met.
+fn group_by<T, K: PartialEq>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> Vec<Vec<T>> {
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        match groups.iter_mut().find(|g| key(&g[0]) == key(&item)) {
+            Some(group) => group.push(item),
+            None => groups.push(vec![item]),
+        }
+    }
+    groups
 }
 
 /// One score per method, round and party: the entries of several seeds pooled. acc is the
@@ -164,14 +174,7 @@ fn with_clients_mean(mut scores: Vec<Score>) -> Result<Vec<Score>> {
 /// over the seeds, so the intervals and paired tests resample the test samples (the seeds
 /// share them: counting a sample once per seed would treat one question as several).
 fn pool(scores: Vec<Score>) -> Result<Vec<Score>> {
-    let mut groups: Vec<Vec<Score>> = Vec::new();
-    for score in scores {
-        let key = |s: &Score| (s.entry.method.clone(), s.entry.round, s.entry.party.clone());
-        match groups.iter_mut().find(|g| key(&g[0]) == key(&score)) {
-            Some(group) => group.push(score),
-            None => groups.push(vec![score]),
-        }
-    }
+    let groups = group_by(scores, |s| (s.entry.method.clone(), s.entry.round, s.entry.party.clone()));
     groups.into_iter().map(pool_group).collect()
 }
 
