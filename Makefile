@@ -689,9 +689,10 @@ check-cuda:
 # Each seed is published as it finishes, into results/<setting>/<task>/seed-<s>/: every
 # prediction file its report was computed from (<method>[-round-<n>]-<party>.{json,parquet}),
 # its training logs, its report made from those copies, and seed.json (the tools' commit,
-# the seed's wall time and the run's settings). The cell's report pools the seeds' folders,
-# refusing seeds whose settings differ (a pipeline changed since one was committed: remove
-# the stale seed's folder); cell.json records the command and the settings. A committed
+# the seed's wall time, whether its run folder was there already so that the wall time
+# covers only the rest, the CPU, the run's settings). The cell's report pools the seeds'
+# folders, refusing seeds whose settings differ (a pipeline changed since one was committed:
+# remove the stale seed's folder); cell.json records the command and the settings. A committed
 # seed is not run again (a session may end between seeds); remove its folder, or `make -B`,
 # to rebuild it from scratch.
 CELL_SEEDS ?= 1 2 3
@@ -708,9 +709,10 @@ CELL_PLOT_ENV  = $(if $(filter yes,$(PLOT)),$(PLOT_ENV)/.installed)
 DRY_RUN        = $(if $(findstring n,$(firstword -$(MAKEFLAGS))),:)
 define cell_rule
 $(RESULTS)/$(1)/$(2)/seed-%/report.parquet: | $(BIN)/report
-	start=$$$$(date +%s); $$(MAKE) --no-print-directory $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet \
+	start=$$$$(date +%s); resumed=$$$$(test -d $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$* && echo yes || echo no); \
+	  $$(MAKE) --no-print-directory $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet \
 	  PIPELINE=pipelines/$(1).mk TASK=$(2) NAME=$(call CELL_NAME,$(1),$(2)) RUNS=$(RUNS); \
-	  $$(DRY_RUN) mkdir -p $$(@D); $$(DRY_RUN) $(PUBLISH) seed $(RUNS) $(call CELL_NAME,$(1),$(2))-seed-$$* $$(@D) $(TOOLS_COMMIT) $$$$(( $$$$(date +%s) - start ))
+	  $$(DRY_RUN) mkdir -p $$(@D); $$(DRY_RUN) $(PUBLISH) seed $(RUNS) $(call CELL_NAME,$(1),$(2))-seed-$$* $$(@D) $(TOOLS_COMMIT) $$$$(( $$$$(date +%s) - start )) $$$$resumed
 	$(BIN)/report results --reports $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet --copy-into $$(@D) \
 	  --out $$@ --paired $$(@D)/paired.parquet --markdown $$(@D)/report.md
 

@@ -343,7 +343,11 @@ fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
         }
         let log = seed.join(format!("training/tiny-seed-{s}--round-1--client-1--private.parquet"));
         assert!(log.is_file(), "seed {s} lacks its private phase's training log");
-        assert!(read_json(&seed.join("seed.json"))["wall_seconds"].is_u64());
+        let published = read_json(&seed.join("seed.json"));
+        assert!(published["wall_seconds"].is_u64());
+        assert_eq!(published["resumed"], false, "seed {s} ran from scratch");
+        assert!(published["machine"]["cpu"].as_str().is_some_and(|cpu| !cpu.is_empty()), "{published}");
+        assert!(published["machine"]["simd"].is_array(), "{published}");
     }
     let table = fedmkt::io::read_parquet(&cell.join("report.parquet"), "results").unwrap();
     assert!(table.column::<arrow_array::UInt32Array>("seeds").unwrap()[0].values().iter().all(|&s| s == 2));
@@ -376,6 +380,12 @@ fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
         .map(|f| std::fs::read(seed2.join(f)).unwrap())
         .collect();
     assert!(before == after, "seed 2 rebuilt to other bytes");
+    // A seed published from a run folder already there says so: its wall time is not the run's.
+    assert_eq!(read_json(&seed2.join("seed.json"))["resumed"], false);
+    std::fs::remove_dir_all(&seed2).unwrap();
+    make_target(&target.to_string_lossy(), &runs, &settings);
+    assert_eq!(read_json(&seed2.join("seed.json"))["resumed"], true);
+    assert_eq!(read_json(&cell.join("cell.json"))["resumed_seeds"], serde_json::json!(["2"]));
     // The seeds ran one pipeline: a seed published under other settings is refused, not pooled.
     assert_eq!(read_json(&cell.join("cell.json"))["settings"]["CLIENT_LR"], "1e-2");
     let seed_json = seed2.join("seed.json");

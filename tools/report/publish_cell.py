@@ -1,12 +1,13 @@
 """Publish a cell of the grid into results/ (Python's standard library only).
 
 Usage:
-  publish_cell.py seed RUNS RUN OUT_DIR TOOLS_COMMIT WALL_SECONDS
+  publish_cell.py seed RUNS RUN OUT_DIR TOOLS_COMMIT WALL_SECONDS RESUMED
   publish_cell.py cell OUT_DIR COMMAND SEED [SEED ...]
 
 `seed`, once a training seed's run ($RUNS/$RUN and its sibling pipelines) has finished:
 every training log of its folders into OUT_DIR/training/ (named by the path below RUNS) and
-seed.json (run, tools' commit, wall time, the run's settings.mk); `report results --copy-into
+seed.json (run, tools' commit, wall time, whether the run was resumed, the machine, the run's
+settings.mk); `report results --copy-into
 OUT_DIR` then copies the evaluations and remakes the seed's report from the copies. `cell`
 writes OUT_DIR/cell.json: the command, the seeds, each seed's commit and wall time from
 seed.json, and the settings the seeds share. It refuses (one line, exit 2) seeds whose
@@ -15,6 +16,7 @@ changed since a seed was committed, so that seed is stale and must be run again.
 """
 import json
 import os
+import platform
 import shutil
 import sys
 
@@ -44,10 +46,33 @@ def read_settings(path):
         return dict(line.rstrip("\n").split(" := ", 1) for line in f if " := " in line)
 
 
-def publish_seed(runs, run, out, commit, wall):
+# /proc/cpuinfo flags naming the vector instructions that numeric kernels choose among at run time.
+SIMD_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "amx", "asimd", "sve")
+
+
+def machine():
+    """The CPU a seed ran on. Same tools and inputs give the same bytes on one CPU, but on
+    another the log-likelihoods may differ in their last digits (kernels chosen by the CPU's
+    vector instructions), so a seed records which CPU made its numbers."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    flags = (fields.get("flags") or fields.get("Features") or "").split()
+    return {"cpu": fields.get("model name") or platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "simd": sorted(f for f in flags if f.startswith(SIMD_PREFIXES))}
+
+
+def publish_seed(runs, run, out, commit, wall, resumed):
     copy_training_logs(runs, run, out)
     settings = read_settings(os.path.join(runs, run, "settings.mk"))
-    seed = {"run": run, "tools_commit": commit, "wall_seconds": int(wall), "settings": settings}
+    seed = {"run": run, "tools_commit": commit, "wall_seconds": int(wall), "resumed": resumed == "yes",
+            "machine": machine(), "settings": settings}
     with open(os.path.join(out, "seed.json"), "w") as f:
         f.write(json.dumps(seed, indent=2) + "\n")
 
@@ -81,7 +106,9 @@ def publish_cell(out, command, seeds):
     cell = {"command": command, "seeds": seeds, "settings": settings,
             "tools_commit_per_seed": {s: v["tools_commit"] for s, v in per_seed.items()},
             "wall_seconds_per_seed": {s: v["wall_seconds"] for s, v in per_seed.items()},
-            "wall_seconds": sum(v["wall_seconds"] for v in per_seed.values())}
+            "wall_seconds": sum(v["wall_seconds"] for v in per_seed.values()),
+            "resumed_seeds": [s for s, v in per_seed.items() if v.get("resumed")],
+            "machine_per_seed": {s: v.get("machine") for s, v in per_seed.items()}}
     with open(os.path.join(out, "cell.json"), "w") as f:
         f.write(json.dumps(cell, indent=2) + "\n")
 
