@@ -7,10 +7,10 @@ Usage:
 `seed`, once a training seed's run ($RUNS/$RUN and its sibling pipelines) has finished:
 every training log of its folders into OUT_DIR/training/ (named by the path below RUNS) and
 seed.json (run, tools' commit, wall time, whether the run was resumed, the machine, the run's
-settings.mk); `report results --copy-into
-OUT_DIR` then copies the evaluations and remakes the seed's report from the copies. `cell`
-writes OUT_DIR/cell.json: the command, the seeds, each seed's commit and wall time from
-seed.json, and the settings the seeds share. It refuses (one line, exit 2) seeds whose
+settings.mk); `report results --copy-into OUT_DIR` then copies the evaluations and remakes the
+seed's report from the copies. `cell` writes OUT_DIR/cell.json: the command, the seeds, each
+seed's commit, wall time and machine from seed.json, the resumed seeds, and the settings the
+seeds share. It refuses (one line, exit 2) seeds whose
 settings differ in anything but the run's name and training seed: a pipeline's setting
 changed since a seed was committed, so that seed is stale and must be run again.
 """
