@@ -203,14 +203,18 @@ fn pool_group(mut group: Vec<Score>) -> Result<Score> {
 }
 
 /// Every entry of a subject method (FedMKT, FedCoLLM) against every entry of another method on
-/// the same party: a baseline without rounds, or the same round of a method with rounds.
+/// the same party: a baseline without rounds, or the same round of a method with rounds. And
+/// against its own earlier rounds on that party: whether more rounds help is a paired question
+/// too, the same test samples answered by both.
 fn comparisons<'a>(scores: &'a [Score], subjects: &[String]) -> Result<Vec<(&'a Score, &'a Score, Paired)>> {
     let mut rows = Vec::new();
     for a in scores.iter().filter(|s| subjects.contains(&s.entry.method)) {
         let against = scores.iter().filter(|b| {
-            !subjects.contains(&b.entry.method)
-                && b.entry.party == a.entry.party
-                && (b.entry.round.is_none() || b.entry.round == a.entry.round)
+            let other_method =
+                !subjects.contains(&b.entry.method) && (b.entry.round.is_none() || b.entry.round == a.entry.round);
+            let earlier_round =
+                b.entry.method == a.entry.method && b.entry.round.is_some_and(|r| Some(r) < a.entry.round);
+            b.entry.party == a.entry.party && (other_method || earlier_round)
         });
         for b in against {
             rows.push((a, b, evidence::paired(&a.outcomes, &b.outcomes, &a.entry.file, &b.entry.file)?));
@@ -612,6 +616,11 @@ mod tests {
         assert_eq!(table, "| method | server (m) | client-1 (m) |\n|---|---|---|\n| Zero-Shot | 0.0 [0.0, 0.0] / 0.0 | – |\n| FedMKT (round 1) | 100.0 [100.0, 100.0] / 50.0 | 100.0 [100.0, 100.0] / 50.0 |\n");
     }
 
+    /// Each comparison as "subject vs the model it is compared with", by their row labels.
+    fn labels(rows: &[(&Score, &Score, Paired)]) -> Vec<String> {
+        rows.iter().map(|(a, b, _)| format!("{} vs {}", method_label(&a.entry), method_label(&b.entry))).collect()
+    }
+
     #[test]
     fn subjects_are_compared_with_baselines_and_same_round_methods_on_their_party() {
         let scores = [
@@ -622,18 +631,31 @@ mod tests {
             score("FedMKT", Some(1), "client-1", 1.0),
         ];
         let rows = comparisons(&scores, &["FedMKT".to_string()]).unwrap();
-        let pairs: Vec<(String, String)> =
-            rows.iter().map(|(a, b, _)| (method_label(&a.entry), method_label(&b.entry))).collect();
-        assert_eq!(
-            pairs,
-            [
-                ("FedMKT (round 1)".to_string(), "Zero-Shot".to_string()),
-                ("FedMKT (round 1)".into(), "FedAvg (round 1)".into())
-            ]
-        );
+        assert_eq!(labels(&rows), ["FedMKT (round 1) vs Zero-Shot", "FedMKT (round 1) vs FedAvg (round 1)"]);
         let paired = &rows[0].2;
         assert_eq!((paired.acc.mean, paired.only_a, paired.only_b), (1.0, 4, 0));
         assert!((paired.mcnemar_p - 2.0 / 16.0).abs() < 1e-12);
+    }
+
+    /// Round 3 is compared with rounds 1 and 2 of its own method, never the other way round.
+    #[test]
+    fn later_rounds_are_compared_with_earlier_rounds_of_their_method() {
+        let scores = [
+            score("FedMKT", Some(1), "server", 0.0),
+            score("FedMKT", Some(2), "server", 0.0),
+            score("FedMKT", Some(3), "server", 1.0),
+            score("FedMKT", Some(1), "client-1", 0.0),
+        ];
+        let rows = comparisons(&scores, &["FedMKT".to_string()]).unwrap();
+        assert_eq!(
+            labels(&rows),
+            [
+                "FedMKT (round 2) vs FedMKT (round 1)",
+                "FedMKT (round 3) vs FedMKT (round 1)",
+                "FedMKT (round 3) vs FedMKT (round 2)"
+            ]
+        );
+        assert_eq!(rows[1].2.acc.mean, 1.0, "round 3 right where round 1 was wrong");
     }
 
     /// Two seeds of four test samples pool into four samples, each with its mean over the
