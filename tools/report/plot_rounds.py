@@ -41,8 +41,8 @@ def round_methods(rows):
 
 def method_colours(methods):
     """A fixed colour per known method in every plot; the others take the next free ones."""
-    others = iter(range(len(METHOD_ORDER), 10))
-    return {m: f"C{METHOD_ORDER.index(m) if m in METHOD_ORDER else next(others)}" for m in methods}
+    others = [m for m in methods if m not in METHOD_ORDER]
+    return {m: f"C{i}" for i, m in enumerate(METHOD_ORDER + others) if m in methods}
 
 
 def point(row, metric):
@@ -60,7 +60,7 @@ def draw_rounds(ax, rows, metric, colours):
         xs, ys, lows, highs = zip(*sorted(points))
         bars = [[y - lo for y, lo in zip(ys, lows)], [hi - y for y, hi in zip(ys, highs)]]
         xs = [x + 0.05 * (i - (len(methods) - 1) / 2) for x in xs]
-        ax.errorbar(xs, ys, yerr=bars, marker="o", capsize=3, color=colours[method], label=method)
+        ax.errorbar(xs, ys, yerr=bars, marker="o", capsize=3, color=colours[method])
 
 
 def draw_baselines(ax, rows, metric):
