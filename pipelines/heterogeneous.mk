@@ -1,6 +1,6 @@
 # The paper's heterogeneous setting (Table 1): clients own SLMs of different architectures
-# and tokenizers. Paper (Table 1): LLaMa2-7B server; GPT-2-xlarge, OPT-1.3B, Bloom-1.1B,
-# LLaMa2-1.3B clients. Substituted with the models we have offline: Gemma-3-270M as the server's LLM,
+# and tokenizers. Paper: LLaMa2-7B server; GPT-2-xlarge, OPT-1.3B, Bloom-1.1B, LLaMa2-1.3B
+# clients. Substituted with the models we have offline: Gemma-3-270M as the server's LLM,
 # four clients alternating SmolLM2-135M (byte-level BPE, 49k) and Gemma-3-270M
 # (SentencePiece, 262k), so that transfer crosses tokenizers in both directions. Every
 # client trains at CLIENT_LR (paper-protocol.mk: swept for SmolLM2), the Gemma-3 clients too.
