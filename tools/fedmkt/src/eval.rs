@@ -21,7 +21,7 @@ use crate::data::{self, TaskRecord};
 use crate::io::{self, Provenance};
 use crate::knowledge::answer_positions;
 use crate::metrics::{argmax, rouge_l};
-use crate::model::{self, AdapterSource, Model};
+use crate::model::{self, Model};
 use crate::output::{self, Commit, Kind};
 use crate::scoring::{self, Request, SharedPrefix};
 use crate::tokens::{self, TokenizedSample};
@@ -238,12 +238,7 @@ pub fn evaluate(
     }
     let tokenizer_path = model_dir.join("tokenizer.json");
     let tokenizer: Tokenizer = tokens::load_tokenizer(&tokenizer_path)?;
-    let base_config = model::base_config_hash(model_dir)?;
-    let adapter = match adapter_dir {
-        Some(dir) => AdapterSource::load(dir, &base_config, &opts.device)?,
-        None => AdapterSource::None,
-    };
-    let model = Model::load(model_dir, adapter, opts.dtype, &opts.device)?;
+    let model = Model::load_for_scoring(model_dir, adapter_dir, opts.dtype, &opts.device)?;
     model::check_tokenizer_fits(&tokenizer, &tokenizer_path, model.config.vocab_size)?;
     let seqs = records
         .iter()
@@ -269,12 +264,8 @@ pub fn evaluate(
         let mean = records.iter().zip(texts).map(|(r, g)| rouge_l(g, r.target())).sum::<f64>() / n;
         summary["rouge_l"] = json!(mean);
     }
-    let mut provenance = Provenance::new(PREDICTIONS_FORMAT, 1, "evaluate")
-        .input("dataset", io::file_hash(data_path)?)
-        .input("model", base_config);
-    if let Some(dir) = adapter_dir {
-        provenance = provenance.input("adapter", io::file_hash(&dir.join(model::lora::ADAPTER_WEIGHTS))?);
-    }
+    let provenance = Provenance::new(PREDICTIONS_FORMAT, 1, "evaluate").input("dataset", io::file_hash(data_path)?);
+    let provenance = model::with_model_inputs(provenance, model_dir, adapter_dir)?;
     let (schema, batch) = predictions_batch(&records, &scored, generations.as_deref())?;
     // Predictions first, the summary (make's target) last: they move into place together.
     let mut commit = Commit::new();

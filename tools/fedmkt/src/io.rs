@@ -188,14 +188,21 @@ pub struct ParquetTable {
 
 /// Read a Parquet file we (or a compatible program) wrote, checking its format name.
 pub fn read_parquet(path: &Path, expected_format: &str) -> Result<ParquetTable> {
+    read_parquet_of(path, &[expected_format])
+}
+
+/// [`read_parquet`] of a file that may be any of several formats (e.g. a teacher: `selected`
+/// or a whole `knowledge` set).
+pub fn read_parquet_of(path: &Path, formats: &[&str]) -> Result<ParquetTable> {
     let file = File::open(path).map_err(|e| bad_input(path, format!("cannot open: {e}")))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| bad_input(path, format!("not a readable Parquet file ({e})")))?;
     let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
     let provenance = Provenance::from_key_values(path, &kv)?;
-    if provenance.format != expected_format {
+    if !formats.contains(&provenance.format.as_str()) {
         let found = if provenance.format.is_empty() { "none".to_string() } else { format!("'{}'", provenance.format) };
-        return Err(bad_input(path, format!("expected a '{expected_format}' file (fedmkt.format), found {found}")));
+        let expected = formats.iter().map(|f| format!("'{f}'")).collect::<Vec<_>>().join(" or ");
+        return Err(bad_input(path, format!("expected a {expected} file (fedmkt.format), found {found}")));
     }
     let schema = builder.schema().clone();
     let reader = builder.build().map_err(|e| bad_input(path, format!("cannot read Parquet ({e})")))?;

@@ -17,7 +17,7 @@ use half::f16;
 
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
-use crate::model::{self, AdapterSource, Model};
+use crate::model::{self, Model};
 use crate::output::{self, Kind};
 use crate::scoring::{self, Request};
 use crate::tokens::{self, TokenizedSample};
@@ -233,28 +233,20 @@ pub fn infer_logits(
     inputs.extend(adapter_dir);
     output::claim(&[(out, Kind::parquet(KNOWLEDGE_FORMAT))], &inputs)?;
     let (samples, table) = tokens::read_tokens(input)?;
-    let base_config = model::base_config_hash(model_dir)?;
-    let adapter = match adapter_dir {
-        Some(dir) => AdapterSource::load(dir, &base_config, &opts.device)?,
-        None => AdapterSource::None,
-    };
-    let model = Model::load(model_dir, adapter, opts.dtype, &opts.device)?;
+    let model = Model::load_for_scoring(model_dir, adapter_dir, opts.dtype, &opts.device)?;
     let vocab = model.config.vocab_size;
     check_tokens_fit_model(input, &table, &samples, model_dir, vocab)?;
     if opts.top_k > vocab {
         return Err(bad_usage(format!("--top-k {} exceeds the vocabulary ({vocab})", opts.top_k)));
     }
-    let mut provenance = Provenance::new(KNOWLEDGE_FORMAT, KNOWLEDGE_FORMAT_VERSION, "infer-logits")
+    let provenance = Provenance::new(KNOWLEDGE_FORMAT, KNOWLEDGE_FORMAT_VERSION, "infer-logits")
         .input("dataset", table.input_hash("dataset")?.to_string())
         .input("tokenizer", table.input_hash("tokenizer")?.to_string())
         .input("tokens", io::file_hash(input)?)
-        .input("model", base_config)
         .extra("top_k", opts.top_k)
         .extra("positions", if opts.all_positions { "all" } else { "answer" })
         .extra("vocab_size", vocab);
-    if let Some(dir) = adapter_dir {
-        provenance = provenance.input("adapter", io::file_hash(&dir.join(model::lora::ADAPTER_WEIGHTS))?);
-    }
+    let provenance = model::with_model_inputs(provenance, model_dir, adapter_dir)?;
     let progress = indicatif::ProgressBar::new(samples.len() as u64).with_message("infer-logits");
     io::write_parquet_stream(out, knowledge_schema(opts.top_k), &provenance, |sink| {
         for window in samples.chunks(opts.batch_size * SORT_WINDOW_BATCHES) {

@@ -39,6 +39,7 @@ use layers::{LayerNorm, RmsNorm};
 pub use lora::{AdapterSource, Linear, LoraSet, LoraSpec};
 
 use crate::cli::{bad_input, bad_usage};
+use crate::io::Provenance;
 
 /// Parse a `--dtype` flag: f32, bf16 or f16.
 pub fn parse_dtype(name: &str) -> Result<DType> {
@@ -354,6 +355,18 @@ pub fn default_lora_targets(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// `sha256:` of a model folder's `config.json`: the identity adapters record and check.
+/// `provenance` with the inputs of a model as scored: `model` (the hash of its config) and,
+/// when one is applied, `adapter` (the hash of its weights).
+pub fn with_model_inputs(provenance: Provenance, dir: &Path, adapter_dir: Option<&Path>) -> Result<Provenance> {
+    let provenance = provenance.input("model", base_config_hash(dir)?);
+    Ok(match adapter_dir {
+        Some(adapter_dir) => {
+            provenance.input("adapter", crate::io::file_hash(&adapter_dir.join(lora::ADAPTER_WEIGHTS))?)
+        }
+        None => provenance,
+    })
+}
+
 pub fn base_config_hash(dir: &Path) -> Result<String> {
     crate::io::file_hash(&dir.join("config.json"))
 }
@@ -400,6 +413,16 @@ impl Model {
             _ => None,
         };
         Ok(Model { config, lora, device: device.clone(), training: false, net })
+    }
+
+    /// A model to score with, not to train: the base in `dir` with the saved adapter folder
+    /// `adapter_dir` applied, if any (refused when it was trained on another base).
+    pub fn load_for_scoring(dir: &Path, adapter_dir: Option<&Path>, dtype: DType, device: &Device) -> Result<Model> {
+        let adapter = match adapter_dir {
+            Some(adapter_dir) => AdapterSource::load(adapter_dir, &base_config_hash(dir)?, device)?,
+            None => AdapterSource::None,
+        };
+        Model::load(dir, adapter, dtype, device)
     }
 
     /// Final hidden states `[batch, seq, hidden]` of right-padded token ids `[batch, seq]`.
