@@ -81,9 +81,8 @@ fn strings(table: &io::ParquetTable, column: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn dual_min_ce_by_hand() {
-    let dir = tempdir();
+/// The hand-worked case's files: the receiver's own set and two senders' (see the comments).
+fn hand_worked_sets(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let local = [
         sample("a", 5.0, 2, 10, 100), // 0.5 nats/byte
         sample("b", 5.0, 2, 10, 100), // 0.5
@@ -107,9 +106,16 @@ fn dual_min_ce_by_hand() {
         sample("d", 9.0, 2, 10, 300),
         sample("e", 9.0, 2, 10, 300),
     ];
-    let local = write(dir.path(), "local.parquet", &local, None, 2, TOKENS_HASH);
-    let c1 = write(dir.path(), "c1.parquet", &one, Some("client-1"), 2, TOKENS_HASH);
-    let c2 = write(dir.path(), "c2.parquet", &two, Some("client-2"), 2, TOKENS_HASH);
+    let local = write(dir, "local.parquet", &local, None, 2, TOKENS_HASH);
+    let c1 = write(dir, "c1.parquet", &one, Some("client-1"), 2, TOKENS_HASH);
+    let c2 = write(dir, "c2.parquet", &two, Some("client-2"), 2, TOKENS_HASH);
+    (local, c1, c2)
+}
+
+#[test]
+fn dual_min_ce_by_hand() {
+    let dir = tempdir();
+    let (local, c1, c2) = hand_worked_sets(dir.path());
     let out = dir.path().join("selected.parquet");
     assert_success(&select(&local, &[&c1, &c2], &out));
     let table = io::read_parquet(&out, "selected").unwrap();
@@ -121,6 +127,29 @@ fn dual_min_ce_by_hand() {
     assert_eq!(table.provenance.extra["wins"], "client-1=2,client-2=1,receiver=3");
     let rows = read_selected(&out);
     assert_eq!(rows.iter().map(|r| r.topk_ids[0]).collect::<Vec<_>>(), [300, 200, 200], "the winner's aligned top-K");
+}
+
+/// `--fallback self`: the samples the receiver wins (b, d, e) are kept with its own rows
+/// (marker 100) and party `self`; the senders' wins are as under the paper's rule.
+#[test]
+fn fallback_self_distils_the_receiver_towards_its_own_top_k_where_it_wins() {
+    let dir = tempdir();
+    let (local, c1, c2) = hand_worked_sets(dir.path());
+    let out = dir.path().join("selected.parquet");
+    let args: Vec<String> = [&local, &c1, &c2, &out].iter().map(|p| p.display().to_string()).collect();
+    let flags = ["--local", &args[0], "--candidates", &args[1], &args[2], "--fallback", "self", "--out", &args[3]];
+    assert_success(&run("select", flags));
+    let table = io::read_parquet(&out, "selected").unwrap();
+    assert_eq!(strings(&table, "id"), ["a", "b", "c", "d", "e", "f"]);
+    assert_eq!(strings(&table, "party"), ["client-2", "self", "client-1", "self", "self", "client-1"]);
+    assert_eq!(table.provenance.extra["wins"], "client-1=2,client-2=1,receiver=3");
+    assert_eq!(table.provenance.extra["fallback"], "self");
+    let rows = read_selected(&out);
+    assert_eq!(rows.iter().map(|r| r.topk_ids[0]).collect::<Vec<_>>(), [300, 100, 200, 100, 100, 200]);
+    let losses = |name| table.column::<arrow_array::Float64Array>(name).unwrap()[0].values().to_vec();
+    // A receiver's own row: its loss on both sides (0.5 nats/byte for b and d, 0.3 for e).
+    assert_eq!(losses("sender_loss")[1], 0.5);
+    assert_eq!(losses("receiver_loss")[4], 0.3);
 }
 
 /// The knowledge columns of a `selected` file.

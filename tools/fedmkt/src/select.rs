@@ -9,8 +9,9 @@
 //! - Ties are explicit: a sender must beat the receiver by more than `--tolerance`
 //!   (nats/byte); anything closer goes to the receiver. Among senders, equal losses go to
 //!   the one listed first.
-//! - A sample the receiver wins is not distilled (it keeps its task loss only); the
-//!   reference distils the receiver towards its own distribution instead.
+//! - A sample the receiver wins is not distilled (it keeps its task loss only), the
+//!   paper's rule; the reference (FATE-LLM's `fedmkt_trainer.py`) distils the receiver
+//!   towards its own top-K instead, which `--fallback self` reproduces.
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +32,19 @@ pub fn nats_per_byte(sample: &SampleKnowledge) -> Option<f64> {
     (sample.answer_bytes > 0).then(|| sample.answer_nll / sample.answer_bytes as f64)
 }
 
+/// What a sample no sender wins becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fallback {
+    /// Left out of distillation: the receiver trains on it with its task loss only (the paper).
+    Drop,
+    /// The receiver's own top-K becomes its teacher, party `self` (the authors' code).
+    #[value(name = "self")]
+    Own,
+}
+
+/// The party name of a receiver's own rows under `--fallback self`.
+pub const SELF_PARTY: &str = "self";
+
 /// One candidate set: the sending party and its aligned samples by id.
 struct Candidate {
     party: String,
@@ -46,9 +60,22 @@ pub struct Choice<'a> {
 }
 
 /// Algorithm 2 for one sample: smallest sender loss (first listed among equals), kept only
-/// if below the receiver's loss by more than `tolerance`.
-fn choose<'a>(local: &SampleKnowledge, candidates: &'a [Candidate], tolerance: f64) -> Option<Choice<'a>> {
+/// if below the receiver's loss by more than `tolerance`; else, under `Fallback::Own`, the
+/// receiver's own row.
+fn choose<'a>(
+    local: &'a SampleKnowledge,
+    candidates: &'a [Candidate],
+    tolerance: f64,
+    fallback: Fallback,
+) -> Option<Choice<'a>> {
     let receiver_loss = nats_per_byte(local)?;
+    let own = Choice { party: SELF_PARTY, knowledge: local, receiver_loss, sender_loss: receiver_loss };
+    let best = best_sender(local, candidates, receiver_loss).filter(|b| b.sender_loss < b.receiver_loss - tolerance);
+    best.or((fallback == Fallback::Own).then_some(own))
+}
+
+/// The sender with the smallest loss on `local`'s sample (first listed among equals).
+fn best_sender<'a>(local: &SampleKnowledge, candidates: &'a [Candidate], receiver_loss: f64) -> Option<Choice<'a>> {
     let mut best: Option<Choice> = None;
     for candidate in candidates {
         let Some(sample) = candidate.samples.get(&local.id) else { continue };
@@ -57,7 +84,7 @@ fn choose<'a>(local: &SampleKnowledge, candidates: &'a [Candidate], tolerance: f
             best = Some(Choice { party: &candidate.party, knowledge: sample, receiver_loss, sender_loss: loss });
         }
     }
-    best.filter(|b| b.sender_loss < b.receiver_loss - tolerance)
+    best
 }
 
 /// Refuse a candidate that does not belong to the receiver's knowledge set.
@@ -109,7 +136,13 @@ fn selected_batch(choices: &[Choice], k: usize) -> Result<RecordBatch> {
 }
 
 /// `select`: DualMinCE over the receiver's own knowledge set and aligned candidates.
-pub fn select(local_path: &Path, candidate_paths: &[&Path], tolerance: f64, out: &Path) -> Result<()> {
+pub fn select(
+    local_path: &Path,
+    candidate_paths: &[&Path],
+    tolerance: f64,
+    fallback: Fallback,
+    out: &Path,
+) -> Result<()> {
     if !(tolerance.is_finite() && tolerance >= 0.0) {
         return Err(crate::cli::bad_usage(format!(
             "--tolerance {tolerance}: must be a finite number of nats per byte, 0 or more"
@@ -136,14 +169,17 @@ pub fn select(local_path: &Path, candidate_paths: &[&Path], tolerance: f64, out:
         provenance = provenance.input(&format!("candidate{}", n + 1), io::file_hash(path)?);
         candidates.push(Candidate { party, samples: samples.into_iter().map(|s| (s.id.clone(), s)).collect() });
     }
-    let choices: Vec<Choice> = local.iter().filter_map(|s| choose(s, &candidates, tolerance)).collect();
+    let choices: Vec<Choice> = local.iter().filter_map(|s| choose(s, &candidates, tolerance, fallback)).collect();
     let mut wins: BTreeMap<&str, usize> = candidates.iter().map(|c| (c.party.as_str(), 0)).collect();
-    choices.iter().for_each(|c| *wins.entry(c.party).or_default() += 1);
-    let receiver_wins = local.len() - choices.len();
+    choices.iter().filter(|c| c.party != SELF_PARTY).for_each(|c| *wins.entry(c.party).or_default() += 1);
+    let receiver_wins = local.len() - wins.values().sum::<usize>();
     let k = knowledge::top_k(&local_table)?;
     let summary: Vec<String> =
         wins.iter().map(|(p, n)| format!("{p}={n}")).chain([format!("receiver={receiver_wins}")]).collect();
     provenance = provenance.extra("top_k", k).extra("tolerance", tolerance).extra("wins", summary.join(","));
+    if fallback == Fallback::Own {
+        provenance = provenance.extra("fallback", SELF_PARTY);
+    }
     for key in ["positions", "vocab_size"] {
         if let Some(v) = local_table.provenance.extra.get(key) {
             provenance = provenance.extra(key, v);

@@ -22,6 +22,10 @@ struct Args {
     /// A sender must beat the receiver by more than this many nats per byte.
     #[arg(long, default_value_t = 1e-6)]
     tolerance: f64,
+    /// A sample no sender wins: drop it from distillation (the paper), or distil the receiver
+    /// towards its own top-K, party `self` (FATE-LLM's fedmkt_trainer.py).
+    #[arg(long, value_enum, default_value_t = fedmkt::select::Fallback::Drop)]
+    fallback: fedmkt::select::Fallback,
     /// Selected targets Parquet file to write.
     #[arg(long)]
     out: PathBuf,
@@ -31,6 +35,6 @@ fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("select", || {
         let candidates: Vec<&std::path::Path> = args.candidates.iter().map(PathBuf::as_path).collect();
-        fedmkt::select::select(&args.local, &candidates, args.tolerance, &args.out)
+        fedmkt::select::select(&args.local, &candidates, args.tolerance, args.fallback, &args.out)
     })
 }
