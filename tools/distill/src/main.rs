@@ -28,7 +28,8 @@ struct Args {
     /// Token file to train on (tokenize); repeat to train on several of one tokenizer.
     #[arg(long, required = true)]
     data: Vec<PathBuf>,
-    /// Selected teacher targets for --data (select).
+    /// Teacher targets for --data: a selected file (select), or a whole knowledge set made on
+    /// --data (infer-logits) or aligned to it (align), every sample then distilled.
     #[arg(long)]
     teacher: Option<PathBuf>,
     /// Weight of the task loss; 1 − λ weighs the KD loss.

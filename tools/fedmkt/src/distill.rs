@@ -28,7 +28,6 @@ use crate::knowledge::{self, SampleKnowledge};
 use crate::model::lora::{fill_adapter_folder, LoraSpec};
 use crate::model::{self, AdapterSource, Model};
 use crate::output::{self, Kind};
-use crate::select::SELECTED_FORMAT;
 use crate::tokens::{self, TokenizedSample};
 use crate::train::{self, TeacherOptions, TeacherTargets};
 
@@ -326,7 +325,11 @@ struct Example<'a> {
 struct BatchLoss {
     loss: Tensor,
     ce: f64,
-    kd: f64,
+    /// Σ of the KD cross-entropy over the batch's selected positions, and their count.
+    kd_sum: f64,
+    kd_positions: usize,
+    /// Samples of the batch with teacher targets.
+    selected: usize,
     tokens: usize,
 }
 
@@ -336,8 +339,8 @@ fn flat_positions(batch: &[Example], width: usize, of: impl Fn(&Example) -> Vec<
 }
 
 /// One micro-batch's loss, Eq. 9–10 as [`train::SampleWeights`] estimates it, and its parts
-/// for the log: the mean over its samples of each one's answer-token CE, and the mean over its
-/// selected samples of each one's KD.
+/// for the log: the mean over its samples of each one's answer-token CE, and the sum and count
+/// of its selected positions' KD (a step's `kd` is their mean over all its micro-batches).
 fn batch_loss(
     model: &Model,
     batch: &[Example],
@@ -370,7 +373,7 @@ fn batch_loss(
     let kd_positions = flat_positions(batch, width, |e| {
         e.teacher.map_or(Vec::new(), |t| t.positions.iter().map(|&p| p as usize).collect())
     });
-    let mut kd = f64::NAN;
+    let mut kd_sum = 0.0;
     if !kd_positions.is_empty() {
         let teacher_rows: Vec<&SampleKnowledge> = batch.iter().filter_map(|e| e.teacher).collect();
         let (mut ids, mut logits, mut tails) = (Vec::new(), Vec::new(), Vec::new());
@@ -382,10 +385,32 @@ fn batch_loss(
         let targets = TeacherTargets::from_rows(&ids, &logits, &tails, k, opts.teacher, &opts.device)?;
         let per_position = train::sparse_kd(&logits_at(&kd_positions)?, &targets, opts.teacher.temperature)?;
         loss = (loss + train::weighted_sum(&per_position, &weights.kd(&kd_counts))?)?;
-        let selected: Vec<usize> = kd_counts.iter().copied().filter(|&p| p > 0).collect();
-        kd = scalar(&train::weighted_sum(&per_position, &train::SampleWeights::task_only().task(&selected))?)?;
+        kd_sum = scalar(&per_position.sum_all()?)?;
     }
-    Ok(BatchLoss { ce, kd, loss, tokens: answer.len() })
+    let selected = batch.iter().filter(|e| e.teacher.is_some()).count();
+    Ok(BatchLoss { ce, kd_sum, kd_positions: kd_positions.len(), selected, loss, tokens: answer.len() })
+}
+
+/// A step's running sums over its micro-batches, for its log row.
+#[derive(Default)]
+struct StepSums {
+    loss: f64,
+    ce: f64,
+    kd_sum: f64,
+    kd_positions: usize,
+    selected: usize,
+    tokens: usize,
+}
+
+impl StepSums {
+    fn add(&mut self, loss: f64, part: &BatchLoss) {
+        self.loss += loss;
+        self.ce += part.ce;
+        self.kd_sum += part.kd_sum;
+        self.kd_positions += part.kd_positions;
+        self.selected += part.selected;
+        self.tokens += part.tokens;
+    }
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -435,7 +460,13 @@ pub struct LogRow {
     pub epoch: u32,
     pub loss: f64,
     pub ce: f64,
-    pub kd: f64,
+    /// Mean KD cross-entropy over the step's selected positions; None when it had none.
+    pub kd: Option<f64>,
+    /// Samples of the step with teacher targets, and their distilled positions.
+    #[serde(default)]
+    pub selected: u32,
+    #[serde(default)]
+    pub kd_positions: u32,
     pub lr: f64,
     pub grad_norm: f64,
     pub tokens_per_s: f64,
@@ -450,18 +481,26 @@ fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
         |f: fn(&LogRow) -> u32| Arc::new(UInt32Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
     let f64s =
         |f: fn(&LogRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as arrow_array::ArrayRef;
-    let fields = ["step", "epoch", "loss", "ce", "kd", "lr", "grad_norm", "tokens_per_s", "seconds"];
-    let mut schema: Vec<Field> = fields
-        .iter()
-        .enumerate()
-        .map(|(i, n)| Field::new(*n, if i < 2 { DataType::UInt32 } else { DataType::Float64 }, false))
-        .collect();
+    let (u32_field, f64_field) =
+        (|n: &str| Field::new(n, DataType::UInt32, false), |n: &str| Field::new(n, DataType::Float64, false));
+    let mut schema: Vec<Field> = vec![
+        u32_field("step"),
+        u32_field("epoch"),
+        f64_field("loss"),
+        f64_field("ce"),
+        Field::new("kd", DataType::Float64, true),
+        u32_field("selected"),
+        u32_field("kd_positions"),
+    ];
+    schema.extend(["lr", "grad_norm", "tokens_per_s", "seconds"].map(f64_field));
     let mut columns = vec![
         u32s(|r| r.step),
         u32s(|r| r.epoch),
         f64s(|r| r.loss),
         f64s(|r| r.ce),
-        f64s(|r| r.kd),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.kd))),
+        u32s(|r| r.selected),
+        u32s(|r| r.kd_positions),
         f64s(|r| r.lr),
         f64s(|r| r.grad_norm),
         f64s(|r| r.tokens_per_s),
@@ -517,33 +556,6 @@ fn check_targets_adapted(lora: &crate::model::lora::LoraSet, model_dir: &Path) -
     }
 }
 
-/// The teacher's selected rows by sample id, refusing a file not aligned to `data`.
-fn read_teacher(
-    path: &Path,
-    data: &Path,
-    samples: &[TokenizedSample],
-) -> Result<(HashMap<String, SampleKnowledge>, usize)> {
-    let table = io::read_parquet(path, SELECTED_FORMAT)?;
-    if table.input_hash("tokens")? != io::file_hash(data)? {
-        return Err(bad_input(
-            path,
-            format!("was selected for other tokens than {} (another tokenizer or public set)", data.display()),
-        ));
-    }
-    let k = knowledge::top_k(&table)?;
-    let rows = knowledge::knowledge_rows(&table, k)?;
-    let lengths: HashMap<&str, usize> = samples.iter().map(|s| (s.id.as_str(), s.input_ids.len())).collect();
-    for row in &rows {
-        let length = lengths
-            .get(row.id.as_str())
-            .ok_or_else(|| bad_input(path, format!("has sample '{}', which {} lacks", row.id, data.display())))?;
-        if row.positions.iter().any(|&p| p as usize + 1 >= *length) {
-            return Err(bad_input(path, format!("sample '{}' has positions beyond its {length} tokens", row.id)));
-        }
-    }
-    Ok((rows.into_iter().map(|r| (r.id.clone(), r)).collect(), k))
-}
-
 /// `distill`: train (or continue) a LoRA adapter; write it and its training log to `out`.
 pub fn distill(
     model_dir: &Path,
@@ -562,7 +574,7 @@ pub fn distill(
     output::claim(&[(out, Kind::Adapter), checkpoint_out, staged_out], &inputs)?;
     let (samples, data, data_table) = read_training_tokens(data_files)?;
     let (teacher_rows, k) = match teacher {
-        Some(path) if data_files.len() == 1 => read_teacher(path, data, &samples)?,
+        Some(path) if data_files.len() == 1 => train::read_teacher(path, data, &samples)?,
         Some(_) => return Err(bad_usage("--teacher goes with exactly one --data file (the one it was selected for)")),
         None => (HashMap::new(), 0),
     };
@@ -577,6 +589,9 @@ pub fn distill(
         model.lora.clone().ok_or_else(|| bad_input(model_dir, "no layer of this model matches the LoRA targets"))?;
     check_targets_adapted(&lora, model_dir)?;
     knowledge::check_tokens_fit_model(data, &data_table, &samples, model_dir, model.config.vocab_size)?;
+    if let Some(path) = teacher {
+        train::check_teacher_fits(path, &teacher_rows, model.config.vocab_size)?;
+    }
     // Each input's hash, by role (`data`, `data2`, …), hashed once: the checkpoint settings
     // and the training log's provenance both record them.
     let mut hashes = vec![("model".to_string(), base_config)];
@@ -631,7 +646,7 @@ pub fn distill(
             }
             let started = Instant::now();
             let step = log.len();
-            let (mut grads, mut sums) = (Vec::new(), (0.0, 0.0, 0.0, 0usize));
+            let (mut grads, mut sums) = (Vec::new(), StepSums::default());
             for batch in group {
                 let part = batch_loss(&model, batch, k, &weights, opts)?;
                 let value = part.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -650,13 +665,8 @@ pub fn distill(
                     ));
                 }
                 checkpoints.promote()?;
+                sums.add(value, &part);
                 grads.push((part.loss / group.len() as f64)?.backward()?);
-                sums = (
-                    sums.0 + value,
-                    sums.1 + part.ce,
-                    sums.2 + if part.kd.is_nan() { 0.0 } else { part.kd },
-                    sums.3 + part.tokens,
-                );
             }
             let (store, grad_norm) = clipped_gradients(&vars, grads, opts.max_grad_norm)?;
             let lr = learning_rate(step, total, opts.warmup_ratio, opts.lr);
@@ -665,12 +675,14 @@ pub fn distill(
             log.push(LogRow {
                 step: step as u32,
                 epoch: epoch as u32,
-                loss: sums.0 / n,
-                ce: sums.1 / n,
-                kd: sums.2 / n,
+                loss: sums.loss / n,
+                ce: sums.ce / n,
+                kd: (sums.kd_positions > 0).then(|| sums.kd_sum / sums.kd_positions as f64),
+                selected: sums.selected as u32,
+                kd_positions: sums.kd_positions as u32,
                 lr,
                 grad_norm,
-                tokens_per_s: sums.3 as f64 / seconds,
+                tokens_per_s: sums.tokens as f64 / seconds,
                 seconds,
                 samples: group.iter().flatten().map(|e| e.tokens.id.clone()).collect(),
             });

@@ -21,6 +21,7 @@ pub mod eval;
 pub mod evidence;
 pub mod gguf;
 pub mod io;
+pub mod kd_measure;
 pub mod knowledge;
 pub mod metrics;
 pub mod model;

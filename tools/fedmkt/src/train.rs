@@ -4,11 +4,19 @@
 //! The teacher distribution is only ever held as its top-K: the student's log-probabilities
 //! are gathered at the K teacher ids, so no [batch, length, vocabulary] teacher tensor
 //! exists (the reference builds one densely, and runs out of memory with 7B–14B models).
+use std::collections::HashMap;
+use std::path::Path;
+
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 use half::f16;
 
 use crate::align::PAD_ID;
+use crate::cli::bad_input;
+use crate::io;
+use crate::knowledge::{self, SampleKnowledge, KNOWLEDGE_FORMAT};
+use crate::select::SELECTED_FORMAT;
+use crate::tokens::TokenizedSample;
 
 /// How the teacher's top-K becomes a target distribution.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,6 +77,37 @@ impl TeacherTargets {
             probs: Tensor::from_vec(probs, (n, k), device)?,
             tail: Tensor::from_vec(tails, n, device)?,
         })
+    }
+}
+
+/// What the teacher's targets are at each of their N positions, on the host: the entropy
+/// H(q) (with the tail bucket when there is one), the floor of the KD cross-entropy, and
+/// q(gold), the probability the targets give the true next token (0 outside the top-K).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetStats {
+    pub entropy: Vec<f64>,
+    pub gold_probability: Vec<f64>,
+    /// Whether the true next token is among the position's (valid) top-K ids.
+    pub gold_in_top_k: Vec<bool>,
+}
+
+impl TeacherTargets {
+    /// [`TargetStats`] of these targets, `gold[i]` being position i's true next token (None at
+    /// a text's last position, which has none: its q(gold) is 0).
+    pub fn stats(&self, gold: &[Option<u32>]) -> Result<TargetStats> {
+        let (ids, probs, valid) =
+            (self.ids.to_vec2::<u32>()?, self.probs.to_vec2::<f32>()?, self.valid.to_vec2::<f32>()?);
+        let tails = self.tail.to_vec1::<f32>()?;
+        let plogp = |q: f64| if q > 0.0 { -q * q.ln() } else { 0.0 };
+        let mut stats = TargetStats { entropy: Vec::new(), gold_probability: Vec::new(), gold_in_top_k: Vec::new() };
+        for (i, &gold) in gold.iter().enumerate() {
+            let real = || (0..ids[i].len()).filter(|&j| valid[i][j] > 0.0);
+            stats.entropy.push(real().map(|j| plogp(probs[i][j] as f64)).sum::<f64>() + plogp(tails[i] as f64));
+            let is_gold = |&j: &usize| Some(ids[i][j]) == gold;
+            stats.gold_probability.push(real().filter(is_gold).map(|j| probs[i][j] as f64).sum());
+            stats.gold_in_top_k.push(real().any(|j| is_gold(&j)));
+        }
+        Ok(stats)
     }
 }
 
@@ -142,6 +181,44 @@ impl SampleWeights {
     }
 }
 
+/// A teacher's rows by sample id and its K: a `selected` file (`select`) or a whole knowledge
+/// set (`infer-logits` on `data`, or `align`ed to it: every sample then has targets),
+/// refusing a file made for other tokens than `data`, or positions beyond a sample's tokens.
+pub fn read_teacher(
+    path: &Path,
+    data: &Path,
+    samples: &[TokenizedSample],
+) -> Result<(HashMap<String, SampleKnowledge>, usize)> {
+    let table = io::read_parquet_of(path, &[SELECTED_FORMAT, KNOWLEDGE_FORMAT])?;
+    if table.input_hash("tokens")? != io::file_hash(data)? {
+        return Err(bad_input(
+            path,
+            format!("was made for other tokens than {} (another tokenizer or public set)", data.display()),
+        ));
+    }
+    let k = knowledge::top_k(&table)?;
+    let rows = knowledge::knowledge_rows(&table, k)?;
+    let lengths: HashMap<&str, usize> = samples.iter().map(|s| (s.id.as_str(), s.input_ids.len())).collect();
+    for row in &rows {
+        let length = lengths
+            .get(row.id.as_str())
+            .ok_or_else(|| bad_input(path, format!("has sample '{}', which {} lacks", row.id, data.display())))?;
+        if row.positions.iter().any(|&p| p as usize >= *length) {
+            return Err(bad_input(path, format!("sample '{}' has positions beyond its {length} tokens", row.id)));
+        }
+    }
+    Ok((rows.into_iter().map(|r| (r.id.clone(), r)).collect(), k))
+}
+
+/// Every teacher id must be a token of the student's vocabulary (padding aside).
+pub fn check_teacher_fits(path: &Path, teacher: &HashMap<String, SampleKnowledge>, vocab: usize) -> Result<()> {
+    let beyond = teacher.values().flat_map(|t| t.topk_ids.iter()).find(|&&id| id != PAD_ID && id as usize >= vocab);
+    match beyond {
+        Some(id) => Err(bad_input(path, format!("has teacher id {id}, beyond the model's vocabulary of {vocab}"))),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +247,33 @@ mod tests {
         assert_eq!(SampleWeights::new(0.9, 10, 3).lambda, 0.9);
         assert_eq!(SampleWeights::new(0.9, 10, 0), SampleWeights { lambda: 0.9, kd_scale: 0.0 });
         assert_eq!(SampleWeights::task_only().task(&[1, 1]), vec![0.5, 0.5]);
+    }
+
+    /// Hand-worked: logits (ln 3, 0, −∞ pad) renormalise to (3/4, 1/4); H = −(¾ ln ¾ + ¼ ln ¼)
+    /// = 0.5623; the gold id 7 has q = 1/4; a gold outside the top-K has q = 0. With the tail
+    /// (0.2), the top-K share 0.8: (0.6, 0.2, tail 0.2).
+    #[test]
+    fn target_stats_by_hand() {
+        let ids = [5u32, 7, PAD_ID, 5, 7, PAD_ID];
+        let logits: Vec<f16> = [3f32.ln(), 0.0, f32::NEG_INFINITY].repeat(2).into_iter().map(f16::from_f32).collect();
+        let plain = TeacherOptions { temperature: 1.0, tail: false };
+        let targets = TeacherTargets::from_rows(&ids, &logits, &[0.2, 0.2], 3, plain, &Device::Cpu).unwrap();
+        let stats = targets.stats(&[Some(7), None]).unwrap();
+        let h = -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln());
+        assert!((stats.entropy[0] - h).abs() < 1e-3, "{:?}", stats.entropy);
+        assert!((stats.gold_probability[0] - 0.25).abs() < 1e-3);
+        assert_eq!((stats.gold_probability[1], stats.gold_in_top_k.clone()), (0.0, vec![true, false]));
+        let tail = TeacherTargets::from_rows(
+            &ids,
+            &logits,
+            &[0.2, 0.2],
+            3,
+            TeacherOptions { tail: true, ..plain },
+            &Device::Cpu,
+        );
+        let with_tail = tail.unwrap().stats(&[Some(5), Some(5)]).unwrap();
+        let h_tail = -(0.6f64 * 0.6f64.ln() + 2.0 * 0.2 * 0.2f64.ln());
+        assert!((with_tail.entropy[0] - h_tail).abs() < 1e-3, "{:?}", with_tail.entropy);
     }
 
     #[test]
