@@ -36,6 +36,15 @@ EVAL_SIZE      ?=
 TOP_K          ?= 16
 ALIGN          ?= offsets
 LAMBDA         ?= 0.9
+# A sample no sender wins in DualMinCE: left out of KD (drop, the paper's rule), or distilled
+# towards the receiver's own top-K (self, the authors' code).
+SELECT_FALLBACK ?= drop
+# PUBLIC_LABELS=no: the public set is unlabelled. Every party tokenises its questions alone
+# (tokenize --unlabelled: the answers are never read), knows them at every position, the last
+# one predicting the answer (infer-logits --all-positions), compares its loss on the question
+# text in DualMinCE, and its public-set phase trains on KD alone (λ = 0, whatever LAMBDA; the
+# noKD ablation's λ = 1 keeps the question text's own loss and no KD).
+PUBLIC_LABELS  ?= yes
 PRIVATE_EPOCHS ?= 1
 DISTILL_EPOCHS ?= 1
 CLIENT_LR      ?= 1e-4
@@ -68,7 +77,7 @@ FLOWER_ENV := $(ASSETS)/flower
 MODELS  := $(sort $(SERVER) $(CLIENT_MODELS))
 N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
-TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill aggregate report
+TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill measure-kd aggregate report
 
 .PHONY: all build build-cuda cuda-bundle check-cuda test setup round federation report seeds grid tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
 all: build
@@ -131,7 +140,8 @@ GGUF_gemma3-270m      := $(ASSETS)/gemma3/gemma-3-270m.gguf
 # pipeline file or on the command line); every step depends on it through the data, so a
 # changed setting redoes the run and an unchanged one redoes nothing.
 SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS HOLDOUT EVAL_SPLIT TEACHER_TAIL PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
-            PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS DEVICE DTYPE
+            PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS DEVICE DTYPE \
+            $(if $(filter-out drop,$(SELECT_FALLBACK)),SELECT_FALLBACK) $(if $(filter-out yes,$(PUBLIC_LABELS)),PUBLIC_LABELS)
 $(RUN)/settings.mk: FORCE
 	@mkdir -p $(@D)
 	@printf '%s\n' $(foreach v,$(SETTINGS),"$(v) := $($(v))") > $@.new
@@ -177,7 +187,7 @@ $(RUN)/models/$(1)/config.json: $(HF_$(1))/config.json
 endif
 
 $(RUN)/tok/$(1)/%.parquet: $(RUN)/data/$(TASK)/eval.parquet $(RUN)/models/$(1)/config.json | $(BIN)/tokenize
-	$(BIN)/tokenize --tokenizer $(RUN)/models/$(1)/tokenizer.json --input $(RUN)/data/$(TASK)/$$*.parquet --out $$@
+	$(BIN)/tokenize $$(if $$(filter public,$$*),$$(PUBLIC_TOKENIZE_FLAGS)) --tokenizer $(RUN)/models/$(1)/tokenizer.json --input $(RUN)/data/$(TASK)/$$*.parquet --out $$@
 endef
 $(foreach m,$(MODELS),$(eval $(call model_rules,$(m))))
 
@@ -220,6 +230,12 @@ ALIGN_FLAGS  = --sender-tokens $(call PUBLIC,$(1)) --receiver-tokens $(call PUBL
 ALIGN_DEPS   = $(call PUBLIC,$(1)) $(call PUBLIC,$(2)) $(call M,$(1))/config.json $(call M,$(2))/config.json
 # TEACHER_TAIL=yes: KD keeps the teacher's mass outside its top-K as one bucket.
 KD_FLAGS     = $(if $(filter yes,$(TEACHER_TAIL)),--teacher-tail)
+# The public set without its answers (PUBLIC_LABELS=no): tokens, knowledge positions, λ.
+UNLABELLED            = $(filter no,$(PUBLIC_LABELS))
+PUBLIC_TOKENIZE_FLAGS = $(if $(UNLABELLED),--unlabelled)
+PUBLIC_INFER_FLAGS    = $(if $(UNLABELLED),--all-positions)
+KD_LAMBDA             = $(if $(and $(UNLABELLED),$(filter-out 1,$(LAMBDA))),0,$(LAMBDA))
+SELECT_FLAGS          = $(if $(filter-out drop,$(SELECT_FALLBACK)),--fallback $(SELECT_FALLBACK))
 TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(TRAIN_SEED) --lora-r $(LORA_R) --lora-alpha $(LORA_ALPHA)
 SERVER_ADAPTER = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/server/adapter)
 SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R,$(call PREV,$(1)))/server/knowledge.parquet)
@@ -257,7 +273,7 @@ EVALUATE = $(BIN)/evaluate $(DEVICE_FLAGS) --model $(call M,$(1)) $(call ADAPTER
 # $(1) round, $(2) client: the client's side of a round.
 define client_knowledge_rule
 $(call R,$(1))/$(2)/knowledge.parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(call PUBLIC,$(2)) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) --top-k $(TOP_K) --out $$@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) --top-k $(TOP_K) $(PUBLIC_INFER_FLAGS) --out $$@
 endef
 
 define client_rules
@@ -267,11 +283,11 @@ $(call R,$(1))/$(2)/from-server.parquet: $(call R,$(1))/server/knowledge.parquet
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,server,$(2)) --out $$@
 
 $(call R,$(1))/$(2)/selected.parquet: $(call R,$(1))/$(2)/knowledge.parquet $(call R,$(1))/$(2)/from-server.parquet | $(BIN)/select
-	$(BIN)/select --local $$< --candidates $$(word 2,$$^) --out $$@
+	$(BIN)/select $(SELECT_FLAGS) --local $$< --candidates $$(word 2,$$^) --out $$@
 
 $(call R,$(1))/$(2)/adapter/adapter_config.json: $(call R,$(1))/$(2)/selected.parquet $(call PRIVATE,$(1),$(2))/adapter_config.json | $(BIN)/distill
 	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $(call PRIVATE,$(1),$(2)) --data $(call PUBLIC,$(2)) --teacher $$< \
-	  --lambda $(LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+	  --lambda $(KD_LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/eval/$(2).json: $(call R,$(1))/$(2)/adapter/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,$(2),$$(<D)) $$@
@@ -282,7 +298,7 @@ endef
 # evaluation (without an adapter if it does not learn).
 define llm_local_rule
 $(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) --input $$< --top-k $(TOP_K) --out $$@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) --input $$< --top-k $(TOP_K) $(PUBLIC_INFER_FLAGS) --out $$@
 endef
 
 define llm_rules
@@ -290,10 +306,10 @@ $(if $(filter 1,$(1)),$(if $(call SHARED_FROM_PARENT,1),$(call parents_copy,roun
 
 $(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(BIN)/distill
 	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
-	  --lambda $(LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
+	  --lambda $(KD_LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/server/knowledge.parquet: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call PUBLIC,server) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) --top-k $(TOP_K) --out $$@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) --top-k $(TOP_K) $(PUBLIC_INFER_FLAGS) --out $$@
 
 $(call R,$(1))/eval/server.json: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call M,server)/config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,server,$(call SERVER_ADAPTER,$(1))) $$@
@@ -307,7 +323,7 @@ $(call R,$(1))/server/from-$(c).parquet: $(call R,$(1))/$(c)/knowledge.parquet $
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,$(c),server) --out $$@
 )
 $(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call R,$(1))/server/from-$(c).parquet) | $(BIN)/select
-	$(BIN)/select --local $$< --candidates $$(wordlist 2,100,$$^) --out $$@
+	$(BIN)/select $(SELECT_FLAGS) --local $$< --candidates $$(wordlist 2,100,$$^) --out $$@
 
 # What each client sent (its knowledge set; nothing when the server does not learn) and
 # received (the server's knowledge set), beside its adapter's size and the paper's estimate.
@@ -374,23 +390,23 @@ $(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(fore
 	$(BIN)/aggregate unmask --sum $$< --reveals $$(wordlist 2,1000,$$^) --publics $(call PUBLICS,$(1)) --out $$(@D)
 
 $(call R,$(1))/server/slm-knowledge.parquet: $(call R,$(1))/server/slm/adapter_config.json $(call PUBLIC,slm) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) --top-k $(TOP_K) --out $$@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) --top-k $(TOP_K) $(PUBLIC_INFER_FLAGS) --out $$@
 
 $(call R,$(1))/server/from-slm.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call MAP,$(call MODEL_OF,slm),$(SERVER)) $(call ALIGN_DEPS,slm,server) | $(BIN)/align
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,slm,server) --out $$@
 
 $(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(call R,$(1))/server/from-slm.parquet | $(BIN)/select
-	$(BIN)/select --local $$< --candidates $$(word 2,$$^) --out $$@
+	$(BIN)/select $(SELECT_FLAGS) --local $$< --candidates $$(word 2,$$^) --out $$@
 
 $(call R,$(1))/server/slm-from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,slm)) $(call ALIGN_DEPS,server,slm) | $(BIN)/align
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,server,slm) --out $$@
 
 $(call R,$(1))/server/slm-selected.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call R,$(1))/server/slm-from-server.parquet | $(BIN)/select
-	$(BIN)/select --local $$< --candidates $$(word 2,$$^) --out $$@
+	$(BIN)/select $(SELECT_FLAGS) --local $$< --candidates $$(word 2,$$^) --out $$@
 
 $(call R,$(1))/server/slm-distilled/adapter_config.json: $(call R,$(1))/server/slm-selected.parquet $(call R,$(1))/server/slm/adapter_config.json | $(BIN)/distill
 	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,slm) --adapter $(call R,$(1))/server/slm --data $(call PUBLIC,slm) --teacher $$< \
-	  --lambda $(LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+	  --lambda $(KD_LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,slm,$$(<D)) $$@
@@ -642,7 +658,7 @@ CUDA_HOME_DIR = $(abspath $(CUDA_ENV))/nvidia/cu13
 CUDA_WHEELS := nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.96 \
                nvidia-cuda-cccl==13.0.85 nvidia-cublas==13.0.2.14 nvidia-curand==10.4.0.35 nvidia-cuda-nvrtc==13.0.88
 CUDA_COMPUTE_CAP ?= 90
-CUDA_MODEL_TOOLS := infer-logits evaluate distill
+CUDA_MODEL_TOOLS := infer-logits evaluate distill measure-kd
 CUDA_PACK   := $(CUDA_TARGET)/fedmkt-cuda.tar.xz
 comma := ,
 

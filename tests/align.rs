@@ -206,6 +206,34 @@ fn run_with(strategy: Strategy, sender: &Side, receiver: &Side, map: &[u32], fal
     align_sample(&pair, map, (&sender.vocab, &receiver.vocab), true, &opts)
 }
 
+/// An all-positions set that knows the sender's last position (what follows the whole text,
+/// an unlabelled sample's answer) gives it to the receiver's last position, whatever the
+/// tokens before: here the receiver's last token 'abcd' matches no sender token.
+#[test]
+fn the_last_position_takes_the_senders_last_position() {
+    let (sender, receiver) = (side(&["x", "a", "bcd"], 0), side(&["x", "abcd"], 0));
+    // Every sender token maps to 'x' (receiver 0), so no receiver token is matched.
+    let map = vec![0u32; 3];
+    let mut knowledge = knowledge_of(&sender.sample);
+    // Sender position 2 (its last): top-2 (id 2, logit 2), (id 0, logit −1), normaliser 12.
+    knowledge.positions.push(2);
+    knowledge.topk_ids.extend([2, 0]);
+    knowledge.topk_logits.extend([f16::from_f32(2.0), f16::from_f32(-1.0)]);
+    knowledge.logsumexp.push(12.0);
+    knowledge.tail_mass.push(0.5);
+    let pair = Pair { sender: &sender.sample, knowledge: &knowledge, receiver: &receiver.sample, k: 2 };
+    let opts = AlignOptions { strategy: Strategy::Offsets, fallback: Fallback::Skip, sender: "a".into() };
+    let got = align_sample(&pair, &map, (&sender.vocab, &receiver.vocab), true, &opts);
+    // Receiver position 0 predicts 'abcd', which matches no sender token; position 1 is last.
+    assert_eq!(got.knowledge.positions, vec![1]);
+    assert_eq!((got.knowledge.logsumexp[0], got.knowledge.tail_mass[0]), (12.0, 0.5));
+    // Ids 2 and 0 both land on receiver 0: merged, the freed slot padding.
+    assert_eq!(got.knowledge.topk_ids, vec![0, PAD_ID]);
+    assert_eq!((got.matched, got.unmatched), (1, 1));
+    // Without the sender's last row (the answer positions' sets), nothing is added.
+    assert_eq!(run_sample(&sender, &receiver, &map, Fallback::Skip).knowledge.positions, Vec::<u32>::new());
+}
+
 /// DTW aligns 'a' ↔ 'ab' and 'bcd' ↔ 'cd' one to one (cost 1 each); 'bcd' starts at byte 1,
 /// 'cd' at byte 2, so that pair is not a match (the authors' rule), while 'a' ↔ 'ab' is.
 #[test]

@@ -489,3 +489,48 @@ fn a_client_with_the_servers_model_has_one_map_to_itself() {
     let map = dir.path().join("tiny/maps/tiny-llama_to_tiny-llama.parquet");
     assert!(command_making(&output, &map).starts_with("target/release/vocab-map"));
 }
+
+/// PUBLIC_LABELS=no: the public set's questions alone. Its phase trains on KD alone (λ = 0)
+/// over every position of the questions, and no answer of the public task file is read: a
+/// copy whose answers are blanked before tokenisation gives the same bytes everywhere.
+#[test]
+fn an_unlabelled_public_set_is_distilled_alone_and_its_answers_are_never_read() {
+    let dir = tempdir();
+    let [labelled, unlabelled, blanked] = ["labelled", "unlabelled", "blanked"].map(|n| dir.path().join(n));
+    make(&labelled, &["ROUND=1"]);
+    let output = make(&unlabelled, &["ROUND=1", "PUBLIC_LABELS=no"]);
+    let file = |runs: &Path, path: &str| std::fs::read(runs.join("tiny").join(path)).unwrap();
+    for party in ["server", "client-1"] {
+        let adapter = format!("round-1/{party}/adapter/adapter_model.safetensors");
+        assert!(file(&labelled, &adapter) != file(&unlabelled, &adapter), "{party}: the labels made no difference");
+    }
+    let run = unlabelled.join("tiny");
+    for party in ["server", "client-1"] {
+        let distill = command_making(&output, &run.join(format!("round-1/{party}/adapter")));
+        assert!(distill.contains("--lambda 0 "), "{distill}");
+    }
+    assert!(command_making(&output, &run.join("tok/tiny-llama/public.parquet")).contains("--unlabelled"));
+    assert!(command_making(&output, &run.join("round-1/server/local.parquet")).contains("--all-positions"));
+
+    // The same run with the public set's answers blanked once it is cut.
+    make_target(&format!("{}/tiny/data/arc-easy/eval.parquet", blanked.display()), &blanked, &["PUBLIC_LABELS=no"]);
+    let public = blanked.join("tiny/data/arc-easy/public.parquet");
+    let (mut records, table) = fedmkt::data::read_tasks(&public).unwrap();
+    for record in &mut records {
+        record.choices = vec![String::new(); record.choices.len()];
+        record.gold = 0;
+    }
+    let (schema, batch) = fedmkt::data::tasks_batch(&records).unwrap();
+    std::fs::remove_file(&public).unwrap();
+    fedmkt::io::write_parquet(&public, schema, &[batch], &table.provenance).unwrap();
+    make(&blanked, &["ROUND=1", "PUBLIC_LABELS=no"]);
+    for path in [
+        "tok/tiny-gemma3/public.parquet",
+        "round-1/server/selected.parquet",
+        "round-1/client-2/selected.parquet",
+        "round-1/server/adapter/adapter_model.safetensors",
+        "round-1/client-1/adapter/adapter_model.safetensors",
+    ] {
+        assert!(file(&unlabelled, path) == file(&blanked, path), "{path} depends on the public answers");
+    }
+}

@@ -207,8 +207,7 @@ fn spans_of(sample: &TokenizedSample) -> Vec<(u32, u32)> {
     sample.token_start.iter().copied().zip(sample.token_end.iter().copied()).collect()
 }
 
-/// One sample's aligned knowledge: receiver positions (answer positions, or all but the
-/// last) with the sender's mapped distribution where matched, else the fallback. `texts`
+/// One sample's aligned knowledge: receiver positions (answer positions, or all of them) with the sender's mapped distribution where matched, else the fallback. `texts`
 /// are the two vocabularies' token texts (sender, receiver), used by `dtw`.
 pub fn align_sample(
     pair: &Pair,
@@ -235,10 +234,11 @@ pub fn align_sample(
     }
     let sender_rows: BTreeMap<u32, usize> =
         pair.knowledge.positions.iter().enumerate().map(|(row, &p)| (p, row)).collect();
-    let positions = if all_positions {
-        0..receiver.input_ids.len().saturating_sub(1)
-    } else {
-        knowledge::answer_positions(receiver)
+    let last_sender_row = sender.input_ids.len().checked_sub(1).and_then(|last| sender_rows.get(&(last as u32)));
+    let (positions, end) = match all_positions {
+        // The last position too, where the sender has its own last one to give it.
+        true => (0..receiver.input_ids.len().saturating_sub(1), last_sender_row.map(|_| receiver.input_ids.len() - 1)),
+        false => (knowledge::answer_positions(receiver), None),
     };
     let k = pair.k;
     let mut out = SampleKnowledge {
@@ -250,9 +250,15 @@ pub fn align_sample(
         ..pair.knowledge.clone()
     };
     let (mut matched, mut unmatched) = (0, 0);
-    for p in positions {
-        // Receiver logits at p predict token p+1; the sender's at i−1 predict its token i.
-        let row = matched_to[p + 1].filter(|&i| i >= 1).and_then(|i| sender_rows.get(&(i as u32 - 1)));
+    for p in positions.chain(end) {
+        // Receiver logits at p predict token p+1; the sender's at i−1 predict its token i. At
+        // the text's end both sides' last positions predict what follows it (the answer of an
+        // unlabelled sample), which has no token to match or to fall back on.
+        let at_end = p + 1 == receiver.input_ids.len();
+        let row = match at_end {
+            true => last_sender_row,
+            false => matched_to[p + 1].filter(|&i| i >= 1).and_then(|i| sender_rows.get(&(i as u32 - 1))),
+        };
         // Mapping merges ids but drops none, so the mass outside the top-K stays the sender's.
         let (ids, logits, lse, tail) = match row {
             Some(&row) => {

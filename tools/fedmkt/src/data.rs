@@ -375,7 +375,7 @@ fn task_schema() -> Arc<Schema> {
 }
 
 /// Task records as one record batch of a task Parquet file (see FORMATS.md).
-fn tasks_batch(records: &[TaskRecord]) -> Result<(Arc<Schema>, RecordBatch)> {
+pub fn tasks_batch(records: &[TaskRecord]) -> Result<(Arc<Schema>, RecordBatch)> {
     let schema = task_schema();
     let mut choices =
         ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, true)));

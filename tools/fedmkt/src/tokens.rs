@@ -172,23 +172,46 @@ pub fn read_tokens(path: &Path) -> Result<(Vec<TokenizedSample>, io::ParquetTabl
     Ok((samples, table))
 }
 
-/// `tokenize`: a task Parquet + a `tokenizer.json` → a token Parquet.
-pub fn tokenize_file(tokenizer_path: &Path, input: &Path, out: &Path) -> Result<()> {
+/// An unlabelled sample: its context alone, scored as its own text (empty context, the
+/// context as the continuation), so its "answer" positions predict the question's tokens and
+/// its loss is the question's language-modelling loss. Its answer is never read.
+fn tokenize_unlabelled(tokenizer: &Tokenizer, record: &TaskRecord) -> Result<TokenizedSample> {
+    tokenize_continuation(tokenizer, &record.id, "", &record.context)
+}
+
+/// What an unlabelled token file was made from: the hash of its samples' ids and contexts,
+/// the only task columns it reads (so blanking a task file's answers changes nothing).
+fn contexts_hash(records: &[TaskRecord]) -> String {
+    let mut text = Vec::new();
+    for r in records {
+        text.extend_from_slice(format!("{}\0{}\0", r.id, r.context).as_bytes());
+    }
+    format!("sha256:{}", io::sha256_hex(&text))
+}
+
+/// `tokenize`: a task Parquet + a `tokenizer.json` → a token Parquet (`unlabelled`: contexts
+/// alone, see [`tokenize_unlabelled`]).
+pub fn tokenize_file(tokenizer_path: &Path, input: &Path, out: &Path, unlabelled: bool) -> Result<()> {
     output::claim(&[(out, Kind::parquet(TOKENS_FORMAT))], &[tokenizer_path, input])?;
     let tokenizer = load_tokenizer(tokenizer_path)?;
     let (records, _) = data::read_tasks(input)?;
     let progress = indicatif::ProgressBar::new(records.len() as u64).with_message("tokenize");
+    let encode = if unlabelled { tokenize_unlabelled } else { tokenize_record };
     let samples = records
         .iter()
         .map(|r| {
             progress.inc(1);
-            tokenize_record(&tokenizer, r)
+            encode(&tokenizer, r)
         })
         .collect::<Result<Vec<_>>>()?;
     progress.finish_and_clear();
-    let provenance = Provenance::new(TOKENS_FORMAT, TOKENS_FORMAT_VERSION, "tokenize")
-        .input("dataset", io::file_hash(input)?)
+    let dataset = if unlabelled { contexts_hash(&records) } else { io::file_hash(input)? };
+    let mut provenance = Provenance::new(TOKENS_FORMAT, TOKENS_FORMAT_VERSION, "tokenize")
+        .input("dataset", dataset)
         .input("tokenizer", io::file_hash(tokenizer_path)?);
+    if unlabelled {
+        provenance = provenance.extra("unlabelled", true);
+    }
     write_tokens(out, &samples, &provenance)?;
     let n_tokens: usize = samples.iter().map(|s| s.input_ids.len()).sum();
     eprintln!("tokenize: {} samples, {n_tokens} tokens -> {}", samples.len(), out.display());

@@ -18,6 +18,10 @@ struct Args {
     /// A task Parquet file (from prepare-data).
     #[arg(long)]
     input: PathBuf,
+    /// Contexts alone, answers never read: each sample's text is its context, scored as its
+    /// own continuation (an unlabelled public set, `PUBLIC_LABELS=no`).
+    #[arg(long)]
+    unlabelled: bool,
     /// The token Parquet file to write.
     #[arg(long)]
     out: PathBuf,
@@ -25,5 +29,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
-    fedmkt::cli::run("tokenize", || fedmkt::tokens::tokenize_file(&args.tokenizer, &args.input, &args.out))
+    fedmkt::cli::run("tokenize", || {
+        fedmkt::tokens::tokenize_file(&args.tokenizer, &args.input, &args.out, args.unlabelled)
+    })
 }
