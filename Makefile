@@ -39,6 +39,9 @@ LAMBDA         ?= 0.9
 # A sample no sender wins in DualMinCE: left out of KD (drop, the paper's rule), or distilled
 # towards the receiver's own top-K (self, the authors' code).
 SELECT_FALLBACK ?= drop
+# Held-out samples of the eval split on which the report measures each party's KL to its
+# teachers (a seeded subset; all of them where the split is smaller).
+KD_HELDOUT     ?= 300
 # PUBLIC_LABELS=no: the public set is unlabelled. Every party tokenises its questions alone
 # (tokenize --unlabelled: the answers are never read), knows them at every position, the last
 # one predicting the answer (infer-logits --all-positions), compares its loss on the question
@@ -72,6 +75,7 @@ CUDA_TARGET := target/cuda
 BIN     := $(if $(filter cuda,$(DEVICE)),$(CUDA_TARGET)/release,target/release)
 ASSETS  := assets
 RUN     := $(RUNS)/$(NAME)
+KD_DATA  = $(RUN)/data/$(TASK)-kd/eval.parquet
 PYREF   := $(ASSETS)/pyref
 FLOWER_ENV := $(ASSETS)/flower
 MODELS  := $(sort $(SERVER) $(CLIENT_MODELS))
@@ -79,7 +83,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill measure-kd aggregate report
 
-.PHONY: all build build-cuda cuda-bundle check-cuda test setup round federation report seeds grid tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
+.PHONY: all kd build build-cuda cuda-bundle check-cuda test setup round federation report seeds grid tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -167,12 +171,17 @@ COMMS_ADAPTER_DEP = $(if $(filter server,$(PARTY)),,$(1))
 # The knowledge set a client sent in round $(1) (none when the server does not learn).
 SENT_KNOWLEDGE    = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/$(2)/knowledge.parquet)
 
+# The run's split of the task: the same parts whatever the eval set (split $(1), $(2) samples).
+PREPARE_DATA = $(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
+  --seed $(SEED) $(if $(HOLDOUT),--holdout $(HOLDOUT)) --eval-split $(1) $(if $(2),--eval-size $(2))
 ifeq ($(PARTY),)
 $(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
-	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
-	  --eval-split $(EVAL_SPLIT) --seed $(SEED) $(if $(HOLDOUT),--holdout $(HOLDOUT)) \
-	  $(if $(PUBLIC_SIZE),--public-size $(PUBLIC_SIZE)) $(if $(CLIENT_SIZE),--client-size $(CLIENT_SIZE)) \
-	  $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
+	$(call PREPARE_DATA,$(EVAL_SPLIT),$(EVAL_SIZE)) $(if $(PUBLIC_SIZE),--public-size $(PUBLIC_SIZE)) \
+	  $(if $(CLIENT_SIZE),--client-size $(CLIENT_SIZE)) --out $(@D)
+
+# Held-out samples of the eval split for the KD diagnostics (make report): KD_HELDOUT of them.
+$(KD_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
+	$(call PREPARE_DATA,$(EVAL_SPLIT),$(KD_HELDOUT)) --out $(@D)
 endif
 
 # A model comes from a GGUF file (GGUF_<model>, imported) or a Hugging Face folder
@@ -185,6 +194,9 @@ else
 $(RUN)/models/$(1)/config.json: $(HF_$(1))/config.json
 	mkdir -p $(RUN)/models && ln -sfn $(abspath $(HF_$(1))) $$(@D)
 endif
+
+$(RUN)/tok/$(1)/kd-heldout.parquet: $(KD_DATA) $(RUN)/models/$(1)/config.json | $(BIN)/tokenize
+	$(BIN)/tokenize --tokenizer $(RUN)/models/$(1)/tokenizer.json --input $(KD_DATA) --out $$@
 
 $(RUN)/tok/$(1)/%.parquet: $(RUN)/data/$(TASK)/eval.parquet $(RUN)/models/$(1)/config.json | $(BIN)/tokenize
 	$(BIN)/tokenize $$(if $$(filter public,$$*),$$(PUBLIC_TOKENIZE_FLAGS)) --tokenizer $(RUN)/models/$(1)/tokenizer.json --input $(RUN)/data/$(TASK)/$$*.parquet --out $$@
@@ -217,17 +229,20 @@ PREV      = $(word $(1),0 $(shell seq 1 100))
 R         = $(RUN)/round-$(1)
 MODEL_OF  = $(if $(filter server,$(1)),$(SERVER),$(if $(filter slm,$(1)),$(word 1,$(CLIENT_MODELS)),$(word $(patsubst client-%,%,$(1)),$(CLIENT_MODELS))))
 M         = $(RUN)/models/$(call MODEL_OF,$(1))
-PUBLIC    = $(RUN)/tok/$(call MODEL_OF,$(1))/public.parquet
+# Party $(1)'s token file of split $(2) (public by default).
+TOKENS    = $(RUN)/tok/$(call MODEL_OF,$(1))/$(or $(2),public).parquet
+PUBLIC    = $(call TOKENS,$(1))
 EVAL_DATA = $(RUN)/data/$(TASK)/eval.parquet
 # The adapter a party starts round n from (none in round 1, or for a server that does not learn).
 START     = $(if $(filter 1,$(1)),,$(if $(filter server,$(2)),$(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(call PREV,$(1)))/server/adapter),$(call R,$(call PREV,$(1)))/$(2)/adapter))
 ADAPTER_FLAG = $(if $(1),--adapter $(1))
 ADAPTER_DEP  = $(if $(1),$(1)/adapter_config.json)
-ALIGN_FLAGS  = --sender-tokens $(call PUBLIC,$(1)) --receiver-tokens $(call PUBLIC,$(2)) \
+ALIGN_FLAGS  = --sender-tokens $(call TOKENS,$(1),$(3)) --receiver-tokens $(call TOKENS,$(2),$(3)) \
   --map $(call MAP,$(call MODEL_OF,$(1)),$(call MODEL_OF,$(2))) --sender-tokenizer $(call M,$(1))/tokenizer.json \
   --receiver-tokenizer $(call M,$(2))/tokenizer.json --strategy $(ALIGN) --sender $(1)
-# What align reads besides the knowledge set and the map: both parties' public tokens and tokenizers.
-ALIGN_DEPS   = $(call PUBLIC,$(1)) $(call PUBLIC,$(2)) $(call M,$(1))/config.json $(call M,$(2))/config.json
+# What align reads besides the knowledge set and the map: both parties' tokens (of split $(3),
+# public by default) and tokenizers.
+ALIGN_DEPS   = $(call TOKENS,$(1),$(3)) $(call TOKENS,$(2),$(3)) $(call M,$(1))/config.json $(call M,$(2))/config.json
 # TEACHER_TAIL=yes: KD keeps the teacher's mass outside its top-K as one bucket.
 KD_FLAGS     = $(if $(filter yes,$(TEACHER_TAIL)),--teacher-tail)
 # The public set without its answers (PUBLIC_LABELS=no): tokens, knowledge positions, λ.
@@ -504,6 +519,72 @@ $(LLM2SLM_EVALS) &: $(SIBLING_DEPS) FORCE
 
 endif
 
+# ---------------------------------------------------------------- what KD did (make report, make kd)
+# Per round, each party that distils (the server if it learns, every client): measure-kd of its
+# adapter before its KD phase, after it, and the FedMKT-noKD adapter of the same round (when
+# nokd is a baseline), against the teacher it distilled from on the public set (its selected
+# targets) and against each sender's knowledge of KD_HELDOUT held-out samples (the sender's
+# adapter that made the knowledge it sent). `report kd` turns them into kd.{parquet,md}, a
+# section of report.md. FedMKT rounds of a single machine only.
+ifeq ($(PARTY)$(filter-out FedMKT,$(METHOD)),)
+KD          = $(call R,$(1))/kd
+KD_PARTIES  = $(if $(filter yes,$(SERVER_LEARNS)),server) $(call PRESENT,$(1),$(CLIENTS))
+KD_SENDERS  = $(if $(filter server,$(2)),$(call PRESENT,$(1),$(CLIENTS)),server)
+KD_WHICH    = before after $(if $(filter nokd,$(BASELINES)),nokd)
+KD_SETS     = public $(addprefix heldout-,$(call KD_SENDERS,$(1),$(2)))
+KD_FILE     = $(call KD,$(1))/$(2)/$(3)-$(4).parquet
+# The adapter party $(2) distils from in round $(1), the one it ends the round with, noKD's,
+# and the one that made the knowledge it sent.
+KD_ADAPTER_before = $(if $(filter server,$(2)),$(call START,$(1),server),$(call PRIVATE,$(1),$(2)))
+KD_ADAPTER_after  = $(call R,$(1))/$(2)/adapter
+KD_ADAPTER_nokd   = $(NOKD_RUN)/round-$(1)/$(2)/adapter
+KD_SENT           = $(if $(filter server,$(2)),$(call SERVER_ADAPTER,$(1)),$(call PRIVATE,$(1),$(2)))
+# noKD's adapters are made by its own make (NOKD_EVALS), the others here.
+KD_ADAPTER_DEP    = $(if $(filter nokd,$(3)),$(NOKD_EVALS),$(call ADAPTER_DEP,$(call KD_ADAPTER_$(3),$(1),$(2))))
+# Each set's tokens and teacher: the public set against the selected targets; a sender's
+# knowledge of the held-out samples, aligned into the party's vocabulary.
+KD_TOKENS_public    = $(call PUBLIC,$(2))
+KD_TEACHER_public   = $(call R,$(1))/$(2)/selected.parquet
+KD_TOKENS_heldout   = $(call TOKENS,$(2),kd-heldout)
+KD_TEACHER_heldout  = $(call KD,$(1))/$(2)/heldout-from-$(3).parquet
+
+# $(1) round, $(2) party, $(3) set (public or heldout-<sender>), $(4) before, after or nokd.
+define kd_measure_rule
+$(call KD_FILE,$(1),$(2),$(3),$(4)): $(call KD_TEACHER_$(word 1,$(subst -, ,$(3))),$(1),$(2),$(patsubst heldout-%,%,$(3))) \
+  $(call KD_TOKENS_$(word 1,$(subst -, ,$(3))),$(1),$(2)) $(call KD_ADAPTER_DEP,$(1),$(2),$(4)) | $(BIN)/measure-kd
+	$(BIN)/measure-kd $(DEVICE_FLAGS) --model $(call M,$(2)) $(call ADAPTER_FLAG,$(call KD_ADAPTER_$(4),$(1),$(2))) $(KD_FLAGS) \
+	  --input $(call KD_TOKENS_$(word 1,$(subst -, ,$(3))),$(1),$(2)) --teacher $$< --out $$@
+endef
+
+# $(1) round, $(2) sender: its knowledge of the held-out samples; $(3) receiver: aligned into it.
+define kd_heldout_knowledge_rule
+$(call KD,$(1))/$(2)-heldout.parquet: $(call ADAPTER_DEP,$(call KD_SENT,$(1),$(2))) $(call TOKENS,$(2),kd-heldout) | $(BIN)/infer-logits
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,$(2)) $(call ADAPTER_FLAG,$(call KD_SENT,$(1),$(2))) \
+	  --input $(call TOKENS,$(2),kd-heldout) --top-k $(TOP_K) --out $$@
+endef
+define kd_heldout_aligned_rule
+$(call KD_TEACHER_heldout,$(1),$(3),$(2)): $(call KD,$(1))/$(2)-heldout.parquet $(call MAP,$(call MODEL_OF,$(2)),$(call MODEL_OF,$(3))) \
+  $(call ALIGN_DEPS,$(2),$(3),kd-heldout) | $(BIN)/align
+	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,$(2),$(3),kd-heldout) --out $$@
+endef
+
+$(foreach n,$(ROUNDS),$(foreach p,$(call KD_PARTIES,$(n)),\
+  $(foreach set,$(call KD_SETS,$(n),$(p)),$(foreach w,$(KD_WHICH),$(eval $(call kd_measure_rule,$(n),$(p),$(set),$(w))))) \
+  $(foreach s,$(call KD_SENDERS,$(n),$(p)),$(eval $(call kd_heldout_aligned_rule,$(n),$(s),$(p))))) \
+  $(foreach s,server $(call PRESENT,$(n),$(CLIENTS)),$(eval $(call kd_heldout_knowledge_rule,$(n),$(s)))))
+
+KD_FILES  = $(foreach n,$(ROUNDS),$(foreach p,$(call KD_PARTIES,$(n)),$(foreach set,$(call KD_SETS,$(n),$(p)),\
+              $(foreach w,$(KD_WHICH),$(call KD_FILE,$(n),$(p),$(set),$(w))))))
+# One --public or --held-out entry: round $(1), party $(2), teacher $(3), set $(4).
+KD_ENTRY  = $(1),$(2),$(3)$(subst $(eval) ,,$(foreach w,$(KD_WHICH),$(comma)$(call KD_FILE,$(1),$(2),$(4),$(w))))
+KD_REPORT = $(RUN)/kd.md
+$(KD_REPORT): $(KD_FILES) | $(BIN)/report
+	$(BIN)/report kd $(foreach n,$(ROUNDS),$(foreach p,$(call KD_PARTIES,$(n)),--public $(call KD_ENTRY,$(n),$(p),$(call KD_TEACHER_public,$(n),$(p)),public) \
+	  $(foreach s,$(call KD_SENDERS,$(n),$(p)),--held-out $(call KD_ENTRY,$(n),$(p),$(s),heldout-$(s))))) --out $(RUN)/kd.parquet --markdown $@
+kd: setup $(KD_REPORT)
+	@tail -n +2 $(KD_REPORT)
+endif
+
 # Each baseline: its files and its rows in the report (METHOD,ROUND,PARTY=FILE).
 BASELINE_FILES_zero-shot   = $(foreach m,$(MODELS),$(call ZERO_SHOT,$(m)))
 BASELINE_ROWS_zero-shot    = $(foreach p,$(PARTIES),Zero-Shot,-,$(p)=$(call ZERO_SHOT,$(call MODEL_OF,$(p))))
@@ -537,12 +618,13 @@ round: setup $(RUN)/report-$(ROUND).md
 	@echo; echo "Files: $(RUN)/round-*/ (knowledge sets, alignments, selections, adapters, eval/), report $(RUN)/report-$(ROUND).{md,parquet}, communication $(RUN)/round-*/comms.md"
 
 # The full report: rounds beside every baseline of the pipeline, communication per round, a plot.
-$(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b))) | $(BIN)/report
+$(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b))) $(KD_REPORT) | $(BIN)/report
 	$(BIN)/report results $(addprefix --result ,$(foreach b,$(BASELINES),$(BASELINE_ROWS_$(b))) $(ROUND_ROWS)) \
 	  --out $(RUN)/report.parquet --paired $(RUN)/paired.parquet --markdown $(RUN)/results.md
 	{ echo "# $(NAME): $(METHOD) on $(TASK), $(ROUND) round(s)"; echo; echo "acc / acc_norm (%) on $(EVAL_DATA)"; echo; \
 	  tail -n +2 $(RUN)/results.md; echo; echo "## Communication per round"; echo; \
 	  for n in $(ROUNDS); do tail -n +$$( [ $$n = 1 ] && echo 2 || echo 4 ) $(call R,$$n)/comms.md; done; \
+	  $(if $(KD_REPORT),echo; echo "## What knowledge distillation did"; echo; tail -n +2 $(KD_REPORT);) \
 	  echo; echo "![accuracy by round]($(notdir $(@:.md=.png)))"; } > $@.tmp && mv $@.tmp $@
 
 $(RUN)/report.png: $(RUN)/report.md $(PLOT_ENV)/.installed
@@ -560,8 +642,7 @@ SWEEP       = $(B)/sweep-lr$(if $(filter server,$(SWEEP_PARTY)),-server)
 SWEEP_TRAIN = $(if $(filter server,$(SWEEP_PARTY)),$(call PUBLIC,server),$(RUN)/tok/$(call MODEL_OF,$(SWEEP_PARTY))/$(SWEEP_PARTY).parquet)
 SWEEP_DATA  = $(RUN)/data/$(TASK)-$(SWEEP_SPLIT)/eval.parquet
 $(SWEEP_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
-	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
-	  --eval-split $(SWEEP_SPLIT) --seed $(SEED) $(if $(HOLDOUT),--holdout $(HOLDOUT)) $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE)) --out $(@D)
+	$(call PREPARE_DATA,$(SWEEP_SPLIT),$(EVAL_SIZE)) --out $(@D)
 define sweep_rules
 $(SWEEP)/lr-$(1)/adapter_config.json: $(SWEEP_TRAIN) | $(BIN)/distill
 	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,$(SWEEP_PARTY)) --data $$< --epochs $(PRIVATE_EPOCHS) --lr $(1) $(TRAIN_FLAGS) --out $$(@D)

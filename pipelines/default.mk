@@ -8,4 +8,4 @@ CLIENT_MODELS := smollm2-135m smollm2-135m
 PUBLIC_SIZE   := 200
 CLIENT_SIZE   := 100
 EVAL_SIZE     := 120
-BASELINES     := zero-shot standalone centralized
+BASELINES     := zero-shot standalone centralized nokd

@@ -165,9 +165,32 @@ fn every_baseline_has_its_rows_in_the_report() {
         "| FedMKT (round 2) | server | Centralized |",
         "## Communication per round",
         "| 2 | client-2 |",
+        "## What knowledge distillation did",
     ] {
         assert!(text.contains(row), "report lacks '{row}':\n{text}");
     }
+    // What KD did: every distilling party, every round, on the public set and against each
+    // sender on held-out samples, with the noKD ablation beside it.
+    let kd = fedmkt::io::read_parquet(&runs.join("tiny/kd.parquet"), "kd-report").unwrap();
+    let (rounds, parties) =
+        (kd.values::<arrow_array::types::UInt32Type>("round").unwrap(), kd.strings("party").unwrap());
+    let (sets, teachers) = (kd.strings("set").unwrap(), kd.strings("teacher").unwrap());
+    let rows: Vec<String> =
+        (0..kd.num_rows()).map(|i| format!("{} {} {} {}", rounds[i], parties[i], sets[i], teachers[i])).collect();
+    for round in [1, 2] {
+        for (party, teacher) in
+            [("client-1", "server"), ("client-2", "server"), ("server", "client-1"), ("server", "client-2")]
+        {
+            let row = format!("{round} {party} held-out {teacher}");
+            assert!(rows.contains(&row), "no '{row}' row: {rows:?}");
+            assert!(
+                rows.iter().any(|r| r.starts_with(&format!("{round} {party} public "))),
+                "{round} {party}: {rows:?}"
+            );
+        }
+    }
+    let nokd = kd.optional_values::<arrow_array::types::Float64Type>("kl_nokd").unwrap();
+    assert!(nokd.iter().all(Option::is_some), "every row has the noKD KL beside it");
     // LLM2SLM's server never learns: its clients send nothing.
     let comms = fedmkt::io::read_parquet(&runs.join("tiny-llm2slm/round-1/comms.parquet"), "comms").unwrap();
     assert_eq!(comms.column::<arrow_array::UInt64Array>("sent_bytes").unwrap()[0].value(0), 0);

@@ -89,6 +89,43 @@ impl SampleMeasure {
     }
 }
 
+/// The rows of a `kd-measure` file as sums (mean × count), to pool over any subset of samples.
+pub fn read_measures(path: &Path) -> Result<(Vec<SampleMeasure>, io::ParquetTable)> {
+    use arrow_array::types::{Float64Type, UInt32Type};
+    let table = io::read_parquet(path, KD_MEASURE_FORMAT)?;
+    let (ids, answer_tokens, positions) = (
+        table.strings("id")?,
+        table.values::<UInt32Type>("answer_tokens")?,
+        table.values::<UInt32Type>("kd_positions")?,
+    );
+    let mean = |name: &str| table.optional_values::<Float64Type>(name);
+    let (ce, kd, entropy, gold, in_top_k) =
+        (mean("ce")?, mean("kd")?, mean("entropy")?, mean("teacher_gold")?, mean("gold_in_top_k")?);
+    let measures = (0..ids.len())
+        .map(|i| {
+            let per_position = |m: Option<f64>| m.unwrap_or(0.0) * positions[i] as f64;
+            SampleMeasure {
+                id: ids[i].clone(),
+                answer_tokens: answer_tokens[i],
+                ce_sum: ce[i].unwrap_or(0.0) * answer_tokens[i] as f64,
+                kd_positions: positions[i],
+                kd_sum: per_position(kd[i]),
+                entropy_sum: per_position(entropy[i]),
+                gold_probability_sum: per_position(gold[i]),
+                gold_in_top_k: per_position(in_top_k[i]).round() as u32,
+            }
+        })
+        .collect();
+    Ok((measures, table))
+}
+
+/// [`SampleMeasure`]s pooled: the sums of all of them.
+pub fn pooled<'a>(measures: impl IntoIterator<Item = &'a SampleMeasure>) -> SampleMeasure {
+    let mut total = SampleMeasure::default();
+    measures.into_iter().for_each(|m| total.add(m));
+    total
+}
+
 /// One sample's measures from its logits at its answer positions, then at its teacher's.
 fn measure_sample(
     sample: &TokenizedSample,
@@ -211,8 +248,7 @@ pub fn measure_kd(
     knowledge::check_tokens_fit_model(tokens_path, &table, &samples, model_dir, model.config.vocab_size)?;
     train::check_teacher_fits(teacher_path, &teacher, model.config.vocab_size)?;
     let measures = measure_all(&model, &samples, &teacher, k, opts).map_err(|e| bad_input(model_dir, e))?;
-    let mut total = SampleMeasure::default();
-    measures.iter().for_each(|m| total.add(m));
+    let total = pooled(&measures);
     let with_teacher = measures.iter().filter(|m| m.kd_positions > 0).count();
     let provenance = Provenance::new(KD_MEASURE_FORMAT, 1, "measure-kd")
         .input("tokens", io::file_hash(tokens_path)?)

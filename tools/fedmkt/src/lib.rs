@@ -22,6 +22,7 @@ pub mod evidence;
 pub mod gguf;
 pub mod io;
 pub mod kd_measure;
+pub mod kd_report;
 pub mod knowledge;
 pub mod metrics;
 pub mod model;

@@ -11,7 +11,7 @@ use fedmkt::report::ResultEntry;
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --paired runs/default/paired.parquet --markdown runs/default/report.md\n  report results --reports runs/one-to-one-seed-1/report.parquet --copy-into results/one-to-one/arc-easy/seed-1 \\\n                 --out results/one-to-one/arc-easy/seed-1/report.parquet --paired results/one-to-one/arc-easy/seed-1/paired.parquet \\\n                 --markdown results/one-to-one/arc-easy/seed-1/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n  report wire --wire runs/default-federation/wire.json --comms runs/default-federation/server/runs/default/round-1/comms.parquet \\\n              --out runs/default-federation/comms.parquet --markdown runs/default-federation/comms.md\n  report tasks --report arc-easy=runs/one-to-one-arc-easy/report.parquet --report boolq=runs/one-to-one-boolq/report.parquet \\\n               --out runs/one-to-one-tasks/report.parquet --markdown runs/one-to-one-tasks/report.md\n\nFormats: tools/FORMATS.md (results, task-results, comms, wire)."
+    after_help = "Example:\n  report results --result Zero-Shot,-,server=runs/default/baselines/zero-shot/gemma3-270m.json \\\n                 --result FedMKT,1,server=runs/default/round-1/eval/server.json \\\n                 --out runs/default/report.parquet --paired runs/default/paired.parquet --markdown runs/default/report.md\n  report results --reports runs/one-to-one-seed-1/report.parquet --copy-into results/one-to-one/arc-easy/seed-1 \\\n                 --out results/one-to-one/arc-easy/seed-1/report.parquet --paired results/one-to-one/arc-easy/seed-1/paired.parquet \\\n                 --markdown results/one-to-one/arc-easy/seed-1/report.md\n  report comms --top-k 16 --entry 1,client-1,runs/default/round-1/client-1/knowledge.parquet,runs/default/round-1/server/knowledge.parquet,runs/default/round-1/client-1/adapter/adapter_model.safetensors,runs/default/tok/smollm2-135m/public.parquet \\\n               --out runs/default/round-1/comms.parquet --markdown runs/default/round-1/comms.md\n  report wire --wire runs/default-federation/wire.json --comms runs/default-federation/server/runs/default/round-1/comms.parquet \\\n              --out runs/default-federation/comms.parquet --markdown runs/default-federation/comms.md\n  report tasks --report arc-easy=runs/one-to-one-arc-easy/report.parquet --report boolq=runs/one-to-one-boolq/report.parquet \\\n               --out runs/one-to-one-tasks/report.parquet --markdown runs/one-to-one-tasks/report.md\n  report kd --public 1,client-1,runs/default/round-1/client-1/selected.parquet,runs/default/round-1/kd/client-1/public-before.parquet,runs/default/round-1/kd/client-1/public-after.parquet \\\n            --held-out 1,client-1,server,runs/default/round-1/kd/client-1/heldout-before.parquet,runs/default/round-1/kd/client-1/heldout-after.parquet \\\n            --out runs/default/kd.parquet --markdown runs/default/kd.md\n\nFormats: tools/FORMATS.md (results, task-results, comms, wire, kd-report)."
 )]
 struct Args {
     #[command(subcommand)]
@@ -71,6 +71,23 @@ enum Command {
         #[arg(long)]
         markdown: PathBuf,
     },
+    /// What knowledge distillation did: per round and party, the senders' DualMinCE wins and
+    /// losses, the teacher's entropy, and the KL to the teacher before and after the KD phase
+    /// and of the noKD ablation, on the public set and held-out samples (measure-kd files).
+    Kd {
+        /// ROUND,PARTY,SELECTED,BEFORE,AFTER[,NOKD]: the party's selected file and the
+        /// measure-kd files of its adapters on the public set against it.
+        #[arg(long = "public", value_parser = |s: &str| fedmkt::kd_report::KdEntry::parse(s, false))]
+        public: Vec<fedmkt::kd_report::KdEntry>,
+        /// ROUND,PARTY,SENDER,BEFORE,AFTER[,NOKD]: measure-kd files of the party's adapters on
+        /// held-out samples against the sender's knowledge of them.
+        #[arg(long = "held-out", value_parser = |s: &str| fedmkt::kd_report::KdEntry::parse(s, true))]
+        held_out: Vec<fedmkt::kd_report::KdEntry>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        markdown: PathBuf,
+    },
     /// A federation's bytes on the wire (make federation's wire.json) beside the comms tables' files.
     Wire {
         /// wire.json: a list of {round, party, sent, received}, one per node and round.
@@ -96,5 +113,6 @@ fn main() -> ExitCode {
         Command::Tasks { reports, out, markdown } => fedmkt::task_table::tasks(reports, out, markdown),
         Command::Comms { entries, top_k, out, markdown } => fedmkt::comms::comms(entries, *top_k, out, markdown),
         Command::Wire { wire, comms, out, markdown } => fedmkt::comms::wire(wire, comms, out, markdown),
+        Command::Kd { public, held_out, out, markdown } => fedmkt::kd_report::kd(public, held_out, out, markdown),
     })
 }
