@@ -21,6 +21,7 @@ SERVER_LEARNS  ?= yes
 # The split evaluated on: validation, or test (ARC's labelled test splits, the paper pipelines').
 EVAL_SPLIT     ?= validation
 TEACHER_TAIL   ?= no
+TEACHER_SAMPLING ?= no
 # Train samples held out before the parts are cut, and the split sweeps score on
 # (validation, or holdout: those samples, where validation is the eval split).
 HOLDOUT        ?=
@@ -145,7 +146,8 @@ GGUF_gemma3-270m      := $(ASSETS)/gemma3/gemma-3-270m.gguf
 # changed setting redoes the run and an unchanged one redoes nothing.
 SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS HOLDOUT EVAL_SPLIT TEACHER_TAIL PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
             PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS DEVICE DTYPE \
-            $(if $(filter-out drop,$(SELECT_FALLBACK)),SELECT_FALLBACK) $(if $(filter-out yes,$(PUBLIC_LABELS)),PUBLIC_LABELS)
+            $(if $(filter-out drop,$(SELECT_FALLBACK)),SELECT_FALLBACK) $(if $(filter-out yes,$(PUBLIC_LABELS)),PUBLIC_LABELS) \
+            $(if $(filter-out no,$(TEACHER_SAMPLING)),TEACHER_SAMPLING)
 $(RUN)/settings.mk: FORCE
 	@mkdir -p $(@D)
 	@printf '%s\n' $(foreach v,$(SETTINGS),"$(v) := $($(v))") > $@.new
@@ -248,7 +250,10 @@ KD_FLAGS     = $(if $(filter yes,$(TEACHER_TAIL)),--teacher-tail)
 # The public set without its answers (PUBLIC_LABELS=no): tokens, knowledge positions, λ.
 UNLABELLED            = $(filter no,$(PUBLIC_LABELS))
 PUBLIC_TOKENIZE_FLAGS = $(if $(UNLABELLED),--unlabelled)
-PUBLIC_INFER_FLAGS    = $(if $(UNLABELLED),--all-positions)
+# A knowledge set of the public set: the top-K, or (TEACHER_SAMPLING=yes) TOP_K draws from the
+# whole distribution, seeded by the training seed (an unbiased KD target, FORMATS.md).
+KNOWLEDGE_FLAGS       = $(if $(filter yes,$(TEACHER_SAMPLING)),--sample $(TOP_K) --seed $(TRAIN_SEED),--top-k $(TOP_K)) \
+                        $(if $(UNLABELLED),--all-positions)
 KD_LAMBDA             = $(if $(and $(UNLABELLED),$(filter-out 1,$(LAMBDA))),0,$(LAMBDA))
 SELECT_FLAGS          = $(if $(filter-out drop,$(SELECT_FALLBACK)),--fallback $(SELECT_FALLBACK))
 TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(TRAIN_SEED) --lora-r $(LORA_R) --lora-alpha $(LORA_ALPHA)
@@ -288,7 +293,7 @@ EVALUATE = $(BIN)/evaluate $(DEVICE_FLAGS) --model $(call M,$(1)) $(call ADAPTER
 # $(1) round, $(2) client: the client's side of a round.
 define client_knowledge_rule
 $(call R,$(1))/$(2)/knowledge.parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(call PUBLIC,$(2)) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) --top-k $(TOP_K) $(PUBLIC_INFER_FLAGS) --out $$@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) $(KNOWLEDGE_FLAGS) --out $$@
 endef
 
 define client_rules
@@ -313,7 +318,7 @@ endef
 # evaluation (without an adapter if it does not learn).
 define llm_local_rule
 $(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) --input $$< --top-k $(TOP_K) $(PUBLIC_INFER_FLAGS) --out $$@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) --input $$< $(KNOWLEDGE_FLAGS) --out $$@
 endef
 
 define llm_rules
@@ -324,7 +329,7 @@ $(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selecte
 	  --lambda $(KD_LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
 
 $(call R,$(1))/server/knowledge.parquet: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call PUBLIC,server) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) --top-k $(TOP_K) $(PUBLIC_INFER_FLAGS) --out $$@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) $(KNOWLEDGE_FLAGS) --out $$@
 
 $(call R,$(1))/eval/server.json: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call M,server)/config.json $(EVAL_DATA) | $(BIN)/evaluate
 	$(call EVALUATE,server,$(call SERVER_ADAPTER,$(1))) $$@
@@ -405,7 +410,7 @@ $(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(fore
 	$(BIN)/aggregate unmask --sum $$< --reveals $$(wordlist 2,1000,$$^) --publics $(call PUBLICS,$(1)) --out $$(@D)
 
 $(call R,$(1))/server/slm-knowledge.parquet: $(call R,$(1))/server/slm/adapter_config.json $(call PUBLIC,slm) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) --top-k $(TOP_K) $(PUBLIC_INFER_FLAGS) --out $$@
+	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) $(KNOWLEDGE_FLAGS) --out $$@
 
 $(call R,$(1))/server/from-slm.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call MAP,$(call MODEL_OF,slm),$(SERVER)) $(call ALIGN_DEPS,slm,server) | $(BIN)/align
 	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,slm,server) --out $$@

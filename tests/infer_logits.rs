@@ -209,3 +209,94 @@ fn unsupported_architectures_and_broken_weights_are_refused() {
     candle_core::safetensors::save(&weights, model.join("model.safetensors")).unwrap();
     assert_refused(&model, &tokens("tiny-gemma3"), &[], &["tiny-gemma3", "non-finite logits"]);
 }
+
+/// The dense KD cross-entropy −Σ_v q_v·ln p_v of the tiny Llama (`student`) against itself
+/// with an adapter (`teacher`), pooled over the answer positions of `tokens`: full softmaxes,
+/// no top-K, no sampling.
+fn dense_cross_entropy(teacher: &Path, tokens: &Path) -> f64 {
+    use fedmkt::model::Model;
+    let (samples, _) = fedmkt::tokens::read_tokens(tokens).unwrap();
+    let model_dir = testdata("models/tiny-llama");
+    let load =
+        |adapter| Model::load_for_scoring(&model_dir, adapter, candle_core::DType::F32, &candle_core::Device::Cpu);
+    let (teacher, student) = (load(Some(teacher)).unwrap(), load(None).unwrap());
+    let requests: Vec<fedmkt::scoring::Request> = samples
+        .iter()
+        .map(|s| fedmkt::scoring::Request {
+            ids: &s.input_ids,
+            positions: fedmkt::knowledge::answer_positions(s).collect(),
+        })
+        .collect();
+    let log_softmax = |model: &Model| -> Vec<Vec<Vec<f32>>> {
+        let logits = fedmkt::scoring::logits_at(model, &requests).unwrap();
+        logits.iter().map(|l| candle_nn::ops::log_softmax(l, 1).unwrap().to_vec2::<f32>().unwrap()).collect()
+    };
+    let (q, p) = (log_softmax(&teacher), log_softmax(&student));
+    let rows: Vec<(&Vec<f32>, &Vec<f32>)> = q.iter().flatten().zip(p.iter().flatten()).collect();
+    let total: f64 =
+        rows.iter().map(|(q, p)| -q.iter().zip(*p).map(|(lq, lp)| (*lq as f64).exp() * *lp as f64).sum::<f64>()).sum();
+    total / rows.len() as f64
+}
+
+/// `measure-kd`'s pooled KD of the base tiny Llama against a knowledge set of its tokens.
+fn measured_kd(teacher: &Path, dir: &Path) -> f64 {
+    let out = dir.join("measure.parquet");
+    let (model, input) = (testdata("models/tiny-llama"), tokens("tiny-llama"));
+    let args = ["--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()];
+    let rest = ["--teacher", teacher.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    assert_success(&run("measure-kd", [&args[..], &rest[..]].concat()));
+    let kd = fedmkt::io::read_parquet(&out, "kd-measure").unwrap().provenance.extra["kd"].parse().unwrap();
+    std::fs::remove_file(&out).unwrap();
+    kd
+}
+
+/// Sparse Logit Sampling: with K = 4 draws per position, the KD estimate's mean over seeds is
+/// the dense cross-entropy within its sampling error; the renormalised top-4's is not. The
+/// teacher has learnt to answer " the the the" after every question, so its draws repeat and
+/// their counts matter.
+#[test]
+fn sampled_knowledge_estimates_the_dense_kd_without_bias_and_the_top_k_does_not() {
+    let dir = tempdir();
+    let (model, input) = (testdata("models/tiny-llama"), tokens("tiny-llama"));
+    let splits = ["public", "client-1", "client-2", "client-3", "client-4"];
+    let own = answered_tokens("models/tiny-llama", &splits, " the the the", "teacher", &dir.path().join("t.parquet"));
+    let teacher = dir.path().join("teacher");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let (model_arg, own_arg, out_arg) = (path(&model), path(&own), path(&teacher));
+    let schedule = ["--epochs", "10", "--lr", "1e-2", "--batch-size", "2"];
+    let train = [&["--model", &model_arg, "--data", &own_arg, "--out", &out_arg][..], &schedule[..]].concat();
+    assert_success(&run("distill", train));
+    let dense = dense_cross_entropy(&teacher, &input);
+    let knowledge = |extra: &[&str]| {
+        let out = dir.path().join("k.parquet");
+        let _ = std::fs::remove_file(&out);
+        assert_success(&infer(
+            &model,
+            &tokens("tiny-llama"),
+            &out,
+            &[&["--adapter", teacher.to_str().unwrap()], extra].concat(),
+        ));
+        measured_kd(&out, dir.path())
+    };
+    let seeds = 40;
+    let estimates: Vec<f64> = (0..seeds).map(|s| knowledge(&["--sample", "4", "--seed", &s.to_string()])).collect();
+    let mean = estimates.iter().sum::<f64>() / seeds as f64;
+    let sd = (estimates.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / (seeds - 1) as f64).sqrt();
+    let standard_error = sd / (seeds as f64).sqrt();
+    let top_k = knowledge(&["--top-k", "4"]);
+    eprintln!("dense {dense:.4}; sampled {mean:.4} ± {standard_error:.4} (sd {sd:.4} per seed); top-4 {top_k:.4}");
+    assert!((mean - dense).abs() < 4.0 * standard_error, "sampled {mean} ± {standard_error} vs dense {dense}");
+    assert!((top_k - dense).abs() > 10.0 * standard_error, "top-4 {top_k} is as close to dense {dense}");
+    // A seed's draws are the same however the samples are batched.
+    let [a, b] = ["1", "3"].map(|batch| {
+        let out = dir.path().join(format!("b{batch}.parquet"));
+        assert_success(&infer(
+            &model,
+            &tokens("tiny-llama"),
+            &out,
+            &["--sample", "4", "--seed", "9", "--batch-size", batch],
+        ));
+        read_knowledge(&out).unwrap().0
+    });
+    assert_eq!(a.iter().map(|s| &s.topk_ids).collect::<Vec<_>>(), b.iter().map(|s| &s.topk_ids).collect::<Vec<_>>());
+}

@@ -9,38 +9,12 @@
 //! the student nothing there, and the held-out KL stays where it was.
 use std::path::{Path, PathBuf};
 
-use fedmkt::io::{self, Provenance};
+use fedmkt::io;
 use fedmkt::knowledge::knowledge_batch;
 use fedmkt_tests::*;
 
 const LLAMA: &str = "models/tiny-llama";
 const GEMMA: &str = "models/tiny-gemma3";
-
-/// The fixture's ARC-Easy contexts of these splits, each answered with `answer`, tokenised for
-/// `model` into `out` (the data set named `name`, so both tokenizers' files belong together).
-fn answered(model: &str, splits: &[&str], answer: &str, name: &str, out: &Path) -> PathBuf {
-    tokenized(model, splits, answer, name, false, out)
-}
-
-/// [`answered`], scoring the whole text when `whole_text` (its every token is a target).
-fn tokenized(model: &str, splits: &[&str], answer: &str, name: &str, whole_text: bool, out: &Path) -> PathBuf {
-    let tokenizer_path = testdata(model).join("tokenizer.json");
-    let tokenizer = fedmkt::tokens::load_tokenizer(&tokenizer_path).unwrap();
-    let samples: Vec<_> = splits
-        .iter()
-        .flat_map(|s| fedmkt::data::read_tasks(&testdata(&format!("data/tasks/arc-easy/{s}.parquet"))).unwrap().0)
-        .map(|r| match whole_text {
-            true => fedmkt::tokens::tokenize_continuation(&tokenizer, &r.id, "", &format!("{}{answer}", r.context)),
-            false => fedmkt::tokens::tokenize_continuation(&tokenizer, &r.id, &r.context, answer),
-        })
-        .map(Result::unwrap)
-        .collect();
-    let provenance = Provenance::new("tokens", 1, "test")
-        .input("dataset", format!("sha256:{name}"))
-        .input("tokenizer", io::file_hash(&tokenizer_path).unwrap());
-    fedmkt::tokens::write_tokens(out, &samples, &provenance).unwrap();
-    out.to_path_buf()
-}
 
 fn path(p: &Path) -> String {
     p.display().to_string()
@@ -110,15 +84,21 @@ struct Teacher {
 /// base model everywhere else (λ = 0.5 against the base's own top-8 at every position), so
 /// that it differs from the student where the answer is predicted and little elsewhere.
 fn teacher(dir: &Path) -> (Teacher, PathBuf, PathBuf) {
-    let own = answered(LLAMA, &["public", "client-2", "client-3", "client-4"], " a", "teacher", &dir.join("t.parquet"));
+    let own = answered_tokens(
+        LLAMA,
+        &["public", "client-2", "client-3", "client-4"],
+        " a",
+        "teacher",
+        &dir.join("t.parquet"),
+    );
     let base = infer(None, &own, &["--all-positions"], &dir.join("base.parquet"));
     let adapter = dir.join("teacher");
     let args =
         ["--model", &path(&testdata(LLAMA)), "--data", &path(&own), "--teacher", &path(&base), "--lambda", "0.5"];
     let schedule = ["--epochs", "10", "--lr", "1e-2", "--batch-size", "2", "--out", &path(&adapter)];
     assert_success(&run("distill", [&args[..], &schedule[..]].concat()));
-    let train = answered(LLAMA, &["client-1"], " the", "train", &dir.join("train-llama.parquet"));
-    let held_out = answered(LLAMA, &["eval"], " the", "held-out", &dir.join("held-out-llama.parquet"));
+    let train = answered_tokens(LLAMA, &["client-1"], " the", "train", &dir.join("train-llama.parquet"));
+    let held_out = answered_tokens(LLAMA, &["eval"], " the", "held-out", &dir.join("held-out-llama.parquet"));
     let knowledge = Teacher {
         train: infer(Some(&adapter), &train, &["--all-positions"], &dir.join("teacher-train.parquet")),
         held_out: infer(Some(&adapter), &held_out, &[], &dir.join("teacher-held-out.parquet")),
@@ -171,8 +151,8 @@ fn kd_alone_moves_a_student_towards_its_teacher_on_held_out_samples_across_token
         assert_success(&run("align", [&args[..], &rest[..], &["--strategy", "offsets", "--out", &path(out)]].concat()));
         out.to_path_buf()
     };
-    let train = answered(GEMMA, &["client-1"], " the", "train", &d.join("train-gemma.parquet"));
-    let held_out = answered(GEMMA, &["eval"], " the", "held-out", &d.join("held-out-gemma.parquet"));
+    let train = answered_tokens(GEMMA, &["client-1"], " the", "train", &d.join("train-gemma.parquet"));
+    let held_out = answered_tokens(GEMMA, &["eval"], " the", "held-out", &d.join("held-out-gemma.parquet"));
     let aligned = Teacher {
         train: align(&teacher.train, &llama_train, &train, &d.join("aligned-train.parquet")),
         held_out: align(&teacher.held_out, &llama_held_out, &held_out, &d.join("aligned-held-out.parquet")),

@@ -501,6 +501,22 @@ fn teacher_tail_reaches_every_distillation_and_no_private_phase() {
     assert!(!command_making(&output, &run.join("client-1/private")).contains("--teacher-tail"));
 }
 
+/// TEACHER_SAMPLING=yes: every knowledge set of the public set is TOP_K draws seeded by the
+/// training seed, and the sets that travel carry it to the selections the parties distil.
+#[test]
+fn teacher_sampling_reaches_every_knowledge_set_and_selection() {
+    let dir = tempdir();
+    let output = make(dir.path(), &["TEACHER_SAMPLING=yes", "ROUND=1"]);
+    let run = dir.path().join("tiny/round-1");
+    for set in ["server/local.parquet", "server/knowledge.parquet", "client-1/knowledge.parquet"] {
+        assert!(command_making(&output, &run.join(set)).contains("--sample 4 --seed 7"), "{set} is a top-K");
+    }
+    for selected in ["server/selected.parquet", "client-2/selected.parquet"] {
+        let table = fedmkt::io::read_parquet(&run.join(selected), "selected").unwrap();
+        assert_eq!(table.provenance.extra.get("sampled").map(String::as_str), Some("4"), "{selected}");
+    }
+}
+
 /// A client with the server's own model (the heterogeneous setting) has one map from the model
 /// to itself, made by one rule: make warns of no recipe defined twice.
 #[test]

@@ -100,3 +100,21 @@ pub fn assert_adapters_close(ours: &Path, reference: &Path, tolerance: f32) {
         assert!(difference < tolerance, "{name}: the adapters differ by {difference}");
     }
 }
+
+/// The fixture's ARC-Easy contexts of these splits, each answered with `answer`, tokenised for
+/// `model` (a folder under testdata/) into `out`: a data set named `name`, so that files of
+/// both tokenizers made from the same splits belong together.
+pub fn answered_tokens(model: &str, splits: &[&str], answer: &str, name: &str, out: &Path) -> PathBuf {
+    let tokenizer_path = testdata(model).join("tokenizer.json");
+    let tokenizer = fedmkt::tokens::load_tokenizer(&tokenizer_path).unwrap();
+    let samples: Vec<_> = splits
+        .iter()
+        .flat_map(|s| fedmkt::data::read_tasks(&testdata(&format!("data/tasks/arc-easy/{s}.parquet"))).unwrap().0)
+        .map(|r| fedmkt::tokens::tokenize_continuation(&tokenizer, &r.id, &r.context, answer).unwrap())
+        .collect();
+    let provenance = fedmkt::io::Provenance::new("tokens", 1, "test")
+        .input("dataset", format!("sha256:{name}"))
+        .input("tokenizer", fedmkt::io::file_hash(&tokenizer_path).unwrap());
+    fedmkt::tokens::write_tokens(out, &samples, &provenance).unwrap();
+    out.to_path_buf()
+}

@@ -430,6 +430,11 @@ pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()
         .extra("fallback", format!("{:?}", opts.fallback).to_lowercase())
         .extra("matched_positions", matched)
         .extra("unmatched_positions", unmatched);
+    // A sampled set stays one: its rows are draws, whatever vocabulary they are in.
+    let provenance = match knowledge_table.provenance.extra.get("sampled") {
+        Some(draws) => provenance.extra("sampled", draws),
+        None => provenance,
+    };
     let batch = aligned_batch(&aligned, k)?;
     io::write_parquet(out, batch.schema(), &[batch], &provenance)?;
     let share = 100.0 * matched as f64 / (matched + unmatched).max(1) as f64;

@@ -574,7 +574,11 @@ pub fn distill(
     output::claim(&[(out, Kind::Adapter), checkpoint_out, staged_out], &inputs)?;
     let (samples, data, data_table) = read_training_tokens(data_files)?;
     let (teacher_rows, k) = match teacher {
-        Some(path) if data_files.len() == 1 => train::read_teacher(path, data, &samples)?,
+        Some(path) if data_files.len() == 1 => {
+            let file = train::read_teacher(path, data, &samples)?;
+            file.check_options(path, opts.teacher)?;
+            (file.rows, file.k)
+        }
         Some(_) => return Err(bad_usage("--teacher goes with exactly one --data file (the one it was selected for)")),
         None => (HashMap::new(), 0),
     };

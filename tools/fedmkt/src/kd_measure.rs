@@ -243,7 +243,9 @@ pub fn measure_kd(
     inputs.extend(adapter_dir);
     output::claim(&[(out, Kind::parquet(KD_MEASURE_FORMAT))], &inputs)?;
     let (samples, table) = tokens::read_tokens(tokens_path)?;
-    let (teacher, k) = train::read_teacher(teacher_path, tokens_path, &samples)?;
+    let file = train::read_teacher(teacher_path, tokens_path, &samples)?;
+    file.check_options(teacher_path, opts.teacher)?;
+    let (teacher, k) = (file.rows, file.k);
     let model = Model::load_for_scoring(model_dir, adapter_dir, opts.dtype, &opts.device)?;
     knowledge::check_tokens_fit_model(tokens_path, &table, &samples, model_dir, model.config.vocab_size)?;
     train::check_teacher_fits(teacher_path, &teacher, model.config.vocab_size)?;

@@ -33,6 +33,9 @@ pub struct InferOptions {
     pub top_k: usize,
     /// Every non-pad position instead of the answer-predicting ones only.
     pub all_positions: bool,
+    /// Some(seed): each row holds `top_k` ids drawn from the full distribution instead of the
+    /// top-K (see [`sampled_row`]).
+    pub sample_seed: Option<u64>,
     pub batch_size: usize,
     pub dtype: DType,
     pub device: Device,
@@ -70,18 +73,51 @@ fn positions_of(sample: &TokenizedSample, all: bool) -> Vec<usize> {
     }
 }
 
+/// The seed of the draws at `position` of sample `id`: the same whatever the batch.
+fn row_seed(seed: u64, id: &str, position: usize) -> u64 {
+    let digest = io::sha256_hex(format!("{seed}\0{id}\0{position}").as_bytes());
+    u64::from_str_radix(&digest[..16], 16).expect("hex digits")
+}
+
+/// A sampled row (Sparse Logit Sampling, Anshumann et al., ACL 2025): K draws with replacement
+/// from the teacher's full softmax, each distinct id with logit ln(count) and the row's
+/// `logsumexp` ln K, so that `exp(logit − logsumexp)` = count / K, the empirical distribution,
+/// and `tail_mass` 0. Its KD cross-entropy −Σ (count/K)·ln p(id) is an unbiased estimate of the
+/// dense −Σ_v q_v·ln p_v, which a renormalised top-K is not.
+fn sampled_row(counts: &[(u32, u32)], draws: usize) -> scoring::RowSummary {
+    let top = counts.iter().map(|&(id, n)| (id, (n as f32).ln())).collect();
+    scoring::RowSummary { top, logsumexp: (draws as f64).ln(), picked: 0.0 }
+}
+
 /// Summarise one sample's logits `[positions, vocab]` into its knowledge.
-fn summarise(sample: &TokenizedSample, positions: &[usize], logits: &Tensor, k: usize) -> Result<SampleKnowledge> {
+fn summarise(
+    sample: &TokenizedSample,
+    positions: &[usize],
+    logits: &Tensor,
+    k: usize,
+    sample_seed: Option<u64>,
+) -> Result<SampleKnowledge> {
     // Each position's next token (the last position has none: any id serves, it is not scored).
     let next: Vec<u32> = positions.iter().map(|&p| sample.input_ids.get(p + 1).copied().unwrap_or(0)).collect();
-    let rows = scoring::summarise_rows(logits, k, &next)?;
+    let summaries = scoring::summarise_rows(logits, k, &next)?;
+    let rows: Vec<scoring::RowSummary> = match sample_seed {
+        None => summaries.clone(),
+        Some(seed) => {
+            let seeds: Vec<u64> = positions.iter().map(|&p| row_seed(seed, &sample.id, p)).collect();
+            scoring::sample_rows(logits, k, &seeds)?.iter().map(|counts| sampled_row(counts, k)).collect()
+        }
+    };
     let answer = answer_positions(sample);
     let mut answer_nll = 0.0;
-    for (row, &p) in rows.iter().zip(positions) {
+    for (row, &p) in summaries.iter().zip(positions) {
         if answer.contains(&p) {
             answer_nll += row.logsumexp - row.picked as f64;
         }
     }
+    let padded = |r: &scoring::RowSummary| {
+        let padding = std::iter::repeat_n((crate::align::PAD_ID, f32::NEG_INFINITY), k - r.top.len());
+        r.top.iter().copied().chain(padding).collect::<Vec<_>>()
+    };
     let tail = |r: &scoring::RowSummary| 1.0 - r.top.iter().map(|&(_, v)| (v as f64 - r.logsumexp).exp()).sum::<f64>();
     Ok(SampleKnowledge {
         id: sample.id.clone(),
@@ -89,8 +125,8 @@ fn summarise(sample: &TokenizedSample, positions: &[usize], logits: &Tensor, k: 
         answer_tokens: answer.len() as u32,
         answer_bytes: sample.text_bytes - sample.context_bytes,
         positions: positions.iter().map(|&p| p as u32).collect(),
-        topk_ids: rows.iter().flat_map(|r| r.top.iter().map(|&(id, _)| id)).collect(),
-        topk_logits: rows.iter().flat_map(|r| r.top.iter().map(|&(_, v)| f16::from_f32(v))).collect(),
+        topk_ids: rows.iter().flat_map(|r| padded(r).into_iter().map(|(id, _)| id)).collect(),
+        topk_logits: rows.iter().flat_map(|r| padded(r).into_iter().map(|(_, v)| f16::from_f32(v))).collect(),
         logsumexp: rows.iter().map(|r| r.logsumexp as f32).collect(),
         tail_mass: rows.iter().map(|r| tail(r).max(0.0) as f32).collect(),
     })
@@ -182,7 +218,7 @@ fn window_knowledge(
             .map(|&i| Request { ids: &window[i].input_ids, positions: positions_of(&window[i], opts.all_positions) })
             .collect();
         for ((&i, request), logits) in batch.iter().zip(&requests).zip(scoring::logits_at(model, &requests)?) {
-            results[i] = Some(summarise(&window[i], &request.positions, &logits, opts.top_k)?);
+            results[i] = Some(summarise(&window[i], &request.positions, &logits, opts.top_k, opts.sample_seed)?);
         }
         progress.inc(batch.len() as u64);
     }
@@ -246,6 +282,10 @@ pub fn infer_logits(
         .extra("top_k", opts.top_k)
         .extra("positions", if opts.all_positions { "all" } else { "answer" })
         .extra("vocab_size", vocab);
+    let provenance = match opts.sample_seed {
+        Some(seed) => provenance.extra("sampled", opts.top_k).extra("sample_seed", seed),
+        None => provenance,
+    };
     let provenance = model::with_model_inputs(provenance, model_dir, adapter_dir)?;
     let progress = indicatif::ProgressBar::new(samples.len() as u64).with_message("infer-logits");
     io::write_parquet_stream(out, knowledge_schema(opts.top_k), &provenance, |sink| {

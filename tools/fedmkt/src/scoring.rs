@@ -201,6 +201,37 @@ fn summarise_on_device(logits: &Tensor, k: usize, picks: &[u32]) -> Result<Vec<R
         .collect())
 }
 
+/// `draws` ids drawn with replacement from each row's softmax, as `(id, count)` by count
+/// descending then id, the row's draws seeded by `seeds[row]` (so a row's sample does not depend
+/// on its batch). Inverse CDF: the sorted uniforms meet the row's running sum in one pass.
+pub fn sample_rows(logits: &Tensor, draws: usize, seeds: &[u64]) -> Result<Vec<Vec<(u32, u32)>>> {
+    let logits = logits.to_device(&Device::Cpu)?.contiguous()?;
+    let vocab = logits.dim(1)?;
+    Ok(crate::model::with_values(&logits, |flat| {
+        Ok(flat.par_chunks(vocab.max(1)).zip(seeds).map(|(row, &seed)| sample_row(row, draws, seed)).collect())
+    })?)
+}
+
+fn sample_row(row: &[f32], draws: usize, seed: u64) -> Vec<(u32, u32)> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let lse = logsumexp(row);
+    let mut uniforms: Vec<f64> = (0..draws).map(|_| rng.random::<f64>()).collect();
+    uniforms.sort_by(f64::total_cmp);
+    let mut counts: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
+    let (mut cumulative, mut next) = (0.0, 0);
+    for (id, &logit) in row.iter().enumerate() {
+        cumulative += (logit as f64 - lse).exp();
+        while next < draws && (uniforms[next] < cumulative || id + 1 == row.len()) {
+            *counts.entry(id as u32).or_default() += 1;
+            next += 1;
+        }
+    }
+    let mut sampled: Vec<(u32, u32)> = counts.into_iter().collect();
+    sampled.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    sampled
+}
+
 /// `log Σ exp(row)`: terms in f32 after subtracting the maximum (each in (0, 1]), summed in f64.
 pub fn logsumexp(row: &[f32]) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -266,6 +297,21 @@ mod tests {
             assert!((h.logsumexp - d.logsumexp).abs() < 1e-4, "{} vs {}", h.logsumexp, d.logsumexp);
         }
         assert!(summarise_on_device(&logits, 0, &picks).unwrap().iter().all(|r| r.top.is_empty()));
+    }
+
+    /// Many draws from a known distribution come in proportion to it, and a seed repeats them.
+    #[test]
+    fn sampled_rows_follow_the_softmax() {
+        let probabilities = [0.5f32, 0.25, 0.125, 0.125];
+        let logits = Tensor::new(&[probabilities.map(f32::ln)], &Device::Cpu).unwrap();
+        let sample = sample_rows(&logits, 40_000, &[7]).unwrap().remove(0);
+        let mut counts = [0u32; 4];
+        sample.iter().for_each(|&(id, n)| counts[id as usize] = n);
+        for (count, p) in counts.iter().zip(probabilities) {
+            assert!((*count as f64 / 40_000.0 - p as f64).abs() < 0.01, "{counts:?}");
+        }
+        assert_eq!(sample_rows(&logits, 16, &[3]).unwrap(), sample_rows(&logits, 16, &[3]).unwrap());
+        assert_ne!(sample_rows(&logits, 16, &[3]).unwrap(), sample_rows(&logits, 16, &[4]).unwrap());
     }
 
     #[test]

@@ -104,16 +104,14 @@ fn check_candidate(
             format!("is aligned to other receiver tokens than {}", local.path.display()),
         ));
     }
-    if table.provenance.extra.get("top_k") != local.provenance.extra.get("top_k") {
-        return Err(bad_input(
-            &table.path,
-            format!(
-                "has another top-K ({:?}) than {} ({:?})",
-                table.provenance.extra.get("top_k"),
-                local.path.display(),
-                local.provenance.extra.get("top_k")
-            ),
-        ));
+    for (key, what) in [("top_k", "top-K"), ("sampled", "number of sampled draws")] {
+        let (theirs, ours) = (table.provenance.extra.get(key), local.provenance.extra.get(key));
+        if theirs != ours {
+            return Err(bad_input(
+                &table.path,
+                format!("has another {what} ({theirs:?}) than {} ({ours:?})", local.path.display()),
+            ));
+        }
     }
     if let Some(extra) = samples.iter().find(|s| !local_ids.contains(s.id.as_str())) {
         return Err(bad_input(&table.path, format!("has sample '{}', which {} lacks", extra.id, local.path.display())));
@@ -180,7 +178,7 @@ pub fn select(
     if fallback == Fallback::Own {
         provenance = provenance.extra("fallback", SELF_PARTY);
     }
-    for key in ["positions", "vocab_size"] {
+    for key in ["positions", "vocab_size", "sampled"] {
         if let Some(v) = local_table.provenance.extra.get(key) {
             provenance = provenance.extra(key, v);
         }

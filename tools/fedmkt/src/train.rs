@@ -181,14 +181,34 @@ impl SampleWeights {
     }
 }
 
-/// A teacher's rows by sample id and its K: a `selected` file (`select`) or a whole knowledge
-/// set (`infer-logits` on `data`, or `align`ed to it: every sample then has targets),
-/// refusing a file made for other tokens than `data`, or positions beyond a sample's tokens.
-pub fn read_teacher(
-    path: &Path,
-    data: &Path,
-    samples: &[TokenizedSample],
-) -> Result<(HashMap<String, SampleKnowledge>, usize)> {
+/// A teacher read for `distill` or `measure-kd`.
+pub struct TeacherFile {
+    /// Its rows by sample id.
+    pub rows: HashMap<String, SampleKnowledge>,
+    /// Entries per position.
+    pub k: usize,
+    /// Whether its rows are sampled draws (`infer-logits --sample`), weighted by their counts.
+    pub sampled: bool,
+}
+
+impl TeacherFile {
+    /// Sampled rows are counts: a temperature or a tail bucket would bias them.
+    pub fn check_options(&self, path: &Path, opts: TeacherOptions) -> Result<()> {
+        if self.sampled && (opts.temperature != 1.0 || opts.tail) {
+            return Err(crate::cli::bad_usage(format!(
+                "--temperature {} / --teacher-tail: {} holds sampled draws, which need temperature 1 and no tail",
+                opts.temperature,
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A teacher's rows: a `selected` file (`select`) or a whole knowledge set (`infer-logits` on
+/// `data`, or `align`ed to it: every sample then has targets), refusing a file made for other
+/// tokens than `data`, or positions beyond a sample's tokens.
+pub fn read_teacher(path: &Path, data: &Path, samples: &[TokenizedSample]) -> Result<TeacherFile> {
     let table = io::read_parquet_of(path, &[SELECTED_FORMAT, KNOWLEDGE_FORMAT])?;
     if table.input_hash("tokens")? != io::file_hash(data)? {
         return Err(bad_input(
@@ -207,7 +227,8 @@ pub fn read_teacher(
             return Err(bad_input(path, format!("sample '{}' has positions beyond its {length} tokens", row.id)));
         }
     }
-    Ok((rows.into_iter().map(|r| (r.id.clone(), r)).collect(), k))
+    let sampled = table.provenance.extra.contains_key("sampled");
+    Ok(TeacherFile { rows: rows.into_iter().map(|r| (r.id.clone(), r)).collect(), k, sampled })
 }
 
 /// Every teacher id must be a token of the student's vocabulary (padding aside).

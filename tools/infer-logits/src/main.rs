@@ -9,7 +9,7 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Example:\n  infer-logits --model runs/default/models/smollm2-135m --input runs/default/tok/smollm2-135m/public.parquet \\\n               --top-k 16 --out runs/default/round-1/client-1/knowledge.parquet\n\nFormat: tools/FORMATS.md (knowledge)."
+    after_help = "Example:\n  infer-logits --model runs/default/models/smollm2-135m --input runs/default/tok/smollm2-135m/public.parquet \\\n               --top-k 16 --out runs/default/round-1/client-1/knowledge.parquet\n  infer-logits --model runs/default/models/smollm2-135m --input runs/default/tok/smollm2-135m/public.parquet \\\n               --sample 16 --seed 1 --out sampled.parquet\n\nFormat: tools/FORMATS.md (knowledge)."
 )]
 struct Args {
     #[command(flatten)]
@@ -21,8 +21,15 @@ struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Logits kept per position.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, conflicts_with = "sample")]
     top_k: usize,
+    /// Instead of the top-K, K ids drawn with replacement from the whole distribution per
+    /// position, stored as logit ln(count) (an unbiased KD target: Sparse Logit Sampling).
+    #[arg(long, value_name = "K", requires = "seed")]
+    sample: Option<usize>,
+    /// Seed of --sample's draws.
+    #[arg(long, requires = "sample")]
+    seed: Option<u64>,
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
@@ -35,8 +42,9 @@ fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("infer-logits", || {
         let opts = fedmkt::knowledge::InferOptions {
-            top_k: args.top_k,
+            top_k: args.sample.unwrap_or(args.top_k),
             all_positions: args.all_positions,
+            sample_seed: args.seed,
             batch_size: args.batch_size,
             dtype: fedmkt::model::parse_dtype(&args.model.dtype)?,
             device: fedmkt::model::parse_device(&args.model.device)?,
