@@ -84,7 +84,7 @@ N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill measure-kd aggregate report
 
-.PHONY: all kd build build-cuda cuda-bundle check-cuda test setup round federation report seeds grid tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
+.PHONY: all kd measure-kd-estimates build build-cuda cuda-bundle check-cuda test setup round federation report seeds grid tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
 all: build
 
 # ---------------------------------------------------------------- build and test
@@ -894,6 +894,11 @@ bench-infer: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/public.parquet
 measure-logit-storage: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smollm2-135m/config.json $(call PUBLIC,server) $(foreach c,$(CLIENTS),$(call PUBLIC,$(c)))
 	cargo run --release --quiet --example logit_storage -- $(RUN)/models/gemma3-270m $(RUN)/tok/gemma3-270m/public.parquet $(TOP_K) 100
 	cargo run --release --quiet --example logit_storage -- $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet $(TOP_K) 100
+
+# The KD estimates of a top-K and of sampled draws against the dense KD, on SmolLM2 with
+# client-1's private adapter as the teacher of the model as it comes (same tokenizer).
+measure-kd-estimates: $(call PRIVATE,1,client-1)/adapter_config.json $(call PUBLIC,client-1)
+	cargo run --release --quiet --example kd_estimates -- $(call M,client-1) $(call PRIVATE,1,client-1) $(call PUBLIC,client-1) $(TOP_K) 40 20
 
 bench-vocab: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smollm2-135m/config.json
 	cargo run --release --quiet --example bench_vocab -- $(patsubst %/config.json,%/tokenizer.json,$^) 300

@@ -366,6 +366,7 @@ fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
         }
         let log = seed.join(format!("training/tiny-seed-{s}--round-1--client-1--private.parquet"));
         assert!(log.is_file(), "seed {s} lacks its private phase's training log");
+        assert!(seed.join("kd.parquet").is_file() && seed.join("kd.md").is_file(), "seed {s} lacks what KD did");
         let published = read_json(&seed.join("seed.json"));
         assert!(published["wall_seconds"].is_u64());
         assert_eq!(published["resumed"], false, "seed {s} ran from scratch");

@@ -5,8 +5,8 @@ Usage:
   publish_cell.py cell OUT_DIR COMMAND SEED [SEED ...]
 
 `seed`, once a training seed's run ($RUNS/$RUN and its sibling pipelines) has finished:
-every training log of its folders into OUT_DIR/training/ (named by the path below RUNS) and
-seed.json (run, tools' commit, wall time, whether the run was resumed, the machine, the run's
+every training log of its folders into OUT_DIR/training/ (named by the path below RUNS), its
+KD diagnostics (kd.parquet, kd.md) and seed.json (run, tools' commit, wall time, whether the run was resumed, the machine, the run's
 settings.mk); `report results --copy-into OUT_DIR` then copies the evaluations and remakes the
 seed's report from the copies. `cell` writes OUT_DIR/cell.json: the command, the seeds, each
 seed's commit, wall time and machine from seed.json, the resumed seeds, and the settings the
@@ -68,8 +68,17 @@ def machine():
             "simd": sorted(f for f in flags if f.startswith(SIMD_PREFIXES))}
 
 
+def copy_kd_report(runs, run, out):
+    """The run's KD diagnostics (`make report`'s kd.parquet and kd.md), where it has them."""
+    for name in ("kd.parquet", "kd.md"):
+        source = os.path.join(runs, run, name)
+        if os.path.isfile(source):
+            shutil.copyfile(source, os.path.join(out, name))
+
+
 def publish_seed(runs, run, out, commit, wall, resumed):
     copy_training_logs(runs, run, out)
+    copy_kd_report(runs, run, out)
     settings = read_settings(os.path.join(runs, run, "settings.mk"))
     seed = {"run": run, "tools_commit": commit, "wall_seconds": int(wall), "resumed": resumed == "yes",
             "machine": machine(), "settings": settings}
