@@ -898,7 +898,7 @@ measure-logit-storage: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smoll
 # The KD estimates of a top-K and of sampled draws against the dense KD, on SmolLM2 with
 # client-1's private adapter as the teacher of the model as it comes (same tokenizer).
 measure-kd-estimates: $(call PRIVATE,1,client-1)/adapter_config.json $(call PUBLIC,client-1)
-	cargo run --release --quiet --example kd_estimates -- $(call M,client-1) $(call PRIVATE,1,client-1) $(call PUBLIC,client-1) $(TOP_K) 40 20
+	cargo run --release --quiet --example kd_estimates -- $(call M,client-1) $(call PRIVATE,1,client-1) $(call PUBLIC,client-1) $(TOP_K) 80 20
 
 bench-vocab: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smollm2-135m/config.json
 	cargo run --release --quiet --example bench_vocab -- $(patsubst %/config.json,%/tokenizer.json,$^) 300
