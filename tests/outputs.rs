@@ -164,3 +164,62 @@ fn a_killed_runs_temporaries_are_removed_by_the_next_run() {
     assert!(live.exists(), "a live process's temporary was removed");
     assert!(out.join("config.json").is_file());
 }
+
+/// A file a user put inside an earlier output folder is theirs: the rerun refuses (exit 2),
+/// before any work, and leaves the folder as it was: an adapter folder, a model folder (a
+/// user's subfolder), a checkpoint folder that `--resume` would finish and remove.
+#[test]
+fn a_file_the_user_put_inside_an_output_folder_stops_the_rerun() {
+    let dir = tempdir();
+    let (model, data) = (testdata("models/tiny-llama"), testdata("data/tokens/tiny-llama/arc-easy-eval.parquet"));
+    let out = dir.path().join("adapter");
+    assert_success(&distill(&model, &data, &out));
+    std::fs::write(out.join("NOTES.txt"), "why this run matters").unwrap();
+    let before = snapshot(dir.path());
+    assert_bad_input(&distill(&model, &data, &out), &["adapter", "holds 'NOTES.txt'", "did not write"]);
+    assert_eq!(snapshot(dir.path()), before, "the refused rerun changed the folder");
+
+    let gguf = testdata("models/tiny-llama.gguf");
+    let imported = dir.path().join("model");
+    assert_success(&run("import-gguf", [&s(&gguf), "--out", &s(&imported)]));
+    std::fs::create_dir(imported.join("my-notes")).unwrap();
+    assert_bad_input(&run("import-gguf", [&s(&gguf), "--out", &s(&imported)]), &["holds 'my-notes'"]);
+    assert!(imported.join("my-notes").is_dir());
+
+    let resumed = dir.path().join("resumed");
+    let args = |extra: &[&str]| {
+        let base = ["--model", &s(&model), "--data", &s(&data), "--lr", "1e-2", "--epochs", "2", "--out", &s(&resumed)];
+        base.iter().map(|a| a.to_string()).chain(extra.iter().map(|a| a.to_string())).collect::<Vec<_>>()
+    };
+    assert_success(&run("distill", args(&["--max-steps", "1"])));
+    let checkpoint = fedmkt::distill::checkpoint_dir(&resumed);
+    std::fs::write(checkpoint.join("mine.txt"), "kept").unwrap();
+    assert_bad_input(&run("distill", args(&["--resume"])), &["holds 'mine.txt'"]);
+    assert!(checkpoint.join("mine.txt").is_file() && !resumed.exists(), "refused before any work");
+}
+
+/// `prepare-data --out` goes through the same claim: not into a folder holding a user's file
+/// or its own source, and a rerun into its own earlier splits is fine.
+#[test]
+fn prepare_data_writes_only_into_a_folder_of_its_own() {
+    let dir = tempdir();
+    let source = dir.path().join("olmo");
+    assert!(std::process::Command::new("cp")
+        .args(["-r", &s(&testdata("data/olmo")), &s(&source)])
+        .status()
+        .unwrap()
+        .success());
+    let prepare = |out: &Path| {
+        run("prepare-data", ["--task", "arc-easy", "--source", &s(&source), "--clients", "2", "--out", &s(out)])
+    };
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("thesis.tex"), "years of work").unwrap();
+    let before = snapshot(dir.path());
+    assert_bad_input(&prepare(&mine), &["mine", "holds 'thesis.tex'"]);
+    assert_bad_input(&prepare(&source), &["holds the input"]);
+    assert_eq!(snapshot(dir.path()), before, "a refused run changed files");
+    let splits = dir.path().join("splits");
+    assert_success(&prepare(&splits));
+    assert_success(&prepare(&splits));
+}

@@ -469,6 +469,7 @@ pub fn prepare_data(task_name: &str, source_dir: &Path, split: &SplitOptions, ou
     let source = TaskSource::locate(task, source_dir, eval_split)?;
     // The inputs are the source files read, not the whole wheel folder they lie in.
     let kind = Kind::parquet(TASK_FORMAT);
+    output::claim_folder(out, &kind, &source.files())?;
     output::claim(&paths.iter().map(|p| (p.as_path(), kind.clone())).collect::<Vec<_>>(), &source.files())?;
     let full = prepare(&source, clients, parts, holdout, seed)?;
     let eval = if eval_split == EvalSplit::Holdout { full.holdout } else { full.eval };

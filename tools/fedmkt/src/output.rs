@@ -3,7 +3,9 @@
 //! The rules every tool follows (FORMATS.md, "Outputs"):
 //! - an output path may hold nothing, an empty folder, or an earlier output of the same kind
 //!   that fedmkt wrote (recognised by its marker, see [`Kind`]); anything else is refused with
-//!   exit 2 and left untouched;
+//!   exit 2 and left untouched. An earlier output folder must hold only the files fedmkt
+//!   writes into a folder of its kind ([`Kind::own_files`]): a file or folder a user put
+//!   inside it makes the run refuse too, so that replacing the folder loses nothing of theirs;
 //! - an output may not be, lie inside, or contain any of the run's inputs (canonical paths);
 //! - all outputs of one run are staged under temporary names beside their destinations,
 //!   written completely and fsync'd, and only then moved into place ([`Commit`]); an earlier
@@ -53,6 +55,26 @@ impl Kind {
 
     fn is_folder(&self) -> bool {
         matches!(self, Kind::Adapter | Kind::Model | Kind::Checkpoint)
+    }
+
+    /// The names of the files fedmkt writes into a folder of this kind (none for file kinds).
+    fn own_files(&self) -> &'static [&'static str] {
+        match self {
+            Kind::Adapter => &["adapter_config.json", "adapter_model.safetensors", "training_log.parquet"],
+            Kind::Model => &["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"],
+            Kind::Checkpoint => &["state.json", "state.safetensors"],
+            _ => &[],
+        }
+    }
+
+    /// The first entry of folder `path` that fedmkt did not write there, if any.
+    fn foreign_entry(&self, path: &Path) -> Option<String> {
+        let entries = std::fs::read_dir(path).ok()?;
+        entries.flatten().find_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = entry.file_type().is_ok_and(|t| t.is_file()) && self.own_files().contains(&name.as_str());
+            (!ours).then_some(name)
+        })
     }
 
     fn describe(&self) -> String {
@@ -136,6 +158,33 @@ pub fn claim(outputs: &[(&Path, Kind)], inputs: &[&Path]) -> Result<()> {
     Ok(())
 }
 
+/// A folder a tool fills with several outputs of `kind` (`prepare-data`'s splits): absent, or
+/// holding nothing but earlier outputs of that kind (and temporaries of ours), and holding no
+/// input. The outputs themselves are then claimed one by one ([`claim`]).
+pub fn claim_folder(dir: &Path, kind: &Kind, inputs: &[&Path]) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else { return Ok(()) };
+    if !meta.is_dir() {
+        return Err(bad_input(dir, "is not a folder; give a folder for the outputs"));
+    }
+    let target = canonical(dir)?;
+    for input in inputs.iter().filter(|p| p.exists()) {
+        if canonical(input)?.starts_with(&target) {
+            return Err(bad_input(dir, format!("holds the input {}; choose another output folder", input.display())));
+        }
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?.flatten() {
+        let (path, name) = (entry.path(), entry.file_name().to_string_lossy().into_owned());
+        let temporary = name.starts_with('.') && name.contains(TEMP_TAG) && name.ends_with(TEMP_SUFFIX);
+        if !(temporary || entry.file_type().is_ok_and(|t| t.is_file()) && kind.recognises(&path)) {
+            return Err(bad_input(
+                dir,
+                format!("holds '{name}', not {} that fedmkt wrote; choose an empty or new folder", kind.describe()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `path` holds nothing, an empty folder of a folder kind, or an earlier output of `kind`.
 fn check_replaceable(path: &Path, kind: &Kind) -> Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
@@ -146,7 +195,14 @@ fn check_replaceable(path: &Path, kind: &Kind) -> Result<()> {
         return refuse("is a symbolic link");
     }
     match (meta.is_dir(), kind.is_folder()) {
-        (true, true) if is_empty_dir(path) || kind.recognises(path) => Ok(()),
+        (true, true) if is_empty_dir(path) => Ok(()),
+        (true, true) if kind.recognises(path) => match kind.foreign_entry(path) {
+            None => Ok(()),
+            Some(name) => Err(bad_input(
+                path,
+                format!("holds '{name}', which fedmkt did not write there; move it out, or choose another output path"),
+            )),
+        },
         (true, _) => refuse("is a folder"),
         (false, true) => refuse("is a file"),
         (false, false) if kind.recognises(path) => Ok(()),
