@@ -531,6 +531,9 @@ fn read_training_tokens(files: &[PathBuf]) -> Result<(Vec<TokenizedSample>, &Pat
         }
         samples.extend(more);
     }
+    if samples.is_empty() {
+        return Err(bad_input(first, "holds no samples: nothing to train on"));
+    }
     let mut ids = std::collections::HashSet::new();
     if let Some(twice) = samples.iter().find(|s| !ids.insert(s.id.as_str())) {
         return Err(bad_input(first, format!("sample '{}' appears twice among the --data files", twice.id)));

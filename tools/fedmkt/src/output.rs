@@ -106,6 +106,10 @@ impl Kind {
 }
 
 fn parquet_format(path: &Path) -> Option<String> {
+    crate::io::contain_panics(|| parquet_footer_format(path)).flatten()
+}
+
+fn parquet_footer_format(path: &Path) -> Option<String> {
     let file = File::open(path).ok()?;
     let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
     let kv = parquet::file::reader::FileReader::metadata(&reader).file_metadata().key_value_metadata()?.clone();

@@ -1,0 +1,192 @@
+//! Seeded fuzzing of the kinds of file the tools read: 100 byte-flipped and truncated copies
+//! of each, given to the tool that reads it. Every run must end with exit 0 or 2 (never a
+//! panic, never a hang past the timeout), and touch nothing but its own output.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fedmkt_tests::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const VARIANTS: usize = 100;
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Variant `i` of `bytes`: every fourth one truncated at a random length, the others with
+/// one to four random bytes flipped.
+fn corrupt(bytes: &[u8], i: usize, rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    if i % 4 == 3 {
+        out.truncate(rng.random_range(0..bytes.len()));
+    } else {
+        for _ in 0..rng.random_range(1..=4) {
+            let at = rng.random_range(0..out.len());
+            out[at] ^= rng.random_range(1..=255u8);
+        }
+    }
+    out
+}
+
+/// Run `tool` with `args`, killing it after the timeout; its exit code (None: killed or signalled).
+fn run_with_timeout(tool: &str, args: &[String]) -> Option<i32> {
+    let mut child = Command::new(bin(tool))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if started.elapsed() > TIMEOUT {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{tool} {args:?} ran past {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Every file below `dir` and its content hash.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut files: Vec<_> =
+        files_below(dir).into_iter().map(|p| (p.clone(), fedmkt::io::file_hash(&p).unwrap())).collect();
+    files.sort();
+    files
+}
+
+/// A tool's arguments, given the corrupted copy and an output path.
+type Arguments = Box<dyn Fn(&Path, &Path) -> Vec<String> + Sync>;
+
+/// One file kind: the valid file to corrupt, and the tool that reads it.
+struct Case {
+    name: &'static str,
+    tool: &'static str,
+    valid: PathBuf,
+    args: Arguments,
+}
+
+fn fuzz(case: &Case, seed: u64) {
+    let dir = tempdir();
+    let bytes = std::fs::read(&case.valid).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let file_name = case.valid.file_name().unwrap();
+    for i in 0..VARIANTS {
+        let variant = dir.path().join(format!("v{i}"));
+        std::fs::create_dir(&variant).unwrap();
+        let input = variant.join(file_name);
+        std::fs::write(&input, corrupt(&bytes, i, &mut rng)).unwrap();
+        let out = dir.path().join(format!("out-{i}"));
+        let before = snapshot(&variant);
+        let code = run_with_timeout(case.tool, &(case.args)(&input, &out));
+        assert!(matches!(code, Some(0) | Some(2)), "{}: variant {i} ended with {code:?}", case.name);
+        assert_eq!(snapshot(&variant), before, "{}: variant {i} touched its input", case.name);
+    }
+}
+
+/// `args` and `--out o`.
+fn with(args: &[&str], o: &Path) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).chain(["--out".to_string(), s(o)]).collect()
+}
+
+/// Valid files of every kind, made once by the tools from the test data.
+fn valid_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let llama = testdata("models/tiny-llama");
+    let tokens = testdata("data/tokens/tiny-llama/arc-easy-eval.parquet");
+    let knowledge = dir.join("knowledge.parquet");
+    let args = ["--model", &s(&llama), "--input", &s(&tokens), "--top-k", "4", "--out", &s(&knowledge)];
+    assert_success(&run("infer-logits", args));
+    let measure = dir.join("measure.parquet");
+    let args = ["--model", &s(&llama), "--input", &s(&tokens), "--teacher", &s(&knowledge), "--out", &s(&measure)];
+    assert_success(&run("measure-kd", args));
+    (tokens, knowledge, measure)
+}
+
+#[test]
+fn corrupt_inputs_end_in_exit_0_or_2_and_touch_nothing() {
+    let dir = tempdir();
+    let (tokens, knowledge, measure) = valid_files(dir.path());
+    let llama = s(&testdata("models/tiny-llama"));
+    let gemma = testdata("models/tiny-gemma3");
+    let task = testdata("data/tasks/arc-easy/eval.parquet");
+    let (t, k, m) = (s(&tokens), s(&knowledge), s(&measure));
+    let cases = [
+        Case {
+            name: "task",
+            tool: "tokenize",
+            valid: task.clone(),
+            args: Box::new(move |f, o| {
+                with(&["--tokenizer", &format!("{}/tokenizer.json", s(&gemma)), "--input", &s(f)], o)
+            }),
+        },
+        Case {
+            name: "tokens",
+            tool: "infer-logits",
+            valid: tokens.clone(),
+            args: Box::new({
+                let llama = llama.clone();
+                move |f, o| with(&["--model", &llama, "--input", &s(f), "--top-k", "4"], o)
+            }),
+        },
+        Case {
+            name: "knowledge (select)",
+            tool: "select",
+            valid: knowledge.clone(),
+            args: Box::new({
+                let k = k.clone();
+                move |f, o| with(&["--local", &s(f), "--candidates", &k], o)
+            }),
+        },
+        Case {
+            name: "teacher (measure-kd)",
+            tool: "measure-kd",
+            valid: knowledge.clone(),
+            args: Box::new({
+                let (llama, t) = (llama.clone(), t.clone());
+                move |f, o| with(&["--model", &llama, "--input", &t, "--teacher", &s(f)], o)
+            }),
+        },
+        Case {
+            name: "teacher (distill)",
+            tool: "distill",
+            valid: knowledge.clone(),
+            args: Box::new({
+                let (llama, t) = (llama.clone(), t.clone());
+                move |f, o| with(&["--model", &llama, "--data", &t, "--teacher", &s(f), "--lambda", "0.5"], o)
+            }),
+        },
+        Case {
+            name: "kd-measure (report kd)",
+            tool: "report",
+            valid: measure.clone(),
+            args: Box::new(move |f, o| {
+                let public = format!("1,client-1,{k},{},{m}", s(f));
+                let markdown = o.with_extension("md");
+                with(&["kd", "--public", &public, "--markdown", &s(&markdown)], o)
+            }),
+        },
+        Case {
+            name: "eval task (evaluate)",
+            tool: "evaluate",
+            valid: task,
+            args: Box::new(move |f, o| with(&["--model", &llama, "--data", &s(f)], &o.with_extension("json"))),
+        },
+        Case {
+            name: "gguf",
+            tool: "import-gguf",
+            valid: testdata("models/tiny-llama.gguf"),
+            args: Box::new(move |f, o| with(&[&s(f)], o)),
+        },
+    ];
+    std::thread::scope(|scope| {
+        for (n, case) in cases.iter().enumerate() {
+            scope.spawn(move || fuzz(case, 0xF022 + n as u64));
+        }
+    });
+}
