@@ -539,3 +539,16 @@ fn a_resumed_run_must_train_on_the_same_data_files() {
     assert_bad_input(&run(&changed, &[]), &["state.json", "was made with data "]);
     assert_success(&run(&first, &[]));
 }
+
+/// A token file without samples (tokenize writes one from an empty task) is bad input, not a
+/// division by zero.
+#[test]
+fn a_token_file_without_samples_is_refused() {
+    let dir = tempdir();
+    let (_, table) = fedmkt::tokens::read_tokens(&llama_tokens()).unwrap();
+    let empty = dir.path().join("empty.parquet");
+    fedmkt::tokens::write_tokens(&empty, &[], &table.provenance).unwrap();
+    let out = dir.path().join("adapter");
+    assert_bad_input(&distill(&empty, None, &out, &[]), &["empty.parquet", "no samples"]);
+    assert!(!out.exists());
+}
