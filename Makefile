@@ -15,6 +15,10 @@ SHELL := /bin/bash
 PIPELINE ?= pipelines/default.mk
 include $(PIPELINE)
 ROUND ?= 1
+# A whole number of rounds, 1 or more: anything else stops make before it starts.
+ifeq ($(shell [[ "$(ROUND)" =~ ^[1-9][0-9]*$$ ]] && echo ok),)
+$(error ROUND '$(ROUND)': give a whole number of rounds, 1 or more)
+endif
 # What a pipeline file may leave out.
 METHOD         ?= FedMKT
 SERVER_LEARNS  ?= yes

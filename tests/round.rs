@@ -574,3 +574,22 @@ fn an_unlabelled_public_set_is_distilled_alone_and_its_answers_are_never_read() 
         assert!(file(&unlabelled, path) == file(&blanked, path), "{path} depends on the public answers");
     }
 }
+
+/// ROUND is a whole number of rounds, 1 or more: anything else stops make with one line naming
+/// it, before anything runs (it used to run nothing, or one round, and exit 0).
+#[test]
+fn a_round_count_that_is_not_a_whole_number_stops_make() {
+    let dir = tempdir();
+    for round in ["0", "abc", "-1", "1.5", ""] {
+        let output = Command::new("make")
+            .current_dir(root())
+            .args(["round", "PIPELINE=pipelines/tiny.mk", "CARGO=true", &format!("ROUND={round}")])
+            .arg(format!("RUNS={}", dir.path().display()))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "ROUND={round}: {stderr}");
+        assert!(stderr.contains(&format!("ROUND '{round}'")), "{stderr}");
+    }
+    assert!(files_below(dir.path()).is_empty(), "nothing was made");
+}
