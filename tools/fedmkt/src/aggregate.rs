@@ -87,6 +87,7 @@ pub fn average(dirs: &[&Path], weights: Option<&[f64]>, out: &Path) -> Result<()
             dirs.len()
         )));
     }
+    crate::cli::refuse_repeated("--adapters", dirs, crate::cli::path_key)?;
     output::claim(&[(out, Kind::Adapter)], dirs)?;
     let adapters: Vec<Adapter> = dirs.iter().map(|d| read_adapter(d)).collect::<Result<_>>()?;
     for (dir, adapter) in dirs.iter().zip(&adapters).skip(1) {

@@ -379,6 +379,12 @@ fn aligned_batch(samples: &[Aligned], k: usize) -> Result<RecordBatch> {
 
 /// `align`: the sender's knowledge set in the receiver's vocabulary and positions.
 pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()> {
+    if opts.sender.trim().is_empty() || opts.sender.contains(',') {
+        return Err(crate::cli::bad_usage(format!(
+            "--sender '{}': name the sending party (no comma: reports list parties by it)",
+            opts.sender
+        )));
+    }
     let flat_map = inputs.map.with_extension("map");
     let paths = [inputs.sender_tokens, inputs.knowledge, inputs.receiver_tokens, inputs.map, &flat_map];
     let paths = [&paths[..], &[inputs.sender_tokenizer, inputs.receiver_tokenizer]].concat();

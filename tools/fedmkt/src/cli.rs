@@ -28,6 +28,23 @@ pub fn bad_usage(problem: impl fmt::Display) -> anyhow::Error {
     BadInput(problem.to_string()).into()
 }
 
+/// Refuse a flag's value given twice (`--candidates a a` would weigh one sender twice, a
+/// report passed twice would count as two seeds). Values are compared as `key` makes them.
+pub fn refuse_repeated<T>(flag: &str, values: &[T], key: impl Fn(&T) -> String) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    match values.iter().map(key).find(|k| !seen.insert(k.clone())) {
+        Some(twice) => Err(bad_usage(format!("{flag} '{twice}' is given twice"))),
+        None => Ok(()),
+    }
+}
+
+/// A path as [`refuse_repeated`] compares paths: resolved where it exists, so that two
+/// spellings of one file are one.
+pub fn path_key(path: &impl AsRef<Path>) -> String {
+    let path = path.as_ref();
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+}
+
 /// Exit status for bad input (the design's convention: 2 = the user's input, 1 = our failure).
 pub const EXIT_BAD_INPUT: u8 = 2;
 

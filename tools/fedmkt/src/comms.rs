@@ -100,6 +100,7 @@ fn byte_column(name: &str, nullable: bool) -> Field {
 
 /// `report comms`: one row per entry with measured and estimated bytes.
 pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path, markdown: &Path) -> Result<()> {
+    crate::cli::refuse_repeated("--entry", entries, |e| format!("{},{}", e.round, e.party))?;
     if top_k == 0 {
         return Err(bad_usage("--top-k 0: the knowledge sets keep at least one logit per position"));
     }

@@ -88,6 +88,7 @@ impl DistillOptions {
                 return Err(bad_usage(format!("--{flag} 0: must be at least 1")));
             }
         }
+        crate::cli::refuse_repeated("--lora-targets", &self.lora.targets, String::clone)?;
         if self.lora.targets.is_empty() || self.lora.targets.iter().any(|t| t.is_empty()) {
             return Err(bad_usage(format!(
                 "--lora-targets '{}': name at least one module",

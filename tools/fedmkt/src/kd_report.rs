@@ -290,6 +290,11 @@ fn markdown(rows: &[KdRow]) -> String {
 /// `report kd`: the KD table of every entry, in order, as Parquet and Markdown.
 pub fn kd(public: &[KdEntry], held_out: &[KdEntry], out: &Path, markdown_path: &Path) -> Result<()> {
     let entries: Vec<&KdEntry> = public.iter().chain(held_out).collect();
+    let key = |e: &&KdEntry| match &e.teacher {
+        Teacher::Public(_) => format!("{},{},public", e.round, e.party),
+        Teacher::HeldOut(sender) => format!("{},{},held-out {sender}", e.round, e.party),
+    };
+    crate::cli::refuse_repeated("--public/--held-out", &entries, key)?;
     let inputs: Vec<&Path> = entries.iter().flat_map(|e| e.files()).collect();
     claim_report(out, markdown_path, KD_REPORT_FORMAT, &inputs)?;
     let mut rows = Vec::new();

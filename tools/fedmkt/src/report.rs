@@ -466,6 +466,9 @@ pub fn results(
     paired: &Path,
     markdown: &Path,
 ) -> Result<()> {
+    crate::cli::refuse_repeated("--reports", reports, crate::cli::path_key)?;
+    let key = |e: &ResultEntry| format!("{},{},{}", e.method, e.round.map_or("-".into(), |r| r.to_string()), e.party);
+    crate::cli::refuse_repeated("--result", given, key)?;
     let mut entries = given.to_vec();
     for report in reports {
         entries.extend(read_report_entries(report)?);

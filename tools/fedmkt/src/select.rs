@@ -146,6 +146,7 @@ pub fn select(
             "--tolerance {tolerance}: must be a finite number of nats per byte, 0 or more"
         )));
     }
+    crate::cli::refuse_repeated("--candidates", candidate_paths, crate::cli::path_key)?;
     output::claim(&[(out, Kind::parquet(SELECTED_FORMAT))], &[&[local_path], candidate_paths].concat())?;
     let (local, local_table) = knowledge::read_knowledge(local_path)?;
     if local_table.provenance.extra.contains_key("sender") {

@@ -51,6 +51,7 @@ pub fn tasks(reports: &[TaskReport], out: &Path, markdown: &Path) -> Result<()> 
     if reports.is_empty() {
         return Err(bad_usage("give one --report TASK=FILE per task"));
     }
+    crate::cli::refuse_repeated("--report", reports, |r| r.task.clone())?;
     let inputs: Vec<&Path> = reports.iter().map(|r| r.file.as_path()).collect();
     output::claim(&[(out, Kind::parquet(TASK_RESULTS_FORMAT)), (markdown, Kind::Markdown)], &inputs)?;
     let (mut batches, mut rows, mut schema) = (Vec::new(), Vec::new(), None);
