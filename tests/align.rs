@@ -473,3 +473,19 @@ fn inputs_that_do_not_belong_together_are_refused() {
 fn default_sender_is_the_knowledge_files_name() {
     assert_eq!(align::default_sender(Path::new("runs/x/client-2.parquet")), "client-2");
 }
+
+/// A knowledge set covers its token file: one lacking a sample would leave the receiver
+/// without that sender's vote on it, silently.
+#[test]
+fn a_knowledge_set_lacking_a_sample_is_refused() {
+    let s = setup(&[]);
+    let (mut rows, table) = fedmkt::knowledge::read_knowledge(&s.knowledge).unwrap();
+    let dropped = rows.remove(1).id;
+    let partial = s.dir.path().join("partial.parquet");
+    let batch = fedmkt::knowledge::knowledge_batch(&rows, 4).unwrap();
+    fedmkt::io::write_parquet(&partial, batch.schema(), &[batch], &table.provenance).unwrap();
+    let out = s.dir.path().join("out.parquet");
+    let output = align_files(&s, &[("--knowledge", &partial)], &["--sender", "client-1"], &out);
+    assert_bad_input(&output, &["partial.parquet", &format!("lacks sample '{dropped}'")]);
+    assert!(!out.exists());
+}

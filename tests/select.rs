@@ -89,7 +89,7 @@ fn hand_worked_sets(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         sample("c", 5.0, 2, 10, 100), // 0.5
         sample("d", 5.0, 2, 10, 100), // 0.5
         sample("e", 3.0, 2, 10, 100), // 0.3 per byte, 1.5 per token
-        sample("f", 5.0, 2, 10, 100), // 0.5; only client-1 has it
+        sample("f", 5.0, 2, 10, 100), // 0.5
     ];
     let one = [
         sample("a", 4.0, 2, 10, 200),        // 0.4
@@ -105,6 +105,7 @@ fn hand_worked_sets(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         sample("c", 2.0, 2, 10, 300), // 0.2: equal to client-1
         sample("d", 9.0, 2, 10, 300),
         sample("e", 9.0, 2, 10, 300),
+        sample("f", 9.0, 2, 10, 300),
     ];
     let local = write(dir, "local.parquet", &local, None, 2, TOKENS_HASH);
     let c1 = write(dir, "c1.parquet", &one, Some("client-1"), 2, TOKENS_HASH);
@@ -121,7 +122,7 @@ fn dual_min_ce_by_hand() {
     let table = io::read_parquet(&out, "selected").unwrap();
     // a → client-2 (0.3 < 0.4 < 0.5); b tie → receiver; c equal senders → client-1 (listed
     // first); d → receiver; e → receiver (per byte; per token client-1 would win);
-    // f → client-1 (client-2 lacks it).
+    // f → client-1 (0.1 against client-2's 0.9).
     assert_eq!(strings(&table, "id"), ["a", "c", "f"]);
     assert_eq!(strings(&table, "party"), ["client-2", "client-1", "client-1"]);
     assert_eq!(table.provenance.extra["wins"], "client-1=2,client-2=1,receiver=3");
@@ -184,6 +185,18 @@ fn candidates_that_do_not_belong_are_refused() {
         TOKENS_HASH,
     );
     assert_bad_input(&select(&local, &[&extra_sample], &out), &["extra.parquet", "has sample 'zz'"]);
+    // A candidate must cover every sample of the receiver's set: a missing one would silently
+    // lose that sender's vote.
+    let two = write(
+        dir.path(),
+        "two.parquet",
+        &[sample("a", 1.0, 1, 10, 1), sample("b", 1.0, 1, 10, 1)],
+        None,
+        2,
+        TOKENS_HASH,
+    );
+    let one = write(dir.path(), "one.parquet", &[sample("b", 1.0, 1, 10, 2)], Some("c"), 2, TOKENS_HASH);
+    assert_bad_input(&select(&two, &[&one], &out), &["one.parquet", "lacks sample 'a'"]);
     let mut three = sample("a", 1.0, 1, 10, 2);
     three.topk_ids.push(4);
     three.topk_logits.push(f16::from_f32(-1.0));
@@ -244,5 +257,30 @@ fn impossible_values_in_a_knowledge_file_are_refused() {
         ];
         assert_bad_input(&run("select", args), &["--tolerance"]);
     }
+    assert!(!out.exists());
+}
+
+/// A null answer NLL (read by Arrow as whatever bytes sit under it) and an answer of tokens
+/// without bytes (which DualMinCE would silently drop) are refused, naming the file.
+#[test]
+fn nulls_and_answers_without_bytes_are_refused() {
+    use std::sync::Arc;
+    let dir = tempdir();
+    let local = write(dir.path(), "local.parquet", &[sample("a", 1.0, 1, 10, 1)], None, 2, TOKENS_HASH);
+    let out = dir.path().join("selected.parquet");
+    let good = write(dir.path(), "c.parquet", &[sample("a", 0.5, 1, 10, 2)], Some("c"), 2, TOKENS_HASH);
+    let table = io::read_parquet(&good, "knowledge").unwrap();
+    let batch = &table.batches[0];
+    let index = batch.schema().index_of("answer_nll").unwrap();
+    let mut columns = batch.columns().to_vec();
+    columns[index] = Arc::new(arrow_array::Float64Array::from(vec![None::<f64>]));
+    let mut fields: Vec<arrow_schema::Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[index] = fields[index].clone().with_nullable(true);
+    let nulled = arrow_array::RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).unwrap();
+    let null_file = dir.path().join("null.parquet");
+    io::write_parquet(&null_file, nulled.schema(), &[nulled], &table.provenance).unwrap();
+    assert_bad_input(&select(&local, &[&null_file], &out), &["null.parquet", "'answer_nll' holds a null"]);
+    let no_bytes = write(dir.path(), "nobytes.parquet", &[sample("a", 0.5, 1, 0, 2)], Some("c"), 2, TOKENS_HASH);
+    assert_bad_input(&select(&local, &[&no_bytes], &out), &["nobytes.parquet", "0 answer bytes"]);
     assert!(!out.exists());
 }

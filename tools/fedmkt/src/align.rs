@@ -399,6 +399,17 @@ pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()
     let k = knowledge::top_k(&knowledge_table)?;
     let all_positions = knowledge_table.provenance.extra.get("positions").is_some_and(|p| p == "all");
     let (senders, receivers) = (by_id(&sender_samples), by_id(&receiver_samples));
+    let known: std::collections::HashSet<&str> = knowledge_samples.iter().map(|s| s.id.as_str()).collect();
+    if let Some(lacking) = sender_samples.iter().find(|s| !known.contains(s.id.as_str())) {
+        return Err(bad_input(
+            inputs.knowledge,
+            format!(
+                "lacks sample '{}' of {}: a knowledge set covers its token file",
+                lacking.id,
+                inputs.sender_tokens.display()
+            ),
+        ));
+    }
     let progress = indicatif::ProgressBar::new(knowledge_samples.len() as u64).with_message("align");
     let aligned = knowledge_samples
         .iter()

@@ -244,6 +244,25 @@ fn read_checked(path: &Path, formats: &[&str]) -> Result<ParquetTable> {
 }
 
 impl ParquetTable {
+    /// Refuse a null anywhere in these columns (nested lists included): no reader of ours
+    /// has a meaning for one, and Arrow reads a null as whatever bytes sit under it.
+    pub fn refuse_nulls(&self, columns: &[&str]) -> Result<()> {
+        fn any_null(data: &arrow_array::ArrayRef) -> bool {
+            fn walk(data: &arrow_data::ArrayData) -> bool {
+                data.null_count() > 0 || data.child_data().iter().any(walk)
+            }
+            walk(&data.to_data())
+        }
+        for batch in &self.batches {
+            for name in columns {
+                if batch.column_by_name(name).is_some_and(any_null) {
+                    return Err(bad_input(&self.path, format!("column '{name}' holds a null")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }

@@ -326,6 +326,9 @@ fn check_values(sample: &SampleKnowledge, k: usize, vocab: Option<u32>) -> std::
     if let Some(t) = sample.tail_mass.iter().find(|t| !(0.0..=1.0).contains(*t)) {
         return Err(format!("tail_mass {t} is not a probability"));
     }
+    if sample.answer_tokens > 0 && sample.answer_bytes == 0 {
+        return Err(format!("{} answer tokens but 0 answer bytes", sample.answer_tokens));
+    }
     if !(sample.answer_nll.is_finite() && sample.answer_nll >= -1e-4) {
         return Err(format!("answer_nll {} is not a finite non-negative loss", sample.answer_nll));
     }
@@ -382,6 +385,17 @@ pub fn knowledge_rows(table: &io::ParquetTable, k: usize) -> Result<Vec<SampleKn
     use arrow_array::types::{Float16Type, Float32Type, UInt32Type};
     use arrow_array::{Array, FixedSizeListArray, ListArray};
     let path = table.path.as_path();
+    table.refuse_nulls(&[
+        "id",
+        "answer_nll",
+        "answer_tokens",
+        "answer_bytes",
+        "positions",
+        "topk_ids",
+        "topk_logits",
+        "logsumexp",
+        "tail_mass",
+    ])?;
     let ids = table.column::<StringArray>("id")?;
     let nll = table.column::<Float64Array>("answer_nll")?;
     let (tokens, bytes) = (table.column::<UInt32Array>("answer_tokens")?, table.column::<UInt32Array>("answer_bytes")?);

@@ -116,6 +116,10 @@ fn check_candidate(
     if let Some(extra) = samples.iter().find(|s| !local_ids.contains(s.id.as_str())) {
         return Err(bad_input(&table.path, format!("has sample '{}', which {} lacks", extra.id, local.path.display())));
     }
+    let ids: HashSet<&str> = samples.iter().map(|s| s.id.as_str()).collect();
+    if let Some(lacking) = local_ids.iter().filter(|id| !ids.contains(*id)).min() {
+        return Err(bad_input(&table.path, format!("lacks sample '{lacking}' of {}", local.path.display())));
+    }
     Ok(party)
 }
 

@@ -138,6 +138,15 @@ fn check_sample(sample: &TokenizedSample) -> std::result::Result<(), String> {
 pub fn read_tokens(path: &Path) -> Result<(Vec<TokenizedSample>, io::ParquetTable)> {
     use arrow_array::{Array, ListArray};
     let table = io::read_parquet(path, TOKENS_FORMAT)?;
+    table.refuse_nulls(&[
+        "id",
+        "input_ids",
+        "answer_start",
+        "token_start",
+        "token_end",
+        "context_bytes",
+        "text_bytes",
+    ])?;
     let ids = table.column::<StringArray>("id")?;
     let lists = |name: &str| table.column::<ListArray>(name);
     let (input_ids, starts, ends) = (lists("input_ids")?, lists("token_start")?, lists("token_end")?);
