@@ -486,6 +486,10 @@ fn impossible_hyper_parameters_are_refused_before_any_work() {
         let output = distill(&llama_tokens(), None, &out, &[&format!("{flag}={value}")]);
         assert_bad_input(&output, &[flag, says]);
     }
+    // A negative value without '=' is the flag's value, reported with the flag and in full.
+    for (flag, value, says) in [("--lr", "-1", "--lr -1: must be positive"), ("--lambda", "-0.1", "--lambda -0.1")] {
+        assert_bad_input(&distill(&llama_tokens(), None, &out, &[flag, value]), &[says]);
+    }
     let typo = distill(&llama_tokens(), None, &out, &["--lora-targets", "q_proj,vproj"]);
     assert_bad_input(&typo, &["--lora-targets", "'vproj'"]);
     assert!(!out.exists());

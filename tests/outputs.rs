@@ -223,3 +223,22 @@ fn prepare_data_writes_only_into_a_folder_of_its_own() {
     assert_success(&prepare(&splits));
     assert_success(&prepare(&splits));
 }
+
+/// An output that cannot be written is refused when it is claimed, before any work: a path
+/// under a file, a file path with a trailing '/', and a FIFO (whose marker check would block).
+#[test]
+fn an_unwritable_output_is_refused_before_any_work() {
+    let dir = tempdir();
+    let (model, data) = (testdata("models/tiny-llama"), testdata("data/tokens/tiny-llama/arc-easy-eval.parquet"));
+    let file = dir.path().join("plain.txt");
+    std::fs::write(&file, "mine").unwrap();
+    let infer = |out: &str| run("infer-logits", ["--model", &s(&model), "--input", &s(&data), "--out", out]);
+    assert_bad_input(&infer(&s(&file.join("x.parquet"))), &["x.parquet", "is not a folder"]);
+    assert_bad_input(&infer(&format!("{}/", s(&dir.path().join("k.parquet")))), &["trailing '/'"]);
+    let fifo = dir.path().join("fifo.parquet");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert_bad_input(&infer(&s(&fifo)), &["fifo.parquet", "not a regular file"]);
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 2, "nothing written: {names:?}");
+}

@@ -66,9 +66,15 @@ pub struct ModelArgs {
 }
 
 /// Parse the command line; a usage error is one line on stderr (clap's first line and the
-/// flag it names, without its usage block) and exit 2, like every other bad input.
+/// flag it names, without its usage block) and exit 2, like every other bad input. A value
+/// that looks like a negative number is a value (`--lr -1` reaches the check that names the
+/// flag, not "unexpected argument '-1'").
 pub fn parse_args<A: clap::Parser>() -> A {
-    match A::try_parse() {
+    let parsed = A::command()
+        .allow_negative_numbers(true)
+        .try_get_matches()
+        .and_then(|mut matches| <A as clap::FromArgMatches>::from_arg_matches_mut(&mut matches));
+    match parsed {
         Ok(args) => args,
         Err(err) if !err.use_stderr() => err.exit(),
         Err(err) => {

@@ -156,6 +156,7 @@ pub fn claim(outputs: &[(&Path, Kind)], inputs: &[&Path]) -> Result<()> {
             }
         }
         check_replaceable(out, kind)?;
+        check_writable(out, kind)?;
         remove_stale_temporaries(out)?;
         seen.push((target, out));
     }
@@ -189,6 +190,40 @@ pub fn claim_folder(dir: &Path, kind: &Kind, inputs: &[&Path]) -> Result<()> {
     Ok(())
 }
 
+/// The output can be written: a file output's path does not end in '/', and its nearest
+/// existing ancestor is a folder this process may write into. Checked when the output is
+/// claimed, before any work (a read-only folder was found only after a training run).
+fn check_writable(path: &Path, kind: &Kind) -> Result<()> {
+    if !kind.is_folder() && path.as_os_str().to_string_lossy().ends_with('/') {
+        return Err(bad_usage(format!("{}: names a folder (trailing '/'); give a file path", path.display())));
+    }
+    let absolute = std::path::absolute(path).with_context(|| format!("{}: cannot resolve", path.display()))?;
+    let mut ancestor = parent_dir(&absolute);
+    while std::fs::symlink_metadata(&ancestor).is_err() {
+        ancestor = parent_dir(&ancestor);
+    }
+    if !ancestor.is_dir() {
+        return Err(bad_input(path, format!("cannot be written: {} is not a folder", ancestor.display())));
+    }
+    if !may_write(&ancestor) {
+        return Err(bad_input(path, format!("cannot be written: {} is not writable", ancestor.display())));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn may_write(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: a valid NUL-terminated path; access only inspects permissions.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+#[cfg(not(unix))]
+fn may_write(dir: &Path) -> bool {
+    !std::fs::metadata(dir).is_ok_and(|m| m.permissions().readonly())
+}
+
 /// `path` holds nothing, an empty folder of a folder kind, or an earlier output of `kind`.
 fn check_replaceable(path: &Path, kind: &Kind) -> Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
@@ -197,6 +232,10 @@ fn check_replaceable(path: &Path, kind: &Kind) -> Result<()> {
     };
     if meta.file_type().is_symlink() {
         return refuse("is a symbolic link");
+    }
+    if !meta.is_dir() && !meta.is_file() {
+        // A FIFO or device: opening it to look for our marker could block forever.
+        return refuse("is not a regular file");
     }
     match (meta.is_dir(), kind.is_folder()) {
         (true, true) if is_empty_dir(path) => Ok(()),
