@@ -50,8 +50,15 @@ fn weighted_average_of_adapters() {
     let dir = tempdir();
     let (a, b) = (train(dir.path(), "a", &["--seed", "1"]), train(dir.path(), "b", &["--seed", "2"]));
     let (ta, tb) = (tensors(&a), tensors(&b));
-    for (weights, (wa, wb)) in [(Some(&["1", "3"][..]), (1.0, 3.0)), (None, (6.0, 6.0))] {
-        let out = dir.path().join(format!("avg-{}", weights.is_some()));
+    // Weights that would overflow their sum, or underflow their products, weigh as their ratio.
+    let cases = [
+        (Some(&["1", "3"][..]), (1.0, 3.0)),
+        (None, (6.0, 6.0)),
+        (Some(&["1e308", "1e308"][..]), (1.0, 1.0)),
+        (Some(&["5e-324", "1e-323"][..]), (1.0, 2.0)),
+    ];
+    for (n, (weights, (wa, wb))) in cases.into_iter().enumerate() {
+        let out = dir.path().join(format!("avg-{n}"));
         assert_success(&average(&[&a, &b], weights, &out));
         let got = tensors(&out);
         assert_eq!(got.keys().collect::<Vec<_>>(), ta.keys().collect::<Vec<_>>());

@@ -61,13 +61,17 @@ fn check_compatible(first: &Adapter, dir: &Path, other: &Adapter) -> Result<()> 
     Ok(())
 }
 
-/// Weighted average of adapters: Σ wᵢ·θᵢ / Σ wᵢ per tensor, accumulated in f64.
+/// Weighted average of adapters: Σ wᵢ·θᵢ / Σ wᵢ per tensor, accumulated in f64. The weights
+/// are first divided by the largest, so that neither their sum overflows (1e308 twice) nor
+/// their products underflow (5e-324 twice): only their ratios matter.
 pub fn weighted_average(adapters: &[Adapter], weights: &[f64]) -> Result<Adapter> {
+    let largest = weights.iter().copied().fold(0.0, f64::max);
+    let weights: Vec<f64> = weights.iter().map(|w| w / largest).collect();
     let total: f64 = weights.iter().sum();
     let mut average = adapters[0].clone();
     for (key, tensor) in average.tensors.iter_mut() {
         let mut sum = (adapters[0].tensors[key].to_dtype(DType::F64)? * weights[0])?;
-        for (adapter, &w) in adapters.iter().zip(weights).skip(1) {
+        for (adapter, &w) in adapters.iter().zip(&weights).skip(1) {
             sum = (sum + (adapter.tensors[key].to_dtype(DType::F64)? * w)?)?;
         }
         *tensor = (sum / total)?.to_dtype(DType::F32)?;
