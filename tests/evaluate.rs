@@ -97,6 +97,11 @@ fn bad_inputs_are_refused_with_one_line() {
     assert_bad_input(&output, &["--device must be cpu or cuda"]);
     let no_model = dir.path().join("nothing");
     assert_bad_input(&evaluate(&no_model, &out, &[]), &["nothing/tokenizer.json", "no such file"]);
+    // A generation length with no end in sight is refused at once.
+    assert_bad_input(
+        &evaluate(&model, &out, &["--generate", "1000000000000"]),
+        &["--generate 1000000000000", "at most"],
+    );
     assert!(files_below(dir.path()).is_empty(), "no output may be left behind");
 }
 

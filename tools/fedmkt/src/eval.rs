@@ -151,6 +151,10 @@ fn score_choices(records: &[TaskRecord], logliks: &[f64]) -> Vec<Scored> {
 
 /// Greedy continuation of `ids` until `eos` or `max_new` tokens (recomputing the prefix each
 /// step: generation is only for small evaluation sets).
+/// A ceiling on `--generate`: far beyond any answer of the tasks (lm-evaluation-harness
+/// generates 256 tokens at most by default), and short of a run that never ends.
+pub const MAX_GENERATED_TOKENS: usize = 4096;
+
 fn generate_greedy(model: &Model, ids: &[u32], max_new: usize, eos: Option<u32>) -> Result<Vec<u32>> {
     let mut seq = ids.to_vec();
     for _ in 0..max_new {
@@ -226,6 +230,9 @@ pub fn evaluate(
         if value == Some(0) {
             return Err(bad_usage(format!("--{flag} 0: must be at least 1")));
         }
+    }
+    if let Some(n) = opts.generate.filter(|&n| n > MAX_GENERATED_TOKENS) {
+        return Err(bad_usage(format!("--generate {n}: at most {MAX_GENERATED_TOKENS} tokens per answer")));
     }
     let predictions = predictions_path(out);
     let mut inputs = vec![model_dir, data_path];
