@@ -537,3 +537,46 @@ fn masked_files_of_different_rounds_are_refused() {
     assert_bad_input(&fed.run(&args), &["client-2.parquet", "another round"]);
     assert!(!out.exists());
 }
+
+/// A lying server's sum, its words rewritten: fewer words than its manifest (a slice out of
+/// range, a panic, before), or its weight word changed (an adapter of garbage, exit 0, before).
+/// `unmask` refuses both, naming the sum; what it cannot see is said in FORMATS.md.
+#[test]
+fn unmask_refuses_a_sum_that_does_not_add_up() {
+    let dir = tempdir();
+    let adapters = adapters(dir.path(), 3);
+    let fed = Federation::new(dir.path(), "fed", 3);
+    fed.honest_round(&[1, 2, 3], &[1, 2, 3], &adapters);
+    let sum = PathBuf::from(fed.path("sum.parquet"));
+    let table = fedmkt::io::read_parquet(&sum, fedmkt::secagg::MASKED_FORMAT).unwrap();
+    let words = table.values::<arrow_array::types::UInt64Type>("word").unwrap();
+    let rewrite = |words: Vec<u64>| {
+        let column: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::UInt64Array::from(words));
+        let batch = arrow_array::RecordBatch::try_new(table.schema.clone(), vec![column]).unwrap();
+        std::fs::remove_file(&sum).unwrap();
+        fedmkt::io::write_parquet(&sum, batch.schema(), &[batch], &table.provenance).unwrap();
+    };
+    let out = dir.path().join("lied");
+    rewrite(words[..words.len() / 2].to_vec());
+    assert_bad_input(&fed.unmask(&[1, 2, 3], &out), &["sum.parquet", "words", "manifest"]);
+    let mut heavier = words.clone();
+    *heavier.last_mut().unwrap() ^= 1 << 62;
+    rewrite(heavier);
+    assert_bad_input(&fed.unmask(&[1, 2, 3], &out), &["sum.parquet", "total weight"]);
+    assert!(!out.exists());
+}
+
+/// A lying server forwards a share whose sender advertised no keys this round (not in U1):
+/// `mask` refuses it (it was accepted, and `reveal` then panicked on it).
+#[test]
+fn a_share_from_outside_u1_is_refused_at_mask() {
+    let dir = tempdir();
+    let adapters = adapters(dir.path(), 3);
+    let fed = Federation::new(dir.path(), "fed", 3);
+    (1..=3).for_each(|k| assert_success(&fed.share(k, &[])));
+    let real = PathBuf::from(fed.path("shares/from-3/to-1.json"));
+    let mut forged: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
+    forged["from"] = serde_json::json!(9);
+    std::fs::write(&real, forged.to_string()).unwrap();
+    assert_bad_input(&fed.mask(1, &[1, 2, 3], &adapters[0], "1"), &["to-1.json", "party 9", "not in U1"]);
+}

@@ -548,6 +548,12 @@ fn read_received(paths: &[&Path], secret: &SecretFile, dealt: &Dealt) -> Result<
         if share.to != secret.party || share.round != secret.round {
             return Err(bad_input(path, format!("is not for party {} in round {}", secret.party, secret.round)));
         }
+        if !parties.contains(&share.from) {
+            return Err(bad_input(
+                path,
+                format!("comes from party {}, which advertised no keys in this round (not in U1)", share.from),
+            ));
+        }
         if share.parties != parties || share.threshold != dealt.threshold {
             return Err(bad_input(
                 path,
@@ -660,6 +666,13 @@ fn read_words(path: &Path) -> Result<(Vec<u64>, MaskedHeader)> {
         parties: parse_id_list(path, &field("parties")?)?,
         manifest,
     };
+    let expected = header.manifest.tensors.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum::<usize>() + 1;
+    if words.len() != expected {
+        return Err(bad_input(
+            path,
+            format!("holds {} words, its manifest's tensors and weight need {expected}", words.len()),
+        ));
+    }
     Ok((words, header))
 }
 
@@ -812,7 +825,9 @@ fn check_signatures(paths: &[&Path], survivors: &Survivors, verify_keys: &BTreeM
 
 /// Open a received ciphertext: (share of s_v^SK, share of b_v), checking who sent it to whom.
 fn open_share(share: &ShareFile, secret: &SecretFile, dealt: &Dealt, keys_dir: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
-    let sender = dealt.publics.iter().find(|p| p.party == share.from).expect("senders are in U1 (checked at mask)");
+    let sender = dealt.publics.iter().find(|p| p.party == share.from).ok_or_else(|| {
+        bad_input(keys_dir, format!("a share from party {}, which advertised no keys (not in U1)", share.from))
+    })?;
     let key = share_key(&secret.encryption, &sender.encryption, share.round, share.from, share.to);
     let plain = crypto::open(&key, &share.nonce, &share.ciphertext, &share_context(share))
         .filter(|p| p.len() == 72 && p[..4] == share.from.to_le_bytes() && p[4..8] == share.to.to_le_bytes())
@@ -941,7 +956,7 @@ pub fn unmask(sum_path: &Path, reveals: &[&Path], publics: &[&Path], out: &Path)
             add_stream(&mut words, &pair_seed(&masking, &public_u.masking, header.round, v, u), -pair_sign(u, v));
         }
     }
-    let adapter = decode_average(&words, &header.manifest, sum_path)?;
+    let adapter = decode_average(&words, &header.manifest, header.parties.len(), sum_path)?;
     save_adapter(out, &adapter, "secure-average")?;
     eprintln!(
         "aggregate unmask: parties {:?} of {:?}, total weight {} -> {}",
@@ -953,10 +968,17 @@ pub fn unmask(sum_path: &Path, reveals: &[&Path], publics: &[&Path], out: &Path)
     Ok(())
 }
 
-fn decode_average(words: &[u64], manifest: &Manifest, sum_path: &Path) -> Result<Adapter> {
+fn decode_average(words: &[u64], manifest: &Manifest, parties: usize, sum_path: &Path) -> Result<Adapter> {
     let total_weight = decode(*words.last().ok_or_else(|| bad_input(sum_path, "holds no words"))?);
-    if total_weight.is_nan() || total_weight <= 0.0 {
-        return Err(bad_input(sum_path, "the unmasked total weight is not positive (wrong reveals?)"));
+    // Each survivor masked a weight in (0, 2^30]: any other total is a wrong reveal or sum.
+    let largest = parties as f64 * LARGEST_MASKED_VALUE;
+    if total_weight.is_nan() || total_weight <= 0.0 || total_weight > largest {
+        return Err(bad_input(
+            sum_path,
+            format!(
+                "the unmasked total weight {total_weight} is not within (0, {parties} · 2^30] (a wrong reveal or sum)"
+            ),
+        ));
     }
     let mut tensors = BTreeMap::new();
     let mut offset = 0;
