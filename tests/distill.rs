@@ -556,3 +556,31 @@ fn a_token_file_without_samples_is_refused() {
     assert_bad_input(&distill(&empty, None, &out, &[]), &["empty.parquet", "no samples"]);
     assert!(!out.exists());
 }
+
+/// `--resume` refuses what the run did not start with: a `--teacher` dropped (it trained the
+/// rest without KD), and other weights under the same `config.json` (whose hash alone was
+/// the model's).
+#[test]
+fn a_resumed_run_refuses_a_dropped_teacher_or_other_weights() {
+    let dir = tempdir();
+    let (train, _) = split_tokens(dir.path());
+    let teacher = teacher_file(dir.path(), &train);
+    let out = dir.path().join("adapter");
+    let schedule = ["--batch-size", "2", "--lr", "1e-2", "--checkpoint-every", "1", "--resume", "--epochs", "2"];
+    assert_success(&distill(&train, Some(&teacher), &out, &[&schedule[..], &["--max-steps", "1"]].concat()));
+    assert_bad_input(&distill(&train, None, &out, &schedule), &["state.json", "teacher", "this run has nothing"]);
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for entry in std::fs::read_dir(testdata("models/tiny-llama")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+    }
+    let weights = model.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x01;
+    std::fs::write(&weights, bytes).unwrap();
+    let path = |p: &Path| p.display().to_string();
+    let files = ["--model", &path(&model), "--data", &path(&train), "--teacher", &path(&teacher), "--out", &path(&out)];
+    assert_bad_input(&run("distill", [&files[..], &schedule[..]].concat()), &["state.json", "weights"]);
+}

@@ -276,11 +276,17 @@ fn load_checkpoint(
     let text = std::fs::read_to_string(&state_path).map_err(|e| bad_input(&state_path, format!("cannot read: {e}")))?;
     let state: CheckpointState =
         serde_json::from_str(&text).map_err(|e| bad_input(&state_path, format!("not a checkpoint ({e})")))?;
-    if let Some((key, value)) = settings.iter().find(|(k, v)| state.settings.get(*k) != Some(*v)) {
-        let was = state.settings.get(key).map_or("nothing recorded".to_string(), |w| format!("'{w}'"));
+    // Both ways: a setting or input this run lacks (a dropped --teacher or --data) differs too.
+    let keys: std::collections::BTreeSet<&String> = settings.keys().chain(state.settings.keys()).collect();
+    if let Some(key) = keys.into_iter().find(|k| settings.get(*k) != state.settings.get(*k)) {
+        let quoted = |v: Option<&String>| v.map_or("nothing".to_string(), |v| format!("'{v}'"));
         return Err(bad_input(
             &state_path,
-            format!("was made with {key} {was}, this run has '{value}'; --resume needs the same settings and inputs"),
+            format!(
+                "was made with {key} {}, this run has {}; --resume needs the same settings and inputs",
+                quoted(state.settings.get(key)),
+                quoted(settings.get(key))
+            ),
         ));
     }
     let tensors_path = dir.join("state.safetensors");
@@ -302,6 +308,13 @@ fn load_checkpoint(
         mode.seek(position.parse().map_err(|_| bad_input(&state_path, "bad dropout_position"))?);
     }
     Ok(state.log)
+}
+
+/// The hash of a model's weight files, in order: what its config's hash does not cover.
+fn weights_hash(model_dir: &Path) -> Result<String> {
+    let hashes: Vec<String> =
+        model::weight_files(model_dir)?.iter().map(|f| io::file_hash(f)).collect::<Result<_>>()?;
+    Ok(format!("sha256:{}", io::sha256_hex(hashes.join(",").as_bytes())))
 }
 
 /// transformers' `get_cosine_schedule_with_warmup`: linear warmup over
@@ -612,7 +625,11 @@ pub fn distill(
             hashes.push((role.to_string(), io::file_hash(path)?));
         }
     }
-    let settings = opts.settings(&hashes);
+    let mut settings = opts.settings(&hashes);
+    if opts.checkpoint_every > 0 || opts.resume || opts.max_steps.is_some() {
+        // Other weights under the same config.json must not resume this run.
+        settings.insert("weights".into(), weights_hash(model_dir)?);
+    }
     let weights = match teacher {
         Some(_) => train::SampleWeights::new(opts.lambda, samples.len(), teacher_rows.len()),
         None => train::SampleWeights::task_only(),
