@@ -300,3 +300,22 @@ fn sampled_knowledge_estimates_the_dense_kd_without_bias_and_the_top_k_does_not(
     });
     assert_eq!(a.iter().map(|s| &s.topk_ids).collect::<Vec<_>>(), b.iter().map(|s| &s.topk_ids).collect::<Vec<_>>());
 }
+
+/// A config.json that lies about its weights is refused, naming a tensor it leaves unread:
+/// fewer layers than the weights hold (it ran as a 1-layer model, exit 0), and tied
+/// embeddings beside a stored lm_head (which was ignored).
+#[test]
+fn a_config_that_does_not_match_its_weights_is_refused() {
+    let dir = tempdir();
+    for (was, lie, unread) in [
+        ("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1", "model.layers.1."),
+        ("\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true", "lm_head.weight"),
+    ] {
+        let model = model_copy("tiny-llama", &dir.path().join(unread.trim_end_matches('.')));
+        let config = model.join("config.json");
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(text.contains(was));
+        std::fs::write(&config, text.replace(was, lie)).unwrap();
+        assert_refused(&model, &tokens("tiny-llama"), &[], &["model.safetensors", unread, "does not use"]);
+    }
+}

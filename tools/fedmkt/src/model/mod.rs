@@ -72,11 +72,14 @@ pub struct Builder<'a> {
     lora_vars: BTreeMap<String, Var>,
     lora_mode: Arc<lora::LoraMode>,
     pub device: Device,
+    /// The names of the base tensors read so far: every tensor of the weight files must be.
+    read: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl Builder<'_> {
     /// A base tensor by Hugging Face name, with the shape the config implies.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.read.borrow_mut().insert(name.to_string());
         self.vb
             .get(shape, name)
             .map_err(|e| bad_input(&self.dir, format!("weights: {}", e.to_string().lines().next().unwrap_or_default())))
@@ -355,6 +358,46 @@ pub fn default_lora_targets(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// `sha256:` of a model folder's `config.json`: the identity adapters record and check.
+/// Buffers some writers store beside the weights, which no forward pass reads: GPT-2's
+/// causal masks and precomputed rotary frequencies.
+const UNREAD_BUFFERS: [&str; 3] = [".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq"];
+
+/// Every tensor of the weight files was read by the architecture its config describes: one
+/// left over means the config lies about the weights (`num_hidden_layers` 1 of 2 layers,
+/// `tie_word_embeddings` beside a stored `lm_head`), and the model would run, silently, as
+/// another one.
+fn check_every_tensor_read(files: &[PathBuf], read: &std::collections::BTreeSet<String>) -> Result<()> {
+    for file in files {
+        for name in safetensors_names(file)? {
+            if !read.contains(&name) && !UNREAD_BUFFERS.iter().any(|b| name.ends_with(b)) {
+                return Err(bad_input(
+                    file,
+                    format!("holds tensor '{name}', which the model its config.json describes does not use (a config that does not match its weights?)"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tensor names in a safetensors file's header (8-byte little-endian length, then JSON).
+fn safetensors_names(file: &Path) -> Result<Vec<String>> {
+    use std::io::Read;
+    let unreadable = |why: String| bad_input(file, format!("not a readable safetensors file ({why})"));
+    let mut f = std::fs::File::open(file).map_err(|e| unreadable(e.to_string()))?;
+    let mut length = [0u8; 8];
+    f.read_exact(&mut length).map_err(|e| unreadable(e.to_string()))?;
+    let length = u64::from_le_bytes(length);
+    if length > 100 << 20 {
+        return Err(unreadable(format!("a header of {length} bytes")));
+    }
+    let mut header = vec![0u8; length as usize];
+    f.read_exact(&mut header).map_err(|e| unreadable(e.to_string()))?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| unreadable(e.to_string()))?;
+    Ok(header.into_iter().map(|(name, _)| name).filter(|name| name != "__metadata__").collect())
+}
+
 /// `provenance` with the inputs of a model as scored: `model` (the hash of its config) and,
 /// when one is applied, `adapter` (the hash of its weights).
 pub fn with_model_inputs(provenance: Provenance, dir: &Path, adapter_dir: Option<&Path>) -> Result<Provenance> {
@@ -393,6 +436,7 @@ impl Model {
             lora_vars: BTreeMap::new(),
             lora_mode: Arc::default(),
             device: device.clone(),
+            read: Default::default(),
         };
         let net: Box<dyn Decoder> = match config.arch {
             Arch::Llama => Box::new(llama::Llama::load(&mut builder, &config)?),
@@ -401,6 +445,7 @@ impl Model {
             Arch::Opt => Box::new(opt::Opt::load(&mut builder, &config)?),
             Arch::Bloom => Box::new(bloom::Bloom::load(&mut builder, &config)?),
         };
+        check_every_tensor_read(&files, &builder.read.borrow())?;
         let spec = builder.adapter.spec().cloned();
         builder.adapter.finish()?;
         let lora = match spec {
