@@ -13,11 +13,18 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 
 PIPELINE ?= pipelines/default.mk
+# Settings a user gives are checked before anything starts: one line naming the variable.
+ifeq ($(wildcard $(PIPELINE)),)
+$(error PIPELINE '$(PIPELINE)': no such pipeline file (see pipelines/*.mk))
+endif
 include $(PIPELINE)
 ROUND ?= 1
-# A whole number of rounds, 1 or more: anything else stops make before it starts.
-ifeq ($(shell [[ "$(ROUND)" =~ ^[1-9][0-9]*$$ ]] && echo ok),)
+WHOLE_NUMBER = $(shell [[ "$(1)" =~ ^[1-9][0-9]*$$ ]] && echo ok)
+ifeq ($(call WHOLE_NUMBER,$(ROUND)),)
 $(error ROUND '$(ROUND)': give a whole number of rounds, 1 or more)
+endif
+ifneq ($(words $(NAME)),1)
+$(error NAME '$(NAME)': one word, the run's folder under RUNS)
 endif
 # What a pipeline file may leave out.
 METHOD         ?= FedMKT
@@ -85,6 +92,8 @@ PYREF   := $(ASSETS)/pyref
 FLOWER_ENV := $(ASSETS)/flower
 MODELS  := $(sort $(SERVER) $(CLIENT_MODELS))
 N_CLIENTS := $(words $(CLIENT_MODELS))
+# Every model comes from a GGUF file (GGUF_<model>) or a Hugging Face folder (HF_<model>).
+$(foreach m,$(MODELS),$(if $(GGUF_$(m))$(HF_$(m)),,$(error model '$(m)' (SERVER or CLIENT_MODELS): the pipeline sets no GGUF_$(m) or HF_$(m))))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill measure-kd aggregate report
 
@@ -720,6 +729,14 @@ $(FLOWER_ENV)/.installed: federation/requirements.txt
 FEDERATION_VARS    = PIPELINE=$(PIPELINE) ROUND=$(ROUND) CARGO=true
 FEDERATION_TIMEOUT ?= 3600
 FEDERATION_KILL    ?=
+ifeq ($(call WHOLE_NUMBER,$(FEDERATION_TIMEOUT)),)
+$(error FEDERATION_TIMEOUT '$(FEDERATION_TIMEOUT)': give a whole number of seconds, 1 or more)
+endif
+ifneq ($(FEDERATION_KILL),)
+ifeq ($(filter $(addsuffix @%,$(addprefix client-,$(shell seq 1 $(N_CLIENTS)))),$(FEDERATION_KILL)),)
+$(error FEDERATION_KILL '$(FEDERATION_KILL)': give client-k@FILE for a client k of 1..$(N_CLIENTS))
+endif
+endif
 FEDERATION_DIR      = $(RUNS)/$(NAME)-federation
 # After the rounds: each client's bytes on the wire beside the server's comms tables.
 federation: build $(RUN)/data/$(TASK)/eval.parquet $(FLOWER_ENV)/.installed

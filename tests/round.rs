@@ -575,21 +575,36 @@ fn an_unlabelled_public_set_is_distilled_alone_and_its_answers_are_never_read() 
     }
 }
 
-/// ROUND is a whole number of rounds, 1 or more: anything else stops make with one line naming
-/// it, before anything runs (it used to run nothing, or one round, and exit 0).
+/// A setting a user gives that cannot work stops make with one line naming the variable and
+/// its value, before anything runs: a ROUND that is not a whole number (it ran nothing, or one
+/// round, and exited 0), a pipeline file that is not there, a NAME of two words, a model no
+/// pipeline defines, a federation's timeout or kill that could not apply.
 #[test]
-fn a_round_count_that_is_not_a_whole_number_stops_make() {
+fn a_setting_that_cannot_work_stops_make() {
     let dir = tempdir();
-    for round in ["0", "abc", "-1", "1.5", ""] {
+    let mut cases: Vec<(String, String)> =
+        ["0", "abc", "-1", "1.5", ""].iter().map(|r| (format!("ROUND={r}"), format!("ROUND '{r}'"))).collect();
+    for (setting, says) in [
+        ("PIPELINE=pipelines/nope.mk", "PIPELINE 'pipelines/nope.mk'"),
+        ("NAME=my run", "NAME 'my run'"),
+        ("SERVER=nope", "model 'nope'"),
+        ("FEDERATION_TIMEOUT=abc", "FEDERATION_TIMEOUT 'abc'"),
+        ("FEDERATION_KILL=client-9@x", "FEDERATION_KILL 'client-9@x'"),
+    ] {
+        cases.push((setting.to_string(), says.to_string()));
+    }
+    for (setting, says) in cases {
+        let pipeline =
+            if setting.starts_with("PIPELINE=") { setting.clone() } else { "PIPELINE=pipelines/tiny.mk".into() };
         let output = Command::new("make")
             .current_dir(root())
-            .args(["round", "PIPELINE=pipelines/tiny.mk", "CARGO=true", &format!("ROUND={round}")])
+            .args(["round", &pipeline, "CARGO=true", &setting])
             .arg(format!("RUNS={}", dir.path().display()))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "ROUND={round}: {stderr}");
-        assert!(stderr.contains(&format!("ROUND '{round}'")), "{stderr}");
+        assert_eq!(output.status.code(), Some(2), "{setting}: {stderr}");
+        assert!(stderr.contains(&says) && stderr.lines().count() == 1, "{setting}: {stderr}");
     }
     assert!(files_below(dir.path()).is_empty(), "nothing was made");
 }
