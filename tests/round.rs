@@ -608,3 +608,23 @@ fn a_setting_that_cannot_work_stops_make() {
     }
     assert!(files_below(dir.path()).is_empty(), "nothing was made");
 }
+
+/// Every runnable pipeline parses and plans its round (`make -n`, nothing run): the checks of
+/// the settings must not stop a pipeline whose settings are right.
+#[test]
+fn every_pipeline_plans_its_round() {
+    let dir = tempdir();
+    for entry in std::fs::read_dir(root().join("pipelines")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name == "paper-protocol.mk" || name == "real-models.mk" {
+            continue; // fragments that pipelines include, not pipelines
+        }
+        let output = Command::new("make")
+            .current_dir(root())
+            .args(["-n", "round", &format!("PIPELINE=pipelines/{name}"), "CARGO=true"])
+            .arg(format!("RUNS={}", dir.path().display()))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
