@@ -69,6 +69,8 @@ struct Case {
     name: &'static str,
     tool: &'static str,
     valid: PathBuf,
+    /// The valid file's folder travels with it (an adapter's or a model's other files).
+    in_folder: bool,
     args: Arguments,
 }
 
@@ -80,6 +82,12 @@ fn fuzz(case: &Case, seed: u64) {
     for i in 0..VARIANTS {
         let variant = dir.path().join(format!("v{i}"));
         std::fs::create_dir(&variant).unwrap();
+        if case.in_folder {
+            for entry in std::fs::read_dir(case.valid.parent().unwrap()).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), variant.join(entry.file_name())).unwrap();
+            }
+        }
         let input = variant.join(file_name);
         std::fs::write(&input, corrupt(&bytes, i, &mut rng)).unwrap();
         let out = dir.path().join(format!("out-{i}"));
@@ -108,10 +116,25 @@ fn valid_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (tokens, knowledge, measure)
 }
 
+/// An evaluation (summary and predictions) and a vocabulary map (table and flat file), each
+/// in its own folder, made by the tools.
+fn valid_pairs(dir: &Path) -> (PathBuf, PathBuf) {
+    let llama = testdata("models/tiny-llama");
+    let summary = dir.join("eval/summary.json");
+    let task = testdata("data/tasks/arc-easy/eval.parquet");
+    assert_success(&run("evaluate", ["--model", &s(&llama), "--data", &s(&task), "--out", &s(&summary)]));
+    let map = dir.join("map/map.parquet");
+    let tokenizer = |m: &str| s(&testdata(m).join("tokenizer.json"));
+    let args = ["--from", &tokenizer("models/tiny-llama"), "--to", &tokenizer("models/tiny-gemma3"), "--out", &s(&map)];
+    assert_success(&run("vocab-map", args));
+    (summary, map.with_extension("map"))
+}
+
 #[test]
 fn corrupt_inputs_end_in_exit_0_or_2_and_touch_nothing() {
     let dir = tempdir();
     let (tokens, knowledge, measure) = valid_files(dir.path());
+    let (summary, flat_map) = valid_pairs(dir.path());
     let llama = s(&testdata("models/tiny-llama"));
     let gemma = testdata("models/tiny-gemma3");
     let task = testdata("data/tasks/arc-easy/eval.parquet");
@@ -121,6 +144,7 @@ fn corrupt_inputs_end_in_exit_0_or_2_and_touch_nothing() {
             name: "task",
             tool: "tokenize",
             valid: task.clone(),
+            in_folder: false,
             args: Box::new(move |f, o| {
                 with(&["--tokenizer", &format!("{}/tokenizer.json", s(&gemma)), "--input", &s(f)], o)
             }),
@@ -129,6 +153,7 @@ fn corrupt_inputs_end_in_exit_0_or_2_and_touch_nothing() {
             name: "tokens",
             tool: "infer-logits",
             valid: tokens.clone(),
+            in_folder: false,
             args: Box::new({
                 let llama = llama.clone();
                 move |f, o| with(&["--model", &llama, "--input", &s(f), "--top-k", "4"], o)
@@ -138,6 +163,7 @@ fn corrupt_inputs_end_in_exit_0_or_2_and_touch_nothing() {
             name: "knowledge (select)",
             tool: "select",
             valid: knowledge.clone(),
+            in_folder: false,
             args: Box::new({
                 let k = k.clone();
                 move |f, o| with(&["--local", &s(f), "--candidates", &k], o)
@@ -147,6 +173,7 @@ fn corrupt_inputs_end_in_exit_0_or_2_and_touch_nothing() {
             name: "teacher (measure-kd)",
             tool: "measure-kd",
             valid: knowledge.clone(),
+            in_folder: false,
             args: Box::new({
                 let (llama, t) = (llama.clone(), t.clone());
                 move |f, o| with(&["--model", &llama, "--input", &t, "--teacher", &s(f)], o)
@@ -156,6 +183,7 @@ fn corrupt_inputs_end_in_exit_0_or_2_and_touch_nothing() {
             name: "teacher (distill)",
             tool: "distill",
             valid: knowledge.clone(),
+            in_folder: false,
             args: Box::new({
                 let (llama, t) = (llama.clone(), t.clone());
                 move |f, o| with(&["--model", &llama, "--data", &t, "--teacher", &s(f), "--lambda", "0.5"], o)
@@ -165,22 +193,113 @@ fn corrupt_inputs_end_in_exit_0_or_2_and_touch_nothing() {
             name: "kd-measure (report kd)",
             tool: "report",
             valid: measure.clone(),
-            args: Box::new(move |f, o| {
-                let public = format!("1,client-1,{k},{},{m}", s(f));
-                let markdown = o.with_extension("md");
-                with(&["kd", "--public", &public, "--markdown", &s(&markdown)], o)
+            in_folder: false,
+            args: Box::new({
+                let k = k.clone();
+                move |f, o| {
+                    let public = format!("1,client-1,{k},{},{m}", s(f));
+                    let markdown = o.with_extension("md");
+                    with(&["kd", "--public", &public, "--markdown", &s(&markdown)], o)
+                }
             }),
         },
         Case {
             name: "eval task (evaluate)",
             tool: "evaluate",
             valid: task,
-            args: Box::new(move |f, o| with(&["--model", &llama, "--data", &s(f)], &o.with_extension("json"))),
+            in_folder: false,
+            args: Box::new({
+                let llama = llama.clone();
+                move |f, o| with(&["--model", &llama, "--data", &s(f)], &o.with_extension("json"))
+            }),
+        },
+        Case {
+            name: "adapter weights",
+            tool: "infer-logits",
+            valid: testdata("models/tiny-llama-lora/adapter_model.safetensors"),
+            in_folder: true,
+            args: Box::new({
+                let (llama, t) = (llama.clone(), t.clone());
+                move |f, o| {
+                    with(&["--model", &llama, "--adapter", &s(f.parent().unwrap()), "--input", &t, "--top-k", "2"], o)
+                }
+            }),
+        },
+        Case {
+            name: "adapter config",
+            tool: "infer-logits",
+            valid: testdata("models/tiny-llama-lora/adapter_config.json"),
+            in_folder: true,
+            args: Box::new({
+                let (llama, t) = (llama.clone(), t.clone());
+                move |f, o| {
+                    with(&["--model", &llama, "--adapter", &s(f.parent().unwrap()), "--input", &t, "--top-k", "2"], o)
+                }
+            }),
+        },
+        Case {
+            name: "model config",
+            tool: "infer-logits",
+            valid: testdata("models/tiny-llama/config.json"),
+            in_folder: true,
+            args: Box::new({
+                let t = t.clone();
+                move |f, o| with(&["--model", &s(f.parent().unwrap()), "--input", &t, "--top-k", "2"], o)
+            }),
+        },
+        Case {
+            name: "model weights",
+            tool: "infer-logits",
+            valid: testdata("models/tiny-llama/model.safetensors"),
+            in_folder: true,
+            args: Box::new({
+                let t = t.clone();
+                move |f, o| with(&["--model", &s(f.parent().unwrap()), "--input", &t, "--top-k", "2"], o)
+            }),
+        },
+        Case {
+            name: "tokenizer.json",
+            tool: "tokenize",
+            valid: testdata("models/tiny-llama/tokenizer.json"),
+            in_folder: false,
+            args: Box::new(move |f, o| {
+                with(&["--tokenizer", &s(f), "--input", &s(&testdata("data/tasks/arc-easy/eval.parquet"))], o)
+            }),
+        },
+        Case {
+            name: "eval summary",
+            tool: "report",
+            valid: summary,
+            in_folder: true,
+            args: Box::new(move |f, o| {
+                let entry = format!("Zero-Shot,-,server={}", s(f));
+                let (paired, markdown) = (o.with_extension("paired"), o.with_extension("md"));
+                with(&["results", "--result", &entry, "--paired", &s(&paired), "--markdown", &s(&markdown)], o)
+            }),
+        },
+        Case {
+            name: "vocab map (flat)",
+            tool: "align",
+            valid: flat_map,
+            in_folder: true,
+            args: Box::new({
+                let (k, t) = (k.clone(), t.clone());
+                move |f, o| {
+                    let (llama, gemma) = (testdata("models/tiny-llama"), testdata("models/tiny-gemma3"));
+                    let gemma_tokens = s(&testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet"));
+                    let table = s(&f.with_extension("parquet"));
+                    let (sender, receiver) = (s(&llama.join("tokenizer.json")), s(&gemma.join("tokenizer.json")));
+                    let args =
+                        ["--knowledge", &k, "--sender-tokens", &t, "--receiver-tokens", &gemma_tokens, "--map", &table];
+                    with(&[&args[..], &["--sender-tokenizer", &sender, "--receiver-tokenizer", &receiver]].concat(), o)
+                }
+            }),
         },
         Case {
             name: "gguf",
             tool: "import-gguf",
             valid: testdata("models/tiny-llama.gguf"),
+            in_folder: false,
             args: Box::new(move |f, o| with(&[&s(f)], o)),
         },
     ];
