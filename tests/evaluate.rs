@@ -202,3 +202,41 @@ fn report_tasks_refuses_an_entry_without_a_task_or_a_table_of_another_kind() {
     assert_bad_input(&output, &["eval.parquet", "expected a 'results' file", "found 'task'"]);
     assert!(files_below(dir.path()).is_empty(), "no output may be left behind");
 }
+
+/// A report recomputes what it prints from the per-sample predictions: a summary whose acc
+/// contradicts them (0.99 beside 0.33 was printed both ways) and predictions whose gold is
+/// not one of the choices, or whose pred is not the argmax of the log-likelihoods, are refused.
+#[test]
+fn report_refuses_a_summary_or_predictions_that_contradict_the_log_likelihoods() {
+    let dir = tempdir();
+    let summary = dir.path().join("eval.json");
+    assert_success(&evaluate(&testdata("models/tiny-llama"), &summary, &[]));
+    let report = |summary: &Path| {
+        let entry = format!("Zero-Shot,-,server={}", summary.display());
+        let out = |name: &str| dir.path().join(name).display().to_string();
+        let args = ["results", "--result", &entry, "--out", &out("r.parquet"), "--paired", &out("p.parquet")];
+        run("report", [&args[..], &["--markdown", &out("r.md")]].concat())
+    };
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    json["acc"] = serde_json::json!(0.99);
+    std::fs::write(&summary, json.to_string()).unwrap();
+    assert_bad_input(&report(&summary), &["eval.json", "says acc 0.99", "give"]);
+
+    // Predictions rewritten: the first sample's gold beyond its choices, then its pred moved.
+    let fresh = dir.path().join("fresh.json");
+    assert_success(&evaluate(&testdata("models/tiny-llama"), &fresh, &[]));
+    let predictions = dir.path().join("fresh.parquet");
+    let table = fedmkt::io::read_parquet(&predictions, "predictions").unwrap();
+    for (column, value, says) in [("gold", 9u32, "not one of its"), ("pred", 1, "do not follow")] {
+        let batch = &table.batches[0];
+        let index = batch.schema().index_of(column).unwrap();
+        let mut values = table.values::<arrow_array::types::UInt32Type>(column).unwrap();
+        values[0] = if column == "pred" { (values[0] + 1) % 2 } else { value };
+        let mut columns = batch.columns().to_vec();
+        columns[index] = std::sync::Arc::new(arrow_array::UInt32Array::from(values));
+        let changed = arrow_array::RecordBatch::try_new(batch.schema(), columns).unwrap();
+        std::fs::remove_file(&predictions).unwrap();
+        fedmkt::io::write_parquet(&predictions, changed.schema(), &[changed], &table.provenance).unwrap();
+        assert_bad_input(&report(&fresh), &["fresh.parquet", says]);
+    }
+}

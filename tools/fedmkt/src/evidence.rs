@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use arrow_array::types::{Float64Type, UInt32Type};
+use arrow_array::Array;
 
 use crate::cli::bad_input;
 use crate::eval::PREDICTIONS_FORMAT;
@@ -45,7 +46,42 @@ pub fn read_outcomes(path: &Path) -> Result<Outcomes> {
     if outcomes.gold_per_byte.iter().chain(&outcomes.margin).any(|v| v.is_nan()) {
         return Err(bad_input(path, "a gold_loglik_per_byte or margin is NaN"));
     }
+    check_against_logliks(&table, &outcomes.ids, [&gold, &pred], &outcomes.margin)?;
     Ok(outcomes)
+}
+
+/// Each row's numbers follow from its choices' log-likelihoods, or the file is refused: `gold`
+/// and `pred` index a choice, no log-likelihood is NaN, `pred` is their argmax (first on
+/// ties) and `margin` the gold one's lead over the best other.
+fn check_against_logliks(
+    table: &io::ParquetTable,
+    ids: &[String],
+    [gold, pred]: [&[u32]; 2],
+    margin: &[f64],
+) -> Result<()> {
+    let lists = table.column::<arrow_array::ListArray>("loglik")?;
+    let rows = lists.iter().flat_map(|list| (0..list.len()).map(move |r| list.value(r)));
+    for (i, row) in rows.enumerate() {
+        let values = row.as_any().downcast_ref::<arrow_array::Float64Array>();
+        let values = values.ok_or_else(|| bad_input(&table.path, "column 'loglik' is not a list of float64"))?.values();
+        let wrong = |what: String| Err(bad_input(&table.path, format!("sample '{}': {what}", ids[i])));
+        if values.iter().any(|v| v.is_nan()) || gold[i] as usize >= values.len() || pred[i] as usize >= values.len() {
+            return wrong(format!(
+                "gold {} or pred {} is not one of its {} choices, or a loglik is NaN",
+                gold[i],
+                pred[i],
+                values.len()
+            ));
+        }
+        let argmax = (0..values.len()).fold(0, |best, j| if values[j] > values[best] { j } else { best });
+        let best_other =
+            (0..values.len()).filter(|&j| j != gold[i] as usize).map(|j| values[j]).fold(f64::NEG_INFINITY, f64::max);
+        let lead = values[gold[i] as usize] - best_other;
+        if argmax != pred[i] as usize || (values.len() > 1 && (lead - margin[i]).abs() > 1e-9 * lead.abs().max(1.0)) {
+            return wrong(format!("pred {} and margin {} do not follow from its log-likelihoods", pred[i], margin[i]));
+        }
+    }
+    Ok(())
 }
 
 /// A cell of the results table: each metric with its 95% interval.

@@ -100,6 +100,15 @@ fn read_score(entry: &ResultEntry) -> Result<Score> {
         ));
     }
     let stats = evidence::cell_stats(&outcomes);
+    for (name, claimed, counted) in [("acc", acc, &outcomes.correct), ("acc_norm", acc_norm, &outcomes.correct_norm)] {
+        let recomputed = counted.iter().sum::<f64>() / counted.len() as f64;
+        if (claimed - recomputed).abs() > 1e-9 {
+            return Err(bad_input(
+                &entry.file,
+                format!("says {name} {claimed}, its predictions {} give {recomputed}", predictions.display()),
+            ));
+        }
+    }
     Ok(Score { entry: entry.clone(), model, n: n as u64, acc, acc_norm, outcomes, stats, seeds: 1, acc_sd: 0.0 })
 }
 
