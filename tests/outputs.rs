@@ -242,3 +242,25 @@ fn an_unwritable_output_is_refused_before_any_work() {
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.len(), 2, "nothing written: {names:?}");
 }
+
+/// `vocab-map` killed between its two renames leaves its `.map` in place and its Parquet
+/// under a temporary name: the rerun recognises the pair as its own and completes it (every
+/// later run refused, exit 2, before).
+#[test]
+fn a_vocab_map_killed_between_its_renames_is_completed_by_the_rerun() {
+    let dir = tempdir();
+    let tokenizer = s(&testdata("models/tiny-llama/tokenizer.json"));
+    let table = dir.path().join("map.parquet");
+    let vocab_map = || run("vocab-map", ["--from", &tokenizer, "--to", &tokenizer, "--out", &s(&table)]);
+    assert_success(&vocab_map());
+    let dead_pid = {
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let pid = gone.id();
+        gone.wait().unwrap();
+        pid
+    };
+    let staged = dir.path().join(format!(".map.parquet.fedmkt-{dead_pid}-00000000000000cc.tmp"));
+    std::fs::rename(&table, &staged).unwrap();
+    assert_success(&vocab_map());
+    assert!(table.is_file() && dir.path().join("map.map").is_file() && !staged.exists());
+}

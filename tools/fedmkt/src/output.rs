@@ -157,8 +157,12 @@ pub fn claim(outputs: &[(&Path, Kind)], inputs: &[&Path]) -> Result<()> {
         }
         check_replaceable(out, kind)?;
         check_writable(out, kind)?;
-        remove_stale_temporaries(out)?;
         seen.push((target, out));
+    }
+    // Only once every output is known to be ours: a `.map` is recognised by its Parquet's
+    // staged temporary when a killed run left the pair half-moved.
+    for (out, _) in outputs {
+        remove_stale_temporaries(out)?;
     }
     Ok(())
 }
