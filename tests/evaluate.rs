@@ -240,3 +240,51 @@ fn report_refuses_a_summary_or_predictions_that_contradict_the_log_likelihoods()
         assert_bad_input(&report(&fresh), &["fresh.parquet", says]);
     }
 }
+
+/// `report tasks` copies no row that no evaluation could give (acc 7, NaN, n 0) nor a table of
+/// another format version.
+#[test]
+fn report_tasks_refuses_impossible_rows_and_old_tables() {
+    use std::sync::Arc;
+    let dir = tempdir();
+    let committed = root().join("results/one-to-one/arc-easy/report.parquet");
+    let table = fedmkt::io::read_parquet(&committed, "results").unwrap();
+    let (out, md) = (dir.path().join("t.parquet"), dir.path().join("t.md"));
+    let tasks = |file: &Path| {
+        let entry = format!("arc-easy={}", file.display());
+        run("report", ["tasks", "--report", &entry, "--out", out.to_str().unwrap(), "--markdown", md.to_str().unwrap()])
+    };
+    assert_success(&tasks(&committed));
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(&md).unwrap();
+    let batch = table.batches[0].clone();
+    let rewritten = |column: &str, value: f64, version: u32| {
+        let index = batch.schema().index_of(column).unwrap();
+        let mut columns = batch.columns().to_vec();
+        if column == "n" {
+            let mut n = table.values::<arrow_array::types::UInt64Type>("n").unwrap();
+            n[0] = value as u64;
+            columns[index] = Arc::new(arrow_array::UInt64Array::from(n[..batch.num_rows()].to_vec()));
+        } else {
+            let mut values = table.values::<arrow_array::types::Float64Type>(column).unwrap();
+            values[0] = value;
+            columns[index] = Arc::new(arrow_array::Float64Array::from(values[..batch.num_rows()].to_vec()));
+        }
+        let changed = arrow_array::RecordBatch::try_new(batch.schema(), columns).unwrap();
+        let path = dir.path().join(format!("{column}-{value}-{version}.parquet"));
+        let mut provenance = table.provenance.clone();
+        provenance.format_version = version;
+        fedmkt::io::write_parquet(&path, changed.schema(), &[changed], &provenance).unwrap();
+        path
+    };
+    for (column, value, version, says) in [
+        ("acc", 7.0, 2, "cannot come from an evaluation"),
+        ("acc", f64::NAN, 2, "cannot come from an evaluation"),
+        ("n", 0.0, 2, "cannot come from an evaluation"),
+        ("acc", 0.5, 1, "version 1"),
+    ] {
+        let file = rewritten(column, value, version);
+        assert_bad_input(&tasks(&file), &[file.file_name().unwrap().to_str().unwrap(), says]);
+    }
+    assert!(!out.exists() && !md.exists());
+}

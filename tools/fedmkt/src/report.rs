@@ -20,6 +20,8 @@ use crate::io::{self, Provenance};
 use crate::output::{self, Commit, Kind};
 
 pub const RESULTS_FORMAT: &str = "results";
+/// The `results` format version this tool writes and reads.
+pub const RESULTS_VERSION: u32 = 2;
 /// The party of the clients' mean (see [`with_clients_mean`]); its rows have no file.
 pub const CLIENTS_MEAN: &str = "clients-mean";
 pub const PAIRED_FORMAT: &str = "paired";
@@ -518,7 +520,13 @@ pub fn results(
         claims_table(&rows)
     );
     let batch = results_batch(&scores)?;
-    io::stage_parquet(&mut commit, out, batch.schema(), &[batch], &Provenance::new(RESULTS_FORMAT, 2, "report"))?;
+    io::stage_parquet(
+        &mut commit,
+        out,
+        batch.schema(),
+        &[batch],
+        &Provenance::new(RESULTS_FORMAT, RESULTS_VERSION, "report"),
+    )?;
     let batch = paired_batch(&rows)?;
     let provenance = Provenance::new(PAIRED_FORMAT, 1, "report").extra("bootstrap_seed", evidence::BOOTSTRAP_SEED);
     io::stage_parquet(

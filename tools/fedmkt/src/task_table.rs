@@ -12,7 +12,7 @@ use arrow_schema::{DataType, Field, Schema};
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
 use crate::output::{self, Commit, Kind};
-use crate::report::{acc_cell, round_label, RESULTS_FORMAT};
+use crate::report::{acc_cell, round_label, RESULTS_FORMAT, RESULTS_VERSION};
 
 pub const TASK_RESULTS_FORMAT: &str = "task-results";
 
@@ -92,12 +92,46 @@ fn with_task_column(task: &str, batch: &RecordBatch) -> Result<RecordBatch> {
 }
 
 fn markdown_rows(report: &TaskReport, table: &io::ParquetTable) -> Result<Vec<Row>> {
+    if table.provenance.format_version != RESULTS_VERSION {
+        return Err(bad_input(
+            &report.file,
+            format!(
+                "a results table of version {}, this report reads {RESULTS_VERSION}",
+                table.provenance.format_version
+            ),
+        ));
+    }
     let (methods, parties, models) = (table.strings("method")?, table.strings("party")?, table.strings("model")?);
     let rounds = table.optional_values::<UInt32Type>("round")?;
     let f64s = |name: &str| table.values::<Float64Type>(name);
     let (acc, low, high, acc_norm, sd) =
         (f64s("acc")?, f64s("acc_low")?, f64s("acc_high")?, f64s("acc_norm")?, f64s("acc_sd")?);
-    let seeds = table.values::<UInt32Type>("seeds")?;
+    let (seeds, n) = (table.values::<UInt32Type>("seeds")?, table.values::<arrow_array::types::UInt64Type>("n")?);
+    // A row that no evaluation could give is refused, not copied.
+    let share = |v: f64| (0.0..=1.0).contains(&v);
+    if let Some(i) = (0..methods.len()).find(|&i| {
+        !(share(acc[i]) && share(low[i]) && share(high[i]) && share(acc_norm[i]) && low[i] <= high[i])
+            || !(sd[i] >= 0.0)
+            || n[i] == 0
+            || seeds[i] == 0
+    }) {
+        return Err(bad_input(
+            &report.file,
+            format!(
+                "row {} ({} {}): acc {} [{}, {}], acc_norm {}, sd {}, n {}, seeds {} cannot come from an evaluation",
+                i + 1,
+                methods[i],
+                parties[i],
+                acc[i],
+                low[i],
+                high[i],
+                acc_norm[i],
+                sd[i],
+                n[i],
+                seeds[i]
+            ),
+        ));
+    }
     Ok((0..methods.len())
         .map(|i| Row {
             task: report.task.clone(),
