@@ -110,10 +110,9 @@ fn markdown_rows(report: &TaskReport, table: &io::ParquetTable) -> Result<Vec<Ro
     // A row that no evaluation could give is refused, not copied.
     let share = |v: f64| (0.0..=1.0).contains(&v);
     if let Some(i) = (0..methods.len()).find(|&i| {
-        !(share(acc[i]) && share(low[i]) && share(high[i]) && share(acc_norm[i]) && low[i] <= high[i])
-            || !(sd[i] >= 0.0)
-            || n[i] == 0
-            || seeds[i] == 0
+        let possible =
+            [acc[i], low[i], high[i], acc_norm[i]].into_iter().all(share) && low[i] <= high[i] && sd[i] >= 0.0;
+        !possible || n[i] == 0 || seeds[i] == 0
     }) {
         return Err(bad_input(
             &report.file,
