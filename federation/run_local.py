@@ -47,14 +47,44 @@ def wait_for_port(port, timeout=60):
     raise TimeoutError(f"the SuperLink did not listen on 127.0.0.1:{port} within {timeout} s")
 
 
+# What make federation writes into FED_DIR after this script returns (`report wire`).
+REPORTED = {"comms.parquet", "comms.md"}
+
+
+def entries(path):
+    """Every file, link and folder below `path`, relative to it, links not followed."""
+    found = []
+    for root, dirs, files in os.walk(path):
+        found += [os.path.relpath(os.path.join(root, name), path) for name in dirs + files]
+    return sorted(found)
+
+
 def fresh_folder(path):
-    """FED_DIR anew; an earlier one is removed only if this script made it (its mark inside)."""
+    """FED_DIR anew. An earlier one is removed only if this script made it (its mark inside)
+    and holds nothing but what its run wrote (listed in the mark when the run ended): a file a
+    user put there stops the rerun, exit 2, the folder untouched. A folder whose run was cut
+    short has an empty list and is replaced whole."""
     if os.path.exists(path):
-        if not os.path.isfile(os.path.join(path, MARK)):
-            sys.exit(f"run_local.py: {path}: exists and was not made by make federation; not replacing it")
+        mark = os.path.join(path, MARK)
+        if not os.path.isfile(mark):
+            print(f"run_local.py: {path}: exists and was not made by make federation; not replacing it", file=sys.stderr)
+            sys.exit(2)
+        with open(mark) as f:
+            written = set(f.read().split("\n")) - {""}
+        foreign = [e for e in entries(path) if written and e not in written | REPORTED and e != MARK]
+        if foreign:
+            print(f"run_local.py: {path}: holds '{foreign[0]}', which make federation did not write; "
+                  "move it out, or choose another NAME", file=sys.stderr)
+            sys.exit(2)
         shutil.rmtree(path)
     os.makedirs(path)
     open(os.path.join(path, MARK), "w").close()
+
+
+def list_written(path):
+    """Record in the mark everything the run wrote below FED_DIR: what a rerun may remove."""
+    with open(os.path.join(path, MARK), "w") as f:
+        f.write("\n".join(entries(path)) + "\n")
 
 
 def certificates(folder):
@@ -274,6 +304,7 @@ def main(env_dir, repo, fed, data_dir, run, make_vars, rounds, clients, timeout=
         finished.set()
         processes.stop()
     write_wire()
+    list_written(fed)
     if "finished:completed" not in status.replace(" ", "").lower():
         sys.exit(f"run_local.py: run {run_id}: {status}; logs in {fed}/*.log")
     print(f"federation: run {run_id} {status}; the server's files: {server_dir}/{run}")

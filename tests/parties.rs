@@ -255,3 +255,28 @@ fn the_server_has_no_recipe_for_a_clients_files() {
         assert!(!output.status.success() && stderr.contains(&no_rule), "{rel}: {stderr}");
     }
 }
+
+/// `make federation` replaces its earlier folder only while it holds nothing but what that run
+/// wrote (listed in its mark as the run ended): a file a user put there stops the rerun, exit
+/// 2, the folder untouched (it was removed whole).
+#[test]
+fn a_federation_rerun_keeps_a_file_the_user_put_in_its_folder() {
+    let dir = tempdir();
+    let fed = dir.path().join("fed");
+    let python = |code: &str| {
+        let script = format!("import sys; sys.path.insert(0, 'federation'); import run_local as r; {code}");
+        Command::new("python3").current_dir(root()).args(["-c", &script]).output().unwrap()
+    };
+    let fed_arg = fed.display();
+    let run = format!(
+        "r.fresh_folder('{fed_arg}'); import os; os.makedirs('{fed_arg}/server/runs'); r.list_written('{fed_arg}')"
+    );
+    assert!(python(&run).status.success());
+    assert!(python(&format!("r.fresh_folder('{fed_arg}')")).status.success(), "its own files are replaced");
+    assert!(python(&run).status.success());
+    std::fs::write(fed.join("NOTES.txt"), "mine").unwrap();
+    let rerun = python(&format!("r.fresh_folder('{fed_arg}')"));
+    assert_eq!(rerun.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&rerun.stderr).contains("holds 'NOTES.txt'"));
+    assert!(fed.join("NOTES.txt").is_file() && fed.join("server/runs").is_dir(), "the folder is untouched");
+}
