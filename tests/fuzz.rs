@@ -98,6 +98,20 @@ fn fuzz(case: &Case, seed: u64) {
     }
 }
 
+/// `infer-logits` of the tiny Llama with the corrupted file's folder as its adapter.
+fn infer_with_adapter_folder(model: &str, tokens: &str) -> Arguments {
+    let (model, tokens) = (model.to_string(), tokens.to_string());
+    Box::new(move |f, o| {
+        with(&["--model", &model, "--adapter", &s(f.parent().unwrap()), "--input", &tokens, "--top-k", "2"], o)
+    })
+}
+
+/// `infer-logits` with the corrupted file's folder as the model.
+fn infer_with_model_folder(tokens: &str) -> Arguments {
+    let tokens = tokens.to_string();
+    Box::new(move |f, o| with(&["--model", &s(f.parent().unwrap()), "--input", &tokens, "--top-k", "2"], o))
+}
+
 /// `args` and `--out o`.
 fn with(args: &[&str], o: &Path) -> Vec<String> {
     args.iter().map(|a| a.to_string()).chain(["--out".to_string(), s(o)]).collect()
@@ -218,44 +232,28 @@ fn corrupt_inputs_end_in_exit_0_or_2_and_touch_nothing() {
             tool: "infer-logits",
             valid: testdata("models/tiny-llama-lora/adapter_model.safetensors"),
             in_folder: true,
-            args: Box::new({
-                let (llama, t) = (llama.clone(), t.clone());
-                move |f, o| {
-                    with(&["--model", &llama, "--adapter", &s(f.parent().unwrap()), "--input", &t, "--top-k", "2"], o)
-                }
-            }),
+            args: infer_with_adapter_folder(&llama, &t),
         },
         Case {
             name: "adapter config",
             tool: "infer-logits",
             valid: testdata("models/tiny-llama-lora/adapter_config.json"),
             in_folder: true,
-            args: Box::new({
-                let (llama, t) = (llama.clone(), t.clone());
-                move |f, o| {
-                    with(&["--model", &llama, "--adapter", &s(f.parent().unwrap()), "--input", &t, "--top-k", "2"], o)
-                }
-            }),
+            args: infer_with_adapter_folder(&llama, &t),
         },
         Case {
             name: "model config",
             tool: "infer-logits",
             valid: testdata("models/tiny-llama/config.json"),
             in_folder: true,
-            args: Box::new({
-                let t = t.clone();
-                move |f, o| with(&["--model", &s(f.parent().unwrap()), "--input", &t, "--top-k", "2"], o)
-            }),
+            args: infer_with_model_folder(&t),
         },
         Case {
             name: "model weights",
             tool: "infer-logits",
             valid: testdata("models/tiny-llama/model.safetensors"),
             in_folder: true,
-            args: Box::new({
-                let t = t.clone();
-                move |f, o| with(&["--model", &s(f.parent().unwrap()), "--input", &t, "--top-k", "2"], o)
-            }),
+            args: infer_with_model_folder(&t),
         },
         Case {
             name: "tokenizer.json",

@@ -32,6 +32,14 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
     files
 }
 
+/// The id of a process that has exited: a killed run's temporaries name such a process.
+fn dead_pid() -> u32 {
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    pid
+}
+
 fn distill(model: &Path, data: &Path, out: &Path) -> std::process::Output {
     run("distill", ["--model", &s(model), "--data", &s(data), "--lr", "1e-2", "--out", &s(out)])
 }
@@ -146,12 +154,7 @@ fn a_killed_runs_temporaries_are_removed_by_the_next_run() {
     let out = dir.path().join("model");
     let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
     let live_pid = child.id();
-    let dead_pid = {
-        let mut gone = std::process::Command::new("true").spawn().unwrap();
-        let pid = gone.id();
-        gone.wait().unwrap();
-        pid
-    };
+    let dead_pid = dead_pid();
     let stale_folder = dir.path().join(format!(".model.fedmkt-{dead_pid}-00000000000000aa.tmp"));
     std::fs::create_dir(&stale_folder).unwrap();
     std::fs::write(stale_folder.join("model.safetensors"), vec![0u8; 1 << 20]).unwrap();
@@ -253,12 +256,7 @@ fn a_vocab_map_killed_between_its_renames_is_completed_by_the_rerun() {
     let table = dir.path().join("map.parquet");
     let vocab_map = || run("vocab-map", ["--from", &tokenizer, "--to", &tokenizer, "--out", &s(&table)]);
     assert_success(&vocab_map());
-    let dead_pid = {
-        let mut gone = std::process::Command::new("true").spawn().unwrap();
-        let pid = gone.id();
-        gone.wait().unwrap();
-        pid
-    };
+    let dead_pid = dead_pid();
     let staged = dir.path().join(format!(".map.parquet.fedmkt-{dead_pid}-00000000000000cc.tmp"));
     std::fs::rename(&table, &staged).unwrap();
     assert_success(&vocab_map());
