@@ -93,7 +93,7 @@ FLOWER_ENV := $(ASSETS)/flower
 MODELS  := $(sort $(SERVER) $(CLIENT_MODELS))
 N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
-TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill measure-kd aggregate report
+TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill measure-kd aggregate report inspect
 
 .PHONY: all kd measure-kd-estimates build build-cuda cuda-bundle check-cuda test setup round federation report seeds grid tasks sweep-lr baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
 all: build

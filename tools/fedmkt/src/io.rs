@@ -192,7 +192,7 @@ pub fn read_parquet(path: &Path, expected_format: &str) -> Result<ParquetTable> 
 }
 
 /// [`read_parquet`] of a file that may be any of several formats (e.g. a teacher: `selected`
-/// or a whole `knowledge` set).
+/// or a whole `knowledge` set); none: any fedmkt format.
 pub fn read_parquet_of(path: &Path, formats: &[&str]) -> Result<ParquetTable> {
     contain_panics(|| read_checked(path, formats)).unwrap_or_else(|| {
         Err(bad_input(path, "not a readable Parquet file (the Parquet reader failed on its corrupt bytes)"))
@@ -230,7 +230,10 @@ fn read_checked(path: &Path, formats: &[&str]) -> Result<ParquetTable> {
         .map_err(|e| bad_input(path, format!("not a readable Parquet file ({e})")))?;
     let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
     let provenance = Provenance::from_key_values(path, &kv)?;
-    if !formats.contains(&provenance.format.as_str()) {
+    if formats.is_empty() && provenance.format.is_empty() {
+        return Err(bad_input(path, "is not a fedmkt Parquet file (no fedmkt.format)"));
+    }
+    if !formats.is_empty() && !formats.contains(&provenance.format.as_str()) {
         let found = if provenance.format.is_empty() { "none".to_string() } else { format!("'{}'", provenance.format) };
         let expected = formats.iter().map(|f| format!("'{f}'")).collect::<Vec<_>>().join(" or ");
         return Err(bad_input(path, format!("expected a {expected} file (fedmkt.format), found {found}")));

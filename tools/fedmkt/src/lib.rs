@@ -20,6 +20,7 @@ pub mod distill;
 pub mod eval;
 pub mod evidence;
 pub mod gguf;
+pub mod inspect;
 pub mod io;
 pub mod kd_measure;
 pub mod kd_report;
