@@ -32,8 +32,8 @@ use crate::output::{self, Kind};
 use crate::tokens::{self, TokenizedSample};
 use crate::vocab::{self, TokenText, VOCAB_MAP_FORMAT};
 
-/// Id that pads a position's top-K after merging (its logit is −∞).
-pub const PAD_ID: u32 = u32::MAX;
+/// The knowledge format's padding id, which merging frees slots to (its logit is −∞).
+pub use crate::knowledge::PAD_ID;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {

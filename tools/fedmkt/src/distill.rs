@@ -366,7 +366,11 @@ fn batch_loss(
     let ids: Vec<u32> = batch
         .iter()
         .flat_map(|e| {
-            e.tokens.input_ids.iter().copied().chain(std::iter::repeat_n(0, width - e.tokens.input_ids.len()))
+            e.tokens
+                .input_ids
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(crate::scoring::BATCH_FILL_ID, width - e.tokens.input_ids.len()))
         })
         .collect();
     let ids = Tensor::from_vec(ids, (batch.len(), width), &opts.device)?;

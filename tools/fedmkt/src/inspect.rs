@@ -75,7 +75,7 @@ fn position_json(
 ) -> Value {
     let lse = sample.logsumexp[row] as f64;
     let top: Vec<Value> = (row * k..(row + 1) * k)
-        .filter(|&j| sample.topk_ids[j] != crate::align::PAD_ID)
+        .filter(|&j| sample.topk_ids[j] != knowledge::PAD_ID)
         .map(|j| {
             let id = sample.topk_ids[j];
             json!({"id": id, "token": token_text(tokenizer, id), "p": (sample.topk_logits[j].to_f64() - lse).exp()})

@@ -23,6 +23,9 @@ use crate::scoring::{self, Request};
 use crate::tokens::{self, TokenizedSample};
 
 pub const KNOWLEDGE_FORMAT: &str = "knowledge";
+/// Id of a padding slot in a position's top-K (its logit is −∞): after `align` merges ids,
+/// and in a sampled row with fewer distinct ids than draws.
+pub const PAD_ID: u32 = u32::MAX;
 /// Version 2 added `tail_mass` (version 1's tail, 1 − Σ exp(f16 logit − lse), was off by up
 /// to 3.6 nats of KL: `make measure-logit-storage`).
 pub const KNOWLEDGE_FORMAT_VERSION: u32 = 2;
@@ -115,7 +118,7 @@ fn summarise(
         }
     }
     let padded = |r: &scoring::RowSummary| {
-        let padding = std::iter::repeat_n((crate::align::PAD_ID, f32::NEG_INFINITY), k - r.top.len());
+        let padding = std::iter::repeat_n((PAD_ID, f32::NEG_INFINITY), k - r.top.len());
         r.top.iter().copied().chain(padding).collect::<Vec<_>>()
     };
     let tail = |r: &scoring::RowSummary| 1.0 - r.top.iter().map(|&(_, v)| (v as f64 - r.logsumexp).exp()).sum::<f64>();
@@ -341,8 +344,8 @@ fn check_values(sample: &SampleKnowledge, k: usize, vocab: Option<u32>) -> std::
         }
         for j in row * k..(row + 1) * k {
             let (id, logit) = (sample.topk_ids[j], sample.topk_logits[j].to_f32());
-            let padding = id == crate::align::PAD_ID && logit == f32::NEG_INFINITY;
-            let real = id != crate::align::PAD_ID
+            let padding = id == PAD_ID && logit == f32::NEG_INFINITY;
+            let real = id != PAD_ID
                 && vocab.is_none_or(|v| id < v)
                 && logit.is_finite()
                 && logit <= lse + LOGIT_ABOVE_LSE_TOLERANCE;

@@ -7,8 +7,9 @@ use rayon::prelude::*;
 
 use crate::model::{Model, Prefixes};
 
-/// Pad id for batching: any valid id works, padding is never attended to or scored.
-const PAD_ID: u32 = 0;
+/// The id right-padded sequences are filled with for batching: any valid id works, padding is
+/// never attended to or scored (not the knowledge format's `PAD_ID`).
+pub const BATCH_FILL_ID: u32 = 0;
 
 /// One sequence of a batch and the positions whose next-token logits are wanted
 /// (position p's logits predict `ids[p + 1]`).
@@ -97,7 +98,7 @@ fn padded<'a>(model: &Model, rows: impl ExactSizeIterator<Item = &'a [u32]> + Cl
     let mut ids = Vec::with_capacity(batch * width);
     for (b, row) in rows.enumerate() {
         ids.extend_from_slice(row);
-        ids.resize((b + 1) * width, PAD_ID);
+        ids.resize((b + 1) * width, BATCH_FILL_ID);
     }
     Ok((Tensor::from_vec(ids, (batch, width), &model.device)?, width))
 }

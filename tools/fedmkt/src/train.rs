@@ -11,10 +11,9 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 use half::f16;
 
-use crate::align::PAD_ID;
 use crate::cli::bad_input;
 use crate::io;
-use crate::knowledge::{self, SampleKnowledge, KNOWLEDGE_FORMAT};
+use crate::knowledge::{self, SampleKnowledge, KNOWLEDGE_FORMAT, PAD_ID};
 use crate::select::SELECTED_FORMAT;
 use crate::tokens::TokenizedSample;
 
