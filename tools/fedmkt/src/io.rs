@@ -18,8 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::cli::bad_input;
 use crate::output::{Commit, Kind};
 
-/// Prefix of every key-value metadata entry we write into Parquet files.
-pub const META_PREFIX: &str = "fedmkt.";
+pub use crate::formats::META_PREFIX;
 
 /// Provenance written into every Parquet file's key-value metadata (see FORMATS.md).
 ///
@@ -194,34 +193,9 @@ pub fn read_parquet(path: &Path, expected_format: &str) -> Result<ParquetTable> 
 /// [`read_parquet`] of a file that may be any of several formats (e.g. a teacher: `selected`
 /// or a whole `knowledge` set); none: any fedmkt format.
 pub fn read_parquet_of(path: &Path, formats: &[&str]) -> Result<ParquetTable> {
-    contain_panics(|| read_checked(path, formats)).unwrap_or_else(|| {
+    crate::cli::contain_panics(|| read_checked(path, formats)).unwrap_or_else(|| {
         Err(bad_input(path, "not a readable Parquet file (the Parquet reader failed on its corrupt bytes)"))
     })
-}
-
-thread_local! {
-    /// Set while [`contain_panics`] runs: a panic then is a corrupt file's, not a bug's.
-    static READING_FILE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Run `read` over a file's bytes; None if it panicked. The parquet crate panics on some
-/// corrupt files instead of returning an error (3 of 560 byte-flipped files): a corrupt input
-/// must end in one line naming the file and exit 2, never a panic. Its panic message is kept
-/// quiet; every other panic still reports as before.
-pub fn contain_panics<T>(read: impl FnOnce() -> T) -> Option<T> {
-    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
-    QUIET_HOOK.call_once(|| {
-        let report = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !READING_FILE.with(|reading| reading.get()) {
-                report(info)
-            }
-        }));
-    });
-    let was = READING_FILE.with(|reading| reading.replace(true));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
-    READING_FILE.with(|reading| reading.set(was));
-    result.ok()
 }
 
 fn read_checked(path: &Path, formats: &[&str]) -> Result<ParquetTable> {

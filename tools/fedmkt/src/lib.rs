@@ -19,6 +19,7 @@ pub mod data;
 pub mod distill;
 pub mod eval;
 pub mod evidence;
+pub mod formats;
 pub mod gguf;
 pub mod inspect;
 pub mod io;

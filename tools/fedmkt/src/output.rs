@@ -106,14 +106,14 @@ impl Kind {
 }
 
 fn parquet_format(path: &Path) -> Option<String> {
-    crate::io::contain_panics(|| parquet_footer_format(path)).flatten()
+    crate::cli::contain_panics(|| parquet_footer_format(path)).flatten()
 }
 
 fn parquet_footer_format(path: &Path) -> Option<String> {
     let file = File::open(path).ok()?;
     let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
     let kv = parquet::file::reader::FileReader::metadata(&reader).file_metadata().key_value_metadata()?.clone();
-    kv.into_iter().find(|e| e.key == format!("{}format", crate::io::META_PREFIX)).and_then(|e| e.value)
+    kv.into_iter().find(|e| e.key == format!("{}format", crate::formats::META_PREFIX)).and_then(|e| e.value)
 }
 
 fn json_member(path: &Path, key: &str) -> Option<Value> {
@@ -125,7 +125,7 @@ fn json_member(path: &Path, key: &str) -> Option<Value> {
 /// was staging that Parquet died before moving it into place (its temporary file remains).
 fn flat_map_is_ours(path: &Path) -> bool {
     let table = path.with_extension("parquet");
-    let vocab_map = Kind::parquet(crate::vocab::VOCAB_MAP_FORMAT);
+    let vocab_map = Kind::parquet(crate::formats::VOCAB_MAP_FORMAT);
     table.is_file() && vocab_map.recognises(&table)
         || own_temporaries(&table).iter().any(|(tmp, _)| tmp.is_file() && vocab_map.recognises(tmp))
 }

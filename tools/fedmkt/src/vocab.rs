@@ -35,7 +35,7 @@ use crate::cli::bad_input;
 use crate::io::{self, Provenance};
 use crate::output::{self, Commit, Kind};
 
-pub const VOCAB_MAP_FORMAT: &str = "vocab-map";
+pub use crate::formats::VOCAB_MAP_FORMAT;
 
 /// The roles special tokens map by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
