@@ -879,6 +879,7 @@ testdata: build $(PYREF)/.installed
 	$(PYTHON) testdata/reference/golden_prepare_data.py
 	$(PYTHON) testdata/reference/golden_import_gguf.py
 	$(PYTHON) testdata/reference/golden_tokenize.py
+	$(PYTHON) testdata/reference/golden_select.py
 	$(PYREF)/bin/python testdata/reference/tiny_families.py
 	$(PYREF)/bin/python testdata/reference/tiny_ggufs.py
 	$(PYREF)/bin/python testdata/reference/golden_models.py
