@@ -880,6 +880,7 @@ testdata: build $(PYREF)/.installed
 	$(PYTHON) testdata/reference/golden_import_gguf.py
 	$(PYTHON) testdata/reference/golden_tokenize.py
 	$(PYTHON) testdata/reference/golden_select.py
+	$(PYTHON) testdata/reference/golden_aggregate.py
 	$(PYREF)/bin/python testdata/reference/tiny_families.py
 	$(PYREF)/bin/python testdata/reference/tiny_ggufs.py
 	$(PYREF)/bin/python testdata/reference/golden_models.py

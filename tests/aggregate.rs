@@ -580,3 +580,32 @@ fn a_share_from_outside_u1_is_refused_at_mask() {
     std::fs::write(&real, forged.to_string()).unwrap();
     assert_bad_input(&fed.mask(1, &[1, 2, 3], &adapters[0], "1"), &["to-1.json", "party 9", "not in U1"]);
 }
+
+/// `aggregate average` of two committed adapters with weights 1 and 3 against
+/// testdata/reference/golden_aggregate.py, which reads the safetensors files with Python's
+/// standard library and averages in float64: every value the same to its last f32 bit or so.
+#[test]
+fn the_weighted_average_matches_the_python_reference() {
+    let dir = tempdir();
+    let golden = testdata("golden/aggregate");
+    let expected = read_json(&golden.join("expected.json"));
+    let out = dir.path().join("average");
+    assert_success(&average(&[&golden.join("adapter-1"), &golden.join("adapter-2")], Some(&["1", "3"]), &out));
+    let got = tensors(&out);
+    let want = expected["tensors"].as_object().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (name, values) in want {
+        let key = name.as_str();
+        let ours = got.get(key).unwrap_or_else(|| panic!("no tensor {key}"));
+        for (i, v) in values.as_array().unwrap().iter().enumerate() {
+            let v = v.as_f64().unwrap();
+            // Both average in f64; the weights' order of operations may move the f32 result by
+            // one unit in its last place.
+            assert!(
+                (ours[i] - v).abs() <= 2.0 * f32::EPSILON as f64 * v.abs() + 1e-12,
+                "{key}[{i}]: {} vs {v}",
+                ours[i]
+            );
+        }
+    }
+}

@@ -295,7 +295,8 @@ fn selection_matches_the_python_reference() {
     let expected = read_json(&golden.join("expected.json"));
     let rows = expected["rows"].as_array().unwrap();
     let dir = tempdir();
-    let (local, c1, c2) = (golden.join("local.parquet"), golden.join("from-client-1.parquet"), golden.join("from-client-2.parquet"));
+    let (local, c1, c2) =
+        (golden.join("local.parquet"), golden.join("from-client-1.parquet"), golden.join("from-client-2.parquet"));
     let knowledge = |path: &Path| fedmkt::knowledge::read_knowledge(path).unwrap().0;
     let by_party = |party: &str| match party {
         "client-1" => knowledge(&c1),
@@ -305,11 +306,13 @@ fn selection_matches_the_python_reference() {
     for fallback in ["drop", "self"] {
         let out = dir.path().join(format!("{fallback}.parquet"));
         let args = [&local, &c1, &c2, &out].map(|p| p.display().to_string());
-        let flags = ["--local", &args[0], "--candidates", &args[1], &args[2], "--fallback", fallback, "--out", &args[3]];
+        let flags =
+            ["--local", &args[0], "--candidates", &args[1], &args[2], "--fallback", fallback, "--out", &args[3]];
         assert_success(&run("select", flags));
         let table = io::read_parquet(&out, "selected").unwrap();
         assert_eq!(table.provenance.extra["wins"], expected["wins"].as_str().unwrap());
-        let kept: Vec<&serde_json::Value> = rows.iter().filter(|r| fallback == "self" || r["party"] != "self").collect();
+        let kept: Vec<&serde_json::Value> =
+            rows.iter().filter(|r| fallback == "self" || r["party"] != "self").collect();
         assert_eq!(strings(&table, "id"), kept.iter().map(|r| r["id"].as_str().unwrap()).collect::<Vec<_>>());
         assert_eq!(strings(&table, "party"), kept.iter().map(|r| r["party"].as_str().unwrap()).collect::<Vec<_>>());
         let losses = |name: &str| table.column::<arrow_array::Float64Array>(name).unwrap()[0].values().to_vec();
