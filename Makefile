@@ -881,6 +881,7 @@ testdata: build $(PYREF)/.installed
 	$(PYTHON) testdata/reference/golden_tokenize.py
 	$(PYTHON) testdata/reference/golden_select.py
 	$(PYTHON) testdata/reference/golden_aggregate.py
+	$(PYTHON) testdata/reference/golden_report.py
 	$(PYREF)/bin/python testdata/reference/tiny_families.py
 	$(PYREF)/bin/python testdata/reference/tiny_ggufs.py
 	$(PYREF)/bin/python testdata/reference/golden_models.py
