@@ -126,7 +126,26 @@ pub fn pooled<'a>(measures: impl IntoIterator<Item = &'a SampleMeasure>) -> Samp
     total
 }
 
-/// One sample's measures from its logits at its answer positions, then at its teacher's.
+/// The positions to score once each: the answer's, then the teacher's that are not among them
+/// (on a public set they all are: the vocabulary projection, most of the cost, is not done
+/// twice); and each teacher position's row among them.
+fn scored_positions(sample: &TokenizedSample, kd_positions: &[u32]) -> (Vec<usize>, Vec<u32>) {
+    let answer = knowledge::answer_positions(sample);
+    let mut positions: Vec<usize> = answer.clone().collect();
+    let rows = kd_positions
+        .iter()
+        .map(|&p| match answer.contains(&(p as usize)) {
+            true => (p as usize - answer.start) as u32,
+            false => {
+                positions.push(p as usize);
+                (positions.len() - 1) as u32
+            }
+        })
+        .collect();
+    (positions, rows)
+}
+
+/// One sample's measures from its logits at its [`scored_positions`].
 fn measure_sample(
     sample: &TokenizedSample,
     teacher: Option<&SampleKnowledge>,
@@ -150,7 +169,8 @@ fn measure_sample(
         opts.teacher,
         logits.device(),
     )?;
-    let student = logits.narrow(0, answer.len(), teacher.positions.len())?;
+    let rows = scored_positions(sample, &teacher.positions).1;
+    let student = logits.index_select(&Tensor::new(rows.as_slice(), logits.device())?, 0)?;
     let kd = train::sparse_kd(&student, &targets, opts.teacher.temperature)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     let gold: Vec<Option<u32>> =
         teacher.positions.iter().map(|&p| sample.input_ids.get(p as usize + 1).copied()).collect();
@@ -179,9 +199,7 @@ fn measure_all(
             .iter()
             .map(|&i| {
                 let kd_positions = teacher.get(&samples[i].id).map_or(&[][..], |t| t.positions.as_slice());
-                let positions =
-                    knowledge::answer_positions(&samples[i]).chain(kd_positions.iter().map(|&p| p as usize));
-                Request { ids: &samples[i].input_ids, positions: positions.collect() }
+                Request { ids: &samples[i].input_ids, positions: scored_positions(&samples[i], kd_positions).0 }
             })
             .collect();
         for (&i, logits) in batch.iter().zip(scoring::logits_at(model, &requests)?) {
