@@ -145,11 +145,13 @@ fn scored_positions(sample: &TokenizedSample, kd_positions: &[u32]) -> (Vec<usiz
     (positions, rows)
 }
 
-/// One sample's measures from its logits at its [`scored_positions`].
+/// One sample's measures from its logits at its [`scored_positions`], `rows` being the
+/// teacher positions' rows among them.
 fn measure_sample(
     sample: &TokenizedSample,
     teacher: Option<&SampleKnowledge>,
     logits: &Tensor,
+    rows: &[u32],
     k: usize,
     opts: &MeasureOptions,
 ) -> Result<SampleMeasure> {
@@ -169,8 +171,7 @@ fn measure_sample(
         opts.teacher,
         logits.device(),
     )?;
-    let rows = scored_positions(sample, &teacher.positions).1;
-    let student = logits.index_select(&Tensor::new(rows.as_slice(), logits.device())?, 0)?;
+    let student = logits.index_select(&Tensor::new(rows, logits.device())?, 0)?;
     let kd = train::sparse_kd(&student, &targets, opts.teacher.temperature)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     let gold: Vec<Option<u32>> =
         teacher.positions.iter().map(|&p| sample.input_ids.get(p as usize + 1).copied()).collect();
@@ -195,15 +196,16 @@ fn measure_all(
     let mut results = vec![SampleMeasure::default(); samples.len()];
     let progress = indicatif::ProgressBar::new(samples.len() as u64).with_message("measure-kd");
     for batch in scoring::length_sorted_batches(&lengths, opts.batch_size) {
-        let requests: Vec<Request> = batch
+        let (requests, rows): (Vec<Request>, Vec<Vec<u32>>) = batch
             .iter()
             .map(|&i| {
                 let kd_positions = teacher.get(&samples[i].id).map_or(&[][..], |t| t.positions.as_slice());
-                Request { ids: &samples[i].input_ids, positions: scored_positions(&samples[i], kd_positions).0 }
+                let (positions, rows) = scored_positions(&samples[i], kd_positions);
+                (Request { ids: &samples[i].input_ids, positions }, rows)
             })
-            .collect();
-        for (&i, logits) in batch.iter().zip(scoring::logits_at(model, &requests)?) {
-            results[i] = measure_sample(&samples[i], teacher.get(&samples[i].id), &logits, k, opts)?;
+            .unzip();
+        for ((&i, logits), rows) in batch.iter().zip(scoring::logits_at(model, &requests)?).zip(&rows) {
+            results[i] = measure_sample(&samples[i], teacher.get(&samples[i].id), &logits, rows, k, opts)?;
         }
         progress.inc(batch.len() as u64);
     }
