@@ -569,12 +569,7 @@ fn a_resumed_run_refuses_a_dropped_teacher_or_other_weights() {
     let schedule = ["--batch-size", "2", "--lr", "1e-2", "--checkpoint-every", "1", "--resume", "--epochs", "2"];
     assert_success(&distill(&train, Some(&teacher), &out, &[&schedule[..], &["--max-steps", "1"]].concat()));
     assert_bad_input(&distill(&train, None, &out, &schedule), &["state.json", "teacher", "this run has nothing"]);
-    let model = dir.path().join("model");
-    std::fs::create_dir(&model).unwrap();
-    for entry in std::fs::read_dir(testdata("models/tiny-llama")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
-    }
+    let model = model_copy("tiny-llama", dir.path());
     let weights = model.join("model.safetensors");
     let mut bytes = std::fs::read(&weights).unwrap();
     let last = bytes.len() - 3;

@@ -106,15 +106,6 @@ fn knowledge_names_what_it_was_made_from() {
 }
 
 /// A copy of a model folder, for breaking one part of it.
-fn model_copy(model: &str, dir: &Path) -> PathBuf {
-    let copy = dir.join(model);
-    std::fs::create_dir_all(&copy).unwrap();
-    for entry in std::fs::read_dir(testdata(&format!("models/{model}"))).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
-    }
-    copy
-}
 
 fn assert_refused(model: &Path, input: &Path, extra: &[&str], mentions: &[&str]) {
     let dir = tempdir();

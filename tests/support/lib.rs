@@ -118,3 +118,14 @@ pub fn answered_tokens(model: &str, splits: &[&str], answer: &str, name: &str, o
     fedmkt::tokens::write_tokens(out, &samples, &provenance).unwrap();
     out.to_path_buf()
 }
+
+/// A copy of testdata's model folder `model` under `dir`, to alter without touching testdata.
+pub fn model_copy(model: &str, dir: &Path) -> PathBuf {
+    let copy = dir.join(model);
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(testdata(&format!("models/{model}"))).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    copy
+}
