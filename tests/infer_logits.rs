@@ -105,8 +105,6 @@ fn knowledge_names_what_it_was_made_from() {
     );
 }
 
-/// A copy of a model folder, for breaking one part of it.
-
 fn assert_refused(model: &Path, input: &Path, extra: &[&str], mentions: &[&str]) {
     let dir = tempdir();
     let out = dir.path().join("k.parquet");
