@@ -1,0 +1,37 @@
+# `make sweep-lr SWEEP_LRS="…" [SWEEP_PARTY=server]`: a learning rate chosen on data that is
+# never the eval split. The party's Standalone once per rate (PRIVATE_EPOCHS, TRAIN_SEED): a
+# client on its shard (client-1 by default), the server on the public set (its only data),
+# scored on SWEEP_SPLIT, never the eval split: validation where the eval split is ARC's test
+# split, else HOLDOUT train samples held out of every part (prepared beside the eval set:
+# the same public set and shards); the table goes to $(B)/sweep-lr[-server]/report.md.
+SWEEP_LRS   ?= 3e-5 1e-4 2e-4 3e-4
+SWEEP_PARTY ?= client-1
+SWEEP       = $(B)/sweep-lr$(if $(filter server,$(SWEEP_PARTY)),-server)
+SWEEP_TRAIN = $(if $(filter server,$(SWEEP_PARTY)),$(call PUBLIC,server),$(RUN)/tok/$(call MODEL_OF,$(SWEEP_PARTY))/$(SWEEP_PARTY).parquet)
+SWEEP_DATA  = $(RUN)/data/$(TASK)-$(SWEEP_SPLIT)/eval.parquet
+$(SWEEP_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
+	$(call PREPARE_DATA,$(SWEEP_SPLIT),$(EVAL_SIZE)) --out $(@D)
+define sweep_rules
+$(SWEEP)/lr-$(1)/adapter_config.json: $(SWEEP_TRAIN) | $(BIN)/distill
+	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,$(SWEEP_PARTY)) --data $$< --epochs $(PRIVATE_EPOCHS) --lr $(1) $(TRAIN_FLAGS) --out $$(@D)
+$(SWEEP)/eval/lr-$(1).json: $(SWEEP)/lr-$(1)/adapter_config.json $(SWEEP_DATA) | $(BIN)/evaluate
+	$(BIN)/evaluate $(DEVICE_FLAGS) --model $(call M,$(SWEEP_PARTY)) --adapter $$(<D) --data $(SWEEP_DATA) --out $$@
+endef
+$(foreach lr,$(SWEEP_LRS),$(eval $(call sweep_rules,$(lr))))
+$(SWEEP)/report.md: $(foreach lr,$(SWEEP_LRS),$(SWEEP)/eval/lr-$(lr).json) | $(BIN)/report
+	$(BIN)/report results $(foreach lr,$(SWEEP_LRS),--result Standalone-lr-$(lr),-,$(SWEEP_PARTY)=$(SWEEP)/eval/lr-$(lr).json) \
+	  --out $(SWEEP)/report.parquet --paired $(SWEEP)/paired.parquet --markdown $@
+sweep-lr: setup $(SWEEP)/report.md
+	@tail -n +2 $(SWEEP)/report.md | sed -n '1,/^$$/p'; echo "Sweep of $(SWEEP_PARTY) on $(SWEEP_DATA): $(SWEEP)/"
+
+
+# The KL error of storing top-K logits as f16 (knowledge files), on both real models.
+measure-logit-storage: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smollm2-135m/config.json $(call PUBLIC,server) $(foreach c,$(CLIENTS),$(call PUBLIC,$(c)))
+	cargo run --release --quiet --example logit_storage -- $(RUN)/models/gemma3-270m $(RUN)/tok/gemma3-270m/public.parquet $(TOP_K) 100
+	cargo run --release --quiet --example logit_storage -- $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet $(TOP_K) 100
+
+# The KD estimates of a top-K and of sampled draws against the dense KD, on SmolLM2 with
+# client-1's private adapter as the teacher of the model as it comes (same tokenizer).
+measure-kd-estimates: $(call PRIVATE,1,client-1)/adapter_config.json $(call PUBLIC,client-1)
+	cargo run --release --quiet --example kd_estimates -- $(call M,client-1) $(call PRIVATE,1,client-1) $(call PUBLIC,client-1) $(TOP_K) 80 20
+
