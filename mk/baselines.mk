@@ -12,8 +12,8 @@ B         = $(RUN)/baselines
 ZERO_SHOT_RUN ?= $(RUN)
 ZERO_SHOT_IN   = $(1)/baselines/zero-shot/$(2).json
 ZERO_SHOT      = $(call ZERO_SHOT_IN,$(ZERO_SHOT_RUN),$(1))
-$(if $(filter $(RUN),$(ZERO_SHOT_RUN)),$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(BIN)/evaluate ; \
-  $(BIN)/evaluate $(DEVICE_FLAGS) --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@)))
+$(if $(filter $(RUN),$(ZERO_SHOT_RUN)),$(foreach m,$(MODELS),$(eval $(call ZERO_SHOT,$(m)): $(EVAL_DATA) $(RUN)/models/$(m)/config.json | $(EVALUATE_PROGRAM) ; \
+  $(EVALUATE_CMD) $(DEVICE_FLAGS) --model $(RUN)/models/$(m) --data $(EVAL_DATA) --out $$@)))
 # Files another make made before this one started: a sibling's parent's (SIBLING_DEPS), a
 # seed's zero-shot run's. An empty recipe for them lets `make -n`, where they are not made, go
 # on past them.
@@ -30,27 +30,27 @@ STANDALONE_ADAPTER     = $(if $(STANDALONE_IS_PRIVATE),$(call FIRST_PRIVATE,$(1)
 define standalone_rules
 $(if $(STANDALONE_IS_PRIVATE),,$(call shard_rule,$(STANDALONE)/$(1),$(1),,$(STANDALONE_EPOCHS)))
 
-$(STANDALONE)/eval/$(1).json: $(call STANDALONE_ADAPTER,$(1))/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(call EVALUATE,$(1),$$(<D)) $$@
+$(STANDALONE)/eval/$(1).json: $(call STANDALONE_ADAPTER,$(1))/adapter_config.json $(EVAL_DATA) | $(EVALUATE_PROGRAM)
+	$(call EVALUATE_PARTY,$(1),$$(<D)) $$@
 endef
 $(foreach c,$(CLIENTS),$(eval $(call standalone_rules,$(c))))
 
 CENTRAL_DATA := $(call PUBLIC,server) $(foreach c,$(CLIENTS),$(RUN)/tok/$(SERVER)/$(c).parquet)
-$(CENTRALIZED)/server/adapter_config.json: $(CENTRAL_DATA) | $(BIN)/distill
-	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,server) $(addprefix --data ,$^) --epochs $(STANDALONE_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $(@D)
-$(CENTRALIZED)/eval/server.json: $(CENTRALIZED)/server/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(call EVALUATE,server,$(<D)) $@
+$(CENTRALIZED)/server/adapter_config.json: $(CENTRAL_DATA) | $(DISTILL_PROGRAM)
+	$(DISTILL_CMD) $(DEVICE_FLAGS) --model $(call M,server) $(addprefix --data ,$^) --epochs $(STANDALONE_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $(@D)
+$(CENTRALIZED)/eval/server.json: $(CENTRALIZED)/server/adapter_config.json $(EVAL_DATA) | $(EVALUATE_PROGRAM)
+	$(call EVALUATE_PARTY,server,$(<D)) $@
 
 # Its first round's client adapters are round 1's private phase.
 FEDAVG = $(B)/fedavg/round-$(1)
 FEDAVG_START  = $(if $(filter 1,$(1)),,$(call FEDAVG,$(call PREV,$(1)))/average)
 FEDAVG_CLIENT = $(if $(filter 1,$(1)),$(call FIRST_PRIVATE,$(2)),$(call FEDAVG,$(1))/$(2))
 define fedavg_rules
-$(call FEDAVG,$(1))/average/adapter_config.json: $(foreach c,$(CLIENTS),$(call FEDAVG_CLIENT,$(1),$(c))/adapter_config.json) | $(BIN)/aggregate
-	$(BIN)/aggregate average --adapters $$(^D) --out $$(@D)
+$(call FEDAVG,$(1))/average/adapter_config.json: $(foreach c,$(CLIENTS),$(call FEDAVG_CLIENT,$(1),$(c))/adapter_config.json) | $(AGGREGATE_PROGRAM)
+	$(AGGREGATE_CMD) average --adapters $$(^D) --out $$(@D)
 
-$(call FEDAVG,$(1))/eval/average.json: $(call FEDAVG,$(1))/average/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(call EVALUATE,client-1,$$(<D)) $$@
+$(call FEDAVG,$(1))/eval/average.json: $(call FEDAVG,$(1))/average/adapter_config.json $(EVAL_DATA) | $(EVALUATE_PROGRAM)
+	$(call EVALUATE_PARTY,client-1,$$(<D)) $$@
 endef
 $(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) \
   $(if $(filter 1,$(n)),,$(foreach c,$(CLIENTS),$(eval $(call shard_rule,$(call FEDAVG,$(n))/$(c),$(c),$(call FEDAVG_START,$(n)),$(PRIVATE_EPOCHS))))))

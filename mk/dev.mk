@@ -11,12 +11,12 @@ else
 $(addprefix $(BIN)/,$(TOOLS)): build
 endif
 
-# The Flower environment first: two federation tests would otherwise both install it.
+# The Flower and stage environments first: two tests would otherwise both install one.
 # cargo-nextest, where it is installed, runs the tests of every binary side by side, twice as
 # many at a time as there are cores: the slowest (Flower federations) mostly wait on their
 # processes. Without it, cargo test (the workspace has no doc tests for nextest to miss).
 NEXTEST = $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
-test: build $(FLOWER_ENV)/.installed
+test: build $(FLOWER_ENV)/.installed $(STAGE_ENV)/.installed
 	$(if $(NEXTEST),$(CARGO) nextest run --release --workspace --test-threads $$(( 2 * $$(nproc) )),$(CARGO) test --release --workspace)
 
 

@@ -23,76 +23,79 @@ COLLM_START = $(if $(filter 1,$(1)),,$(call R,$(call PREV,$(1)))/server/slm-dist
 
 # $(1) client, $(2) its number
 define identity_rule
-$(call ID,$(1))/verify-key.json: | $(BIN)/aggregate
-	$(BIN)/aggregate identity --party $(2) --out $$(@D)
+$(call ID,$(1))/verify-key.json: | $(AGGREGATE_PROGRAM)
+	$(AGGREGATE_CMD) identity --party $(2) --out $$(@D)
 endef
 
 # $(1) round, $(2) client, $(3) its number: the client's steps of Figure 4 (Bonawitz et al.).
 define fedcollm_client_rules
-$(call S,$(1))/$(2)/public.json: $(call ID,$(2))/verify-key.json | $(BIN)/aggregate
-	$(BIN)/aggregate keygen --identity $(call ID,$(2)) --round $(1) --out $$(@D)
+$(call S,$(1))/$(2)/public.json: $(call ID,$(2))/verify-key.json | $(AGGREGATE_PROGRAM)
+	$(AGGREGATE_CMD) keygen --identity $(call ID,$(2)) --round $(1) --out $$(@D)
 
-$(call S,$(1))/shares/from-$(3)/to-$(N_CLIENTS).json: $(call PUBLICS,$(1)) $(VERIFY_KEYS) | $(BIN)/aggregate
-	$(BIN)/aggregate share --keys $(call S,$(1))/$(2) --publics $(call PUBLICS,$(1)) --verify $(VERIFY_KEYS) \
+$(call S,$(1))/shares/from-$(3)/to-$(N_CLIENTS).json: $(call PUBLICS,$(1)) $(VERIFY_KEYS) | $(AGGREGATE_PROGRAM)
+	$(AGGREGATE_CMD) share --keys $(call S,$(1))/$(2) --publics $(call PUBLICS,$(1)) --verify $(VERIFY_KEYS) \
 	  $(if $(SECAGG_THRESHOLD),--threshold $(SECAGG_THRESHOLD)) --out $$(@D)
 
-$(call S,$(1))/masked/$(2).parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(if $(PARTY),$(call SHARES_TO,$(1),$(3)),$(call DEALT,$(1))) | $(BIN)/aggregate
-	$(BIN)/aggregate mask --keys $(call S,$(1))/$(2) --shares $(call SHARES_TO,$(1),$(3)) --adapter $$(<D) --out $$@
+$(call S,$(1))/masked/$(2).parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(if $(PARTY),$(call SHARES_TO,$(1),$(3)),$(call DEALT,$(1))) | $(AGGREGATE_PROGRAM)
+	$(AGGREGATE_CMD) mask --keys $(call S,$(1))/$(2) --shares $(call SHARES_TO,$(1),$(3)) --adapter $$(<D) --out $$@
 
-$(call S,$(1))/signatures/$(3).json: $(call S,$(1))/$(if $(PARTY),survivors.json,sum.parquet) | $(BIN)/aggregate
-	$(BIN)/aggregate confirm --keys $(call S,$(1))/$(2) --identity $(call ID,$(2)) --survivors $(call S,$(1))/survivors.json --out $$@
+$(call S,$(1))/signatures/$(3).json: $(call S,$(1))/$(if $(PARTY),survivors.json,sum.parquet) | $(AGGREGATE_PROGRAM)
+	$(AGGREGATE_CMD) confirm --keys $(call S,$(1))/$(2) --identity $(call ID,$(2)) --survivors $(call S,$(1))/survivors.json --out $$@
 
-$(call S,$(1))/reveal/$(3).json: $(if $(PARTY),$(wildcard $(call S,$(1))/signatures/*.json),$(call SIGNATURES,$(1))) | $(BIN)/aggregate
-	$(BIN)/aggregate reveal --keys $(call S,$(1))/$(2) --survivors $(call S,$(1))/survivors.json --signatures $$^ \
+$(call S,$(1))/reveal/$(3).json: $(if $(PARTY),$(wildcard $(call S,$(1))/signatures/*.json),$(call SIGNATURES,$(1))) | $(AGGREGATE_PROGRAM)
+	$(AGGREGATE_CMD) reveal --keys $(call S,$(1))/$(2) --survivors $(call S,$(1))/survivors.json --signatures $$^ \
 	  --verify $(VERIFY_KEYS) --out $$@
 endef
 
 # $(1) round; the party `slm` is the averaged SLM, client-1's model (all clients hold the same one).
 define fedcollm_server_rules
-$(call S,$(1))/sum.parquet: $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call S,$(1))/masked/$(c).parquet) | $(BIN)/aggregate
-	$(BIN)/aggregate sum --masked $$^ --out $$@ --survivors $$(@D)/survivors.json
+$(call S,$(1))/sum.parquet: $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call S,$(1))/masked/$(c).parquet) | $(AGGREGATE_PROGRAM)
+	$(AGGREGATE_CMD) sum --masked $$^ --out $$@ --survivors $$(@D)/survivors.json
 
-$(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call S,$(1))/reveal/$(patsubst client-%,%,$(c)).json) | $(BIN)/aggregate
-	$(BIN)/aggregate unmask --sum $$< --reveals $$(wordlist 2,1000,$$^) --publics $(call PUBLICS,$(1)) --out $$(@D)
+$(call R,$(1))/server/slm/adapter_config.json: $(call S,$(1))/sum.parquet $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call S,$(1))/reveal/$(patsubst client-%,%,$(c)).json) | $(AGGREGATE_PROGRAM)
+	$(AGGREGATE_CMD) unmask --sum $$< --reveals $$(wordlist 2,$$(words $$^),$$^) --publics $(call PUBLICS,$(1)) --out $$(@D)
 
-$(call R,$(1))/server/slm-knowledge.parquet: $(call R,$(1))/server/slm/adapter_config.json $(call PUBLIC,slm) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) $(KNOWLEDGE_FLAGS) --out $$@
+$(call R,$(1))/server/slm-knowledge.parquet: $(call R,$(1))/server/slm/adapter_config.json $(call PUBLIC,slm) | $(INFER_LOGITS_PROGRAM)
+	$(INFER_LOGITS_CMD) $(DEVICE_FLAGS) --model $(call M,slm) --adapter $$(<D) --input $(call PUBLIC,slm) $(KNOWLEDGE_FLAGS) --out $$@
 
-$(call R,$(1))/server/from-slm.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call MAP,$(call MODEL_OF,slm),$(SERVER)) $(call ALIGN_DEPS,slm,server) | $(BIN)/align
-	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,slm,server) --out $$@
+$(call R,$(1))/server/from-slm.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call MAP,$(call MODEL_OF,slm),$(SERVER)) $(call ALIGN_DEPS,slm,server) | $(ALIGN_PROGRAM)
+	$(ALIGN_CMD) --knowledge $$< $(call ALIGN_FLAGS,slm,server) --out $$@
 
-$(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(call R,$(1))/server/from-slm.parquet | $(BIN)/select
-	$(BIN)/select $(SELECT_FLAGS) --local $$< --candidates $$(word 2,$$^) --out $$@
+$(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(call R,$(1))/server/from-slm.parquet | $(SELECT_PROGRAM)
+	$(SELECT_CMD) $(SELECT_FLAGS) --local $$< --candidates $$(word 2,$$^) --out $$@
 
-$(call R,$(1))/server/slm-from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,slm)) $(call ALIGN_DEPS,server,slm) | $(BIN)/align
-	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,server,slm) --out $$@
+$(call R,$(1))/server/slm-from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,slm)) $(call ALIGN_DEPS,server,slm) | $(ALIGN_PROGRAM)
+	$(ALIGN_CMD) --knowledge $$< $(call ALIGN_FLAGS,server,slm) --out $$@
 
-$(call R,$(1))/server/slm-selected.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call R,$(1))/server/slm-from-server.parquet | $(BIN)/select
-	$(BIN)/select $(SELECT_FLAGS) --local $$< --candidates $$(word 2,$$^) --out $$@
+$(call R,$(1))/server/slm-selected.parquet: $(call R,$(1))/server/slm-knowledge.parquet $(call R,$(1))/server/slm-from-server.parquet | $(SELECT_PROGRAM)
+	$(SELECT_CMD) $(SELECT_FLAGS) --local $$< --candidates $$(word 2,$$^) --out $$@
 
-$(call R,$(1))/server/slm-distilled/adapter_config.json: $(call R,$(1))/server/slm-selected.parquet $(call R,$(1))/server/slm/adapter_config.json | $(BIN)/distill
-	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,slm) --adapter $(call R,$(1))/server/slm --data $(call PUBLIC,slm) --teacher $$< \
+$(call R,$(1))/server/slm-distilled/adapter_config.json: $(call R,$(1))/server/slm-selected.parquet $(call R,$(1))/server/slm/adapter_config.json | $(DISTILL_PROGRAM)
+	$(DISTILL_CMD) $(DEVICE_FLAGS) --model $(call M,slm) --adapter $(call R,$(1))/server/slm --data $(call PUBLIC,slm) --teacher $$< \
 	  --lambda $(KD_LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 
-$(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(call EVALUATE,slm,$$(<D)) $$@
+$(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config.json $(EVAL_DATA) | $(EVALUATE_PROGRAM)
+	$(call EVALUATE_PARTY,slm,$$(<D)) $$@
 
 # A client sends its masked adapter and receives the distilled SLM adapter.
-$(call R,$(1))/comms.parquet: $(call R,$(1))/server/slm-distilled/adapter_config.json | $(BIN)/report
-	$(BIN)/report comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),--entry \
+$(call R,$(1))/comms.parquet: $(call R,$(1))/server/slm-distilled/adapter_config.json | $(REPORT_PROGRAM)
+	$(REPORT_CMD) comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),--entry \
 	  $(1),$(c),$(call S,$(1))/masked/$(c).parquet,$(call R,$(1))/server/slm-distilled/adapter_model.safetensors,$(call COMMS_ADAPTER,$(call PRIVATE,$(1),$(c))/adapter_model.safetensors),$(call PUBLIC,$(c)))
+endef
+
+# Round $(1) for the parties this make acts for (all of them unless PARTY is set): the
+# clients' steps of the protocol and their private phases, then the server's.
+define fedcollm_round
+$(foreach k,$(patsubst client-%,%,$(call MINE,$(CLIENTS))),
+$(call fedcollm_client_rules,$(1),client-$(k),$(k))
+$(call PRIVATE_PHASE,$(1),client-$(k),$(call COLLM_START,$(1)))
+)
+$(if $(call MINE,server),$(call fedcollm_server_rules,$(1))
+$(call llm_rules,$(1)))
 endef
 
 ifeq ($(METHOD),FedCoLLM)
 PARTIES := server slm
 $(foreach k,$(patsubst client-%,%,$(call MINE,$(CLIENTS))),$(eval $(call identity_rule,client-$(k),$(k))))
-$(foreach n,$(ROUNDS),$(if $(call MINE,server),$(eval $(call fedcollm_server_rules,$(n))) $(eval $(call llm_rules,$(n)))) \
-  $(foreach k,$(patsubst client-%,%,$(call MINE,$(CLIENTS))),$(eval $(call fedcollm_client_rules,$(n),client-$(k),$(k))) \
-    $(if $(filter $(n):client-$(k),$(OWN_PRIVATE)),$(eval $(call shard_rule,$(call R,$(n))/client-$(k)/private,client-$(k),$(call COLLM_START,$(n)),$(PRIVATE_EPOCHS))))))
-else
-PARTIES := server $(CLIENTS)
-$(foreach n,$(ROUNDS),$(if $(call MINE,server),$(eval $(call server_rules,$(n))) $(eval $(call llm_rules,$(n)))) \
-  $(foreach c,$(call MINE,$(CLIENTS)),$(eval $(call client_rules,$(n),$(c))) \
-    $(if $(filter $(n):$(c),$(OWN_PRIVATE)),$(eval $(call shard_rule,$(call R,$(n))/$(c)/private,$(c),$(call START,$(n),$(c)),$(PRIVATE_EPOCHS))))))
+$(foreach n,$(ROUNDS),$(eval $(call fedcollm_round,$(n))))
 endif
-

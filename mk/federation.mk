@@ -27,7 +27,7 @@ FEDERATION_DIR      = $(RUNS)/$(NAME)-federation
 federation: build $(RUN)/data/$(TASK)/eval.parquet $(FLOWER_ENV)/.installed
 	$(PYTHON) federation/run_local.py $(FLOWER_ENV) . $(FEDERATION_DIR) $(RUN)/data/$(TASK) runs/$(NAME) \
 	  "$(FEDERATION_VARS)" $(ROUND) $(N_CLIENTS) $(FEDERATION_TIMEOUT) $(FEDERATION_KILL)
-	$(BIN)/report wire --wire $(FEDERATION_DIR)/wire.json $(foreach n,$(ROUNDS),--comms $(FEDERATION_DIR)/server/runs/$(NAME)/round-$(n)/comms.parquet) \
+	$(REPORT_CMD) wire --wire $(FEDERATION_DIR)/wire.json $(foreach n,$(ROUNDS),--comms $(FEDERATION_DIR)/server/runs/$(NAME)/round-$(n)/comms.parquet) \
 	  --out $(FEDERATION_DIR)/comms.parquet --markdown $(FEDERATION_DIR)/comms.md
 	@cat $(FEDERATION_DIR)/comms.md
 

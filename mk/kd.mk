@@ -30,21 +30,21 @@ KD_TEACHER_heldout  = $(call KD,$(1))/$(2)/heldout-from-$(3).parquet
 # $(1) round, $(2) party, $(3) set (public or heldout-<sender>), $(4) before, after or nokd.
 define kd_measure_rule
 $(call KD_FILE,$(1),$(2),$(3),$(4)): $(call KD_TEACHER_$(word 1,$(subst -, ,$(3))),$(1),$(2),$(patsubst heldout-%,%,$(3))) \
-  $(call KD_TOKENS_$(word 1,$(subst -, ,$(3))),$(1),$(2)) $(call KD_ADAPTER_DEP,$(1),$(2),$(4)) | $(BIN)/measure-kd
-	$(BIN)/measure-kd $(DEVICE_FLAGS) --model $(call M,$(2)) $(call ADAPTER_FLAG,$(call KD_ADAPTER_$(4),$(1),$(2))) $(KD_FLAGS) \
+  $(call KD_TOKENS_$(word 1,$(subst -, ,$(3))),$(1),$(2)) $(call KD_ADAPTER_DEP,$(1),$(2),$(4)) | $(MEASURE_KD_PROGRAM)
+	$(MEASURE_KD_CMD) $(DEVICE_FLAGS) --model $(call M,$(2)) $(call ADAPTER_FLAG,$(call KD_ADAPTER_$(4),$(1),$(2))) $(KD_FLAGS) \
 	  --input $(call KD_TOKENS_$(word 1,$(subst -, ,$(3))),$(1),$(2)) --teacher $$< --out $$@
 endef
 
 # $(1) round, $(2) sender: its knowledge of the held-out samples; $(3) receiver: aligned into it.
 define kd_heldout_knowledge_rule
-$(call KD,$(1))/$(2)-heldout.parquet: $(call ADAPTER_DEP,$(call KD_SENT,$(1),$(2))) $(call TOKENS,$(2),kd-heldout) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,$(2)) $(call ADAPTER_FLAG,$(call KD_SENT,$(1),$(2))) \
+$(call KD,$(1))/$(2)-heldout.parquet: $(call ADAPTER_DEP,$(call KD_SENT,$(1),$(2))) $(call TOKENS,$(2),kd-heldout) | $(INFER_LOGITS_PROGRAM)
+	$(INFER_LOGITS_CMD) $(DEVICE_FLAGS) --model $(call M,$(2)) $(call ADAPTER_FLAG,$(call KD_SENT,$(1),$(2))) \
 	  --input $(call TOKENS,$(2),kd-heldout) --top-k $(TOP_K) --out $$@
 endef
 define kd_heldout_aligned_rule
 $(call KD_TEACHER_heldout,$(1),$(3),$(2)): $(call KD,$(1))/$(2)-heldout.parquet $(call MAP,$(call MODEL_OF,$(2)),$(call MODEL_OF,$(3))) \
-  $(call ALIGN_DEPS,$(2),$(3),kd-heldout) | $(BIN)/align
-	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,$(2),$(3),kd-heldout) --out $$@
+  $(call ALIGN_DEPS,$(2),$(3),kd-heldout) | $(ALIGN_PROGRAM)
+	$(ALIGN_CMD) --knowledge $$< $(call ALIGN_FLAGS,$(2),$(3),kd-heldout) --out $$@
 endef
 
 $(foreach n,$(ROUNDS),$(foreach p,$(call KD_PARTIES,$(n)),\
@@ -57,8 +57,8 @@ KD_FILES  = $(foreach n,$(ROUNDS),$(foreach p,$(call KD_PARTIES,$(n)),$(foreach 
 # One --public or --held-out entry: round $(1), party $(2), teacher $(3), set $(4).
 KD_ENTRY  = $(1),$(2),$(3)$(subst $(eval) ,,$(foreach w,$(KD_WHICH),$(comma)$(call KD_FILE,$(1),$(2),$(4),$(w))))
 KD_REPORT = $(RUN)/kd.md
-$(KD_REPORT): $(KD_FILES) | $(BIN)/report
-	$(BIN)/report kd $(foreach n,$(ROUNDS),$(foreach p,$(call KD_PARTIES,$(n)),--public $(call KD_ENTRY,$(n),$(p),$(call KD_TEACHER_public,$(n),$(p)),public) \
+$(KD_REPORT): $(KD_FILES) | $(REPORT_PROGRAM)
+	$(REPORT_CMD) kd $(foreach n,$(ROUNDS),$(foreach p,$(call KD_PARTIES,$(n)),--public $(call KD_ENTRY,$(n),$(p),$(call KD_TEACHER_public,$(n),$(p)),public) \
 	  $(foreach s,$(call KD_SENDERS,$(n),$(p)),--held-out $(call KD_ENTRY,$(n),$(p),$(s),heldout-$(s))))) --out $(RUN)/kd.parquet --markdown $@
 kd: setup $(KD_REPORT)
 	@tail -n +2 $(KD_REPORT)

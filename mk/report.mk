@@ -4,8 +4,8 @@
 ROUND_FILES = $(foreach n,$(ROUNDS),$(foreach p,$(call PRESENT,$(n),$(PARTIES)),$(call R,$(n))/eval/$(p).json) $(if $(filter client-%,$(PARTY)),,$(call R,$(n))/comms.parquet))
 ROUND_ROWS  = $(foreach n,$(ROUNDS),$(foreach p,$(call PRESENT,$(n),$(PARTIES)),$(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
 
-$(RUN)/report-$(ROUND).md: $(ROUND_FILES) $(BASELINE_FILES_zero-shot) | $(BIN)/report
-	$(BIN)/report results $(addprefix --result ,$(BASELINE_ROWS_zero-shot) $(ROUND_ROWS)) --out $(@:.md=.parquet) \
+$(RUN)/report-$(ROUND).md: $(ROUND_FILES) $(BASELINE_FILES_zero-shot) | $(REPORT_PROGRAM)
+	$(REPORT_CMD) results $(addprefix --result ,$(BASELINE_ROWS_zero-shot) $(ROUND_ROWS)) --out $(@:.md=.parquet) \
 	  --paired $(@:.md=-paired.parquet) --markdown $@
 
 round: setup $(RUN)/report-$(ROUND).md
@@ -14,8 +14,8 @@ round: setup $(RUN)/report-$(ROUND).md
 	@echo; echo "Files: $(RUN)/round-*/ (knowledge sets, alignments, selections, adapters, eval/), report $(RUN)/report-$(ROUND).{md,parquet}, communication $(RUN)/round-*/comms.md"
 
 # The full report: rounds beside every baseline of the pipeline, communication per round, a plot.
-$(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b))) $(KD_REPORT) | $(BIN)/report
-	$(BIN)/report results $(addprefix --result ,$(foreach b,$(BASELINES),$(BASELINE_ROWS_$(b))) $(ROUND_ROWS)) \
+$(RUN)/report.md: $(RUN)/report-$(ROUND).md $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b))) $(KD_REPORT) | $(REPORT_PROGRAM)
+	$(REPORT_CMD) results $(addprefix --result ,$(foreach b,$(BASELINES),$(BASELINE_ROWS_$(b))) $(ROUND_ROWS)) \
 	  --out $(RUN)/report.parquet --paired $(RUN)/paired.parquet --markdown $(RUN)/results.md
 	{ echo "# $(NAME): $(METHOD) on $(TASK), $(ROUND) round(s)"; echo; echo "acc / acc_norm (%) on $(EVAL_DATA)"; echo; \
 	  tail -n +2 $(RUN)/results.md; echo; echo "## Communication per round"; echo; \
@@ -42,8 +42,8 @@ $(RUNS)/$(NAME)-seed-%/report.parquet: FORCE
 	  $(foreach m,$(MODELS),$(call ZERO_SHOT_IN,$(SEEDS_ZERO_SHOT),$(m))) PIPELINE=$(PIPELINE) RUNS=$(RUNS) NAME=$(NAME)-zero-shot
 	$(MAKE) --no-print-directory $(RUNS)/$(NAME)-seed-$*/report.md PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) \
 	  NAME=$(NAME)-seed-$* TRAIN_SEED=$* ZERO_SHOT_RUN=$(SEEDS_ZERO_SHOT)
-$(SEEDS_RUN)/report.md: $(SEED_REPORTS) | $(BIN)/report
-	$(BIN)/report results --reports $^ --out $(@D)/report.parquet --paired $(@D)/paired.parquet --markdown $@
+$(SEEDS_RUN)/report.md: $(SEED_REPORTS) | $(REPORT_PROGRAM)
+	$(REPORT_CMD) results --reports $^ --out $(@D)/report.parquet --paired $(@D)/paired.parquet --markdown $@
 
 seeds: $(SEEDS_RUN)/report.md
 	@tail -n +2 $<; echo; echo "Report: $(SEEDS_RUN)/report.{md,parquet}, paired.parquet; one run per seed: $(SEED_REPORTS:/report.parquet=/)"
@@ -59,9 +59,9 @@ PLOT         ?= yes
 $(RUNS)/$(NAME)-task-%/report.parquet: FORCE
 	$(MAKE) --no-print-directory $(RUNS)/$(NAME)-task-$*/report.md $(if $(filter yes,$(PLOT)),$(RUNS)/$(NAME)-task-$*/report.png) PIPELINE=$(PIPELINE) \
 	  ROUND=$(ROUND) RUNS=$(RUNS) NAME=$(NAME)-task-$* TASK=$*
-$(TASKS_RUN)/report.md: $(TASK_REPORTS) | $(BIN)/report
+$(TASKS_RUN)/report.md: $(TASK_REPORTS) | $(REPORT_PROGRAM)
 	@mkdir -p $(@D)
-	$(BIN)/report tasks $(foreach t,$(TASKS),--report $(t)=$(RUNS)/$(NAME)-task-$(t)/report.parquet) --out $(@D)/report.parquet --markdown $@
+	$(REPORT_CMD) tasks $(foreach t,$(TASKS),--report $(t)=$(RUNS)/$(NAME)-task-$(t)/report.parquet) --out $(@D)/report.parquet --markdown $@
 tasks: $(TASKS_RUN)/report.md
 	@tail -n +2 $<; echo; echo "Per task: $(TASK_REPORTS:/report.parquet=/report.{md,png})"
 
@@ -91,17 +91,17 @@ CELL_PLOT_ENV  = $(if $(filter yes,$(PLOT)),$(PLOT_ENV)/.installed)
 # prefixed with DRY_RUN, the shell's no-op ":" under -n, so `make -n` shows it and writes nothing.
 DRY_RUN        = $(if $(findstring n,$(firstword -$(MAKEFLAGS))),:)
 define cell_rule
-$(RESULTS)/$(1)/$(2)/seed-%/report.parquet: | $(BIN)/report
+$(RESULTS)/$(1)/$(2)/seed-%/report.parquet: | $(REPORT_PROGRAM)
 	start=$$$$(date +%s); resumed=$$$$(test -d $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$* && echo yes || echo no); \
 	  $$(MAKE) --no-print-directory $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet \
 	  PIPELINE=pipelines/$(1).mk TASK=$(2) NAME=$(call CELL_NAME,$(1),$(2)) RUNS=$(RUNS); \
 	  $$(DRY_RUN) mkdir -p $$(@D); $$(DRY_RUN) $(PUBLISH) seed $(RUNS) $(call CELL_NAME,$(1),$(2))-seed-$$* $$(@D) $(TOOLS_COMMIT) $$$$(( $$$$(date +%s) - start )) $$$$resumed
-	$(BIN)/report results --reports $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet --copy-into $$(@D) \
+	$(REPORT_CMD) results --reports $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet --copy-into $$(@D) \
 	  --out $$@ --paired $$(@D)/paired.parquet --markdown $$(@D)/report.md
 
-$(RESULTS)/$(1)/$(2)/report.md: $(foreach s,$(CELL_SEEDS),$(RESULTS)/$(1)/$(2)/seed-$(s)/report.parquet) | $(BIN)/report $(CELL_PLOT_ENV)
+$(RESULTS)/$(1)/$(2)/report.md: $(foreach s,$(CELL_SEEDS),$(RESULTS)/$(1)/$(2)/seed-$(s)/report.parquet) | $(REPORT_PROGRAM) $(CELL_PLOT_ENV)
 	$(PUBLISH) cell $$(@D) "make $$@ CELL_SEEDS='$(CELL_SEEDS)'" $(CELL_SEEDS)
-	$(BIN)/report results --reports $$^ --out $$(@D)/report.parquet --paired $$(@D)/paired.parquet --markdown $$@
+	$(REPORT_CMD) results --reports $$^ --out $$(@D)/report.parquet --paired $$(@D)/paired.parquet --markdown $$@
 	$(if $(filter yes,$(PLOT)),$(PLOT_ENV)/bin/python tools/report/plot_rounds.py $$(@D)/report.parquet $$(@D)/report.png)
 endef
 $(foreach s,$(CELL_SETTINGS),$(foreach t,$(CELL_TASKS),$(eval $(call cell_rule,$(s),$(t)))))

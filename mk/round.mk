@@ -1,10 +1,11 @@
-# ---------------------------------------------------------------- a round (the paper's Algorithm 1)
+# ---------------------------------------------------------------- a FedMKT round (the paper's Algorithm 1)
 # Round n, party P: files under $(RUN)/round-n/P/. A client's model is its word of CLIENT_MODELS.
 # Round n+1 starts from round n's adapters; the server's own losses in round n+1 are its
 # knowledge set of round n (same model, adapter and public set: no need to infer twice).
 CLIENTS  := $(addprefix client-,$(shell seq 1 $(N_CLIENTS)))
 ROUNDS   := $(shell seq 1 $(ROUND))
-PREV      = $(word $(1),0 $(shell seq 1 100))
+# The round before round $(1) (0 before the first).
+PREV      = $(words $(wordlist 2,$(1),$(ROUNDS)))
 R         = $(RUN)/round-$(1)
 MODEL_OF  = $(if $(filter server,$(1)),$(SERVER),$(if $(filter slm,$(1)),$(word 1,$(CLIENT_MODELS)),$(word $(patsubst client-%,%,$(1)),$(CLIENT_MODELS))))
 M         = $(RUN)/models/$(call MODEL_OF,$(1))
@@ -18,7 +19,7 @@ ADAPTER_FLAG = $(if $(1),--adapter $(1))
 ADAPTER_DEP  = $(if $(1),$(1)/adapter_config.json)
 ALIGN_FLAGS  = --sender-tokens $(call TOKENS,$(1),$(3)) --receiver-tokens $(call TOKENS,$(2),$(3)) \
   --map $(call MAP,$(call MODEL_OF,$(1)),$(call MODEL_OF,$(2))) --sender-tokenizer $(call M,$(1))/tokenizer.json \
-  --receiver-tokenizer $(call M,$(2))/tokenizer.json --strategy $(ALIGN) --sender $(1)
+  --receiver-tokenizer $(call M,$(2))/tokenizer.json --strategy $(ALIGN_STRATEGY) --sender $(1)
 # What align reads besides the knowledge set and the map: both parties' tokens (of split $(3),
 # public by default) and tokenizers.
 ALIGN_DEPS   = $(call TOKENS,$(1),$(3)) $(call TOKENS,$(2),$(3)) $(call M,$(1))/config.json $(call M,$(2))/config.json
@@ -37,6 +38,9 @@ TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(TRAIN_SEED) --lora-r $(LORA_R
 SERVER_ADAPTER = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/server/adapter)
 SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R,$(call PREV,$(1)))/server/knowledge.parquet)
 
+# ClientUpdate1 (Algorithm 1, lines 22–29): each client fine-tunes its adapter on its private
+# shard, then computes its knowledge S_k of the public set and uploads it.
+#
 # Client $(2) trains on its private shard into adapter folder $(1), from adapter $(3) (none:
 # a fresh one), for $(4) epochs: the private phase of a round, Standalone and FedAvg.
 # The private phase of round 1 (a fresh adapter, PRIVATE_EPOCHS on the shard) is the same
@@ -44,8 +48,8 @@ SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R
 # and a one-round Standalone use it, and a sibling pipeline (FedMKT-noKD, LLM2SLM) takes its
 # parent's (FIRST_PRIVATE_RUN) instead of training the same adapter again.
 define shard_rule
-$(1)/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(call ADAPTER_DEP,$(3)) | $(BIN)/distill
-	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,$(2)) $(call ADAPTER_FLAG,$(3)) --data $$< \
+$(1)/adapter_config.json: $(RUN)/tok/$(call MODEL_OF,$(2))/$(2).parquet $(call ADAPTER_DEP,$(3)) | $(DISTILL_PROGRAM)
+	$(DISTILL_CMD) $(DEVICE_FLAGS) --model $(call M,$(2)) $(call ADAPTER_FLAG,$(3)) --data $$< \
 	  --epochs $(4) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
 endef
 
@@ -53,7 +57,9 @@ FIRST_PRIVATE_RUN ?= $(RUN)
 FIRST_PRIVATE      = $(FIRST_PRIVATE_RUN)/round-1/$(1)/private
 PRIVATE            = $(if $(filter 1,$(1)),$(call FIRST_PRIVATE,$(2)),$(call R,$(1))/$(2)/private)
 # The private phases this run trains itself, as "round:client" (round 1's only without a parent).
-OWN_PRIVATE        = $(foreach n,$(if $(filter $(RUN),$(FIRST_PRIVATE_RUN)),$(ROUNDS),$(wordlist 2,100,$(ROUNDS))),$(addprefix $(n):,$(CLIENTS)))
+OWN_PRIVATE        = $(foreach n,$(if $(filter $(RUN),$(FIRST_PRIVATE_RUN)),$(ROUNDS),$(wordlist 2,$(words $(ROUNDS)),$(ROUNDS))),$(addprefix $(n):,$(CLIENTS)))
+# The private phase of client $(2) in round $(1), where this run trains it, from adapter $(3).
+PRIVATE_PHASE      = $(if $(filter $(1):$(2),$(OWN_PRIVATE)),$(call shard_rule,$(call R,$(1))/$(2)/private,$(2),$(3),$(PRIVATE_EPOCHS)))
 # Round 1's knowledge sets and the LLM's own losses come from the private adapters and the
 # base models alone, which a sibling shares with its parent. Non-empty when round $(1) is
 # such a round of a sibling:
@@ -65,67 +71,102 @@ $(RUN)/$(1): $(FIRST_PRIVATE_RUN)/$(1)
 endef
 
 # `evaluate` of party $(1)'s model with adapter folder $(2) (none: the model as it comes).
-EVALUATE = $(BIN)/evaluate $(DEVICE_FLAGS) --model $(call M,$(1)) $(call ADAPTER_FLAG,$(2)) --data $(EVAL_DATA) --out
+EVALUATE_PARTY = $(EVALUATE_CMD) $(DEVICE_FLAGS) --model $(call M,$(1)) $(call ADAPTER_FLAG,$(2)) --data $(EVAL_DATA) --out
 
-# $(1) round, $(2) client: the client's side of a round.
 define client_knowledge_rule
-$(call R,$(1))/$(2)/knowledge.parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(call PUBLIC,$(2)) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) $(KNOWLEDGE_FLAGS) --out $$@
+$(call R,$(1))/$(2)/knowledge.parquet: $(call PRIVATE,$(1),$(2))/adapter_config.json $(call PUBLIC,$(2)) | $(INFER_LOGITS_PROGRAM)
+	$(INFER_LOGITS_CMD) $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $$(<D) --input $(call PUBLIC,$(2)) $(KNOWLEDGE_FLAGS) --out $$@
 endef
 
-define client_rules
+# $(1) round, $(2) client (each rule's text on lines of its own: foreach joins with spaces).
+define client_update1
+
+$(call PRIVATE_PHASE,$(1),$(2),$(call START,$(1),$(2)))
 $(if $(call SHARED_FROM_PARENT,$(1)),$(call parents_copy,round-1/$(2)/knowledge.parquet),$(call client_knowledge_rule,$(1),$(2)))
 
-$(call R,$(1))/$(2)/from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,$(2))) $(call ALIGN_DEPS,server,$(2)) | $(BIN)/align
-	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,server,$(2)) --out $$@
-
-$(call R,$(1))/$(2)/selected.parquet: $(call R,$(1))/$(2)/knowledge.parquet $(call R,$(1))/$(2)/from-server.parquet | $(BIN)/select
-	$(BIN)/select $(SELECT_FLAGS) --local $$< --candidates $$(word 2,$$^) --out $$@
-
-$(call R,$(1))/$(2)/adapter/adapter_config.json: $(call R,$(1))/$(2)/selected.parquet $(call PRIVATE,$(1),$(2))/adapter_config.json | $(BIN)/distill
-	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $(call PRIVATE,$(1),$(2)) --data $(call PUBLIC,$(2)) --teacher $$< \
-	  --lambda $(KD_LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
-
-$(call R,$(1))/eval/$(2).json: $(call R,$(1))/$(2)/adapter/adapter_config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(call EVALUATE,$(2),$$(<D)) $$@
 endef
 
-# The LLM's side of round $(1): in round 1 its own losses before it learns anything; once
-# server/selected.parquet holds its teacher targets, distill, then its knowledge set and its
-# evaluation (without an adapter if it does not learn).
+# The server (lines 9–17): aligns what each client sent into its vocabulary, chooses per
+# sample between its own and the clients' knowledge by DualMinCE, distils into the LLM's
+# adapter (R epochs), then computes its own knowledge S_0 of the public set. Its own losses
+# come in round 1 from the LLM before it learns anything, later from the round before's S_0
+# (same model, adapter and public set). Then its evaluation (without an adapter if it does
+# not learn).
 define llm_local_rule
-$(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) --input $$< $(KNOWLEDGE_FLAGS) --out $$@
+$(call R,1)/server/local.parquet: $(call PUBLIC,server) | $(INFER_LOGITS_PROGRAM)
+	$(INFER_LOGITS_CMD) $(DEVICE_FLAGS) --model $(call M,server) --input $$< $(KNOWLEDGE_FLAGS) --out $$@
 endef
 
+# $(1) round: the LLM's steps, FedCoLLM's too.
 define llm_rules
 $(if $(filter 1,$(1)),$(if $(call SHARED_FROM_PARENT,1),$(call parents_copy,round-1/server/local.parquet),$(call llm_local_rule)))
 
-$(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(BIN)/distill
-	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
+$(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(DISTILL_PROGRAM)
+	$(DISTILL_CMD) $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
 	  --lambda $(KD_LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(SERVER_LR) $(TRAIN_FLAGS) --out $$(@D)
 
-$(call R,$(1))/server/knowledge.parquet: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call PUBLIC,server) | $(BIN)/infer-logits
-	$(BIN)/infer-logits $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) $(KNOWLEDGE_FLAGS) --out $$@
+$(call R,$(1))/server/knowledge.parquet: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call PUBLIC,server) | $(INFER_LOGITS_PROGRAM)
+	$(INFER_LOGITS_CMD) $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) $(KNOWLEDGE_FLAGS) --out $$@
 
-$(call R,$(1))/eval/server.json: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call M,server)/config.json $(EVAL_DATA) | $(BIN)/evaluate
-	$(call EVALUATE,server,$(call SERVER_ADAPTER,$(1))) $$@
+$(call R,$(1))/eval/server.json: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call M,server)/config.json $(EVAL_DATA) | $(EVALUATE_PROGRAM)
+	$(call EVALUATE_PARTY,server,$(call SERVER_ADAPTER,$(1))) $$@
 endef
 
-# $(1) round
-define server_rules
-# What each client sent, in the server's vocabulary (the server aligns).
-$(foreach c,$(CLIENTS),
-$(call R,$(1))/server/from-$(c).parquet: $(call R,$(1))/$(c)/knowledge.parquet $(call MAP,$(call MODEL_OF,$(c)),$(SERVER)) $(call ALIGN_DEPS,$(c),server) | $(BIN)/align
-	$(BIN)/align --knowledge $$< $(call ALIGN_FLAGS,$(c),server) --out $$@
-)
-$(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call R,$(1))/server/from-$(c).parquet) | $(BIN)/select
-	$(BIN)/select $(SELECT_FLAGS) --local $$< --candidates $$(wordlist 2,100,$$^) --out $$@
+# $(1) round, $(2) client: what it sent, in the server's vocabulary.
+define server_alignment_rule
+
+$(call R,$(1))/server/from-$(2).parquet: $(call R,$(1))/$(2)/knowledge.parquet $(call MAP,$(call MODEL_OF,$(2)),$(SERVER)) $(call ALIGN_DEPS,$(2),server) | $(ALIGN_PROGRAM)
+	$(ALIGN_CMD) --knowledge $$< $(call ALIGN_FLAGS,$(2),server) --out $$@
+
+endef
+
+# $(1) round.
+define server_update
+$(foreach c,$(CLIENTS),$(call server_alignment_rule,$(1),$(c)))
+
+$(call R,$(1))/server/selected.parquet: $(call SERVER_LOCAL,$(1)) $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call R,$(1))/server/from-$(c).parquet) | $(SELECT_PROGRAM)
+	$(SELECT_CMD) $(SELECT_FLAGS) --local $$< --candidates $$(wordlist 2,$$(words $$^),$$^) --out $$@
+$(call llm_rules,$(1))
+endef
+
+# ClientUpdate2 (lines 31–39): each client aligns the server's S_0 into its vocabulary,
+# chooses per sample by DualMinCE, distils into its adapter (E more epochs), and is evaluated.
+# $(1) round, $(2) client.
+define client_update2
+
+$(call R,$(1))/$(2)/from-server.parquet: $(call R,$(1))/server/knowledge.parquet $(call MAP,$(SERVER),$(call MODEL_OF,$(2))) $(call ALIGN_DEPS,server,$(2)) | $(ALIGN_PROGRAM)
+	$(ALIGN_CMD) --knowledge $$< $(call ALIGN_FLAGS,server,$(2)) --out $$@
+
+$(call R,$(1))/$(2)/selected.parquet: $(call R,$(1))/$(2)/knowledge.parquet $(call R,$(1))/$(2)/from-server.parquet | $(SELECT_PROGRAM)
+	$(SELECT_CMD) $(SELECT_FLAGS) --local $$< --candidates $$(word 2,$$^) --out $$@
+
+$(call R,$(1))/$(2)/adapter/adapter_config.json: $(call R,$(1))/$(2)/selected.parquet $(call PRIVATE,$(1),$(2))/adapter_config.json | $(DISTILL_PROGRAM)
+	$(DISTILL_CMD) $(DEVICE_FLAGS) --model $(call M,$(2)) --adapter $(call PRIVATE,$(1),$(2)) --data $(call PUBLIC,$(2)) --teacher $$< \
+	  --lambda $(KD_LAMBDA) $(KD_FLAGS) --epochs $(DISTILL_EPOCHS) --lr $(CLIENT_LR) $(TRAIN_FLAGS) --out $$(@D)
+
+$(call R,$(1))/eval/$(2).json: $(call R,$(1))/$(2)/adapter/adapter_config.json $(EVAL_DATA) | $(EVALUATE_PROGRAM)
+	$(call EVALUATE_PARTY,$(2),$$(<D)) $$@
+
+endef
 
 # What each client sent (its knowledge set; nothing when the server does not learn) and
 # received (the server's knowledge set), beside its adapter's size and the paper's estimate.
-$(call R,$(1))/comms.parquet: $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call COMMS_ADAPTER_DEP,$(call R,$(1))/$(c)/adapter/adapter_config.json) $(call SENT_KNOWLEDGE,$(1),$(c))) $(call R,$(1))/server/knowledge.parquet | $(BIN)/report
-	$(BIN)/report comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),--entry \
+# $(1) round.
+define comms_rule
+$(call R,$(1))/comms.parquet: $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),$(call COMMS_ADAPTER_DEP,$(call R,$(1))/$(c)/adapter/adapter_config.json) $(call SENT_KNOWLEDGE,$(1),$(c))) $(call R,$(1))/server/knowledge.parquet | $(REPORT_PROGRAM)
+	$(REPORT_CMD) comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),--entry \
 	  $(1),$(c),$(or $(call SENT_KNOWLEDGE,$(1),$(c)),-),$(call R,$(1))/server/knowledge.parquet,$(call COMMS_ADAPTER,$(call R,$(1))/$(c)/adapter/adapter_model.safetensors),$(call PUBLIC,$(c)))
 endef
 
+# Round $(1) for the parties this make acts for (all of them unless PARTY is set).
+define fedmkt_round
+$(foreach c,$(call MINE,$(CLIENTS)),$(call client_update1,$(1),$(c)))
+$(if $(call MINE,server),$(call server_update,$(1))
+$(call comms_rule,$(1)))
+$(foreach c,$(call MINE,$(CLIENTS)),$(call client_update2,$(1),$(c)))
+endef
+
+ifneq ($(METHOD),FedCoLLM)
+PARTIES := server $(CLIENTS)
+$(foreach n,$(ROUNDS),$(eval $(call fedmkt_round,$(n))))
+endif

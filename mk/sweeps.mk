@@ -9,17 +9,17 @@ SWEEP_PARTY ?= client-1
 SWEEP       = $(B)/sweep-lr$(if $(filter server,$(SWEEP_PARTY)),-server)
 SWEEP_TRAIN = $(if $(filter server,$(SWEEP_PARTY)),$(call PUBLIC,server),$(RUN)/tok/$(call MODEL_OF,$(SWEEP_PARTY))/$(SWEEP_PARTY).parquet)
 SWEEP_DATA  = $(RUN)/data/$(TASK)-$(SWEEP_SPLIT)/eval.parquet
-$(SWEEP_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(BIN)/prepare-data
-	$(call PREPARE_DATA,$(SWEEP_SPLIT),$(EVAL_SIZE)) --out $(@D)
+$(SWEEP_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(PREPARE_DATA_PROGRAM)
+	$(call SPLIT_TASK,$(SWEEP_SPLIT),$(EVAL_SIZE)) --out $(@D)
 define sweep_rules
-$(SWEEP)/lr-$(1)/adapter_config.json: $(SWEEP_TRAIN) | $(BIN)/distill
-	$(BIN)/distill $(DEVICE_FLAGS) --model $(call M,$(SWEEP_PARTY)) --data $$< --epochs $(PRIVATE_EPOCHS) --lr $(1) $(TRAIN_FLAGS) --out $$(@D)
-$(SWEEP)/eval/lr-$(1).json: $(SWEEP)/lr-$(1)/adapter_config.json $(SWEEP_DATA) | $(BIN)/evaluate
-	$(BIN)/evaluate $(DEVICE_FLAGS) --model $(call M,$(SWEEP_PARTY)) --adapter $$(<D) --data $(SWEEP_DATA) --out $$@
+$(SWEEP)/lr-$(1)/adapter_config.json: $(SWEEP_TRAIN) | $(DISTILL_PROGRAM)
+	$(DISTILL_CMD) $(DEVICE_FLAGS) --model $(call M,$(SWEEP_PARTY)) --data $$< --epochs $(PRIVATE_EPOCHS) --lr $(1) $(TRAIN_FLAGS) --out $$(@D)
+$(SWEEP)/eval/lr-$(1).json: $(SWEEP)/lr-$(1)/adapter_config.json $(SWEEP_DATA) | $(EVALUATE_PROGRAM)
+	$(EVALUATE_CMD) $(DEVICE_FLAGS) --model $(call M,$(SWEEP_PARTY)) --adapter $$(<D) --data $(SWEEP_DATA) --out $$@
 endef
 $(foreach lr,$(SWEEP_LRS),$(eval $(call sweep_rules,$(lr))))
-$(SWEEP)/report.md: $(foreach lr,$(SWEEP_LRS),$(SWEEP)/eval/lr-$(lr).json) | $(BIN)/report
-	$(BIN)/report results $(foreach lr,$(SWEEP_LRS),--result Standalone-lr-$(lr),-,$(SWEEP_PARTY)=$(SWEEP)/eval/lr-$(lr).json) \
+$(SWEEP)/report.md: $(foreach lr,$(SWEEP_LRS),$(SWEEP)/eval/lr-$(lr).json) | $(REPORT_PROGRAM)
+	$(REPORT_CMD) results $(foreach lr,$(SWEEP_LRS),--result Standalone-lr-$(lr),-,$(SWEEP_PARTY)=$(SWEEP)/eval/lr-$(lr).json) \
 	  --out $(SWEEP)/report.parquet --paired $(SWEEP)/paired.parquet --markdown $@
 sweep-lr: setup $(SWEEP)/report.md
 	@tail -n +2 $(SWEEP)/report.md | sed -n '1,/^$$/p'; echo "Sweep of $(SWEEP_PARTY) on $(SWEEP_DATA): $(SWEEP)/"

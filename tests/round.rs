@@ -578,7 +578,8 @@ fn an_unlabelled_public_set_is_distilled_alone_and_its_answers_are_never_read() 
 /// A setting a user gives that cannot work stops make with one line naming the variable and
 /// its value, before anything runs: a ROUND that is not a whole number (it ran nothing, or one
 /// round, and exited 0), a pipeline file that is not there, a NAME of two words, a model no
-/// pipeline defines, a federation's timeout or kill that could not apply.
+/// pipeline defines, a federation's timeout or kill that could not apply, a stage's program
+/// that is not one or is not there, the alignment strategy given as ALIGN (now the program).
 #[test]
 fn a_setting_that_cannot_work_stops_make() {
     let dir = tempdir();
@@ -590,6 +591,9 @@ fn a_setting_that_cannot_work_stops_make() {
         ("SERVER=nope", "model 'nope'"),
         ("FEDERATION_TIMEOUT=abc", "FEDERATION_TIMEOUT 'abc'"),
         ("FEDERATION_KILL=client-9@x", "FEDERATION_KILL 'client-9@x'"),
+        ("ALIGN=offsets", "ALIGN 'offsets': ALIGN is the align stage's program; the strategy is ALIGN_STRATEGY"),
+        ("SELECT=examples/nope.py", "SELECT 'examples/nope.py': no such program"),
+        ("DISTILL=python3 my_distill.py", "DISTILL 'python3 my_distill.py': one program"),
     ] {
         cases.push((setting.to_string(), says.to_string()));
     }
