@@ -2,7 +2,7 @@
 //! its gradient matches finite differences of that reference (f64, written independently).
 use candle_core::{Device, Tensor, Var};
 use fedmkt::align::PAD_ID;
-use fedmkt::train::{sparse_kd, TeacherOptions, TeacherTargets};
+use fedmkt::train::kd::{sparse_kd, TeacherOptions, TeacherTargets};
 use half::f16;
 
 const V: usize = 7;
@@ -300,7 +300,7 @@ fn a_diverging_loss_stops_with_the_last_good_checkpoint_kept() {
     );
     assert_bad_input(&output, &["arc-easy-eval.parquet", "loss became", "last good checkpoint"]);
     assert!(!out.exists(), "no adapter from a diverged run");
-    let state = read_json(&fedmkt::distill::checkpoint_dir(&out).join("state.json"));
+    let state = read_json(&fedmkt::train::checkpoint::checkpoint_dir(&out).join("state.json"));
     let failed_at: u64 = String::from_utf8_lossy(&output.stderr)
         .split("at step ")
         .nth(1)
@@ -318,7 +318,7 @@ fn a_diverging_loss_stops_with_the_last_good_checkpoint_kept() {
     assert_bad_input(&resumed, &["state.json", "lr '1000000000000000000000000000000'", "'0.01'"]);
     // Run again with a sane learning rate: it completes and removes the old checkpoint.
     assert_success(&distill(&llama_tokens(), None, &out, &sane));
-    assert!(!fedmkt::distill::checkpoint_dir(&out).exists(), "a finished run leaves no checkpoint");
+    assert!(!fedmkt::train::checkpoint::checkpoint_dir(&out).exists(), "a finished run leaves no checkpoint");
 }
 
 #[test]
@@ -352,7 +352,7 @@ fn schedule_equals_transformers_cosine_with_warmup() {
         (299, 2.7972e-05),
     ];
     for (step, lr) in want {
-        let got = fedmkt::distill::learning_rate(step, 300, 0.008, 1.0);
+        let got = fedmkt::train::optimizer::learning_rate(step, 300, 0.008, 1.0);
         assert!((got - lr).abs() < 1e-9, "step {step}: {got} vs {lr}");
     }
 }
@@ -370,7 +370,8 @@ fn gradients_are_summed_over_micro_batches_then_clipped_to_the_global_norm() {
     };
     let vars = [a.clone(), b.clone()];
     let (store, norm) =
-        fedmkt::distill::clipped_gradients(&vars, vec![part([1.0, 0.0], 2.0), part([0.5, 2.0], 0.0)], 1.0).unwrap();
+        fedmkt::train::optimizer::clipped_gradients(&vars, vec![part([1.0, 0.0], 2.0), part([0.5, 2.0], 0.0)], 1.0)
+            .unwrap();
     let want_norm = (2.25f64 + 4.0 + 4.0).sqrt();
     assert!((norm - want_norm).abs() < 1e-5);
     let ga = store.get(a.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
@@ -415,7 +416,7 @@ fn an_interrupted_run_resumes_to_the_same_adapter() {
     first.extend(["--max-steps", "4"]);
     assert_success(&distill(&llama_tokens(), None, &resumed, &first));
     assert!(!resumed.exists(), "no adapter until the run completes");
-    assert!(fedmkt::distill::checkpoint_dir(&resumed).join("state.json").is_file());
+    assert!(fedmkt::train::checkpoint::checkpoint_dir(&resumed).join("state.json").is_file());
     let mut second = train.to_vec();
     second.push("--resume");
     assert_success(&distill(&llama_tokens(), None, &resumed, &second));

@@ -378,10 +378,10 @@ fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
     let files = table.strings("file").unwrap();
     let parties = table.strings("party").unwrap();
     for (file, party) in files.iter().zip(&parties) {
-        let derived = party == fedmkt::report::CLIENTS_MEAN;
+        let derived = party == fedmkt::report::results::CLIENTS_MEAN;
         assert!(if derived { file.is_empty() } else { Path::new(file).starts_with(&cell) }, "{party}: {file}");
     }
-    assert!(parties.iter().any(|p| p == fedmkt::report::CLIENTS_MEAN), "the two clients' mean is missing");
+    assert!(parties.iter().any(|p| p == fedmkt::report::results::CLIENTS_MEAN), "the two clients' mean is missing");
     assert_eq!(read_json(&cell.join("cell.json"))["seeds"], serde_json::json!(["1", "2"]));
     // Work done once: Zero-Shot for both seeds, round 1's private phase for Standalone and the ablation.
     assert!(zero_shot.is_file());

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fedmkt::model::lora::LoraSpec;
-use fedmkt::train::TeacherOptions;
+use fedmkt::train::kd::TeacherOptions;
 
 /// Without --teacher: fine-tuning on the answer tokens (the private phase). With --teacher
 /// (a `select` output aligned to --data): Eq. 9–10, λ·E_{D_p}[ℓ_CE] + (1−λ)·E_{S̃}[ℓ_KD], the KD
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
             None => fedmkt::model::default_lora_targets(&args.model)?,
         };
         targets.sort();
-        let opts = fedmkt::distill::DistillOptions {
+        let opts = fedmkt::train::distill::DistillOptions {
             lambda: args.lambda,
             epochs: args.epochs,
             lr: args.lr,
@@ -117,7 +117,7 @@ fn main() -> ExitCode {
             resume: args.resume,
             max_steps: args.max_steps,
         };
-        fedmkt::distill::distill(
+        fedmkt::train::distill::distill(
             &args.model,
             args.adapter.as_deref(),
             &args.data,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use fedmkt::train::TeacherOptions;
+use fedmkt::train::kd::TeacherOptions;
 
 /// Per sample of --input: the sparse KD cross-entropy of the model (+ adapter) against the
 /// teacher's top-K at the teacher's positions (what `distill` trains on), the teacher's

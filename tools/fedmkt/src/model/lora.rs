@@ -147,10 +147,10 @@ impl Linear {
             Some(lora) if on_cpu_in_f32 => {
                 let mask = lora.mode.mask(flat.shape(), flat.device())?;
                 let (a, b) = lora.matrices();
-                super::frozen::lora_matmul(&flat, &self.weight, &a, &b, lora.scale, mask)?
+                super::cpu::frozen::lora_matmul(&flat, &self.weight, &a, &b, lora.scale, mask)?
             }
             Some(lora) => self.composed(&flat, lora)?,
-            None if on_cpu_in_f32 => super::frozen::matmul(&flat, &self.weight)?,
+            None if on_cpu_in_f32 => super::cpu::frozen::matmul(&flat, &self.weight)?,
             None => flat.matmul(&self.weight.t()?)?,
         };
         if let Some(bias) = &self.bias {

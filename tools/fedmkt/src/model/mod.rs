@@ -9,14 +9,11 @@
 //! trained (fused ops without gradients, no way to inject LoRA).
 mod bloom;
 pub mod config;
-mod cpu_gemm;
+mod cpu;
 mod dropout;
-mod frozen;
-mod fused;
 mod gemma3;
 mod geometry;
 mod gpt2;
-mod heads;
 mod layer_norm_block;
 pub mod layers;
 mod llama;
@@ -32,8 +29,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 
 pub use config::{Arch, ModelConfig};
-pub(crate) use cpu_gemm::with_values;
-pub use fused::Activation;
+pub use cpu::fused::Activation;
+pub(crate) use cpu::gemm::with_values;
 use geometry::{Geometry, KeyValues, LayerGeometry};
 use layers::{LayerNorm, RmsNorm};
 pub use lora::{AdapterSource, Linear, LoraSet, LoraSpec};
@@ -240,8 +237,11 @@ impl Mlp {
     pub fn forward(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
         let middle = self.up.forward(x)?;
         // One parallel pass on the CPU (candle's GELU is a serial tanh per element).
-        let middle =
-            if fused::cpu_f32(&middle) { fused::activate(&middle, activation)? } else { activation.apply(&middle)? };
+        let middle = if cpu::fused::cpu_f32(&middle) {
+            cpu::fused::activate(&middle, activation)?
+        } else {
+            activation.apply(&middle)?
+        };
         self.down.forward(&middle)
     }
 }
@@ -267,8 +267,8 @@ impl GatedMlp {
         let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
         // One parallel pass on the CPU, with or without gradients (candle's GELU is a serial
         // tanh per element, an eighth of Gemma-3's inference time).
-        let middle = if fused::cpu_f32(&gate) && fused::cpu_f32(&up) {
-            fused::gated(&gate, &up, activation)?
+        let middle = if cpu::fused::cpu_f32(&gate) && cpu::fused::cpu_f32(&up) {
+            cpu::fused::gated(&gate, &up, activation)?
         } else {
             (activation.apply(&gate)? * up)?
         };

@@ -1,5 +1,5 @@
-//! `report`: a run's results as the paper's tables (Tables 2–4: methods as rows, parties as
-//! columns, acc / acc_norm in each cell) and what each party sent and received per round.
+//! `report results`: a run's results as the paper's tables (Tables 2–4: methods as rows,
+//! parties as columns, acc / acc_norm in each cell), paired comparisons and claims' verdicts.
 //!
 //! The tool knows nothing of rounds or pipelines: the Makefile names every entry. A result
 //! entry is `METHOD,ROUND,PARTY=FILE` (ROUND `-` for a baseline, FILE an `evaluate` summary);
@@ -15,9 +15,9 @@ use arrow_array::{Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Arr
 use arrow_schema::{DataType, Field, Schema};
 
 use crate::cli::{bad_input, bad_usage};
-use crate::evidence::{self, CellStats, Outcomes, Paired};
 use crate::io::{self, Provenance};
 use crate::output::{self, Commit, Kind};
+use crate::report::evidence::{self, CellStats, Outcomes, Paired};
 
 pub const RESULTS_FORMAT: &str = "results";
 /// The `results` format version this tool writes and reads.
@@ -241,7 +241,7 @@ fn paired_table(rows: &[(&Score, &Score, Paired)]) -> String {
         "| method | party | against | n | Δ acc (pp) | right only under each | McNemar p | Δ gold log-lik/byte |\n|---|---|---|---|---|---|---|---|\n",
     );
     for (a, b, p) in rows {
-        let nats = |e: &crate::stats::Estimate| format!("{:+.4} [{:+.4}, {:+.4}]", e.mean, e.low, e.high);
+        let nats = |e: &crate::report::stats::Estimate| format!("{:+.4} [{:+.4}, {:+.4}]", e.mean, e.low, e.high);
         out.push_str(&format!(
             "| {} | {} | {} | {} | {:+.1} [{:+.1}, {:+.1}] | {} / {} | {:.3} | {} |\n",
             method_label(&a.entry),
@@ -515,7 +515,7 @@ pub fn results(
     let text = format!(
         "{}\nacc [95% bootstrap interval, {} resamples] / acc_norm, in %. Paired against the other methods on the same samples:\n\n{}\nThe paper's claims:\n\n{}",
         markdown_table(&scores),
-        crate::stats::RESAMPLES,
+        crate::report::stats::RESAMPLES,
         paired_table(&rows),
         claims_table(&rows)
     );
@@ -534,7 +534,7 @@ pub fn results(
         paired,
         batch.schema(),
         &[batch],
-        &provenance.extra("resamples", crate::stats::RESAMPLES),
+        &provenance.extra("resamples", crate::report::stats::RESAMPLES),
     )?;
     stage_markdown(&mut commit, markdown, &text)?;
     commit.finish()
@@ -728,13 +728,13 @@ mod tests {
 
     #[test]
     fn verdicts_follow_the_sign_and_the_exact_test() {
-        let estimate = |mean| crate::stats::Estimate { mean, low: mean, high: mean };
+        let estimate = |mean| crate::report::stats::Estimate { mean, low: mean, high: mean };
         let paired = |only_a: u64, only_b: u64| Paired {
             n: 100,
             acc: estimate((only_a as f64 - only_b as f64) / 100.0),
             only_a,
             only_b,
-            mcnemar_p: crate::stats::mcnemar_exact(only_a, only_b),
+            mcnemar_p: crate::report::stats::mcnemar_exact(only_a, only_b),
             gold_per_byte: estimate(0.0),
             margin: estimate(0.0),
         };

@@ -17,7 +17,7 @@ use arrow_schema::{DataType, Field, Schema};
 
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
-use crate::report::{claim_report, write_report};
+use crate::report::results::{claim_report, write_report};
 use crate::tokens;
 
 pub const COMMS_FORMAT: &str = "comms";
