@@ -22,7 +22,8 @@ struct Args {
 enum Command {
     /// Accuracy table from `evaluate` summaries.
     Results {
-        /// METHOD,ROUND,PARTY=FILE (ROUND '-' for a baseline; FILE an evaluate JSON summary).
+        /// METHOD,ROUND,PARTY=FILE (ROUND '-' for a baseline; FILE an evaluate JSON summary, or its
+        /// predictions Parquet file alone, the model then unnamed).
         #[arg(long = "result")]
         results: Vec<ResultEntry>,
         /// Results tables of earlier reports, one per training seed (`make seeds`): their

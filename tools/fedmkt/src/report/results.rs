@@ -67,6 +67,9 @@ struct Score {
 }
 
 fn read_score(entry: &ResultEntry) -> Result<Score> {
+    if entry.file.extension().is_some_and(|e| e == "parquet") {
+        return score_of_predictions(entry);
+    }
     let text = std::fs::read_to_string(&entry.file).map_err(|e| bad_input(&entry.file, format!("cannot read: {e}")))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad_input(&entry.file, format!("not an evaluate summary: {e}")))?;
@@ -101,9 +104,8 @@ fn read_score(entry: &ResultEntry) -> Result<Score> {
             format!("holds {} predictions, its summary says n = {n}", outcomes.ids.len()),
         ));
     }
-    let stats = evidence::cell_stats(&outcomes);
     for (name, claimed, counted) in [("acc", acc, &outcomes.correct), ("acc_norm", acc_norm, &outcomes.correct_norm)] {
-        let recomputed = counted.iter().sum::<f64>() / counted.len() as f64;
+        let recomputed = mean(counted);
         if (claimed - recomputed).abs() > 1e-9 {
             return Err(bad_input(
                 &entry.file,
@@ -111,7 +113,29 @@ fn read_score(entry: &ResultEntry) -> Result<Score> {
             ));
         }
     }
-    Ok(Score { entry: entry.clone(), model, n: n as u64, acc, acc_norm, outcomes, stats, seeds: 1, acc_sd: 0.0 })
+    Ok(score(entry, model, outcomes, (acc, acc_norm)))
+}
+
+/// An entry whose FILE is `evaluate`'s predictions alone (a sweep's `lr-<rate>.parquet`):
+/// every figure comes from them; the model is not named.
+fn score_of_predictions(entry: &ResultEntry) -> Result<Score> {
+    let outcomes = evidence::read_outcomes(&entry.file)?;
+    if outcomes.ids.is_empty() {
+        return Err(bad_input(&entry.file, "holds no predictions"));
+    }
+    let accuracies = (mean(&outcomes.correct), mean(&outcomes.correct_norm));
+    Ok(score(entry, String::new(), outcomes, accuracies))
+}
+
+/// `acc` and `acc_norm` as the summary states them (equal to its predictions' to 1e-9).
+fn score(entry: &ResultEntry, model: String, outcomes: Outcomes, (acc, acc_norm): (f64, f64)) -> Score {
+    let stats = evidence::cell_stats(&outcomes);
+    let n = outcomes.ids.len() as u64;
+    Score { entry: entry.clone(), model, n, acc, acc_norm, outcomes, stats, seeds: 1, acc_sd: 0.0 }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
 }
 
 /// The entries of an earlier `report results` table, tagged with its run's folder name: one
@@ -389,7 +413,11 @@ fn markdown_table(scores: &[Score]) -> String {
     }
     let mut out = format!(
         "| method | {} |\n|---|{}\n",
-        parties.iter().map(|(p, m)| format!("{p} ({m})")).collect::<Vec<_>>().join(" | "),
+        parties
+            .iter()
+            .map(|(p, m)| if m.is_empty() { p.clone() } else { format!("{p} ({m})") })
+            .collect::<Vec<_>>()
+            .join(" | "),
         "---|".repeat(parties.len())
     );
     for row in &rows {
