@@ -103,7 +103,8 @@ fn predictions_alone_give_the_same_comparisons_as_their_summaries() {
         );
         assert_success(&output);
         let table = io::read_parquet(&out.join("paired.parquet"), "paired").unwrap();
-        let rows: Vec<String> = (0..table.num_rows()).map(|i| row_of(&table, &["method", "party", "against_method"], i)).collect();
+        let rows: Vec<String> =
+            (0..table.num_rows()).map(|i| row_of(&table, &["method", "party", "against_method"], i)).collect();
         let numbers: Vec<Vec<f64>> =
             table.schema.fields().iter().filter_map(|f| table.values::<Float64Type>(f.name()).ok()).collect();
         (rows, numbers)

@@ -61,6 +61,13 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
 }
 
+/// Where a model tool runs and in what precision, from its shared flags (`--device`,
+/// `--dtype`; the dtype checked first).
+pub fn placement(args: &crate::cli::ModelArgs) -> Result<(Device, DType)> {
+    let dtype = parse_dtype(&args.dtype)?;
+    Ok((parse_device(&args.device)?, dtype))
+}
+
 /// Reads base weights and creates (or loads) adapters while an architecture is assembled.
 pub struct Builder<'a> {
     vb: VarBuilder<'a>,
