@@ -45,6 +45,7 @@ testdata: build $(PYREF)/.installed
 	$(PYTHON) testdata/reference/golden_import_gguf.py
 	$(PYTHON) testdata/reference/golden_tokenize.py
 	$(PYTHON) testdata/reference/golden_select.py
+	$(PYTHON) testdata/reference/golden_align.py
 	$(PYTHON) testdata/reference/golden_aggregate.py
 	$(PYTHON) testdata/reference/golden_report.py
 	$(PYREF)/bin/python testdata/reference/tiny_families.py
