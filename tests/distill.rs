@@ -580,3 +580,55 @@ fn a_resumed_run_refuses_a_dropped_teacher_or_other_weights() {
     let files = ["--model", &path(&model), "--data", &path(&train), "--teacher", &path(&teacher), "--out", &path(&out)];
     assert_bad_input(&run("distill", [&files[..], &schedule[..]].concat()), &["state.json", "weights"]);
 }
+
+/// Two Hugging Face folders with one `config.json` and other weights (a fine-tune of the same
+/// architecture): an adapter trained on one is refused on the other, one line naming its
+/// adapter_config.json, where it would have run silently on the wrong base. An adapter
+/// written before weights were fingerprinted still loads on its own base.
+#[test]
+fn an_adapter_is_refused_on_other_weights_under_the_same_config() {
+    let dir = tempdir();
+    let base = model_copy("tiny-mistral", dir.path());
+    let other = model_copy("tiny-mistral", &dir.path().join("fine-tuned"));
+    let weights = other.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let data_start = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    bytes[data_start] ^= 1;
+    std::fs::write(&weights, bytes).unwrap();
+    let tokens = testdata("data/tokens/tiny-llama/arc-easy-eval.parquet");
+    let adapter = dir.path().join("adapter");
+    let trained = run(
+        "distill",
+        [
+            "--model".as_ref(),
+            base.as_os_str(),
+            "--data".as_ref(),
+            tokens.as_os_str(),
+            "--lr".as_ref(),
+            "1e-2".as_ref(),
+            "--out".as_ref(),
+            adapter.as_os_str(),
+        ],
+    );
+    assert_success(&trained);
+    let infer = |model: &Path, adapter: &Path, out: &str| {
+        let out = dir.path().join(out);
+        run(
+            "infer-logits",
+            [
+                "--model".as_ref(),
+                model.as_os_str(),
+                "--adapter".as_ref(),
+                adapter.as_os_str(),
+                "--input".as_ref(),
+                tokens.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+            ],
+        )
+    };
+    assert_success(&infer(&base, &adapter, "own.parquet"));
+    assert_bad_input(&infer(&other, &adapter, "other.parquet"), &["adapter_config.json", "other weights"]);
+    assert!(!dir.path().join("other.parquet").exists());
+    assert_success(&infer(&base, &testdata("models/tiny-mistral-ours"), "legacy.parquet"));
+}
