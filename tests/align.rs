@@ -466,6 +466,10 @@ fn inputs_that_do_not_belong_together_are_refused() {
         &align_files(&s, &[("--sender-tokenizer", &tokenizer("tiny-gemma3"))], &[], &out),
         &["tokenizer.json", "is not the tokenizer"],
     );
+    // A sender named by a word select reserves for the receiver.
+    for reserved in ["self", "receiver"] {
+        assert_bad_input(&align_files(&s, &[], &["--sender", reserved], &out), &[&format!("--sender '{reserved}'")]);
+    }
     assert!(!out.exists());
 }
 

@@ -385,6 +385,12 @@ pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()
             opts.sender
         )));
     }
+    if crate::formats::RESERVED_PARTY_NAMES.contains(&opts.sender.as_str()) {
+        return Err(crate::cli::bad_usage(format!(
+            "--sender '{}': a word select gives its own meaning (the receiver's rows); name the sending party",
+            opts.sender
+        )));
+    }
     let flat_map = inputs.map.with_extension("map");
     let paths = [inputs.sender_tokens, inputs.knowledge, inputs.receiver_tokens, inputs.map, &flat_map];
     let paths = [&paths[..], &[inputs.sender_tokenizer, inputs.receiver_tokenizer]].concat();
