@@ -58,6 +58,7 @@ testdata: build $(PYREF)/.installed
 	$(PYREF)/bin/python testdata/reference/golden_models.py --ours
 	$(PYREF)/bin/python testdata/reference/golden_infer_logits.py
 	$(PYREF)/bin/python testdata/reference/golden_evaluate.py
+	$(PYREF)/bin/python testdata/reference/golden_distill.py
 
 # ---------------------------------------------------------------- acceptance on real assets
 check-real: build $(ASSETS)/tokenizer-gemma3/tokenizer.json \
