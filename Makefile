@@ -24,6 +24,7 @@ comma := ,
 include mk/dev.mk         # build, test, testdata, checks on the real assets
 include mk/setup.mk       # real models and data, the run's settings, tokens, vocabulary maps
 include mk/round.mk       # a FedMKT round, in Algorithm 1's order
+include mk/teacher.mk     # a frozen teacher of graded strength (TEACHER_SHARDS)
 include mk/fedcollm.mk    # a FedCoLLM round (METHOD=FedCoLLM): secure aggregation, KD both ways
 include mk/baselines.mk   # Zero-Shot, Standalone, Centralized, FedAvg, FedMKT-noKD, LLM2SLM
 include mk/kd.mk          # what KD did: measure-kd before and after each KD phase

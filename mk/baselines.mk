@@ -17,7 +17,7 @@ $(if $(filter $(RUN),$(ZERO_SHOT_RUN)),$(foreach m,$(MODELS),$(eval $(call ZERO_
 # Files another make made before this one started: a sibling's parent's (SIBLING_DEPS), a
 # seed's zero-shot run's. An empty recipe for them lets `make -n`, where they are not made, go
 # on past them.
-MADE_ELSEWHERE := $(sort $(filter-out $(RUN),$(FIRST_PRIVATE_RUN) $(ZERO_SHOT_RUN)))
+MADE_ELSEWHERE := $(sort $(filter-out $(RUN),$(FIRST_PRIVATE_RUN) $(ZERO_SHOT_RUN) $(TEACHER_RUN)))
 $(foreach d,$(MADE_ELSEWHERE),$(eval $(d)/%: ;))
 
 # The other baselines train clients: a single-machine experiment, never a party of a federation.
@@ -59,8 +59,10 @@ $(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) \
 # knowledge sets still travel but no KD term trains: what knowledge transfer itself adds.
 NOKD_RUN   := $(RUNS)/$(NAME)-nokd
 NOKD_EVALS := $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(NOKD_RUN)/round-$(n)/eval/$(p).json))
-SIBLING_DEPS := $(foreach c,$(CLIENTS),$(call FIRST_PRIVATE,$(c))/adapter_config.json $(call R,1)/$(c)/knowledge.parquet) $(call R,1)/server/local.parquet
-SIBLING      := PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) FIRST_PRIVATE_RUN=$(FIRST_PRIVATE_RUN)
+SIBLING_DEPS := $(strip $(foreach c,$(CLIENTS),$(call FIRST_PRIVATE,$(c))/adapter_config.json $(call R,1)/$(c)/knowledge.parquet) \
+                $(call R,1)/server/local.parquet $(call ADAPTER_DEP,$(TEACHER_ADAPTER)))
+SIBLING      := $(strip PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) FIRST_PRIVATE_RUN=$(FIRST_PRIVATE_RUN) \
+                $(if $(TEACHER_ADAPTER),TEACHER_RUN=$(TEACHER_RUN)))
 $(NOKD_EVALS) &: $(SIBLING_DEPS) FORCE
 	$(MAKE) --no-print-directory $(NOKD_EVALS) $(SIBLING) NAME=$(NAME)-nokd METHOD=FedMKT-noKD LAMBDA=1
 

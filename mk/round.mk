@@ -35,7 +35,10 @@ KNOWLEDGE_FLAGS       = $(if $(filter yes,$(TEACHER_SAMPLING)),--sample $(TOP_K)
 KD_LAMBDA             = $(if $(and $(UNLABELLED),$(filter-out 1,$(LAMBDA))),0,$(LAMBDA))
 SELECT_FLAGS          = $(if $(filter-out drop,$(SELECT_FALLBACK)),--fallback $(SELECT_FALLBACK))
 TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(TRAIN_SEED) --lora-r $(LORA_R) --lora-alpha $(LORA_ALPHA)
-SERVER_ADAPTER = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/server/adapter)
+# The server's adapter in round $(1): its own if it learns, else a frozen teacher's (TEACHER_SHARDS).
+SERVER_ADAPTER = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/server/adapter,$(TEACHER_ADAPTER))
+TEACHER_RUN    ?= $(RUN)
+TEACHER_ADAPTER = $(if $(filter-out 0,$(TEACHER_SHARDS)),$(TEACHER_RUN)/teacher/shards-$(TEACHER_SHARDS))
 SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R,$(call PREV,$(1)))/server/knowledge.parquet)
 
 # ClientUpdate1 (Algorithm 1, lines 22–29): each client fine-tunes its adapter on its private

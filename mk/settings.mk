@@ -50,6 +50,10 @@ KD_HELDOUT     ?= 300
 # text in DualMinCE, and its public-set phase trains on KD alone (λ = 0, whatever LAMBDA; the
 # noKD ablation's λ = 1 keeps the question text's own loss and no KD).
 PUBLIC_LABELS  ?= yes
+# TEACHER_SHARDS=k (with SERVER_LEARNS=no): the frozen server is a teacher of graded strength,
+# its adapter fine-tuned on k train parts that are no client's (mk/teacher.mk); 0: the model
+# as it comes. Empty (the default): the server as the method has it.
+TEACHER_SHARDS ?=
 PRIVATE_EPOCHS ?= 1
 DISTILL_EPOCHS ?= 1
 CLIENT_LR      ?= 1e-4

@@ -44,7 +44,8 @@ $(foreach m,$(MODELS),$(if $(GGUF_$(m))$(HF_$(m)),,$(error model '$(m)' (SERVER 
 SETTINGS := NAME TASK SERVER CLIENT_MODELS SEED TRAIN_SEED PARTS HOLDOUT EVAL_SPLIT TEACHER_TAIL PUBLIC_SIZE CLIENT_SIZE EVAL_SIZE TOP_K ALIGN_STRATEGY LAMBDA \
             PRIVATE_EPOCHS DISTILL_EPOCHS CLIENT_LR SERVER_LR BATCH_SIZE LORA_R LORA_ALPHA METHOD SERVER_LEARNS DEVICE DTYPE \
             $(if $(filter-out drop,$(SELECT_FALLBACK)),SELECT_FALLBACK) $(if $(filter-out yes,$(PUBLIC_LABELS)),PUBLIC_LABELS) \
-            $(if $(filter-out no,$(TEACHER_SAMPLING)),TEACHER_SAMPLING) $(if $(SWAPPED_STAGES),SWAPPED_STAGES)
+            $(if $(filter-out no,$(TEACHER_SAMPLING)),TEACHER_SAMPLING) $(if $(SWAPPED_STAGES),SWAPPED_STAGES) \
+            $(if $(TEACHER_SHARDS),TEACHER_SHARDS)
 # A setting recorded under another name than its variable's: the name earlier runs used.
 RECORDED_AS_ALIGN_STRATEGY := ALIGN
 $(RUN)/settings.mk: FORCE
@@ -72,8 +73,9 @@ COMMS_ADAPTER_DEP = $(if $(filter server,$(PARTY)),,$(1))
 # The knowledge set a client sent in round $(1) (none when the server does not learn).
 SENT_KNOWLEDGE    = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/$(2)/knowledge.parquet)
 
-# The run's split of the task: the same parts whatever the eval set (split $(1), $(2) samples).
-SPLIT_TASK = $(PREPARE_DATA_CMD) --task $(TASK) --source $(DATA_SOURCE) --clients $(N_CLIENTS) --parts $(PARTS) \
+# The run's split of the task: the same parts whatever the eval set (split $(1), $(2) samples;
+# $(3) clients' shards, the pipeline's clients by default).
+SPLIT_TASK = $(PREPARE_DATA_CMD) --task $(TASK) --source $(DATA_SOURCE) --clients $(or $(3),$(N_CLIENTS)) --parts $(PARTS) \
   --seed $(SEED) $(if $(HOLDOUT),--holdout $(HOLDOUT)) --eval-split $(1) $(if $(2),--eval-size $(2))
 ifeq ($(PARTY),)
 $(RUN)/data/$(TASK)/eval.parquet: $(RUN)/settings.mk $(DATA_DEP) | $(PREPARE_DATA_PROGRAM)

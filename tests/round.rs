@@ -594,6 +594,8 @@ fn a_setting_that_cannot_work_stops_make() {
         ("ALIGN=offsets", "ALIGN 'offsets': ALIGN is the align stage's program; the strategy is ALIGN_STRATEGY"),
         ("SELECT=examples/nope.py", "SELECT 'examples/nope.py': no such program"),
         ("DISTILL=python3 my_distill.py", "DISTILL 'python3 my_distill.py': one program"),
+        ("TEACHER_SHARDS=1", "TEACHER_SHARDS '1': a teacher is frozen"),
+        ("TEACHER_SHARDS=x", "TEACHER_SHARDS 'x'"),
     ] {
         cases.push((setting.to_string(), says.to_string()));
     }
@@ -631,4 +633,39 @@ fn every_pipeline_plans_its_round() {
             .unwrap();
         assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
     }
+}
+
+/// TEACHER_SHARDS: the frozen server is a teacher fine-tuned on train parts that are no
+/// client's and not the public set, trained once and shared with the noKD sibling; its
+/// knowledge is what the clients distil from, and its evaluation is the server's row.
+#[test]
+fn a_frozen_teacher_learns_from_parts_no_client_holds() {
+    let dir = tempdir();
+    let runs = dir.path();
+    make_target(
+        &format!("{}/tiny/report.md", runs.display()),
+        runs,
+        &["ROUND=1", "TEACHER_SHARDS=2", "SERVER_LEARNS=no", "BASELINES=zero-shot nokd"],
+    );
+    let run = runs.join("tiny");
+    let ids = |rel: &str| -> std::collections::BTreeSet<String> {
+        fedmkt::io::read_parquet(&run.join(rel), "task").unwrap().strings("id").unwrap().into_iter().collect()
+    };
+    let teacher: std::collections::BTreeSet<String> = ids("data/arc-easy-teacher/client-3.parquet")
+        .union(&ids("data/arc-easy-teacher/client-4.parquet"))
+        .cloned()
+        .collect();
+    for own in ["public", "client-1", "client-2"] {
+        assert!(ids(&format!("data/arc-easy/{own}.parquet")).is_disjoint(&teacher), "the teacher saw {own}'s samples");
+        assert_eq!(ids(&format!("data/arc-easy/{own}.parquet")), ids(&format!("data/arc-easy-teacher/{own}.parquet")));
+    }
+    let adapter = run.join("teacher/shards-2");
+    let knowledge = fedmkt::io::read_parquet(&run.join("round-1/server/knowledge.parquet"), "knowledge").unwrap();
+    let weights = fedmkt::io::file_hash(&adapter.join("adapter_model.safetensors")).unwrap();
+    assert_eq!(knowledge.input_hash("adapter").unwrap(), weights, "the server's knowledge is the teacher's");
+    assert_eq!(read_json(&run.join("round-1/eval/server.json"))["adapter"], adapter.display().to_string());
+    assert!(!runs.join("tiny-nokd/teacher").exists(), "the sibling trains no teacher of its own");
+    let sibling =
+        fedmkt::io::read_parquet(&runs.join("tiny-nokd/round-1/server/knowledge.parquet"), "knowledge").unwrap();
+    assert_eq!(sibling.input_hash("adapter").unwrap(), weights);
 }
