@@ -60,9 +60,10 @@ $(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) \
 NOKD_RUN   := $(RUNS)/$(NAME)-nokd
 NOKD_EVALS := $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(NOKD_RUN)/round-$(n)/eval/$(p).json))
 SIBLING_DEPS := $(strip $(foreach c,$(CLIENTS),$(call FIRST_PRIVATE,$(c))/adapter_config.json $(call R,1)/$(c)/knowledge.parquet) \
-                $(call R,1)/server/local.parquet $(call ADAPTER_DEP,$(TEACHER_ADAPTER)))
+                $(call R,1)/server/local.parquet $(call ADAPTER_DEP,$(TEACHER_ADAPTER)) \
+                $(if $(TEACHER_SHARDS),$(foreach n,$(ROUNDS),$(TEACHER_RUN)/round-$(n)/eval/server.json)))
 SIBLING      := $(strip PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) FIRST_PRIVATE_RUN=$(FIRST_PRIVATE_RUN) \
-                $(if $(TEACHER_ADAPTER),TEACHER_RUN=$(TEACHER_RUN)))
+                $(if $(TEACHER_SHARDS),TEACHER_RUN=$(TEACHER_RUN)))
 $(NOKD_EVALS) &: $(SIBLING_DEPS) FORCE
 	$(MAKE) --no-print-directory $(NOKD_EVALS) $(SIBLING) NAME=$(NAME)-nokd METHOD=FedMKT-noKD LAMBDA=1
 

@@ -39,6 +39,8 @@ TRAIN_FLAGS  = --batch-size $(BATCH_SIZE) --seed $(TRAIN_SEED) --lora-r $(LORA_R
 SERVER_ADAPTER = $(if $(filter yes,$(SERVER_LEARNS)),$(call R,$(1))/server/adapter,$(TEACHER_ADAPTER))
 TEACHER_RUN    ?= $(RUN)
 TEACHER_ADAPTER = $(if $(filter-out 0,$(TEACHER_SHARDS)),$(TEACHER_RUN)/teacher/shards-$(TEACHER_SHARDS))
+# Non-empty when a frozen teacher's run is another one: its evaluation is copied from there.
+TEACHER_ELSEWHERE = $(and $(TEACHER_SHARDS),$(filter-out $(RUN),$(TEACHER_RUN)))
 SERVER_LOCAL   = $(if $(filter 1,$(1)),$(call R,1)/server/local.parquet,$(call R,$(call PREV,$(1)))/server/knowledge.parquet)
 
 # ClientUpdate1 (Algorithm 1, lines 22–29): each client fine-tunes its adapter on its private
@@ -67,10 +69,18 @@ PRIVATE_PHASE      = $(if $(filter $(1):$(2),$(OWN_PRIVATE)),$(call shard_rule,$
 # base models alone, which a sibling shares with its parent. Non-empty when round $(1) is
 # such a round of a sibling:
 SHARED_FROM_PARENT = $(and $(filter 1,$(1)),$(filter-out $(RUN),$(FIRST_PRIVATE_RUN)))
-# The sibling's file $(1) (a path under the run) copied from its parent's, not inferred again.
-define parents_copy
-$(RUN)/$(1): $(FIRST_PRIVATE_RUN)/$(1)
+# The file $(2) (a path under the run) copied from run $(1)'s, not made again: a sibling's
+# from its parent's, a frozen teacher's evaluation from the run that trained it.
+define copied_from
+$(RUN)/$(2): $(1)/$(2)
 	mkdir -p $$(@D) && cp $$< $$@.tmp && mv $$@.tmp $$@
+endef
+
+# An evaluation $(2) (its summary .json and predictions .parquet) copied from run $(1)'s.
+define copied_evaluation
+$(RUN)/$(2).json $(RUN)/$(2).parquet &: $(1)/$(2).json $(1)/$(2).parquet
+	mkdir -p $$(@D) && cp $(1)/$(2).parquet $(RUN)/$(2).parquet.tmp && cp $(1)/$(2).json $(RUN)/$(2).json.tmp \
+	  && mv $(RUN)/$(2).parquet.tmp $(RUN)/$(2).parquet && mv $(RUN)/$(2).json.tmp $(RUN)/$(2).json
 endef
 
 # `evaluate` of party $(1)'s model with adapter folder $(2) (none: the model as it comes).
@@ -85,7 +95,7 @@ endef
 define client_update1
 
 $(call PRIVATE_PHASE,$(1),$(2),$(call START,$(1),$(2)))
-$(if $(call SHARED_FROM_PARENT,$(1)),$(call parents_copy,round-1/$(2)/knowledge.parquet),$(call client_knowledge_rule,$(1),$(2)))
+$(if $(call SHARED_FROM_PARENT,$(1)),$(call copied_from,$(FIRST_PRIVATE_RUN),round-1/$(2)/knowledge.parquet),$(call client_knowledge_rule,$(1),$(2)))
 
 endef
 
@@ -102,7 +112,7 @@ endef
 
 # $(1) round: the LLM's steps, FedCoLLM's too.
 define llm_rules
-$(if $(filter 1,$(1)),$(if $(call SHARED_FROM_PARENT,1),$(call parents_copy,round-1/server/local.parquet),$(call llm_local_rule)))
+$(if $(filter 1,$(1)),$(if $(call SHARED_FROM_PARENT,1),$(call copied_from,$(FIRST_PRIVATE_RUN),round-1/server/local.parquet),$(call llm_local_rule)))
 
 $(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selected.parquet $(call ADAPTER_DEP,$(call START,$(1),server)) | $(DISTILL_PROGRAM)
 	$(DISTILL_CMD) $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call START,$(1),server)) --data $(call PUBLIC,server) --teacher $$< \
@@ -111,6 +121,10 @@ $(call R,$(1))/server/adapter/adapter_config.json: $(call R,$(1))/server/selecte
 $(call R,$(1))/server/knowledge.parquet: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call PUBLIC,server) | $(INFER_LOGITS_PROGRAM)
 	$(INFER_LOGITS_CMD) $(DEVICE_FLAGS) --model $(call M,server) $(call ADAPTER_FLAG,$(call SERVER_ADAPTER,$(1))) --input $(call PUBLIC,server) $(KNOWLEDGE_FLAGS) --out $$@
 
+$(if $(TEACHER_ELSEWHERE),$(call copied_evaluation,$(TEACHER_RUN),round-$(1)/eval/server),$(call llm_eval_rule,$(1)))
+endef
+
+define llm_eval_rule
 $(call R,$(1))/eval/server.json: $(call ADAPTER_DEP,$(call SERVER_ADAPTER,$(1))) $(call M,server)/config.json $(EVAL_DATA) | $(EVALUATE_PROGRAM)
 	$(call EVALUATE_PARTY,server,$(call SERVER_ADAPTER,$(1))) $$@
 endef

@@ -35,3 +35,31 @@ measure-logit-storage: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smoll
 measure-kd-estimates: $(call PRIVATE,1,client-1)/adapter_config.json $(call PUBLIC,client-1)
 	cargo run --release --quiet --example kd_estimates -- $(call M,client-1) $(call PRIVATE,1,client-1) $(call PUBLIC,client-1) $(TOP_K) 80 20
 
+
+# `make teacher-curve PIPELINE=pipelines/teacher-curve.mk`: the regime experiments' second arm
+# (results/README.md): the pipeline once per teacher model (CURVE_SERVERS), teacher strength
+# (CURVE_SHARDS: train parts it was fine-tuned on, 0: as it comes) and student configuration
+# (CURVE_CONFIGS, PUBLIC_LABELS:LAMBDA), each beside its noKD sibling. A teacher is trained and
+# evaluated once, in its first configuration's run, which the others take it from
+# (TEACHER_RUN); Zero-Shot once per teacher model. $(NAME)-curve/curve.{md,parquet,png} sets the
+# student's KD gain beside the teacher's advantage (tools/report/teacher_curve.py).
+CURVE_SERVERS ?= smollm2-135m gemma3-270m
+CURVE_SHARDS  ?= 0 1 2 4
+CURVE_CONFIGS ?= yes:0.9 yes:0 no:0
+CURVE_LABELS   = $(word 1,$(subst :, ,$(1)))
+CURVE_LAMBDA   = $(word 2,$(subst :, ,$(1)))
+# $(1) teacher model, $(2) its parts, $(3) configuration: the run's name and its make.
+CURVE_NAME     = $(NAME)-$(1)-parts-$(2)-labels-$(call CURVE_LABELS,$(3))-lambda-$(call CURVE_LAMBDA,$(3))
+CURVE_RUNS     = $(foreach s,$(CURVE_SERVERS),$(foreach k,$(CURVE_SHARDS),$(foreach c,$(CURVE_CONFIGS),$(RUNS)/$(call CURVE_NAME,$(s),$(k),$(c)))))
+CURVE_ZERO_SHOT = $(RUNS)/$(NAME)-$(1)-zero-shot
+CURVE_MAKE     = $(MAKE) --no-print-directory PIPELINE=$(PIPELINE) RUNS=$(RUNS) ROUND=$(ROUND) SERVER=$(1)
+# The summary's Python: with matplotlib for the plot (PLOT=yes), else pyarrow alone.
+CURVE_ENV      = $(if $(filter yes,$(PLOT)),$(PLOT_ENV),$(STAGE_ENV))
+teacher-curve: $(CURVE_ENV)/.installed
+	$(foreach s,$(CURVE_SERVERS),$(call CURVE_MAKE,$(s)) NAME=$(NAME)-$(s)-zero-shot \
+	  $(foreach m,$(sort $(s) $(CLIENT_MODELS)),$(call ZERO_SHOT_IN,$(call CURVE_ZERO_SHOT,$(s)),$(m))) && \
+	  $(foreach k,$(CURVE_SHARDS),$(foreach c,$(CURVE_CONFIGS),$(call CURVE_MAKE,$(s)) $(RUNS)/$(call CURVE_NAME,$(s),$(k),$(c))/report.md \
+	    NAME=$(call CURVE_NAME,$(s),$(k),$(c)) TEACHER_SHARDS=$(k) PUBLIC_LABELS=$(call CURVE_LABELS,$(c)) \
+	    LAMBDA=$(call CURVE_LAMBDA,$(c)) ZERO_SHOT_RUN=$(call CURVE_ZERO_SHOT,$(s)) \
+	    TEACHER_RUN=$(RUNS)/$(call CURVE_NAME,$(s),$(k),$(firstword $(CURVE_CONFIGS))) &&))) true
+	$(CURVE_ENV)/bin/python tools/report/teacher_curve.py $(RUNS)/$(NAME)-curve $(CURVE_RUNS)

@@ -678,3 +678,44 @@ fn a_frozen_teacher_learns_from_parts_no_client_holds() {
         fedmkt::io::read_parquet(&runs.join("tiny-nokd/round-1/server/knowledge.parquet"), "knowledge").unwrap();
     assert_eq!(sibling.input_hash("adapter").unwrap(), weights);
 }
+
+/// `make teacher-curve`: a run per teacher strength and student configuration, the teacher
+/// trained and evaluated once for all its configurations, and curve.parquet setting each
+/// run's KD gain (FedMKT against FedMKT-noKD, paired) beside the teacher's advantage.
+#[test]
+fn the_teacher_curve_sets_kd_gain_beside_the_teachers_advantage() {
+    let dir = tempdir();
+    let runs = dir.path();
+    let output = make_target(
+        "teacher-curve",
+        runs,
+        &[
+            "NAME=tc",
+            "ROUND=1",
+            "CURVE_SERVERS=tiny-llama",
+            "CURVE_SHARDS=0 2",
+            "CURVE_CONFIGS=yes:0.9 no:0",
+            "SERVER_LEARNS=no",
+            "BASELINES=zero-shot nokd",
+            "PLOT=no",
+        ],
+    );
+    let trained: Vec<String> = outputs_made(&output).into_iter().filter(|o| o.contains("/teacher/")).collect();
+    assert_eq!(
+        trained,
+        vec![format!("{}/tc-tiny-llama-parts-2-labels-yes-lambda-0.9/teacher/shards-2", runs.display())]
+    );
+    let curve = fedmkt::io::read_parquet(&runs.join("tc-curve/curve.parquet"), "teacher-curve").unwrap();
+    assert_eq!(curve.num_rows(), 4);
+    let names = curve.strings("run").unwrap();
+    let advantage = curve.values::<arrow_array::types::Float64Type>("advantage_acc").unwrap();
+    let kd = curve.values::<arrow_array::types::Float64Type>("kd_acc_diff").unwrap();
+    for (i, name) in names.iter().enumerate() {
+        let report = fedmkt::io::read_parquet(&runs.join(name).join("report.parquet"), "results").unwrap();
+        let (methods, parties) = (report.strings("method").unwrap(), report.strings("party").unwrap());
+        let acc = report.values::<arrow_array::types::Float64Type>("acc").unwrap();
+        let of = |m: &str, p: &str| acc[(0..methods.len()).find(|&j| methods[j] == m && parties[j] == p).unwrap()];
+        assert_eq!(advantage[i], of("FedMKT", "server") - of("FedMKT-noKD", "client-1"), "{name}");
+        assert_eq!(kd[i], of("FedMKT", "client-1") - of("FedMKT-noKD", "client-1"), "{name}");
+    }
+}
