@@ -58,14 +58,16 @@ $(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) \
 # The ablation FedMKT without KD: the same rounds, data and schedule with λ = 1, so the
 # knowledge sets still travel but no KD term trains: what knowledge transfer itself adds.
 NOKD_RUN   := $(RUNS)/$(NAME)-nokd
-NOKD_EVALS := $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),$(NOKD_RUN)/round-$(n)/eval/$(p).json))
-SIBLING_DEPS := $(strip $(foreach c,$(CLIENTS),$(call FIRST_PRIVATE,$(c))/adapter_config.json $(call R,1)/$(c)/knowledge.parquet) \
+NOKD_EVALS := $(foreach n,$(ROUNDS),$(foreach p,$(PARTIES),$(NOKD_RUN)/round-$(n)/eval/$(p).json))
+# FedMKT's ablation is a method of its own; FedCoLLM's keeps its rules under another name.
+NOKD_VARS  := $(if $(filter FedCoLLM,$(METHOD)),METHOD_NAME=FedCoLLM-noKD,METHOD=FedMKT-noKD)
+SIBLING_DEPS := $(strip $(foreach c,$(CLIENTS),$(call FIRST_PRIVATE,$(c))/adapter_config.json $(if $(filter FedCoLLM,$(METHOD)),,$(call R,1)/$(c)/knowledge.parquet)) \
                 $(call R,1)/server/local.parquet $(call ADAPTER_DEP,$(TEACHER_ADAPTER)) \
                 $(if $(TEACHER_SHARDS),$(foreach n,$(ROUNDS),$(TEACHER_RUN)/round-$(n)/eval/server.json)))
 SIBLING      := $(strip PIPELINE=$(PIPELINE) ROUND=$(ROUND) RUNS=$(RUNS) FIRST_PRIVATE_RUN=$(FIRST_PRIVATE_RUN) \
                 $(if $(TEACHER_SHARDS),TEACHER_RUN=$(TEACHER_RUN)))
 $(NOKD_EVALS) &: $(SIBLING_DEPS) FORCE
-	$(MAKE) --no-print-directory $(NOKD_EVALS) $(SIBLING) NAME=$(NAME)-nokd METHOD=FedMKT-noKD LAMBDA=1
+	$(MAKE) --no-print-directory $(NOKD_EVALS) $(SIBLING) NAME=$(NAME)-nokd $(NOKD_VARS) LAMBDA=1
 
 # Its LLM is frozen: the server's row is Zero-Shot's evaluation, not evaluated again.
 LLM2SLM_RUN   := $(RUNS)/$(NAME)-llm2slm

@@ -21,6 +21,19 @@ SHARES_TO   = $(foreach k,$(CLIENT_IDS),$(call S,$(1))/shares/from-$(k)/to-$(2).
 SIGNATURES  = $(foreach k,$(CLIENT_IDS),$(call S,$(1))/signatures/$(k).json)
 COLLM_START = $(if $(filter 1,$(1)),,$(call R,$(call PREV,$(1)))/server/slm-distilled)
 
+# What client $(2) sends in round $(1), and receives: its masked adapter and the protocol's
+# messages (its public keys, its shares for the others, its signature, its reveal); the
+# distilled SLM and what the server relays (the others' public keys and shares for it, the
+# survivors), as report comms takes them: files joined by '+'.
+COLLM_ID       = $(patsubst client-%,%,$(1))
+COLLM_OTHERS   = $(filter-out $(call COLLM_ID,$(1)),$(CLIENT_IDS))
+COLLM_SENT     = $(subst $(eval) ,+,$(call S,$(1))/masked/$(2).parquet $(call S,$(1))/$(2)/public.json \
+                 $(foreach k,$(call COLLM_OTHERS,$(2)),$(call S,$(1))/shares/from-$(call COLLM_ID,$(2))/to-$(k).json) \
+                 $(call S,$(1))/signatures/$(call COLLM_ID,$(2)).json $(call S,$(1))/reveal/$(call COLLM_ID,$(2)).json)
+COLLM_RECEIVED = $(subst $(eval) ,+,$(call R,$(1))/server/slm-distilled/adapter_model.safetensors \
+                 $(foreach k,$(call COLLM_OTHERS,$(2)),$(call S,$(1))/client-$(k)/public.json $(call S,$(1))/shares/from-$(k)/to-$(call COLLM_ID,$(2)).json) \
+                 $(call S,$(1))/survivors.json)
+
 # $(1) client, $(2) its number
 define identity_rule
 $(call ID,$(1))/verify-key.json: | $(AGGREGATE_PROGRAM)
@@ -80,7 +93,7 @@ $(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config
 # A client sends its masked adapter and receives the distilled SLM adapter.
 $(call R,$(1))/comms.parquet: $(call R,$(1))/server/slm-distilled/adapter_config.json | $(REPORT_PROGRAM)
 	$(REPORT_CMD) comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),--entry \
-	  $(1),$(c),$(call S,$(1))/masked/$(c).parquet,$(call R,$(1))/server/slm-distilled/adapter_model.safetensors,$(call COMMS_ADAPTER,$(call PRIVATE,$(1),$(c))/adapter_model.safetensors),$(call PUBLIC,$(c)))
+	  $(1),$(c),$(call COLLM_SENT,$(1),$(c)),$(call COLLM_RECEIVED,$(1),$(c)),$(call COMMS_ADAPTER,$(call PRIVATE,$(1),$(c))/adapter_model.safetensors),$(call PUBLIC,$(c)))
 endef
 
 # Round $(1) for the parties this make acts for (all of them unless PARTY is set): the

@@ -63,21 +63,3 @@ $(KD_REPORT): $(KD_FILES) | $(REPORT_PROGRAM)
 kd: setup $(KD_REPORT)
 	@tail -n +2 $(KD_REPORT)
 endif
-
-# Each baseline: its files and its rows in the report (METHOD,ROUND,PARTY=FILE).
-BASELINE_FILES_zero-shot   = $(foreach m,$(MODELS),$(call ZERO_SHOT,$(m)))
-BASELINE_ROWS_zero-shot    = $(foreach p,$(PARTIES),Zero-Shot,-,$(p)=$(call ZERO_SHOT,$(call MODEL_OF,$(p))))
-BASELINE_FILES_standalone  = $(foreach c,$(CLIENTS),$(STANDALONE)/eval/$(c).json)
-BASELINE_ROWS_standalone   = $(foreach c,$(CLIENTS),Standalone,-,$(c)=$(STANDALONE)/eval/$(c).json)
-BASELINE_FILES_centralized = $(CENTRALIZED)/eval/server.json
-BASELINE_ROWS_centralized  = Centralized,-,server=$(CENTRALIZED)/eval/server.json
-BASELINE_FILES_fedavg      = $(foreach n,$(ROUNDS),$(call FEDAVG,$(n))/eval/average.json)
-BASELINE_ROWS_fedavg       = $(foreach n,$(ROUNDS),$(foreach c,$(CLIENTS),FedAvg,$(n),$(c)=$(call FEDAVG,$(n))/eval/average.json))
-BASELINE_FILES_nokd        = $(NOKD_EVALS)
-BASELINE_ROWS_nokd         = $(foreach n,$(ROUNDS),$(foreach p,server $(CLIENTS),FedMKT-noKD,$(n),$(p)=$(NOKD_RUN)/round-$(n)/eval/$(p).json))
-BASELINE_FILES_llm2slm     = $(LLM2SLM_EVALS) $(call ZERO_SHOT,$(SERVER))
-BASELINE_ROWS_llm2slm      = $(foreach n,$(ROUNDS),LLM2SLM,$(n),server=$(call ZERO_SHOT,$(SERVER)) \
-                               $(foreach p,$(CLIENTS),LLM2SLM,$(n),$(p)=$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json))
-
-baselines: setup $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b)))
-

@@ -1,8 +1,30 @@
 # ---------------------------------------------------------------- the report
+# The parties with rows in the report and the evaluation each row reads: FedCoLLM's clients
+# all receive the distilled SLM, so each client's row of a round is the SLM's evaluation.
+REPORT_PARTIES = $(PARTIES) $(if $(filter FedCoLLM,$(METHOD)),$(CLIENTS))
+ROW_EVAL       = $(if $(and $(filter FedCoLLM,$(METHOD)),$(filter client-%,$(1))),slm,$(1))
+
+# Each baseline: its files and its rows in the report (METHOD,ROUND,PARTY=FILE).
+BASELINE_FILES_zero-shot   = $(foreach m,$(MODELS),$(call ZERO_SHOT,$(m)))
+BASELINE_ROWS_zero-shot    = $(foreach p,$(REPORT_PARTIES),Zero-Shot,-,$(p)=$(call ZERO_SHOT,$(call MODEL_OF,$(p))))
+BASELINE_FILES_standalone  = $(foreach c,$(CLIENTS),$(STANDALONE)/eval/$(c).json)
+BASELINE_ROWS_standalone   = $(foreach c,$(CLIENTS),Standalone,-,$(c)=$(STANDALONE)/eval/$(c).json)
+BASELINE_FILES_centralized = $(CENTRALIZED)/eval/server.json
+BASELINE_ROWS_centralized  = Centralized,-,server=$(CENTRALIZED)/eval/server.json
+BASELINE_FILES_fedavg      = $(foreach n,$(ROUNDS),$(call FEDAVG,$(n))/eval/average.json)
+BASELINE_ROWS_fedavg       = $(foreach n,$(ROUNDS),$(foreach c,$(CLIENTS),FedAvg,$(n),$(c)=$(call FEDAVG,$(n))/eval/average.json))
+BASELINE_FILES_nokd        = $(NOKD_EVALS)
+BASELINE_ROWS_nokd         = $(foreach n,$(ROUNDS),$(foreach p,$(REPORT_PARTIES),$(METHOD)-noKD,$(n),$(p)=$(NOKD_RUN)/round-$(n)/eval/$(call ROW_EVAL,$(p)).json))
+BASELINE_FILES_llm2slm     = $(LLM2SLM_EVALS) $(call ZERO_SHOT,$(SERVER))
+BASELINE_ROWS_llm2slm      = $(foreach n,$(ROUNDS),LLM2SLM,$(n),server=$(call ZERO_SHOT,$(SERVER)) \
+                               $(foreach p,$(CLIENTS),LLM2SLM,$(n),$(p)=$(LLM2SLM_RUN)/round-$(n)/eval/$(p).json))
+
+baselines: setup $(foreach b,$(BASELINES),$(BASELINE_FILES_$(b)))
+
 # The server of a federation (PARTY=server) reports from the evaluations its clients sent, and
 # keeps the communication table (without the clients' adapter sizes); a client has neither.
 ROUND_FILES = $(foreach n,$(ROUNDS),$(foreach p,$(call PRESENT,$(n),$(PARTIES)),$(call R,$(n))/eval/$(p).json) $(if $(filter client-%,$(PARTY)),,$(call R,$(n))/comms.parquet))
-ROUND_ROWS  = $(foreach n,$(ROUNDS),$(foreach p,$(call PRESENT,$(n),$(PARTIES)),$(METHOD),$(n),$(p)=$(call R,$(n))/eval/$(p).json))
+ROUND_ROWS  = $(foreach n,$(ROUNDS),$(foreach p,$(call PRESENT,$(n),$(REPORT_PARTIES)),$(METHOD_NAME),$(n),$(p)=$(call R,$(n))/eval/$(call ROW_EVAL,$(p)).json))
 
 $(RUN)/report-$(ROUND).md: $(ROUND_FILES) $(BASELINE_FILES_zero-shot) | $(REPORT_PROGRAM)
 	$(REPORT_CMD) results $(addprefix --result ,$(BASELINE_ROWS_zero-shot) $(ROUND_ROWS)) --out $(@:.md=.parquet) \

@@ -15,6 +15,8 @@ $(error NAME '$(NAME)': one word, the run's folder under RUNS)
 endif
 # What a pipeline file may leave out.
 METHOD         ?= FedMKT
+# The name a run's rows carry in the report (a FedCoLLM ablation keeps METHOD's rules).
+METHOD_NAME    ?= $(METHOD)
 SERVER_LEARNS  ?= yes
 # The split evaluated on: validation, or test (ARC's labelled test splits, the paper pipelines').
 EVAL_SPLIT     ?= validation

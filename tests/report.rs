@@ -112,4 +112,25 @@ fn predictions_alone_give_the_same_comparisons_as_their_summaries() {
     let (from_json, from_parquet) = (paired("json"), paired("parquet"));
     assert!(!from_json.0.is_empty());
     assert_eq!(from_json, from_parquet);
+    // Methods no paper claims anything of: one line says so, no empty table.
+    let markdown = std::fs::read_to_string(dir.path().join("json/report.md")).unwrap();
+    assert!(markdown.contains("FedMKT > Standalone"), "{markdown}");
+    let none = dir.path().join("none");
+    let seed_file = |f: &str| seed.join(f).display().to_string();
+    assert_success(&run(
+        "report",
+        [
+            "results".to_string(),
+            format!("--result=A,-,client-1={}", seed_file("Standalone-client-1.json")),
+            format!("--result=B,-,client-1={}", seed_file("Zero-Shot-client-1.json")),
+            format!("--out={}", none.join("r.parquet").display()),
+            format!("--paired={}", none.join("p.parquet").display()),
+            format!("--markdown={}", none.join("r.md").display()),
+        ],
+    ));
+    let markdown = std::fs::read_to_string(none.join("r.md")).unwrap();
+    assert!(
+        markdown.contains("The paper's claims:\n\nNone applies to these methods") && !markdown.contains("| claim |"),
+        "{markdown}"
+    );
 }
