@@ -27,7 +27,7 @@ import time
 
 from fedmkt_federation.make import make, make_value
 
-SHARED = ["Makefile", "pipelines", "tools", "testdata", "target", "assets"]
+SHARED = ["Makefile", "mk", "pipelines", "tools", "testdata", "target", "assets"]
 MARK = ".fedmkt-federation"
 
 

@@ -10,4 +10,4 @@ NAME          := fedcollm
 METHOD        := FedCoLLM
 CLIENT_MODELS := smollm2-135m smollm2-135m smollm2-135m smollm2-135m
 SECAGG_THRESHOLD := 3
-BASELINES     := zero-shot fedavg
+BASELINES     := zero-shot standalone centralized fedavg nokd

@@ -38,7 +38,8 @@ SERVER_LR     := 2e-4
 # on client-1's shard, seed 42, all 570 ARC-Easy validation samples; results/sweeps/one-to-one/
 # arc-easy/client-lr/) gave acc 58.8 / 60.5 / 62.3 / 62.6 / 63.9 / 63.3 / 61.9 % and gold
 # log-lik/byte −0.623 / −0.551 / −0.531 / −0.518 / −0.506 / −0.505 / −0.520. Paired against 1e-3
-# (results/sweeps/paired.py): 2e-4 −3.3 pp [−6.0, −0.7] (McNemar p = 0.018, −0.044 nats/byte),
+# (`report results --result Standalone-lr-<rate>,-,client-1=…/lr-<rate>.parquet … --subject
+# Standalone-lr-1e-3`): 2e-4 −3.3 pp [−6.0, −0.7] (McNemar p = 0.018, −0.044 nats/byte),
 # 5e-4 −1.2 pp (p = 0.25), 2e-3 −0.5 pp (p = 0.68, +0.001), 4e-3 −1.9 pp (p = 0.17, −0.014
 # [−0.023, −0.005]): 1e-3, the peak of both metrics, applied to every method. (An earlier
 # sweep on 100 samples had chosen 2e-4 at its edge.)

@@ -418,7 +418,7 @@ fn a_rebuilt_masking_key_opens_no_share() {
     let share_of = |r: &serde_json::Value| hex::decode(r["key_shares"][0]["share"].as_str().unwrap()).unwrap();
     let points: Vec<(u8, Vec<u8>)> = reveals.iter().map(|r| (r["from"].as_u64().unwrap() as u8, share_of(r))).collect();
     let refs: Vec<(u8, &[u8])> = points.iter().map(|(x, v)| (*x, v.as_slice())).collect();
-    let masking: [u8; 32] = fedmkt::secagg::shamir::recover(&refs, 2).unwrap().try_into().unwrap();
+    let masking: [u8; 32] = fedmkt::aggregate::secagg::shamir::recover(&refs, 2).unwrap().try_into().unwrap();
     let public = read_json(&dir.path().join("fed/client-3/public.json"));
     let masking_public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(masking));
     assert_eq!(hex::encode(masking_public.as_bytes()), public["masking"].as_str().unwrap(), "the server's rebuild");
@@ -548,7 +548,7 @@ fn unmask_refuses_a_sum_that_does_not_add_up() {
     let fed = Federation::new(dir.path(), "fed", 3);
     fed.honest_round(&[1, 2, 3], &[1, 2, 3], &adapters);
     let sum = PathBuf::from(fed.path("sum.parquet"));
-    let table = fedmkt::io::read_parquet(&sum, fedmkt::secagg::MASKED_FORMAT).unwrap();
+    let table = fedmkt::io::read_parquet(&sum, fedmkt::aggregate::secagg::MASKED_FORMAT).unwrap();
     let words = table.values::<arrow_array::types::UInt64Type>("word").unwrap();
     let rewrite = |words: Vec<u64>| {
         let column: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::UInt64Array::from(words));

@@ -466,6 +466,10 @@ fn inputs_that_do_not_belong_together_are_refused() {
         &align_files(&s, &[("--sender-tokenizer", &tokenizer("tiny-gemma3"))], &[], &out),
         &["tokenizer.json", "is not the tokenizer"],
     );
+    // A sender named by a word select reserves for the receiver.
+    for reserved in ["self", "receiver"] {
+        assert_bad_input(&align_files(&s, &[], &["--sender", reserved], &out), &[&format!("--sender '{reserved}'")]);
+    }
     assert!(!out.exists());
 }
 
@@ -488,4 +492,63 @@ fn a_knowledge_set_lacking_a_sample_is_refused() {
     let output = align_files(&s, &[("--knowledge", &partial)], &["--sender", "client-1"], &out);
     assert_bad_input(&output, &["partial.parquet", &format!("lacks sample '{dropped}'")]);
     assert!(!out.exists());
+}
+
+/// `align --strategy offsets` on tiny Gemma-3's knowledge of its eval tokens into tiny Llama's,
+/// against testdata/reference/golden_align.py: the rule of FORMATS.md worked out in Python
+/// (overlapping spans, first-of-each-other matches, next-token rows, log-sum-exp merging).
+#[test]
+fn aligned_knowledge_matches_the_python_reference() {
+    let dir = tempdir();
+    let golden = testdata("golden/align");
+    let expected = read_json(&golden.join("expected.json"));
+    for (case, knowledge, fallback) in [
+        ("answer-skip", "sender.parquet", "skip"),
+        ("answer-onehot", "sender.parquet", "onehot"),
+        ("all-skip", "sender-all.parquet", "skip"),
+    ] {
+        let out = dir.path().join(format!("{case}.parquet"));
+        let output = run(
+            "align",
+            [
+                "--knowledge".into(),
+                golden.join(knowledge),
+                "--sender-tokens".into(),
+                testdata("data/tokens/tiny-gemma3/arc-easy-eval.parquet"),
+                "--receiver-tokens".into(),
+                testdata("data/tokens/tiny-llama/arc-easy-eval.parquet"),
+                "--map".into(),
+                golden.join("map.parquet"),
+                "--sender-tokenizer".into(),
+                testdata("models/tiny-gemma3/tokenizer.json"),
+                "--receiver-tokenizer".into(),
+                testdata("models/tiny-llama/tokenizer.json"),
+                "--fallback".into(),
+                fallback.into(),
+                "--out".into(),
+                out.clone(),
+            ],
+        );
+        assert_success(&output);
+        let (samples, _) = fedmkt::knowledge::read_knowledge(&out).unwrap();
+        let want = expected[case].as_object().unwrap();
+        assert_eq!(samples.len(), want.len(), "{case}");
+        for sample in &samples {
+            let want = &want[&sample.id];
+            let positions: Vec<u32> = serde_json::from_value(want["positions"].clone()).unwrap();
+            assert_eq!(sample.positions, positions, "{case} {}", sample.id);
+            let ids: Vec<Vec<u32>> = serde_json::from_value(want["ids"].clone()).unwrap();
+            assert_eq!(sample.topk_ids, ids.concat(), "{case} {}", sample.id);
+            let logits: Vec<f32> = want["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|row| {
+                    row.as_array().unwrap().iter().map(|l| l.as_f64().map_or(f32::NEG_INFINITY, |l| l as f32))
+                })
+                .collect();
+            let got: Vec<f32> = sample.topk_logits.iter().map(|l| l.to_f32()).collect();
+            assert_eq!(got, logits, "{case} {}", sample.id);
+        }
+    }
 }

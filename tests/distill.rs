@@ -2,7 +2,7 @@
 //! its gradient matches finite differences of that reference (f64, written independently).
 use candle_core::{Device, Tensor, Var};
 use fedmkt::align::PAD_ID;
-use fedmkt::train::{sparse_kd, TeacherOptions, TeacherTargets};
+use fedmkt::train::kd::{sparse_kd, TeacherOptions, TeacherTargets};
 use half::f16;
 
 const V: usize = 7;
@@ -300,7 +300,7 @@ fn a_diverging_loss_stops_with_the_last_good_checkpoint_kept() {
     );
     assert_bad_input(&output, &["arc-easy-eval.parquet", "loss became", "last good checkpoint"]);
     assert!(!out.exists(), "no adapter from a diverged run");
-    let state = read_json(&fedmkt::distill::checkpoint_dir(&out).join("state.json"));
+    let state = read_json(&fedmkt::train::checkpoint::checkpoint_dir(&out).join("state.json"));
     let failed_at: u64 = String::from_utf8_lossy(&output.stderr)
         .split("at step ")
         .nth(1)
@@ -318,7 +318,7 @@ fn a_diverging_loss_stops_with_the_last_good_checkpoint_kept() {
     assert_bad_input(&resumed, &["state.json", "lr '1000000000000000000000000000000'", "'0.01'"]);
     // Run again with a sane learning rate: it completes and removes the old checkpoint.
     assert_success(&distill(&llama_tokens(), None, &out, &sane));
-    assert!(!fedmkt::distill::checkpoint_dir(&out).exists(), "a finished run leaves no checkpoint");
+    assert!(!fedmkt::train::checkpoint::checkpoint_dir(&out).exists(), "a finished run leaves no checkpoint");
 }
 
 #[test]
@@ -352,7 +352,7 @@ fn schedule_equals_transformers_cosine_with_warmup() {
         (299, 2.7972e-05),
     ];
     for (step, lr) in want {
-        let got = fedmkt::distill::learning_rate(step, 300, 0.008, 1.0);
+        let got = fedmkt::train::optimizer::learning_rate(step, 300, 0.008, 1.0);
         assert!((got - lr).abs() < 1e-9, "step {step}: {got} vs {lr}");
     }
 }
@@ -370,7 +370,8 @@ fn gradients_are_summed_over_micro_batches_then_clipped_to_the_global_norm() {
     };
     let vars = [a.clone(), b.clone()];
     let (store, norm) =
-        fedmkt::distill::clipped_gradients(&vars, vec![part([1.0, 0.0], 2.0), part([0.5, 2.0], 0.0)], 1.0).unwrap();
+        fedmkt::train::optimizer::clipped_gradients(&vars, vec![part([1.0, 0.0], 2.0), part([0.5, 2.0], 0.0)], 1.0)
+            .unwrap();
     let want_norm = (2.25f64 + 4.0 + 4.0).sqrt();
     assert!((norm - want_norm).abs() < 1e-5);
     let ga = store.get(a.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
@@ -415,7 +416,7 @@ fn an_interrupted_run_resumes_to_the_same_adapter() {
     first.extend(["--max-steps", "4"]);
     assert_success(&distill(&llama_tokens(), None, &resumed, &first));
     assert!(!resumed.exists(), "no adapter until the run completes");
-    assert!(fedmkt::distill::checkpoint_dir(&resumed).join("state.json").is_file());
+    assert!(fedmkt::train::checkpoint::checkpoint_dir(&resumed).join("state.json").is_file());
     let mut second = train.to_vec();
     second.push("--resume");
     assert_success(&distill(&llama_tokens(), None, &resumed, &second));
@@ -578,4 +579,120 @@ fn a_resumed_run_refuses_a_dropped_teacher_or_other_weights() {
     let path = |p: &Path| p.display().to_string();
     let files = ["--model", &path(&model), "--data", &path(&train), "--teacher", &path(&teacher), "--out", &path(&out)];
     assert_bad_input(&run("distill", [&files[..], &schedule[..]].concat()), &["state.json", "weights"]);
+}
+
+/// Two Hugging Face folders with one `config.json` and other weights (a fine-tune of the same
+/// architecture): an adapter trained on one is refused on the other, one line naming its
+/// adapter_config.json, where it would have run silently on the wrong base. An adapter
+/// written before weights were fingerprinted still loads on its own base.
+#[test]
+fn an_adapter_is_refused_on_other_weights_under_the_same_config() {
+    let dir = tempdir();
+    let base = model_copy("tiny-mistral", dir.path());
+    let other = model_copy("tiny-mistral", &dir.path().join("fine-tuned"));
+    let weights = other.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let data_start = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    bytes[data_start] ^= 1;
+    std::fs::write(&weights, bytes).unwrap();
+    let tokens = testdata("data/tokens/tiny-llama/arc-easy-eval.parquet");
+    let adapter = dir.path().join("adapter");
+    let trained = run(
+        "distill",
+        [
+            "--model".as_ref(),
+            base.as_os_str(),
+            "--data".as_ref(),
+            tokens.as_os_str(),
+            "--lr".as_ref(),
+            "1e-2".as_ref(),
+            "--out".as_ref(),
+            adapter.as_os_str(),
+        ],
+    );
+    assert_success(&trained);
+    let infer = |model: &Path, adapter: &Path, out: &str| {
+        let out = dir.path().join(out);
+        run(
+            "infer-logits",
+            [
+                "--model".as_ref(),
+                model.as_os_str(),
+                "--adapter".as_ref(),
+                adapter.as_os_str(),
+                "--input".as_ref(),
+                tokens.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+            ],
+        )
+    };
+    assert_success(&infer(&base, &adapter, "own.parquet"));
+    assert_bad_input(&infer(&other, &adapter, "other.parquet"), &["adapter_config.json", "other weights"]);
+    assert!(!dir.path().join("other.parquet").exists());
+    assert_success(&infer(&base, &testdata("models/tiny-mistral-ours"), "legacy.parquet"));
+}
+
+/// `distill` continuing tiny Llama's PEFT adapter for 6 steps, with the task loss alone and
+/// with KD (λ = 0.5) towards an aligned knowledge set, against the same run in PyTorch + PEFT
+/// (testdata/reference/golden_distill.py: Eq. 4 and 9–10, AdamW, clipping and the schedule
+/// written out in torch, in the batches distill draws, which order.json records).
+#[test]
+fn adapters_match_pytorch_and_peft_after_six_steps() {
+    let dir = tempdir();
+    let golden = testdata("golden/distill");
+    let order = read_json(&golden.join("order.json"));
+    for (case, lambda, teacher) in
+        [("task", "1", None), ("kd", "0.5", Some(testdata("golden/select/from-client-2.parquet")))]
+    {
+        let out = dir.path().join(case);
+        let mut args: Vec<PathBuf> = [
+            "--model",
+            "MODEL",
+            "--adapter",
+            "ADAPTER",
+            "--data",
+            "TOKENS",
+            "--lr",
+            "1e-2",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "2",
+            "--seed",
+            "7",
+            "--lambda",
+            lambda,
+            "--out",
+        ]
+        .iter()
+        .map(|a| match *a {
+            "MODEL" => testdata("models/tiny-llama"),
+            "ADAPTER" => testdata("models/tiny-llama-lora"),
+            "TOKENS" => testdata("data/tokens/tiny-llama/arc-easy-eval.parquet"),
+            flag => PathBuf::from(flag),
+        })
+        .collect();
+        args.push(out.clone());
+        if let Some(teacher) = teacher {
+            args.extend([PathBuf::from("--teacher"), teacher]);
+        }
+        assert_success(&run("distill", &args));
+        let log = fedmkt::io::read_parquet(&out.join("training_log.parquet"), "training-log").unwrap();
+        let steps = log.column::<arrow_array::ListArray>("samples").unwrap();
+        let drawn: Vec<Vec<String>> = steps
+            .iter()
+            .flat_map(|column| (0..arrow_array::Array::len(column)).map(|i| column.value(i)).collect::<Vec<_>>())
+            .map(|ids| {
+                let ids = ids.as_any().downcast_ref::<arrow_array::StringArray>().unwrap().clone();
+                ids.iter().map(|s| s.unwrap().to_string()).collect()
+            })
+            .collect();
+        let recorded: Vec<Vec<String>> = serde_json::from_value(order[case].clone()).unwrap();
+        assert_eq!(drawn, recorded, "{case}: distill draws other batches than the golden run trained on");
+        let reference = dir.path().join(format!("{case}-reference"));
+        std::fs::create_dir_all(&reference).unwrap();
+        std::fs::copy(golden.join(format!("{case}.safetensors")), reference.join("adapter_model.safetensors")).unwrap();
+        assert_adapters_close(&out, &reference, 2e-5);
+    }
 }

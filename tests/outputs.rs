@@ -195,7 +195,7 @@ fn a_file_the_user_put_inside_an_output_folder_stops_the_rerun() {
         base.iter().map(|a| a.to_string()).chain(extra.iter().map(|a| a.to_string())).collect::<Vec<_>>()
     };
     assert_success(&run("distill", args(&["--max-steps", "1"])));
-    let checkpoint = fedmkt::distill::checkpoint_dir(&resumed);
+    let checkpoint = fedmkt::train::checkpoint::checkpoint_dir(&resumed);
     std::fs::write(checkpoint.join("mine.txt"), "kept").unwrap();
     assert_bad_input(&run("distill", args(&["--resume"])), &["holds 'mine.txt'"]);
     assert!(checkpoint.join("mine.txt").is_file() && !resumed.exists(), "refused before any work");

@@ -1,6 +1,6 @@
 //! `make PARTY=server` / `PARTY=client-k`: each party of a FedMKT round on its own node, with
 //! only its own data, exchanging only the round's files. Each node here is a folder that sees
-//! the repository (Makefile, pipelines, tools, test data, built binaries) through symlinks and
+//! the repository (Makefile, mk, pipelines, tools, test data, built binaries) through symlinks and
 //! has its own `runs/`, as a machine with a checkout would. The files travel by a copy in the
 //! test, then over Flower (`make federation`: TLS SuperLink and SuperNodes on loopback).
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ const CLIENTS: [&str; 2] = ["client-1", "client-2"];
 fn node(dir: &Path, name: &str) -> PathBuf {
     let node = dir.join(name);
     std::fs::create_dir_all(&node).unwrap();
-    for shared in ["Makefile", "pipelines", "tools", "testdata", "target"] {
+    for shared in ["Makefile", "mk", "pipelines", "tools", "testdata", "target"] {
         std::os::unix::fs::symlink(root().join(shared), node.join(shared)).unwrap();
     }
     node

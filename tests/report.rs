@@ -77,3 +77,60 @@ fn report_numbers_match_the_python_reference() {
         &["n", "only_method_right", "only_against_right"],
     );
 }
+
+/// A result entry may name `evaluate`'s predictions alone (a sweep's `lr-<rate>.parquet`):
+/// every number of the paired table is the one its JSON summary's entry gives.
+#[test]
+fn predictions_alone_give_the_same_comparisons_as_their_summaries() {
+    let dir = tempdir();
+    let seed = root().join("results/one-to-one/arc-easy/seed-1");
+    let paired = |extension: &str| {
+        let out = dir.path().join(extension);
+        let entry = |method: &str, file: &str| {
+            format!("--result={method},-,client-1={}", seed.join(format!("{file}.{extension}")).display())
+        };
+        let output = run(
+            "report",
+            [
+                "results".to_string(),
+                entry("FedMKT", "FedMKT-round-1-client-1"),
+                entry("Standalone", "Standalone-client-1"),
+                entry("Zero-Shot", "Zero-Shot-client-1"),
+                format!("--out={}", out.join("report.parquet").display()),
+                format!("--paired={}", out.join("paired.parquet").display()),
+                format!("--markdown={}", out.join("report.md").display()),
+            ],
+        );
+        assert_success(&output);
+        let table = io::read_parquet(&out.join("paired.parquet"), "paired").unwrap();
+        let rows: Vec<String> =
+            (0..table.num_rows()).map(|i| row_of(&table, &["method", "party", "against_method"], i)).collect();
+        let numbers: Vec<Vec<f64>> =
+            table.schema.fields().iter().filter_map(|f| table.values::<Float64Type>(f.name()).ok()).collect();
+        (rows, numbers)
+    };
+    let (from_json, from_parquet) = (paired("json"), paired("parquet"));
+    assert!(!from_json.0.is_empty());
+    assert_eq!(from_json, from_parquet);
+    // Methods no paper claims anything of: one line says so, no empty table.
+    let markdown = std::fs::read_to_string(dir.path().join("json/report.md")).unwrap();
+    assert!(markdown.contains("FedMKT > Standalone"), "{markdown}");
+    let none = dir.path().join("none");
+    let seed_file = |f: &str| seed.join(f).display().to_string();
+    assert_success(&run(
+        "report",
+        [
+            "results".to_string(),
+            format!("--result=A,-,client-1={}", seed_file("Standalone-client-1.json")),
+            format!("--result=B,-,client-1={}", seed_file("Zero-Shot-client-1.json")),
+            format!("--out={}", none.join("r.parquet").display()),
+            format!("--paired={}", none.join("p.parquet").display()),
+            format!("--markdown={}", none.join("r.md").display()),
+        ],
+    ));
+    let markdown = std::fs::read_to_string(none.join("r.md")).unwrap();
+    assert!(
+        markdown.contains("The paper's claims:\n\nNone applies to these methods") && !markdown.contains("| claim |"),
+        "{markdown}"
+    );
+}

@@ -378,10 +378,10 @@ fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
     let files = table.strings("file").unwrap();
     let parties = table.strings("party").unwrap();
     for (file, party) in files.iter().zip(&parties) {
-        let derived = party == fedmkt::report::CLIENTS_MEAN;
+        let derived = party == fedmkt::report::results::CLIENTS_MEAN;
         assert!(if derived { file.is_empty() } else { Path::new(file).starts_with(&cell) }, "{party}: {file}");
     }
-    assert!(parties.iter().any(|p| p == fedmkt::report::CLIENTS_MEAN), "the two clients' mean is missing");
+    assert!(parties.iter().any(|p| p == fedmkt::report::results::CLIENTS_MEAN), "the two clients' mean is missing");
     assert_eq!(read_json(&cell.join("cell.json"))["seeds"], serde_json::json!(["1", "2"]));
     // Work done once: Zero-Shot for both seeds, round 1's private phase for Standalone and the ablation.
     assert!(zero_shot.is_file());
@@ -578,7 +578,8 @@ fn an_unlabelled_public_set_is_distilled_alone_and_its_answers_are_never_read() 
 /// A setting a user gives that cannot work stops make with one line naming the variable and
 /// its value, before anything runs: a ROUND that is not a whole number (it ran nothing, or one
 /// round, and exited 0), a pipeline file that is not there, a NAME of two words, a model no
-/// pipeline defines, a federation's timeout or kill that could not apply.
+/// pipeline defines, a federation's timeout or kill that could not apply, a stage's program
+/// that is not one or is not there, the alignment strategy given as ALIGN (now the program).
 #[test]
 fn a_setting_that_cannot_work_stops_make() {
     let dir = tempdir();
@@ -590,6 +591,11 @@ fn a_setting_that_cannot_work_stops_make() {
         ("SERVER=nope", "model 'nope'"),
         ("FEDERATION_TIMEOUT=abc", "FEDERATION_TIMEOUT 'abc'"),
         ("FEDERATION_KILL=client-9@x", "FEDERATION_KILL 'client-9@x'"),
+        ("ALIGN=offsets", "ALIGN 'offsets': ALIGN is the align stage's program; the strategy is ALIGN_STRATEGY"),
+        ("SELECT=examples/nope.py", "SELECT 'examples/nope.py': no such program"),
+        ("DISTILL=python3 my_distill.py", "DISTILL 'python3 my_distill.py': one program"),
+        ("TEACHER_SHARDS=1", "TEACHER_SHARDS '1': a teacher is frozen"),
+        ("TEACHER_SHARDS=x", "TEACHER_SHARDS 'x'"),
     ] {
         cases.push((setting.to_string(), says.to_string()));
     }
@@ -627,4 +633,124 @@ fn every_pipeline_plans_its_round() {
             .unwrap();
         assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
     }
+}
+
+/// TEACHER_SHARDS: the frozen server is a teacher fine-tuned on train parts that are no
+/// client's and not the public set, trained once and shared with the noKD sibling; its
+/// knowledge is what the clients distil from, and its evaluation is the server's row.
+#[test]
+fn a_frozen_teacher_learns_from_parts_no_client_holds() {
+    let dir = tempdir();
+    let runs = dir.path();
+    make_target(
+        &format!("{}/tiny/report.md", runs.display()),
+        runs,
+        &["ROUND=1", "TEACHER_SHARDS=2", "SERVER_LEARNS=no", "BASELINES=zero-shot nokd"],
+    );
+    let run = runs.join("tiny");
+    let ids = |rel: &str| -> std::collections::BTreeSet<String> {
+        fedmkt::io::read_parquet(&run.join(rel), "task").unwrap().strings("id").unwrap().into_iter().collect()
+    };
+    // What the teacher trained on, as its training log lists it.
+    let log = fedmkt::io::read_parquet(&run.join("teacher/shards-2/training_log.parquet"), "training-log").unwrap();
+    let teacher: std::collections::BTreeSet<String> = log
+        .column::<arrow_array::ListArray>("samples")
+        .unwrap()
+        .iter()
+        .flat_map(|steps| (0..arrow_array::Array::len(steps)).map(|i| steps.value(i)).collect::<Vec<_>>())
+        .flat_map(|ids| {
+            let ids = ids.as_any().downcast_ref::<arrow_array::StringArray>().unwrap().clone();
+            ids.iter().map(|id| id.unwrap().to_string()).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(teacher.len(), 10, "two parts of five samples");
+    for own in ["public", "client-1", "client-2"] {
+        assert!(ids(&format!("data/arc-easy/{own}.parquet")).is_disjoint(&teacher), "the teacher saw {own}'s samples");
+        assert_eq!(ids(&format!("data/arc-easy/{own}.parquet")), ids(&format!("data/arc-easy-teacher/{own}.parquet")));
+    }
+    let adapter = run.join("teacher/shards-2");
+    let knowledge = fedmkt::io::read_parquet(&run.join("round-1/server/knowledge.parquet"), "knowledge").unwrap();
+    let weights = fedmkt::io::file_hash(&adapter.join("adapter_model.safetensors")).unwrap();
+    assert_eq!(knowledge.input_hash("adapter").unwrap(), weights, "the server's knowledge is the teacher's");
+    assert_eq!(read_json(&run.join("round-1/eval/server.json"))["adapter"], adapter.display().to_string());
+    assert!(!runs.join("tiny-nokd/teacher").exists(), "the sibling trains no teacher of its own");
+    let sibling =
+        fedmkt::io::read_parquet(&runs.join("tiny-nokd/round-1/server/knowledge.parquet"), "knowledge").unwrap();
+    assert_eq!(sibling.input_hash("adapter").unwrap(), weights);
+}
+
+/// `make teacher-curve`: a run per teacher strength and student configuration, the teacher
+/// trained and evaluated once for all its configurations, and curve.parquet setting each
+/// run's KD gain (FedMKT against FedMKT-noKD, paired) beside the teacher's advantage.
+#[test]
+fn the_teacher_curve_sets_kd_gain_beside_the_teachers_advantage() {
+    let dir = tempdir();
+    let runs = dir.path();
+    let output = make_target(
+        "teacher-curve",
+        runs,
+        &[
+            "NAME=tc",
+            "ROUND=1",
+            "CURVE_SERVERS=tiny-llama",
+            "CURVE_SHARDS=0 2",
+            "CURVE_CONFIGS=yes:0.9 no:0",
+            "SERVER_LEARNS=no",
+            "BASELINES=zero-shot nokd",
+            "PLOT=no",
+        ],
+    );
+    let trained: Vec<String> = outputs_made(&output).into_iter().filter(|o| o.contains("/teacher/")).collect();
+    assert_eq!(
+        trained,
+        vec![format!("{}/tc-tiny-llama-parts-2-labels-yes-lambda-0.9/teacher/shards-2", runs.display())]
+    );
+    let curve = fedmkt::io::read_parquet(&runs.join("tc-curve/curve.parquet"), "teacher-curve").unwrap();
+    assert_eq!(curve.num_rows(), 4);
+    let names = curve.strings("run").unwrap();
+    let advantage = curve.values::<arrow_array::types::Float64Type>("advantage_acc").unwrap();
+    let kd = curve.values::<arrow_array::types::Float64Type>("kd_acc_diff").unwrap();
+    for (i, name) in names.iter().enumerate() {
+        let report = fedmkt::io::read_parquet(&runs.join(name).join("report.parquet"), "results").unwrap();
+        let (methods, parties) = (report.strings("method").unwrap(), report.strings("party").unwrap());
+        let acc = report.values::<arrow_array::types::Float64Type>("acc").unwrap();
+        let of = |m: &str, p: &str| acc[(0..methods.len()).find(|&j| methods[j] == m && parties[j] == p).unwrap()];
+        assert_eq!(advantage[i], of("FedMKT", "server") - of("FedMKT-noKD", "client-1"), "{name}");
+        assert_eq!(kd[i], of("FedMKT", "client-1") - of("FedMKT-noKD", "client-1"), "{name}");
+    }
+}
+
+/// FedCoLLM's report: its baselines (Standalone, Centralized, FedAvg, its noKD ablation), the
+/// claims of its paper with verdicts, and a client's bytes counting the protocol's messages.
+#[test]
+fn fedcollm_reports_its_claims_beside_its_baselines() {
+    let dir = tempdir();
+    let runs = dir.path();
+    let report = runs.join("tiny-fedcollm/report.md");
+    make_target(
+        &report.display().to_string(),
+        runs,
+        &["PIPELINE=pipelines/tiny-fedcollm.mk", "ROUND=1", "BASELINES=zero-shot standalone centralized fedavg nokd"],
+    );
+    let text = std::fs::read_to_string(&report).unwrap();
+    for claim in [
+        "| SLM FedCoLLM > FedAvg | client-1 | 1 |",
+        "| SLM FedCoLLM > Standalone | client-2 | 1 |",
+        "| LLM FedCoLLM ≥ Zero-Shot | server | 1 |",
+        "| LLM FedCoLLM comparable to Centralized | server | 1 |",
+        "| SLM FedCoLLM > FedCoLLM-noKD (KD's share) | slm | 1 |",
+        "| LLM FedCoLLM > FedCoLLM-noKD (KD's share) | server | 1 |",
+    ] {
+        assert!(text.contains(claim), "no claim line '{claim}':\n{text}");
+    }
+    let round = runs.join("tiny-fedcollm/round-1");
+    let size = |rel: &str| std::fs::metadata(round.join(rel)).unwrap().len();
+    let sent = size("secagg/masked/client-1.parquet")
+        + size("secagg/client-1/public.json")
+        + size("secagg/shares/from-1/to-2.json")
+        + size("secagg/shares/from-1/to-3.json")
+        + size("secagg/signatures/1.json")
+        + size("secagg/reveal/1.json");
+    let comms = fedmkt::io::read_parquet(&round.join("comms.parquet"), "comms").unwrap();
+    assert_eq!(comms.values::<arrow_array::types::UInt64Type>("sent_bytes").unwrap()[0], sent);
 }

@@ -208,6 +208,17 @@ fn candidates_that_do_not_belong_are_refused() {
     let unaligned = write(dir.path(), "raw.parquet", &[sample("a", 1.0, 1, 10, 2)], None, 2, TOKENS_HASH);
     assert_bad_input(&select(&local, &[&unaligned], &out), &["raw.parquet", "run align first"]);
     assert_bad_input(&select(&other_tokens, &[&local], &out), &["elsewhere.parquet", "--local takes"]);
+    // A sender's name must say whose wins they are: not one of select's own words, not twice.
+    for reserved in ["self", "receiver"] {
+        let named = write(dir.path(), "named.parquet", &[sample("a", 1.0, 1, 10, 2)], Some(reserved), 2, TOKENS_HASH);
+        assert_bad_input(&select(&local, &[&named], &out), &["named.parquet", &format!("sender '{reserved}'")]);
+    }
+    let first = write(dir.path(), "first.parquet", &[sample("a", 1.0, 1, 10, 2)], Some("client-1"), 2, TOKENS_HASH);
+    let again = write(dir.path(), "again.parquet", &[sample("a", 1.0, 1, 10, 3)], Some("client-1"), 2, TOKENS_HASH);
+    assert_bad_input(
+        &select(&local, &[&first, &again], &out),
+        &["again.parquet", "sender 'client-1'", "first.parquet"],
+    );
     assert!(!out.exists());
 }
 

@@ -15,7 +15,7 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use fedmkt::model::Model;
 use fedmkt::scoring::{self, Request};
-use fedmkt::train::{sparse_kd, TeacherOptions, TeacherTargets};
+use fedmkt::train::kd::{sparse_kd, TeacherOptions, TeacherTargets};
 use half::f16;
 
 const RENORMALISED: TeacherOptions = TeacherOptions { temperature: 1.0, tail: false };

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fedmkt::secagg;
+use fedmkt::aggregate::secagg;
 
 const EXAMPLES: &str = "Examples:
   aggregate average --adapters r1/client-1/adapter r1/client-2/adapter --out r1/fedavg/adapter
@@ -156,7 +156,7 @@ fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("aggregate", || match &args.command {
         Command::Average { adapters, weights, out } => {
-            fedmkt::aggregate::average(&paths(adapters), weights.as_deref(), out)
+            fedmkt::aggregate::fedavg::average(&paths(adapters), weights.as_deref(), out)
         }
         Command::Identity { party, out } => secagg::identity(*party, out),
         Command::Keygen { identity, round, out } => secagg::keygen(identity, *round, out),
@@ -166,7 +166,7 @@ fn main() -> ExitCode {
         Command::Mask { keys, shares, adapter, weight, out } => {
             let weight = match weight {
                 Some(w) => *w,
-                None => fedmkt::aggregate::recorded_samples(adapter)?,
+                None => fedmkt::aggregate::fedavg::recorded_samples(adapter)?,
             };
             secagg::mask(keys, &paths(shares), adapter, weight, out)
         }

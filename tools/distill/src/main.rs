@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fedmkt::model::lora::LoraSpec;
-use fedmkt::train::TeacherOptions;
+use fedmkt::train::kd::TeacherOptions;
 
 /// Without --teacher: fine-tuning on the answer tokens (the private phase). With --teacher
 /// (a `select` output aligned to --data): Eq. 9–10, λ·E_{D_p}[ℓ_CE] + (1−λ)·E_{S̃}[ℓ_KD], the KD
@@ -19,12 +19,8 @@ use fedmkt::train::TeacherOptions;
     after_help = "Example:\n  distill --model runs/default/models/smollm2-135m --data runs/default/tok/smollm2-135m/client-1.parquet \\\n          --epochs 1 --lr 3e-5 --out runs/default/round-1/client-1/private/\n  distill --model runs/default/models/gemma3-270m --data runs/default/tok/gemma3-270m/public.parquet \\\n          --teacher runs/default/round-1/server/selected.parquet --lambda 0.9 --out runs/default/round-1/server/adapter/\n\nFormats: tools/FORMATS.md (adapter folders, training-log)."
 )]
 struct Args {
-    /// Model folder (import-gguf).
-    #[arg(long)]
-    model: PathBuf,
-    /// Adapter folder to continue training (else a fresh adapter from --seed).
-    #[arg(long)]
-    adapter: Option<PathBuf>,
+    #[command(flatten)]
+    model: fedmkt::cli::ModelArgs,
     /// Token file to train on (tokenize); repeat to train on several of one tokenizer.
     #[arg(long, required = true)]
     data: Vec<PathBuf>,
@@ -79,13 +75,6 @@ struct Args {
     /// Stop after this many steps in all, leaving a checkpoint to resume from.
     #[arg(long)]
     max_steps: Option<usize>,
-    /// cpu or cuda.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Dtype of the frozen weights and activations: f32, bf16 or f16 (LoRA parameters,
-    /// gradients and the optimiser's state stay f32).
-    #[arg(long, default_value = "f32")]
-    dtype: String,
     /// Adapter folder to write.
     #[arg(long)]
     out: PathBuf,
@@ -94,12 +83,13 @@ struct Args {
 fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("distill", || {
+        let (device, dtype) = fedmkt::model::placement(&args.model)?;
         let mut targets = match &args.lora_targets {
             Some(targets) => targets.clone(),
-            None => fedmkt::model::default_lora_targets(&args.model)?,
+            None => fedmkt::model::default_lora_targets(&args.model.model)?,
         };
         targets.sort();
-        let opts = fedmkt::distill::DistillOptions {
+        let opts = fedmkt::train::distill::DistillOptions {
             lambda: args.lambda,
             epochs: args.epochs,
             lr: args.lr,
@@ -111,15 +101,15 @@ fn main() -> ExitCode {
             seed: args.seed,
             lora: LoraSpec { r: args.lora_r, alpha: args.lora_alpha, dropout: args.lora_dropout, targets },
             teacher: TeacherOptions { temperature: args.temperature, tail: args.teacher_tail },
-            device: fedmkt::model::parse_device(&args.device)?,
-            dtype: fedmkt::model::parse_dtype(&args.dtype)?,
+            device,
+            dtype,
             checkpoint_every: args.checkpoint_every,
             resume: args.resume,
             max_steps: args.max_steps,
         };
-        fedmkt::distill::distill(
-            &args.model,
-            args.adapter.as_deref(),
+        fedmkt::train::distill::distill(
+            &args.model.model,
+            args.model.adapter.as_deref(),
             &args.data,
             args.teacher.as_deref(),
             &args.out,

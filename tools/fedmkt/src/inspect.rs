@@ -1,7 +1,9 @@
-//! `inspect`: what a knowledge set says, in words. Per sample of a knowledge, aligned or
+//! `inspect`: what a fedmkt file says, in words. Per sample of a knowledge, aligned or
 //! selected set: its answer loss, and at each position the token it predicts and its top-K
 //! decoded with their probabilities and the mass outside them; for a selected set, which sender
-//! won and the losses that decided it. Any other fedmkt table gets a summary of its format,
+//! won and the losses that decided it. A vocabulary map token by token (searchable by text),
+//! predictions sample by sample (the choices' scores, the gold, the pick), an adapter folder
+//! (its LoRA settings, base and tensors); any other fedmkt table gets a summary of its format,
 //! rows and metadata.
 //!
 //! The tokenizer is found from the file's provenance where it can (a `tokenizer.json` of the
@@ -10,10 +12,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use arrow_array::types::{Float64Type, UInt32Type};
+use arrow_array::{Array, Float64Array, ListArray};
 use serde_json::{json, Value};
 use tokenizers::Tokenizer;
 
 use crate::cli::bad_input;
+use crate::eval::PREDICTIONS_FORMAT;
+use crate::formats::VOCAB_MAP_FORMAT;
 use crate::io::{self, ParquetTable};
 use crate::knowledge::{self, SampleKnowledge, KNOWLEDGE_FORMAT};
 use crate::select::SELECTED_FORMAT;
@@ -26,6 +32,8 @@ pub struct InspectOptions {
     pub sample: Option<String>,
     pub limit: Option<usize>,
     pub json: bool,
+    /// Only the vocabulary map's rows whose source or target text contains this.
+    pub find: Option<String>,
 }
 
 /// A file of the run whose content hash is `hash`, among `pattern`'s matches (`models/*/
@@ -211,22 +219,115 @@ fn summary(table: &ParquetTable) -> Value {
     })
 }
 
+/// A vocabulary map token by token: each source token's text, its target and how they match
+/// (only rows whose texts contain `--find`).
+fn inspect_vocab_map(table: &ParquetTable, opts: &InspectOptions) -> Result<Vec<(Value, String)>> {
+    let (src_ids, tgt_ids) = (table.values::<UInt32Type>("src_id")?, table.values::<UInt32Type>("tgt_id")?);
+    let (src_texts, tgt_texts) = (table.strings("src_text")?, table.strings("tgt_text")?);
+    let (distances, kinds) = (table.values::<UInt32Type>("distance")?, table.strings("match")?);
+    let wanted = |i: &usize| opts.find.as_ref().is_none_or(|f| src_texts[*i].contains(f) || tgt_texts[*i].contains(f));
+    let rows = (0..src_ids.len()).filter(wanted).take(opts.limit.unwrap_or(usize::MAX));
+    Ok(rows
+        .map(|i| {
+            let line = format!(
+                "{} {:?} → {} {:?} ({}, distance {})",
+                src_ids[i], src_texts[i], tgt_ids[i], tgt_texts[i], kinds[i], distances[i]
+            );
+            let value = json!({"src_id": src_ids[i], "src_text": src_texts[i], "tgt_id": tgt_ids[i],
+                "tgt_text": tgt_texts[i], "match": kinds[i], "distance": distances[i]});
+            (value, line)
+        })
+        .collect())
+}
+
+/// `evaluate`'s predictions sample by sample: each choice's log-likelihood, the gold, the pick.
+fn inspect_predictions(path: &Path, table: &ParquetTable, opts: &InspectOptions) -> Result<Vec<(Value, String)>> {
+    let ids = table.strings("id")?;
+    let (gold, pred, pred_norm) = (
+        table.values::<UInt32Type>("gold")?,
+        table.values::<UInt32Type>("pred")?,
+        table.values::<UInt32Type>("pred_norm")?,
+    );
+    let (margin, per_byte) =
+        (table.values::<Float64Type>("margin")?, table.values::<Float64Type>("gold_loglik_per_byte")?);
+    let logliks: Vec<Vec<f64>> = table
+        .column::<ListArray>("loglik")?
+        .iter()
+        .flat_map(|column| column.iter().map(|row| row.map_or_else(Vec::new, |r| list_values(&r))).collect::<Vec<_>>())
+        .collect();
+    let rows: Vec<usize> = match &opts.sample {
+        Some(id) => {
+            vec![ids.iter().position(|i| i == id).ok_or_else(|| bad_input(path, format!("has no sample '{id}'")))?]
+        }
+        None => (0..ids.len()).take(opts.limit.unwrap_or(usize::MAX)).collect(),
+    };
+    Ok(rows
+        .into_iter()
+        .map(|i| {
+            let mark = if pred[i] == gold[i] { "right" } else { "wrong" };
+            let scores: Vec<String> = logliks[i].iter().map(|l| format!("{l:.3}")).collect();
+            let line = format!(
+                "{}: gold {}, pick {} ({mark}; by length {}), log-likelihoods [{}], margin {:+.3}, gold {:.4} nats/byte",
+                ids[i], gold[i], pred[i], pred_norm[i], scores.join(", "), margin[i], per_byte[i]
+            );
+            let value = json!({"id": ids[i], "gold": gold[i], "pred": pred[i], "pred_norm": pred_norm[i],
+                "loglik": logliks[i], "margin": margin[i], "gold_loglik_per_byte": per_byte[i]});
+            (value, line)
+        })
+        .collect())
+}
+
+fn list_values(array: &arrow_array::ArrayRef) -> Vec<f64> {
+    array.as_any().downcast_ref::<Float64Array>().map_or_else(Vec::new, |a| a.values().to_vec())
+}
+
+/// An adapter folder: its LoRA settings, the base it was made for, its tensors.
+fn inspect_adapter(dir: &Path) -> Result<Value> {
+    let adapter = crate::model::lora::read_adapter(dir)?;
+    let parameters: usize = adapter.tensors.values().map(|t| t.elem_count()).sum();
+    Ok(json!({
+        "adapter": dir.display().to_string(),
+        "r": adapter.spec.r, "lora_alpha": adapter.spec.alpha, "lora_dropout": adapter.spec.dropout,
+        "target_modules": adapter.spec.targets,
+        "base_model": adapter.base_config,
+        "tensors": adapter.tensors.len(),
+        "parameters": parameters,
+    }))
+}
+
 /// `inspect`: `path` shown to stdout, as text or JSON lines.
 pub fn inspect(path: &Path, opts: &InspectOptions) -> Result<()> {
+    if path.is_dir() {
+        return print(&[(inspect_adapter(path)?, String::new())], opts);
+    }
     let table = io::read_parquet_of(path, &[])?;
     let format = table.provenance.format.as_str();
-    let values = if format == KNOWLEDGE_FORMAT || format == SELECTED_FORMAT {
+    let values: Vec<(Value, String)> = if format == KNOWLEDGE_FORMAT || format == SELECTED_FORMAT {
         inspect_knowledge(path, &table, opts)?
+            .into_iter()
+            .map(|v| {
+                let line = sample_text(&v);
+                (v, line)
+            })
+            .collect()
+    } else if format == VOCAB_MAP_FORMAT {
+        inspect_vocab_map(&table, opts)?
+    } else if format == PREDICTIONS_FORMAT {
+        inspect_predictions(path, &table, opts)?
     } else {
-        vec![summary(&table)]
+        vec![(summary(&table), String::new())]
     };
-    for value in &values {
-        let line = match (opts.json, value.get("positions").is_some()) {
-            (true, _) => value.to_string(),
-            (false, true) => sample_text(value),
-            (false, false) => serde_json::to_string_pretty(value)?,
-        };
-        println!("{line}");
+    print(&values, opts)
+}
+
+/// Each value as a line of JSON (`--json`), its text, or (without one) pretty JSON.
+fn print(values: &[(Value, String)], opts: &InspectOptions) -> Result<()> {
+    for (value, line) in values {
+        match (opts.json, line.is_empty()) {
+            (true, _) => println!("{value}"),
+            (false, false) => println!("{line}"),
+            (false, true) => println!("{}", serde_json::to_string_pretty(value)?),
+        }
     }
     Ok(())
 }

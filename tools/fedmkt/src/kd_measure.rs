@@ -28,7 +28,7 @@ use crate::model::{self, Model};
 use crate::output::{self, Kind};
 use crate::scoring::{self, Request};
 use crate::tokens::{self, TokenizedSample};
-use crate::train::{self, TeacherOptions, TeacherTargets};
+use crate::train::kd::{self, TeacherOptions, TeacherTargets};
 
 pub const KD_MEASURE_FORMAT: &str = "kd-measure";
 
@@ -159,7 +159,7 @@ fn measure_sample(
     let mut measure = SampleMeasure { id: sample.id.clone(), answer_tokens: answer.len() as u32, ..Default::default() };
     if !answer.is_empty() {
         let targets = Tensor::new(answer.as_slice(), logits.device())?;
-        let ce = train::token_cross_entropies(&logits.narrow(0, 0, answer.len())?, &targets)?;
+        let ce = kd::token_cross_entropies(&logits.narrow(0, 0, answer.len())?, &targets)?;
         measure.ce_sum = ce.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
     }
     let Some(teacher) = teacher.filter(|t| !t.positions.is_empty()) else { return Ok(measure) };
@@ -172,7 +172,7 @@ fn measure_sample(
         logits.device(),
     )?;
     let student = logits.index_select(&Tensor::new(rows, logits.device())?, 0)?;
-    let kd = train::sparse_kd(&student, &targets, opts.teacher.temperature)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let kd = kd::sparse_kd(&student, &targets, opts.teacher.temperature)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     let gold: Vec<Option<u32>> =
         teacher.positions.iter().map(|&p| sample.input_ids.get(p as usize + 1).copied()).collect();
     let stats = targets.stats(&gold)?;
@@ -263,12 +263,12 @@ pub fn measure_kd(
     inputs.extend(adapter_dir);
     output::claim(&[(out, Kind::parquet(KD_MEASURE_FORMAT))], &inputs)?;
     let (samples, table) = tokens::read_tokens(tokens_path)?;
-    let file = train::read_teacher(teacher_path, tokens_path, &samples)?;
+    let file = kd::read_teacher(teacher_path, tokens_path, &samples)?;
     file.check_options(teacher_path, opts.teacher)?;
     let (teacher, k) = (file.rows, file.k);
     let model = Model::load_for_scoring(model_dir, adapter_dir, opts.dtype, &opts.device)?;
     knowledge::check_tokens_fit_model(tokens_path, &table, &samples, model_dir, model.config.vocab_size)?;
-    train::check_teacher_fits(teacher_path, &teacher, model.config.vocab_size)?;
+    kd::check_teacher_fits(teacher_path, &teacher, model.config.vocab_size)?;
     let measures = measure_all(&model, &samples, &teacher, k, opts).map_err(|e| bad_input(model_dir, e))?;
     let total = pooled(&measures);
     let with_teacher = measures.iter().filter(|m| m.kd_positions > 0).count();

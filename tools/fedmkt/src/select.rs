@@ -98,6 +98,12 @@ fn check_candidate(
         table.provenance.extra.get("sender").cloned().ok_or_else(|| {
             bad_input(&table.path, "is not an aligned knowledge set (no fedmkt.sender; run align first)")
         })?;
+    if crate::formats::RESERVED_PARTY_NAMES.contains(&party.as_str()) {
+        return Err(bad_input(
+            &table.path,
+            format!("names its sender '{party}', a word select reserves for the receiver"),
+        ));
+    }
     if table.input_hash("tokens")? != local.input_hash("tokens")? {
         return Err(bad_input(
             &table.path,
@@ -169,6 +175,15 @@ pub fn select(
     for (n, path) in candidate_paths.iter().enumerate() {
         let (samples, table) = knowledge::read_knowledge(path)?;
         let party = check_candidate(&local_table, &local_ids, &table, &samples)?;
+        if let Some(earlier) = candidates.iter().position(|c: &Candidate| c.party == party) {
+            return Err(bad_input(
+                path,
+                format!(
+                    "is from sender '{party}' as {} is: their wins would be counted as one",
+                    candidate_paths[earlier].display()
+                ),
+            ));
+        }
         provenance = provenance.input(&format!("candidate{}", n + 1), io::file_hash(path)?);
         candidates.push(Candidate { party, samples: samples.into_iter().map(|s| (s.id.clone(), s)).collect() });
     }

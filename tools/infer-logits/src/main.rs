@@ -41,13 +41,14 @@ struct Args {
 fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("infer-logits", || {
+        let (device, dtype) = fedmkt::model::placement(&args.model)?;
         let opts = fedmkt::knowledge::InferOptions {
             top_k: args.sample.unwrap_or(args.top_k),
             all_positions: args.all_positions,
             sample_seed: args.seed,
             batch_size: args.batch_size,
-            dtype: fedmkt::model::parse_dtype(&args.model.dtype)?,
-            device: fedmkt::model::parse_device(&args.model.device)?,
+            dtype,
+            device,
         };
         fedmkt::knowledge::infer_logits(&args.model.model, args.model.adapter.as_deref(), &args.input, &args.out, &opts)
     })

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use fedmkt::train::TeacherOptions;
+use fedmkt::train::kd::TeacherOptions;
 
 /// Per sample of --input: the sparse KD cross-entropy of the model (+ adapter) against the
 /// teacher's top-K at the teacher's positions (what `distill` trains on), the teacher's
@@ -43,11 +43,12 @@ struct Args {
 fn main() -> ExitCode {
     let args: Args = fedmkt::cli::parse_args();
     fedmkt::cli::run("measure-kd", || {
+        let (device, dtype) = fedmkt::model::placement(&args.model)?;
         let opts = fedmkt::kd_measure::MeasureOptions {
             teacher: TeacherOptions { temperature: args.temperature, tail: args.teacher_tail },
             batch_size: args.batch_size,
-            dtype: fedmkt::model::parse_dtype(&args.model.dtype)?,
-            device: fedmkt::model::parse_device(&args.model.device)?,
+            dtype,
+            device,
         };
         fedmkt::kd_measure::measure_kd(
             &args.model.model,

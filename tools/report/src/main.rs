@@ -3,8 +3,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fedmkt::comms::CommsEntry;
-use fedmkt::report::ResultEntry;
+use fedmkt::report::comms::CommsEntry;
+use fedmkt::report::results::ResultEntry;
 
 /// Tables of a run, in the layout of the paper's Tables 2–4 (methods as rows, parties as
 /// columns, "acc / acc_norm" in percent), and bytes each party sent and received per round.
@@ -22,7 +22,8 @@ struct Args {
 enum Command {
     /// Accuracy table from `evaluate` summaries.
     Results {
-        /// METHOD,ROUND,PARTY=FILE (ROUND '-' for a baseline; FILE an evaluate JSON summary).
+        /// METHOD,ROUND,PARTY=FILE (ROUND '-' for a baseline; FILE an evaluate JSON summary, or its
+        /// predictions Parquet file alone, the model then unnamed).
         #[arg(long = "result")]
         results: Vec<ResultEntry>,
         /// Results tables of earlier reports, one per training seed (`make seeds`): their
@@ -50,7 +51,7 @@ enum Command {
     Tasks {
         /// TASK=FILE: a `report results` Parquet table per task.
         #[arg(long = "report", required = true)]
-        reports: Vec<fedmkt::task_table::TaskReport>,
+        reports: Vec<fedmkt::report::tasks::TaskReport>,
         /// Parquet table to write (the rows of every report, a `task` column in front).
         #[arg(long)]
         out: PathBuf,
@@ -77,12 +78,12 @@ enum Command {
     Kd {
         /// ROUND,PARTY,SELECTED,BEFORE,AFTER[,NOKD]: the party's selected file and the
         /// measure-kd files of its adapters on the public set against it.
-        #[arg(long = "public", value_parser = |s: &str| fedmkt::kd_report::KdEntry::parse(s, false))]
-        public: Vec<fedmkt::kd_report::KdEntry>,
+        #[arg(long = "public", value_parser = |s: &str| fedmkt::report::kd::KdEntry::parse(s, false))]
+        public: Vec<fedmkt::report::kd::KdEntry>,
         /// ROUND,PARTY,SENDER,BEFORE,AFTER[,NOKD]: measure-kd files of the party's adapters on
         /// held-out samples against the sender's knowledge of them.
-        #[arg(long = "held-out", value_parser = |s: &str| fedmkt::kd_report::KdEntry::parse(s, true))]
-        held_out: Vec<fedmkt::kd_report::KdEntry>,
+        #[arg(long = "held-out", value_parser = |s: &str| fedmkt::report::kd::KdEntry::parse(s, true))]
+        held_out: Vec<fedmkt::report::kd::KdEntry>,
         #[arg(long)]
         out: PathBuf,
         #[arg(long)]
@@ -108,11 +109,13 @@ fn main() -> ExitCode {
     fedmkt::cli::run("report", || match &args.command {
         Command::Results { results, reports, subjects, copy_into, out, paired, markdown } => {
             let reports: Vec<&std::path::Path> = reports.iter().map(PathBuf::as_path).collect();
-            fedmkt::report::results(results, &reports, subjects, copy_into.as_deref(), out, paired, markdown)
+            fedmkt::report::results::results(results, &reports, subjects, copy_into.as_deref(), out, paired, markdown)
         }
-        Command::Tasks { reports, out, markdown } => fedmkt::task_table::tasks(reports, out, markdown),
-        Command::Comms { entries, top_k, out, markdown } => fedmkt::comms::comms(entries, *top_k, out, markdown),
-        Command::Wire { wire, comms, out, markdown } => fedmkt::comms::wire(wire, comms, out, markdown),
-        Command::Kd { public, held_out, out, markdown } => fedmkt::kd_report::kd(public, held_out, out, markdown),
+        Command::Tasks { reports, out, markdown } => fedmkt::report::tasks::tasks(reports, out, markdown),
+        Command::Comms { entries, top_k, out, markdown } => {
+            fedmkt::report::comms::comms(entries, *top_k, out, markdown)
+        }
+        Command::Wire { wire, comms, out, markdown } => fedmkt::report::comms::wire(wire, comms, out, markdown),
+        Command::Kd { public, held_out, out, markdown } => fedmkt::report::kd::kd(public, held_out, out, markdown),
     })
 }

@@ -2,13 +2,13 @@
 //!
 //! candle's fused kernels (`softmax_last_dim`, `rms_norm`, `rope`, …) have no backward pass:
 //! gradients upstream of them silently vanish. Where a gradient flows on the CPU, our own
-//! fused kernels with backward passes serve ([`super::fused`]); elsewhere these compose plain
+//! fused kernels with backward passes serve ([`super::cpu::fused`]); elsewhere these compose plain
 //! tensor ops. For inference on the CPU the fused softmax and RMS norm were measured no faster
 //! than the composed ops; the fused rotary embedding is (see [`apply_rotary`]).
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 
-use super::{fused, heads};
+use super::cpu::{fused, heads};
 
 /// RMS norm in f32: `x / sqrt(mean(x²) + eps) · scale`, with `scale` = `w` (llama) or
 /// `1 + w` (Gemma, folded into the weight at load time).

@@ -147,10 +147,10 @@ impl Linear {
             Some(lora) if on_cpu_in_f32 => {
                 let mask = lora.mode.mask(flat.shape(), flat.device())?;
                 let (a, b) = lora.matrices();
-                super::frozen::lora_matmul(&flat, &self.weight, &a, &b, lora.scale, mask)?
+                super::cpu::frozen::lora_matmul(&flat, &self.weight, &a, &b, lora.scale, mask)?
             }
             Some(lora) => self.composed(&flat, lora)?,
-            None if on_cpu_in_f32 => super::frozen::matmul(&flat, &self.weight)?,
+            None if on_cpu_in_f32 => super::cpu::frozen::matmul(&flat, &self.weight)?,
             None => flat.matmul(&self.weight.t()?)?,
         };
         if let Some(bias) = &self.bias {
@@ -207,10 +207,10 @@ impl AdapterSource {
     /// Read a PEFT adapter folder, refusing one made for another base model.
     pub fn load(dir: &Path, base_config: &str, device: &Device) -> Result<AdapterSource> {
         let adapter = read_adapter(dir)?;
-        if !adapter.base_config.is_empty() && adapter.base_config != base_config {
+        if !adapter.base_config.is_empty() && !super::same_base(&adapter.base_config, base_config) {
             return Err(bad_input(
                 &dir.join(ADAPTER_CONFIG),
-                "adapter was trained on another base model (fedmkt_base_config differs)",
+                "adapter was trained on another base model (fedmkt_base_config differs: another config.json, or other weights under it)",
             ));
         }
         let tensors = adapter.tensors.into_iter().map(|(k, v)| Ok((k, v.to_device(device)?))).collect::<Result<_>>()?;

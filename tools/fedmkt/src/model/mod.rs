@@ -9,19 +9,17 @@
 //! trained (fused ops without gradients, no way to inject LoRA).
 mod bloom;
 pub mod config;
-mod cpu_gemm;
+mod cpu;
 mod dropout;
-mod frozen;
-mod fused;
 mod gemma3;
 mod geometry;
 mod gpt2;
-mod heads;
 mod layer_norm_block;
 pub mod layers;
 mod llama;
 pub mod lora;
 mod opt;
+mod weights;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,11 +30,13 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 
 pub use config::{Arch, ModelConfig};
-pub(crate) use cpu_gemm::with_values;
-pub use fused::Activation;
+pub use cpu::fused::Activation;
+pub(crate) use cpu::gemm::with_values;
 use geometry::{Geometry, KeyValues, LayerGeometry};
 use layers::{LayerNorm, RmsNorm};
 pub use lora::{AdapterSource, Linear, LoraSet, LoraSpec};
+use weights::check_every_tensor_read;
+pub use weights::{base_config_hash, same_base, weight_files};
 
 use crate::cli::{bad_input, bad_usage};
 use crate::io::Provenance;
@@ -62,6 +62,13 @@ pub fn parse_device(name: &str) -> Result<Device> {
         }),
         other => Err(bad_usage(format!("--device must be cpu or cuda, not '{other}'"))),
     }
+}
+
+/// Where a model tool runs and in what precision, from its shared flags (`--device`,
+/// `--dtype`; the dtype checked first).
+pub fn placement(args: &crate::cli::ModelArgs) -> Result<(Device, DType)> {
+    let dtype = parse_dtype(&args.dtype)?;
+    Ok((parse_device(&args.device)?, dtype))
 }
 
 /// Reads base weights and creates (or loads) adapters while an architecture is assembled.
@@ -240,8 +247,11 @@ impl Mlp {
     pub fn forward(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
         let middle = self.up.forward(x)?;
         // One parallel pass on the CPU (candle's GELU is a serial tanh per element).
-        let middle =
-            if fused::cpu_f32(&middle) { fused::activate(&middle, activation)? } else { activation.apply(&middle)? };
+        let middle = if cpu::fused::cpu_f32(&middle) {
+            cpu::fused::activate(&middle, activation)?
+        } else {
+            activation.apply(&middle)?
+        };
         self.down.forward(&middle)
     }
 }
@@ -267,8 +277,8 @@ impl GatedMlp {
         let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
         // One parallel pass on the CPU, with or without gradients (candle's GELU is a serial
         // tanh per element, an eighth of Gemma-3's inference time).
-        let middle = if fused::cpu_f32(&gate) && fused::cpu_f32(&up) {
-            fused::gated(&gate, &up, activation)?
+        let middle = if cpu::fused::cpu_f32(&gate) && cpu::fused::cpu_f32(&up) {
+            cpu::fused::gated(&gate, &up, activation)?
         } else {
             (activation.apply(&gate)? * up)?
         };
@@ -318,25 +328,6 @@ pub struct Model {
     net: Box<dyn Decoder>,
 }
 
-/// The safetensors files of a model folder: `model.safetensors`, or the shards listed in
-/// `model.safetensors.index.json`.
-pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let single = dir.join("model.safetensors");
-    if single.is_file() {
-        return Ok(vec![single]);
-    }
-    let index = dir.join("model.safetensors.index.json");
-    let text = std::fs::read_to_string(&index)
-        .map_err(|_| bad_input(dir, "no model.safetensors or model.safetensors.index.json"))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad_input(&index, format!("not JSON ({e})")))?;
-    let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad_input(&index, "no 'weight_map'"))?;
-    let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
-    files.sort();
-    files.dedup();
-    Ok(files)
-}
-
 /// Refuse a tokenizer with more tokens than the model has embeddings: some of its ids would
 /// index past the embedding table.
 pub fn check_tokenizer_fits(tokenizer: &tokenizers::Tokenizer, tokenizer_path: &Path, vocab_size: usize) -> Result<()> {
@@ -357,47 +348,6 @@ pub fn default_lora_targets(dir: &Path) -> Result<Vec<String>> {
     Ok(config.arch.default_lora_targets().iter().map(|t| t.to_string()).collect())
 }
 
-/// `sha256:` of a model folder's `config.json`: the identity adapters record and check.
-/// Buffers some writers store beside the weights, which no forward pass reads: GPT-2's
-/// causal masks and precomputed rotary frequencies.
-const UNREAD_BUFFERS: [&str; 3] = [".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq"];
-
-/// Every tensor of the weight files was read by the architecture its config describes: one
-/// left over means the config lies about the weights (`num_hidden_layers` 1 of 2 layers,
-/// `tie_word_embeddings` beside a stored `lm_head`), and the model would run, silently, as
-/// another one.
-fn check_every_tensor_read(files: &[PathBuf], read: &std::collections::BTreeSet<String>) -> Result<()> {
-    for file in files {
-        for name in safetensors_names(file)? {
-            if !read.contains(&name) && !UNREAD_BUFFERS.iter().any(|b| name.ends_with(b)) {
-                return Err(bad_input(
-                    file,
-                    format!("holds tensor '{name}', which the model its config.json describes does not use (a config that does not match its weights?)"),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The tensor names in a safetensors file's header (8-byte little-endian length, then JSON).
-fn safetensors_names(file: &Path) -> Result<Vec<String>> {
-    use std::io::Read;
-    let unreadable = |why: String| bad_input(file, format!("not a readable safetensors file ({why})"));
-    let mut f = std::fs::File::open(file).map_err(|e| unreadable(e.to_string()))?;
-    let mut length = [0u8; 8];
-    f.read_exact(&mut length).map_err(|e| unreadable(e.to_string()))?;
-    let length = u64::from_le_bytes(length);
-    if length > 100 << 20 {
-        return Err(unreadable(format!("a header of {length} bytes")));
-    }
-    let mut header = vec![0u8; length as usize];
-    f.read_exact(&mut header).map_err(|e| unreadable(e.to_string()))?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|e| unreadable(e.to_string()))?;
-    Ok(header.into_iter().map(|(name, _)| name).filter(|name| name != "__metadata__").collect())
-}
-
 /// `provenance` with the inputs of a model as scored: `model` (the hash of its config) and,
 /// when one is applied, `adapter` (the hash of its weights).
 pub fn with_model_inputs(provenance: Provenance, dir: &Path, adapter_dir: Option<&Path>) -> Result<Provenance> {
@@ -408,10 +358,6 @@ pub fn with_model_inputs(provenance: Provenance, dir: &Path, adapter_dir: Option
         }
         None => provenance,
     })
-}
-
-pub fn base_config_hash(dir: &Path) -> Result<String> {
-    crate::io::file_hash(&dir.join("config.json"))
 }
 
 impl Model {

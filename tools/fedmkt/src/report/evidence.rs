@@ -11,7 +11,7 @@ use arrow_array::Array;
 use crate::cli::bad_input;
 use crate::eval::PREDICTIONS_FORMAT;
 use crate::io;
-use crate::stats::{self, Estimate};
+use crate::report::stats::{self, Estimate};
 
 /// Seed of every bootstrap in a report: the same resampled indices for every cell of size n.
 pub const BOOTSTRAP_SEED: u64 = 42;

@@ -10,8 +10,8 @@
 //! (`lora::Linear::forward` off the CPU or outside f32) is what the tests compare against.
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::cpu_gemm::{gemm_into, product, with_values, MatRef};
 use super::fused::values;
+use super::gemm::{gemm_into, product, with_values, MatRef};
 
 /// `x·Wᵀ` (`transposed`) or `x·W` for the frozen weight W `[out, in]`. The backward pass of
 /// the first is the second, and returns only `∂x`.
@@ -198,7 +198,7 @@ mod tests {
     use candle_core::{Tensor, Var};
 
     use super::super::fused::tests::{assert_close, random};
-    use super::super::lora::{Linear, LoraMode, LoraPair};
+    use crate::model::lora::{Linear, LoraMode, LoraPair};
 
     /// A LoRA layer (nonzero B, so every gradient flows) with dropout seeded alike for both routes.
     fn layer(dropout: f64) -> Linear {

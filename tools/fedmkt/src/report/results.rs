@@ -1,5 +1,5 @@
-//! `report`: a run's results as the paper's tables (Tables 2–4: methods as rows, parties as
-//! columns, acc / acc_norm in each cell) and what each party sent and received per round.
+//! `report results`: a run's results as the paper's tables (Tables 2–4: methods as rows,
+//! parties as columns, acc / acc_norm in each cell), paired comparisons and claims' verdicts.
 //!
 //! The tool knows nothing of rounds or pipelines: the Makefile names every entry. A result
 //! entry is `METHOD,ROUND,PARTY=FILE` (ROUND `-` for a baseline, FILE an `evaluate` summary);
@@ -15,9 +15,9 @@ use arrow_array::{Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Arr
 use arrow_schema::{DataType, Field, Schema};
 
 use crate::cli::{bad_input, bad_usage};
-use crate::evidence::{self, CellStats, Outcomes, Paired};
 use crate::io::{self, Provenance};
 use crate::output::{self, Commit, Kind};
+use crate::report::evidence::{self, CellStats, Outcomes, Paired};
 
 pub const RESULTS_FORMAT: &str = "results";
 /// The `results` format version this tool writes and reads.
@@ -67,6 +67,9 @@ struct Score {
 }
 
 fn read_score(entry: &ResultEntry) -> Result<Score> {
+    if entry.file.extension().is_some_and(|e| e == "parquet") {
+        return score_of_predictions(entry);
+    }
     let text = std::fs::read_to_string(&entry.file).map_err(|e| bad_input(&entry.file, format!("cannot read: {e}")))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad_input(&entry.file, format!("not an evaluate summary: {e}")))?;
@@ -101,9 +104,8 @@ fn read_score(entry: &ResultEntry) -> Result<Score> {
             format!("holds {} predictions, its summary says n = {n}", outcomes.ids.len()),
         ));
     }
-    let stats = evidence::cell_stats(&outcomes);
     for (name, claimed, counted) in [("acc", acc, &outcomes.correct), ("acc_norm", acc_norm, &outcomes.correct_norm)] {
-        let recomputed = counted.iter().sum::<f64>() / counted.len() as f64;
+        let recomputed = mean(counted);
         if (claimed - recomputed).abs() > 1e-9 {
             return Err(bad_input(
                 &entry.file,
@@ -111,7 +113,29 @@ fn read_score(entry: &ResultEntry) -> Result<Score> {
             ));
         }
     }
-    Ok(Score { entry: entry.clone(), model, n: n as u64, acc, acc_norm, outcomes, stats, seeds: 1, acc_sd: 0.0 })
+    Ok(score(entry, model, outcomes, (acc, acc_norm)))
+}
+
+/// An entry whose FILE is `evaluate`'s predictions alone (a sweep's `lr-<rate>.parquet`):
+/// every figure comes from them; the model is not named.
+fn score_of_predictions(entry: &ResultEntry) -> Result<Score> {
+    let outcomes = evidence::read_outcomes(&entry.file)?;
+    if outcomes.ids.is_empty() {
+        return Err(bad_input(&entry.file, "holds no predictions"));
+    }
+    let accuracies = (mean(&outcomes.correct), mean(&outcomes.correct_norm));
+    Ok(score(entry, String::new(), outcomes, accuracies))
+}
+
+/// `acc` and `acc_norm` as the summary states them (equal to its predictions' to 1e-9).
+fn score(entry: &ResultEntry, model: String, outcomes: Outcomes, (acc, acc_norm): (f64, f64)) -> Score {
+    let stats = evidence::cell_stats(&outcomes);
+    let n = outcomes.ids.len() as u64;
+    Score { entry: entry.clone(), model, n, acc, acc_norm, outcomes, stats, seeds: 1, acc_sd: 0.0 }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
 }
 
 /// The entries of an earlier `report results` table, tagged with its run's folder name: one
@@ -241,7 +265,7 @@ fn paired_table(rows: &[(&Score, &Score, Paired)]) -> String {
         "| method | party | against | n | Δ acc (pp) | right only under each | McNemar p | Δ gold log-lik/byte |\n|---|---|---|---|---|---|---|---|\n",
     );
     for (a, b, p) in rows {
-        let nats = |e: &crate::stats::Estimate| format!("{:+.4} [{:+.4}, {:+.4}]", e.mean, e.low, e.high);
+        let nats = |e: &crate::report::stats::Estimate| format!("{:+.4} [{:+.4}, {:+.4}]", e.mean, e.low, e.high);
         out.push_str(&format!(
             "| {} | {} | {} | {} | {:+.1} [{:+.1}, {:+.1}] | {} / {} | {:.3} | {} |\n",
             method_label(&a.entry),
@@ -274,14 +298,23 @@ enum Claim {
     Comparable,
 }
 
-/// The paper's claims (FedMKT, Tables 2–4): (subject party is the server?, against, claim, wording).
-const CLAIMS: [(bool, &str, Claim, &str); 6] = [
-    (false, "Standalone", Claim::Better, "SLM FedMKT > Standalone"),
-    (false, "Zero-Shot", Claim::Better, "SLM FedMKT > Zero-Shot"),
-    (true, "Zero-Shot", Claim::NotWorse, "LLM FedMKT ≥ Zero-Shot"),
-    (true, "Centralized", Claim::Comparable, "LLM FedMKT comparable to Centralized"),
-    (false, "FedAvg", Claim::Better, "SLM FedMKT > FedAvg (homogeneous)"),
-    (false, "LLM2SLM", Claim::Better, "SLM FedMKT > LLM2SLM (one-to-one)"),
+/// The papers' claims: (subject method, subject party is the server?, against, claim, wording).
+/// FedMKT's from its Tables 2–4; FedCoLLM's from its abstract (its clients gain from the
+/// server's knowledge over FedAvg and their own training, its LLM approaches one trained
+/// centrally), and the share of its KD, measured as for FedMKT (against its noKD ablation).
+const CLAIMS: [(&str, bool, &str, Claim, &str); 12] = [
+    ("FedMKT", false, "Standalone", Claim::Better, "SLM FedMKT > Standalone"),
+    ("FedMKT", false, "Zero-Shot", Claim::Better, "SLM FedMKT > Zero-Shot"),
+    ("FedMKT", true, "Zero-Shot", Claim::NotWorse, "LLM FedMKT ≥ Zero-Shot"),
+    ("FedMKT", true, "Centralized", Claim::Comparable, "LLM FedMKT comparable to Centralized"),
+    ("FedMKT", false, "FedAvg", Claim::Better, "SLM FedMKT > FedAvg (homogeneous)"),
+    ("FedMKT", false, "LLM2SLM", Claim::Better, "SLM FedMKT > LLM2SLM (one-to-one)"),
+    ("FedCoLLM", false, "FedAvg", Claim::Better, "SLM FedCoLLM > FedAvg"),
+    ("FedCoLLM", false, "Standalone", Claim::Better, "SLM FedCoLLM > Standalone"),
+    ("FedCoLLM", true, "Zero-Shot", Claim::NotWorse, "LLM FedCoLLM ≥ Zero-Shot"),
+    ("FedCoLLM", true, "Centralized", Claim::Comparable, "LLM FedCoLLM comparable to Centralized"),
+    ("FedCoLLM", false, "FedCoLLM-noKD", Claim::Better, "SLM FedCoLLM > FedCoLLM-noKD (KD's share)"),
+    ("FedCoLLM", true, "FedCoLLM-noKD", Claim::Better, "LLM FedCoLLM > FedCoLLM-noKD (KD's share)"),
 ];
 
 fn verdict(claim: Claim, p: &Paired) -> &'static str {
@@ -302,9 +335,10 @@ fn claims_table(rows: &[(&Score, &Score, Paired)]) -> String {
     let mut out = format!(
         "| claim | party | round | Δ acc (pp) | McNemar p | Δ gold log-lik/byte | verdict (α = {ALPHA}) |\n|---|---|---|---|---|---|---|\n"
     );
-    for (on_server, against, claim, wording) in CLAIMS {
+    let mut lines = 0;
+    for (subject, on_server, against, claim, wording) in CLAIMS {
         let applies = |(a, b, _): &&(&Score, &Score, Paired)| {
-            a.entry.method == "FedMKT" && b.entry.method == against && (a.entry.party == "server") == on_server
+            a.entry.method == subject && b.entry.method == against && (a.entry.party == "server") == on_server
         };
         for (a, _, p) in rows.iter().filter(applies) {
             out.push_str(&format!(
@@ -320,9 +354,14 @@ fn claims_table(rows: &[(&Score, &Score, Paired)]) -> String {
                 p.gold_per_byte.high,
                 verdict(claim, p)
             ));
+            lines += 1;
         }
     }
-    out
+    match lines {
+        0 => "None applies to these methods (FedMKT's and FedCoLLM's are registered: `report/results.rs`, CLAIMS).\n"
+            .into(),
+        _ => out,
+    }
 }
 
 fn paired_batch(rows: &[(&Score, &Score, Paired)]) -> Result<RecordBatch> {
@@ -389,7 +428,11 @@ fn markdown_table(scores: &[Score]) -> String {
     }
     let mut out = format!(
         "| method | {} |\n|---|{}\n",
-        parties.iter().map(|(p, m)| format!("{p} ({m})")).collect::<Vec<_>>().join(" | "),
+        parties
+            .iter()
+            .map(|(p, m)| if m.is_empty() { p.clone() } else { format!("{p} ({m})") })
+            .collect::<Vec<_>>()
+            .join(" | "),
         "---|".repeat(parties.len())
     );
     for row in &rows {
@@ -515,7 +558,7 @@ pub fn results(
     let text = format!(
         "{}\nacc [95% bootstrap interval, {} resamples] / acc_norm, in %. Paired against the other methods on the same samples:\n\n{}\nThe paper's claims:\n\n{}",
         markdown_table(&scores),
-        crate::stats::RESAMPLES,
+        crate::report::stats::RESAMPLES,
         paired_table(&rows),
         claims_table(&rows)
     );
@@ -534,7 +577,7 @@ pub fn results(
         paired,
         batch.schema(),
         &[batch],
-        &provenance.extra("resamples", crate::stats::RESAMPLES),
+        &provenance.extra("resamples", crate::report::stats::RESAMPLES),
     )?;
     stage_markdown(&mut commit, markdown, &text)?;
     commit.finish()
@@ -728,13 +771,13 @@ mod tests {
 
     #[test]
     fn verdicts_follow_the_sign_and_the_exact_test() {
-        let estimate = |mean| crate::stats::Estimate { mean, low: mean, high: mean };
+        let estimate = |mean| crate::report::stats::Estimate { mean, low: mean, high: mean };
         let paired = |only_a: u64, only_b: u64| Paired {
             n: 100,
             acc: estimate((only_a as f64 - only_b as f64) / 100.0),
             only_a,
             only_b,
-            mcnemar_p: crate::stats::mcnemar_exact(only_a, only_b),
+            mcnemar_p: crate::report::stats::mcnemar_exact(only_a, only_b),
             gold_per_byte: estimate(0.0),
             margin: estimate(0.0),
         };

@@ -10,10 +10,10 @@ use anyhow::Result;
 use candle_core::DType;
 
 use crate::cli::{bad_input, bad_usage};
-use crate::distill::{TRAINING_LOG, TRAINING_LOG_FORMAT};
 use crate::io;
 use crate::model::lora::{read_adapter, save_adapter, Adapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 use crate::output::{self, Kind};
+use crate::train::log::{TRAINING_LOG, TRAINING_LOG_FORMAT};
 
 /// A party's weight: `fedmkt.samples` of the training log `distill` wrote beside its adapter.
 pub fn recorded_samples(dir: &Path) -> Result<f64> {

@@ -12,7 +12,7 @@ use arrow_schema::{DataType, Field, Schema};
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
 use crate::output::{self, Commit, Kind};
-use crate::report::{acc_cell, round_label, RESULTS_FORMAT, RESULTS_VERSION};
+use crate::report::results::{acc_cell, round_label, RESULTS_FORMAT, RESULTS_VERSION};
 
 pub const TASK_RESULTS_FORMAT: &str = "task-results";
 

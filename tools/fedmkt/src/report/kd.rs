@@ -21,9 +21,9 @@ use arrow_schema::{DataType, Field, Schema};
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
 use crate::kd_measure::{self, SampleMeasure};
-use crate::report::{claim_report, write_report};
+use crate::report::results::{claim_report, write_report};
+use crate::report::stats::{self, Estimate};
 use crate::select::SELECTED_FORMAT;
-use crate::stats::{self, Estimate};
 
 pub const KD_REPORT_FORMAT: &str = "kd-report";
 

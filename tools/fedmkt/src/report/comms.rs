@@ -17,7 +17,7 @@ use arrow_schema::{DataType, Field, Schema};
 
 use crate::cli::{bad_input, bad_usage};
 use crate::io::{self, Provenance};
-use crate::report::{claim_report, write_report};
+use crate::report::results::{claim_report, write_report};
 use crate::tokens;
 
 pub const COMMS_FORMAT: &str = "comms";
@@ -28,8 +28,10 @@ pub const WIRE_FORMAT: &str = "wire";
 pub struct CommsEntry {
     pub round: u32,
     pub party: String,
-    pub sent: Option<PathBuf>,
-    pub received: Option<PathBuf>,
+    /// The files it sent and received (their sizes add up): a knowledge set, or FedCoLLM's
+    /// masked adapter with the protocol's messages.
+    pub sent: Vec<PathBuf>,
+    pub received: Vec<PathBuf>,
     /// The party's LoRA adapter weights: what FedAvg would send each way instead (None on a
     /// federation's server, which never holds a client's adapter).
     pub adapter: Option<PathBuf>,
@@ -41,15 +43,20 @@ impl std::str::FromStr for CommsEntry {
     type Err = anyhow::Error;
 
     fn from_str(text: &str) -> Result<CommsEntry> {
-        let malformed = || bad_usage(format!("--entry '{text}': expected ROUND,PARTY,SENT,RECEIVED,ADAPTER,TOKENS"));
+        let malformed = || {
+            bad_usage(format!(
+                "--entry '{text}': expected ROUND,PARTY,SENT,RECEIVED,ADAPTER,TOKENS (SENT and RECEIVED: files joined by '+', or '-')"
+            ))
+        };
         let fields: Vec<&str> = text.split(',').collect();
         let [round, party, sent, received, adapter, tokens] = fields[..] else { return Err(malformed()) };
         let optional = |f: &str| (f != "-").then(|| PathBuf::from(f));
+        let files = |f: &str| if f == "-" { Vec::new() } else { f.split('+').map(PathBuf::from).collect() };
         Ok(CommsEntry {
             round: round.parse().map_err(|_| malformed())?,
             party: party.into(),
-            sent: optional(sent),
-            received: optional(received),
+            sent: files(sent),
+            received: files(received),
             adapter: optional(adapter),
             tokens: tokens.into(),
         })
@@ -79,7 +86,7 @@ struct CommsRow {
 fn comms_row(entry: &CommsEntry, top_k: u64) -> Result<CommsRow> {
     let (samples, _) = tokens::read_tokens(&entry.tokens)?;
     let mean_tokens = samples.iter().map(|t| t.input_ids.len()).sum::<usize>() as f64 / samples.len().max(1) as f64;
-    let size = |p: &Option<PathBuf>| p.as_deref().map_or(Ok(0), file_size);
+    let size = |files: &[PathBuf]| files.iter().map(|f| file_size(f)).sum::<Result<u64>>();
     Ok(CommsRow {
         sent: size(&entry.sent)?,
         received: size(&entry.received)?,
@@ -226,8 +233,10 @@ mod tests {
     #[test]
     fn entries_parse_and_an_unknown_adapter_is_a_dash() {
         let c: CommsEntry = "1,client-2,-,k.parquet,-,t.parquet".parse().unwrap();
-        assert_eq!((c.sent, c.received, c.adapter), (None, Some(PathBuf::from("k.parquet")), None));
+        assert_eq!((c.sent, c.received, c.adapter), (vec![], vec![PathBuf::from("k.parquet")], None));
         assert!("1,client-2,-,k.parquet,t.parquet".parse::<CommsEntry>().is_err());
+        let several: CommsEntry = "1,client-1,m.parquet+p.json,-,-,t.parquet".parse().unwrap();
+        assert_eq!(several.sent, vec![PathBuf::from("m.parquet"), PathBuf::from("p.json")]);
     }
 
     #[test]

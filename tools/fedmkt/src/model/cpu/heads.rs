@@ -10,8 +10,8 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_gemm::{gemm_serial, MatRef};
 use super::fused::values;
+use super::gemm::{gemm_serial, MatRef};
 
 /// Matrix `index` of `count` stacked `rows × cols` matrices.
 fn matrix(values: &[f32], index: usize, rows: usize, cols: usize) -> Result<MatRef<'_>> {
@@ -108,7 +108,7 @@ mod tests {
     use candle_core::{Device, Tensor, Var};
 
     use super::super::fused::tests::{assert_close, random};
-    use super::super::layers;
+    use crate::model::layers;
 
     /// Attention output and the gradients of q, k, v, through a random read-out.
     fn value_and_grads(

@@ -1,0 +1,65 @@
+# `make sweep-lr SWEEP_LRS="…" [SWEEP_PARTY=server]`: a learning rate chosen on data that is
+# never the eval split. The party's Standalone once per rate (PRIVATE_EPOCHS, TRAIN_SEED): a
+# client on its shard (client-1 by default), the server on the public set (its only data),
+# scored on SWEEP_SPLIT, never the eval split: validation where the eval split is ARC's test
+# split, else HOLDOUT train samples held out of every part (prepared beside the eval set:
+# the same public set and shards); the table goes to $(B)/sweep-lr[-server]/report.md.
+SWEEP_LRS   ?= 3e-5 1e-4 2e-4 3e-4
+SWEEP_PARTY ?= client-1
+SWEEP       = $(B)/sweep-lr$(if $(filter server,$(SWEEP_PARTY)),-server)
+SWEEP_TRAIN = $(if $(filter server,$(SWEEP_PARTY)),$(call PUBLIC,server),$(RUN)/tok/$(call MODEL_OF,$(SWEEP_PARTY))/$(SWEEP_PARTY).parquet)
+SWEEP_DATA  = $(RUN)/data/$(TASK)-$(SWEEP_SPLIT)/eval.parquet
+$(SWEEP_DATA): $(RUN)/settings.mk $(DATA_DEP) | $(PREPARE_DATA_PROGRAM)
+	$(call SPLIT_TASK,$(SWEEP_SPLIT),$(EVAL_SIZE)) --out $(@D)
+define sweep_rules
+$(SWEEP)/lr-$(1)/adapter_config.json: $(SWEEP_TRAIN) | $(DISTILL_PROGRAM)
+	$(DISTILL_CMD) $(DEVICE_FLAGS) --model $(call M,$(SWEEP_PARTY)) --data $$< --epochs $(PRIVATE_EPOCHS) --lr $(1) $(TRAIN_FLAGS) --out $$(@D)
+$(SWEEP)/eval/lr-$(1).json: $(SWEEP)/lr-$(1)/adapter_config.json $(SWEEP_DATA) | $(EVALUATE_PROGRAM)
+	$(EVALUATE_CMD) $(DEVICE_FLAGS) --model $(call M,$(SWEEP_PARTY)) --adapter $$(<D) --data $(SWEEP_DATA) --out $$@
+endef
+$(foreach lr,$(SWEEP_LRS),$(eval $(call sweep_rules,$(lr))))
+$(SWEEP)/report.md: $(foreach lr,$(SWEEP_LRS),$(SWEEP)/eval/lr-$(lr).json) | $(REPORT_PROGRAM)
+	$(REPORT_CMD) results $(foreach lr,$(SWEEP_LRS),--result Standalone-lr-$(lr),-,$(SWEEP_PARTY)=$(SWEEP)/eval/lr-$(lr).json) \
+	  --out $(SWEEP)/report.parquet --paired $(SWEEP)/paired.parquet --markdown $@
+sweep-lr: setup $(SWEEP)/report.md
+	@tail -n +2 $(SWEEP)/report.md | sed -n '1,/^$$/p'; echo "Sweep of $(SWEEP_PARTY) on $(SWEEP_DATA): $(SWEEP)/"
+
+
+# The KL error of storing top-K logits as f16 (knowledge files), on both real models.
+measure-logit-storage: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smollm2-135m/config.json $(call PUBLIC,server) $(foreach c,$(CLIENTS),$(call PUBLIC,$(c)))
+	cargo run --release --quiet --example logit_storage -- $(RUN)/models/gemma3-270m $(RUN)/tok/gemma3-270m/public.parquet $(TOP_K) 100
+	cargo run --release --quiet --example logit_storage -- $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet $(TOP_K) 100
+
+# The KD estimates of a top-K and of sampled draws against the dense KD, on SmolLM2 with
+# client-1's private adapter as the teacher of the model as it comes (same tokenizer).
+measure-kd-estimates: $(call PRIVATE,1,client-1)/adapter_config.json $(call PUBLIC,client-1)
+	cargo run --release --quiet --example kd_estimates -- $(call M,client-1) $(call PRIVATE,1,client-1) $(call PUBLIC,client-1) $(TOP_K) 80 20
+
+
+# `make teacher-curve PIPELINE=pipelines/teacher-curve.mk`: the regime experiments' second arm
+# (results/README.md): the pipeline once per teacher model (CURVE_SERVERS), teacher strength
+# (CURVE_SHARDS: train parts it was fine-tuned on, 0: as it comes) and student configuration
+# (CURVE_CONFIGS, PUBLIC_LABELS:LAMBDA), each beside its noKD sibling. A teacher is trained and
+# evaluated once, in its first configuration's run, which the others take it from
+# (TEACHER_RUN); Zero-Shot once per teacher model. $(NAME)-curve/curve.{md,parquet,png} sets the
+# student's KD gain beside the teacher's advantage (tools/report/teacher_curve.py).
+CURVE_SERVERS ?= smollm2-135m gemma3-270m
+CURVE_SHARDS  ?= 0 1 2 4
+CURVE_CONFIGS ?= yes:0.9 yes:0 no:0
+CURVE_LABELS   = $(word 1,$(subst :, ,$(1)))
+CURVE_LAMBDA   = $(word 2,$(subst :, ,$(1)))
+# $(1) teacher model, $(2) its parts, $(3) configuration: the run's name and its make.
+CURVE_NAME     = $(NAME)-$(1)-parts-$(2)-labels-$(call CURVE_LABELS,$(3))-lambda-$(call CURVE_LAMBDA,$(3))
+CURVE_RUNS     = $(foreach s,$(CURVE_SERVERS),$(foreach k,$(CURVE_SHARDS),$(foreach c,$(CURVE_CONFIGS),$(RUNS)/$(call CURVE_NAME,$(s),$(k),$(c)))))
+CURVE_ZERO_SHOT = $(RUNS)/$(NAME)-$(1)-zero-shot
+CURVE_MAKE     = $(MAKE) --no-print-directory PIPELINE=$(PIPELINE) RUNS=$(RUNS) ROUND=$(ROUND) SERVER=$(1)
+# The summary's Python: with matplotlib for the plot (PLOT=yes), else pyarrow alone.
+CURVE_ENV      = $(if $(filter yes,$(PLOT)),$(PLOT_ENV),$(STAGE_ENV))
+teacher-curve: $(CURVE_ENV)/.installed
+	$(foreach s,$(CURVE_SERVERS),$(call CURVE_MAKE,$(s)) NAME=$(NAME)-$(s)-zero-shot \
+	  $(foreach m,$(sort $(s) $(CLIENT_MODELS)),$(call ZERO_SHOT_IN,$(call CURVE_ZERO_SHOT,$(s)),$(m))) && \
+	  $(foreach k,$(CURVE_SHARDS),$(foreach c,$(CURVE_CONFIGS),$(call CURVE_MAKE,$(s)) $(RUNS)/$(call CURVE_NAME,$(s),$(k),$(c))/report.md \
+	    NAME=$(call CURVE_NAME,$(s),$(k),$(c)) TEACHER_SHARDS=$(k) PUBLIC_LABELS=$(call CURVE_LABELS,$(c)) \
+	    LAMBDA=$(call CURVE_LAMBDA,$(c)) ZERO_SHOT_RUN=$(call CURVE_ZERO_SHOT,$(s)) \
+	    TEACHER_RUN=$(RUNS)/$(call CURVE_NAME,$(s),$(k),$(firstword $(CURVE_CONFIGS))) &&))) true
+	$(CURVE_ENV)/bin/python tools/report/teacher_curve.py $(RUNS)/$(NAME)-curve $(CURVE_RUNS)
