@@ -4,26 +4,31 @@
 # nokd is a baseline), against the teacher it distilled from on the public set (its selected
 # targets) and against each sender's knowledge of KD_HELDOUT held-out samples (the sender's
 # adapter that made the knowledge it sent). `report kd` turns them into kd.{parquet,md}, a
-# section of report.md. FedMKT rounds of a single machine only.
-ifeq ($(PARTY)$(filter-out FedMKT,$(METHOD)),)
+# section of report.md. FedMKT's and FedCoLLM's rounds (there the LLM and the averaged SLM
+# distil into each other), of a single machine only.
+ifeq ($(PARTY)$(filter-out FedMKT FedCoLLM,$(METHOD)),)
+COLLM       = $(filter FedCoLLM,$(METHOD))
 KD          = $(call R,$(1))/kd
-KD_PARTIES  = $(if $(filter yes,$(SERVER_LEARNS)),server) $(call PRESENT,$(1),$(CLIENTS))
-KD_SENDERS  = $(if $(filter server,$(2)),$(call PRESENT,$(1),$(CLIENTS)),server)
+KD_PARTIES  = $(if $(COLLM),server slm,$(if $(filter yes,$(SERVER_LEARNS)),server) $(call PRESENT,$(1),$(CLIENTS)))
+KD_SENDERS  = $(if $(COLLM),$(filter-out $(2),server slm),$(if $(filter server,$(2)),$(call PRESENT,$(1),$(CLIENTS)),server))
+# Every party that sends knowledge in round $(1).
+KD_ALL_SENDERS = $(if $(COLLM),server slm,server $(call PRESENT,$(1),$(CLIENTS)))
 KD_WHICH    = before after $(if $(filter nokd,$(BASELINES)),nokd)
 KD_SETS     = public $(addprefix heldout-,$(call KD_SENDERS,$(1),$(2)))
 KD_FILE     = $(call KD,$(1))/$(2)/$(3)-$(4).parquet
 # The adapter party $(2) distils from in round $(1), the one it ends the round with, noKD's,
-# and the one that made the knowledge it sent.
-KD_ADAPTER_before = $(if $(filter server,$(2)),$(call START,$(1),server),$(call PRIVATE,$(1),$(2)))
-KD_ADAPTER_after  = $(call R,$(1))/$(2)/adapter
-KD_ADAPTER_nokd   = $(NOKD_RUN)/round-$(1)/$(2)/adapter
-KD_SENT           = $(if $(filter server,$(2)),$(call SERVER_ADAPTER,$(1)),$(call PRIVATE,$(1),$(2)))
+# and the one that made the knowledge it sent (FedCoLLM's SLM: the secure average, then the
+# average distilled).
+KD_ADAPTER_before = $(if $(filter server,$(2)),$(call START,$(1),server),$(if $(COLLM),$(call R,$(1))/server/slm,$(call PRIVATE,$(1),$(2))))
+KD_ADAPTER_after  = $(call R,$(1))/$(if $(COLLM),server/$(if $(filter slm,$(2)),slm-distilled,adapter),$(2)/adapter)
+KD_ADAPTER_nokd   = $(subst $(RUN)/,$(NOKD_RUN)/,$(call KD_ADAPTER_after,$(1),$(2)))
+KD_SENT           = $(if $(filter server,$(2)),$(call SERVER_ADAPTER,$(1)),$(if $(COLLM),$(call R,$(1))/server/slm,$(call PRIVATE,$(1),$(2))))
 # noKD's adapters are made by its own make (NOKD_EVALS), the others here.
 KD_ADAPTER_DEP    = $(if $(filter nokd,$(3)),$(NOKD_EVALS),$(call ADAPTER_DEP,$(call KD_ADAPTER_$(3),$(1),$(2))))
 # Each set's tokens and teacher: the public set against the selected targets; a sender's
 # knowledge of the held-out samples, aligned into the party's vocabulary.
 KD_TOKENS_public    = $(call PUBLIC,$(2))
-KD_TEACHER_public   = $(call R,$(1))/$(2)/selected.parquet
+KD_TEACHER_public   = $(call R,$(1))/$(if $(COLLM),server/$(if $(filter slm,$(2)),slm-)selected,$(2)/selected).parquet
 KD_TOKENS_heldout   = $(call TOKENS,$(2),kd-heldout)
 KD_TEACHER_heldout  = $(call KD,$(1))/$(2)/heldout-from-$(3).parquet
 
@@ -50,7 +55,7 @@ endef
 $(foreach n,$(ROUNDS),$(foreach p,$(call KD_PARTIES,$(n)),\
   $(foreach set,$(call KD_SETS,$(n),$(p)),$(foreach w,$(KD_WHICH),$(eval $(call kd_measure_rule,$(n),$(p),$(set),$(w))))) \
   $(foreach s,$(call KD_SENDERS,$(n),$(p)),$(eval $(call kd_heldout_aligned_rule,$(n),$(s),$(p))))) \
-  $(foreach s,server $(call PRESENT,$(n),$(CLIENTS)),$(eval $(call kd_heldout_knowledge_rule,$(n),$(s)))))
+  $(foreach s,$(call KD_ALL_SENDERS,$(n)),$(eval $(call kd_heldout_knowledge_rule,$(n),$(s)))))
 
 KD_FILES  = $(foreach n,$(ROUNDS),$(foreach p,$(call KD_PARTIES,$(n)),$(foreach set,$(call KD_SETS,$(n),$(p)),\
               $(foreach w,$(KD_WHICH),$(call KD_FILE,$(n),$(p),$(set),$(w))))))

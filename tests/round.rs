@@ -721,7 +721,8 @@ fn the_teacher_curve_sets_kd_gain_beside_the_teachers_advantage() {
 }
 
 /// FedCoLLM's report: its baselines (Standalone, Centralized, FedAvg, its noKD ablation), the
-/// claims of its paper with verdicts, and a client's bytes counting the protocol's messages.
+/// claims of its paper with verdicts, what KD did between the LLM and the averaged SLM, and a
+/// client's bytes counting the protocol's messages.
 #[test]
 fn fedcollm_reports_its_claims_beside_its_baselines() {
     let dir = tempdir();
@@ -740,6 +741,10 @@ fn fedcollm_reports_its_claims_beside_its_baselines() {
         "| LLM FedCoLLM comparable to Centralized | server | 1 |",
         "| SLM FedCoLLM > FedCoLLM-noKD (KD's share) | slm | 1 |",
         "| LLM FedCoLLM > FedCoLLM-noKD (KD's share) | server | 1 |",
+        "| 1 | server | public | slm |",
+        "| 1 | server | held-out | slm |",
+        "| 1 | slm | public | server |",
+        "| 1 | slm | held-out | server |",
     ] {
         assert!(text.contains(claim), "no claim line '{claim}':\n{text}");
     }
