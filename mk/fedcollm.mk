@@ -34,6 +34,10 @@ COLLM_RECEIVED = $(subst $(eval) ,+,$(call R,$(1))/server/slm-distilled/adapter_
                  $(foreach k,$(call COLLM_OTHERS,$(2)),$(call S,$(1))/client-$(k)/public.json $(call S,$(1))/shares/from-$(k)/to-$(call COLLM_ID,$(2)).json) \
                  $(call S,$(1))/survivors.json)
 
+# What FedMKT moves instead, for a client of the SLM's model: its knowledge set of the public
+# set (the averaged SLM's, the same size) up, the LLM's down.
+FEDMKT_INSTEAD = $(call R,$(1))/server/slm-knowledge.parquet,$(call R,$(1))/server/knowledge.parquet
+
 # $(1) client, $(2) its number
 define identity_rule
 $(call ID,$(1))/verify-key.json: | $(AGGREGATE_PROGRAM)
@@ -90,10 +94,10 @@ $(call R,$(1))/server/slm-distilled/adapter_config.json: $(call R,$(1))/server/s
 $(call R,$(1))/eval/slm.json: $(call R,$(1))/server/slm-distilled/adapter_config.json $(EVAL_DATA) | $(EVALUATE_PROGRAM)
 	$(call EVALUATE_PARTY,slm,$$(<D)) $$@
 
-# A client sends its masked adapter and receives the distilled SLM adapter.
+# A client sends its masked adapter and receives the distilled SLM adapter, beside FedMKT's.
 $(call R,$(1))/comms.parquet: $(call R,$(1))/server/slm-distilled/adapter_config.json | $(REPORT_PROGRAM)
 	$(REPORT_CMD) comms --top-k $(TOP_K) --out $$@ --markdown $$(@D)/comms.md $(foreach c,$(call PRESENT,$(1),$(CLIENTS)),--entry \
-	  $(1),$(c),$(call COLLM_SENT,$(1),$(c)),$(call COLLM_RECEIVED,$(1),$(c)),$(call COMMS_ADAPTER,$(call PRIVATE,$(1),$(c))/adapter_model.safetensors),$(call PUBLIC,$(c)))
+	  $(1),$(c),$(call COLLM_SENT,$(1),$(c)),$(call COLLM_RECEIVED,$(1),$(c)),$(call COMMS_ADAPTER,$(call PRIVATE,$(1),$(c))/adapter_model.safetensors),$(call PUBLIC,$(c)),$(call FEDMKT_INSTEAD,$(1)))
 endef
 
 # Round $(1) for the parties this make acts for (all of them unless PARTY is set): the

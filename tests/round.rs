@@ -757,5 +757,10 @@ fn fedcollm_reports_its_claims_beside_its_baselines() {
         + size("secagg/signatures/1.json")
         + size("secagg/reveal/1.json");
     let comms = fedmkt::io::read_parquet(&round.join("comms.parquet"), "comms").unwrap();
-    assert_eq!(comms.values::<arrow_array::types::UInt64Type>("sent_bytes").unwrap()[0], sent);
+    let bytes = |column: &str| comms.optional_values::<arrow_array::types::UInt64Type>(column).unwrap()[0];
+    assert_eq!(bytes("sent_bytes"), Some(sent));
+    // Beside it, what FedMKT moves for the same client: a knowledge set each way.
+    assert_eq!(bytes("fedmkt_sent_bytes"), Some(size("server/slm-knowledge.parquet")));
+    assert_eq!(bytes("fedmkt_received_bytes"), Some(size("server/knowledge.parquet")));
+    assert!(text.contains("| FedMKT sends / receives |"), "{text}");
 }

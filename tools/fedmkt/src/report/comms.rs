@@ -37,6 +37,9 @@ pub struct CommsEntry {
     pub adapter: Option<PathBuf>,
     /// The party's token file of the public set (N and S of the paper's estimate).
     pub tokens: PathBuf,
+    /// In FedCoLLM's table, FedMKT's knowledge sets for the same party and public set: what it
+    /// would send (its model's knowledge set) and receive (the server's) instead.
+    pub fedmkt: Option<(PathBuf, PathBuf)>,
 }
 
 impl std::str::FromStr for CommsEntry {
@@ -45,10 +48,14 @@ impl std::str::FromStr for CommsEntry {
     fn from_str(text: &str) -> Result<CommsEntry> {
         let malformed = || {
             bad_usage(format!(
-                "--entry '{text}': expected ROUND,PARTY,SENT,RECEIVED,ADAPTER,TOKENS (SENT and RECEIVED: files joined by '+', or '-')"
+                "--entry '{text}': expected ROUND,PARTY,SENT,RECEIVED,ADAPTER,TOKENS[,FEDMKT_SENT,FEDMKT_RECEIVED] (SENT and RECEIVED: files joined by '+', or '-')"
             ))
         };
         let fields: Vec<&str> = text.split(',').collect();
+        let (fields, fedmkt) = match fields[..] {
+            [.., sent, received] if fields.len() == 8 => (&fields[..6], Some((sent.into(), received.into()))),
+            _ => (&fields[..], None),
+        };
         let [round, party, sent, received, adapter, tokens] = fields[..] else { return Err(malformed()) };
         let optional = |f: &str| (f != "-").then(|| PathBuf::from(f));
         let files = |f: &str| if f == "-" { Vec::new() } else { f.split('+').map(PathBuf::from).collect() };
@@ -59,6 +66,7 @@ impl std::str::FromStr for CommsEntry {
             received: files(received),
             adapter: optional(adapter),
             tokens: tokens.into(),
+            fedmkt,
         })
     }
 }
@@ -81,6 +89,8 @@ struct CommsRow {
     samples: u64,
     estimate: u64,
     mean_tokens: f64,
+    /// FedMKT's knowledge sets in their place (FedCoLLM's rows).
+    fedmkt: Option<(u64, u64)>,
 }
 
 fn comms_row(entry: &CommsEntry, top_k: u64) -> Result<CommsRow> {
@@ -94,6 +104,11 @@ fn comms_row(entry: &CommsEntry, top_k: u64) -> Result<CommsRow> {
         samples: samples.len() as u64,
         estimate: paper_estimate_bytes(samples.len() as u64, mean_tokens, top_k),
         mean_tokens,
+        fedmkt: entry
+            .fedmkt
+            .as_ref()
+            .map(|(s, r)| Ok::<_, anyhow::Error>((file_size(s)?, file_size(r)?)))
+            .transpose()?,
     })
 }
 
@@ -114,6 +129,7 @@ pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path, markdown: &Path) ->
     let mut inputs: Vec<&Path> = Vec::new();
     for e in entries {
         inputs.extend(e.sent.iter().chain(&e.received).chain(&e.adapter).chain([&e.tokens]).map(PathBuf::as_path));
+        inputs.extend(e.fedmkt.iter().flat_map(|(s, r)| [s.as_path(), r.as_path()]));
     }
     claim_report(out, markdown, COMMS_FORMAT, &inputs)?;
     let rows = entries.iter().map(|e| comms_row(e, top_k)).collect::<Result<Vec<_>>>()?;
@@ -126,6 +142,8 @@ pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path, markdown: &Path) ->
         byte_column("public_samples", false),
         byte_column("paper_estimate_bytes", false),
         Field::new("mean_tokens", DataType::Float64, false),
+        byte_column("fedmkt_sent_bytes", true),
+        byte_column("fedmkt_received_bytes", true),
     ]);
     let mut arrays =
         round_and_party(entries.iter().map(|e| e.round), entries.iter().map(|e| e.party.as_str()).collect());
@@ -134,13 +152,23 @@ pub fn comms(entries: &[CommsEntry], top_k: u64, out: &Path, markdown: &Path) ->
     arrays.push(Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.adapter))));
     arrays.extend([column(|r| r.samples), column(|r| r.estimate)]);
     arrays.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.mean_tokens))));
+    arrays.push(Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.fedmkt.map(|f| f.0)))));
+    arrays.push(Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.fedmkt.map(|f| f.1)))));
     let batch = RecordBatch::try_new(Arc::new(schema), arrays)?;
     let provenance = Provenance::new(COMMS_FORMAT, 1, "report").extra("top_k", top_k);
-    let mut md =
-        String::from("| round | party | sent | received | LoRA adapter | paper's N·S·K |\n|---|---|---|---|---|---|\n");
+    let beside_fedmkt = rows.iter().any(|r| r.fedmkt.is_some());
+    let mut md = String::from("| round | party | sent | received | LoRA adapter | paper's N·S·K |");
+    md.push_str(if beside_fedmkt {
+        " FedMKT sends / receives |\n|---|---|---|---|---|---|---|\n"
+    } else {
+        "\n|---|---|---|---|---|---|\n"
+    });
     for (e, r) in entries.iter().zip(&rows) {
         let adapter = r.adapter.map_or("unknown here".to_string(), human);
-        let cells = [human(r.sent), human(r.received), adapter, human(r.estimate)];
+        let mut cells = vec![human(r.sent), human(r.received), adapter, human(r.estimate)];
+        if beside_fedmkt {
+            cells.push(r.fedmkt.map_or("–".to_string(), |(s, r)| format!("{} / {}", human(s), human(r))));
+        }
         md.push_str(&format!("| {} | {} | {} |\n", e.round, e.party, cells.join(" | ")));
     }
     write_report(out, markdown, batch, &provenance, &md)
