@@ -150,13 +150,7 @@ fn private_phase_lowers_the_task_loss() {
     assert!(after < 0.9 * before, "answer NLL {before} -> {after}");
     let log = fedmkt::io::read_parquet(&adapter.join("training_log.parquet"), "training-log").unwrap();
     assert_eq!(log.num_rows(), 8, "6 samples, batch 4: 2 steps per epoch");
-    use arrow_array::cast::AsArray;
-    let lists = log.column::<arrow_array::ListArray>("samples").unwrap();
-    let steps: Vec<Vec<String>> = lists
-        .iter()
-        .flat_map(|list| list.iter().flatten().collect::<Vec<_>>())
-        .map(|ids| ids.as_string::<i32>().iter().flatten().map(String::from).collect())
-        .collect();
+    let steps = trained_samples(&adapter);
     let mut ids: Vec<String> =
         fedmkt::tokens::read_tokens(&llama_tokens()).unwrap().0.into_iter().map(|s| s.id).collect();
     ids.sort();
@@ -678,16 +672,7 @@ fn adapters_match_pytorch_and_peft_after_six_steps() {
             args.extend([PathBuf::from("--teacher"), teacher]);
         }
         assert_success(&run("distill", &args));
-        let log = fedmkt::io::read_parquet(&out.join("training_log.parquet"), "training-log").unwrap();
-        let steps = log.column::<arrow_array::ListArray>("samples").unwrap();
-        let drawn: Vec<Vec<String>> = steps
-            .iter()
-            .flat_map(|column| (0..arrow_array::Array::len(column)).map(|i| column.value(i)).collect::<Vec<_>>())
-            .map(|ids| {
-                let ids = ids.as_any().downcast_ref::<arrow_array::StringArray>().unwrap().clone();
-                ids.iter().map(|s| s.unwrap().to_string()).collect()
-            })
-            .collect();
+        let drawn = trained_samples(&out);
         let recorded: Vec<Vec<String>> = serde_json::from_value(order[case].clone()).unwrap();
         assert_eq!(drawn, recorded, "{case}: distill draws other batches than the golden run trained on");
         let reference = dir.path().join(format!("{case}-reference"));

@@ -652,17 +652,8 @@ fn a_frozen_teacher_learns_from_parts_no_client_holds() {
         fedmkt::io::read_parquet(&run.join(rel), "task").unwrap().strings("id").unwrap().into_iter().collect()
     };
     // What the teacher trained on, as its training log lists it.
-    let log = fedmkt::io::read_parquet(&run.join("teacher/shards-2/training_log.parquet"), "training-log").unwrap();
-    let teacher: std::collections::BTreeSet<String> = log
-        .column::<arrow_array::ListArray>("samples")
-        .unwrap()
-        .iter()
-        .flat_map(|steps| (0..arrow_array::Array::len(steps)).map(|i| steps.value(i)).collect::<Vec<_>>())
-        .flat_map(|ids| {
-            let ids = ids.as_any().downcast_ref::<arrow_array::StringArray>().unwrap().clone();
-            ids.iter().map(|id| id.unwrap().to_string()).collect::<Vec<_>>()
-        })
-        .collect();
+    let teacher: std::collections::BTreeSet<String> =
+        trained_samples(&run.join("teacher/shards-2")).into_iter().flatten().collect();
     assert_eq!(teacher.len(), 10, "two parts of five samples");
     for own in ["public", "client-1", "client-2"] {
         assert!(ids(&format!("data/arc-easy/{own}.parquet")).is_disjoint(&teacher), "the teacher saw {own}'s samples");

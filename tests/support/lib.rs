@@ -129,3 +129,15 @@ pub fn model_copy(model: &str, dir: &Path) -> PathBuf {
     }
     copy
 }
+
+/// The samples each step of a training log trained on (its `samples` column), step by step.
+pub fn trained_samples(adapter: &Path) -> Vec<Vec<String>> {
+    use arrow_array::cast::AsArray;
+    let log = fedmkt::io::read_parquet(&adapter.join("training_log.parquet"), "training-log").unwrap();
+    let lists = log.column::<arrow_array::ListArray>("samples").unwrap();
+    lists
+        .iter()
+        .flat_map(|list| list.iter().flatten().collect::<Vec<_>>())
+        .map(|ids| ids.as_string::<i32>().iter().flatten().map(String::from).collect())
+        .collect()
+}
