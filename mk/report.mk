@@ -103,7 +103,7 @@ tasks: $(TASKS_RUN)/report.md
 CELL_SEEDS ?= 1 2 3
 # Where cells go (a test sends them elsewhere).
 RESULTS    ?= results
-CELL_SETTINGS ?= one-to-one homogeneous heterogeneous one-to-one-unlabelled
+CELL_SETTINGS ?= one-to-one homogeneous heterogeneous one-to-one-unlabelled fedcollm
 CELL_TASKS    ?= arc-easy arc-challenge csqa boolq
 CELL_NAME      = $(if $(filter arc-easy,$(2)),$(1),$(1)-$(2))
 TOOLS_COMMIT  ?= $(shell git describe --always --dirty --abbrev=7 2>/dev/null)

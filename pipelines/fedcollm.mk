@@ -6,6 +6,9 @@
 # SmolLM2-135M clients, ARC-Easy samples. Differs from the paper in one point: both KD
 # directions keep only the samples where the teacher beats the student (DualMinCE, as FedMKT).
 include pipelines/real-models.mk
+# The paper's protocol (five parts, ARC's whole test split, the swept rates), as the FedMKT cells:
+# `make results/fedcollm/arc-easy/report.md` commits it as a cell.
+include pipelines/paper-protocol.mk
 NAME          := fedcollm
 METHOD        := FedCoLLM
 CLIENT_MODELS := smollm2-135m smollm2-135m smollm2-135m smollm2-135m
