@@ -135,5 +135,5 @@ GRID_CELLS := one-to-one/arc-easy:1,2,3 homogeneous/arc-easy:1,2,3 heterogeneous
               one-to-one/arc-challenge:1,2,3 one-to-one/csqa:1
 GRID_CELL   = $(RESULTS)/$(word 1,$(subst :, ,$(1)))/report.md CELL_SEEDS='$(subst $(comma), ,$(word 2,$(subst :, ,$(1))))'
 grid:
-	$(foreach c,$(GRID_CELLS),$(MAKE) --no-print-directory $(call GRID_CELL,$(c)) &&) true
+	+$(foreach c,$(GRID_CELLS),$(MAKE) --no-print-directory $(call GRID_CELL,$(c)) &&) true
 

@@ -56,7 +56,7 @@ CURVE_MAKE     = $(MAKE) --no-print-directory PIPELINE=$(PIPELINE) RUNS=$(RUNS) 
 # The summary's Python: with matplotlib for the plot (PLOT=yes), else pyarrow alone.
 CURVE_ENV      = $(if $(filter yes,$(PLOT)),$(PLOT_ENV),$(STAGE_ENV))
 teacher-curve: $(CURVE_ENV)/.installed
-	$(foreach s,$(CURVE_SERVERS),$(call CURVE_MAKE,$(s)) NAME=$(NAME)-$(s)-zero-shot \
+	+$(foreach s,$(CURVE_SERVERS),$(call CURVE_MAKE,$(s)) NAME=$(NAME)-$(s)-zero-shot \
 	  $(foreach m,$(sort $(s) $(CLIENT_MODELS)),$(call ZERO_SHOT_IN,$(call CURVE_ZERO_SHOT,$(s)),$(m))) && \
 	  $(foreach k,$(CURVE_SHARDS),$(foreach c,$(CURVE_CONFIGS),$(call CURVE_MAKE,$(s)) $(RUNS)/$(call CURVE_NAME,$(s),$(k),$(c))/report.md \
 	    NAME=$(call CURVE_NAME,$(s),$(k),$(c)) TEACHER_SHARDS=$(k) PUBLIC_LABELS=$(call CURVE_LABELS,$(c)) \
