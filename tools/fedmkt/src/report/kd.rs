@@ -282,7 +282,7 @@ fn markdown(rows: &[KdRow]) -> String {
     text += "\nKL = KD − H(q), nats per position: the part of the KD loss that training can remove. \
              public: against the party's selected targets (per sender, then all); held-out: against the \
              sender's knowledge of held-out samples. won: share of the public samples the sender won in \
-             DualMinCE. noKD: the FedMKT-noKD adapter of the same round against the same teacher; \
+             DualMinCE. noKD: the adapter of the same round without KD (FedMKT-noKD, FedCoLLM-noKD) against the same teacher; \
              after − noKD: mean over samples of the per-sample KL difference, paired bootstrap interval.\n";
     text
 }
