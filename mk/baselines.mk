@@ -52,8 +52,15 @@ $(call FEDAVG,$(1))/average/adapter_config.json: $(foreach c,$(CLIENTS),$(call F
 $(call FEDAVG,$(1))/eval/average.json: $(call FEDAVG,$(1))/average/adapter_config.json $(EVAL_DATA) | $(EVALUATE_PROGRAM)
 	$(call EVALUATE_PARTY,client-1,$$(<D)) $$@
 endef
-$(foreach n,$(ROUNDS),$(eval $(call fedavg_rules,$(n))) \
-  $(if $(filter 1,$(n)),,$(foreach c,$(CLIENTS),$(eval $(call shard_rule,$(call FEDAVG,$(n))/$(c),$(c),$(call FEDAVG_START,$(n)),$(PRIVATE_EPOCHS))))))
+# $(1) round: the average and its evaluation, and after round 1 each client's training from
+# the round before's average.
+define fedavg_round
+$(call fedavg_rules,$(1))
+$(if $(filter 1,$(1)),,$(foreach c,$(CLIENTS),
+$(call shard_rule,$(call FEDAVG,$(1))/$(c),$(c),$(call FEDAVG_START,$(1)),$(PRIVATE_EPOCHS))
+))
+endef
+$(foreach n,$(ROUNDS),$(eval $(call fedavg_round,$(n))))
 
 # The ablation FedMKT without KD: the same rounds, data and schedule with λ = 1, so the
 # knowledge sets still travel but no KD term trains: what knowledge transfer itself adds.

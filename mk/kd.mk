@@ -52,10 +52,25 @@ $(call KD_TEACHER_heldout,$(1),$(3),$(2)): $(call KD,$(1))/$(2)-heldout.parquet 
 	$(ALIGN_CMD) --knowledge $$< $(call ALIGN_FLAGS,$(2),$(3),kd-heldout) --out $$@
 endef
 
-$(foreach n,$(ROUNDS),$(foreach p,$(call KD_PARTIES,$(n)),\
-  $(foreach set,$(call KD_SETS,$(n),$(p)),$(foreach w,$(KD_WHICH),$(eval $(call kd_measure_rule,$(n),$(p),$(set),$(w))))) \
-  $(foreach s,$(call KD_SENDERS,$(n),$(p)),$(eval $(call kd_heldout_aligned_rule,$(n),$(s),$(p))))) \
-  $(foreach s,$(call KD_ALL_SENDERS,$(n)),$(eval $(call kd_heldout_knowledge_rule,$(n),$(s)))))
+# $(1) round, $(2) party: its measures and the held-out teachers aligned into it (each rule's
+# text on lines of its own: foreach joins with spaces).
+define kd_party_rules
+$(foreach set,$(call KD_SETS,$(1),$(2)),$(foreach w,$(KD_WHICH),
+$(call kd_measure_rule,$(1),$(2),$(set),$(w))
+))
+$(foreach s,$(call KD_SENDERS,$(1),$(2)),
+$(call kd_heldout_aligned_rule,$(1),$(s),$(2))
+)
+endef
+
+# $(1) round: every sender's held-out knowledge, every distilling party's measures.
+define kd_round
+$(foreach s,$(call KD_ALL_SENDERS,$(1)),
+$(call kd_heldout_knowledge_rule,$(1),$(s))
+)
+$(foreach p,$(call KD_PARTIES,$(1)),$(call kd_party_rules,$(1),$(p)))
+endef
+$(foreach n,$(ROUNDS),$(eval $(call kd_round,$(n))))
 
 KD_FILES  = $(foreach n,$(ROUNDS),$(foreach p,$(call KD_PARTIES,$(n)),$(foreach set,$(call KD_SETS,$(n),$(p)),\
               $(foreach w,$(KD_WHICH),$(call KD_FILE,$(n),$(p),$(set),$(w))))))
