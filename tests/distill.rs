@@ -681,3 +681,36 @@ fn adapters_match_pytorch_and_peft_after_six_steps() {
         assert_adapters_close(&out, &reference, 2e-5);
     }
 }
+
+/// FEDMKT_PROFILE=1: distill ends with where the training steps' time went, each kind of work
+/// with its seconds and share (they add up to the whole), nothing without it.
+#[test]
+fn a_profiled_run_says_where_its_time_went() {
+    let dir = tempdir();
+    let args = |out: &str| {
+        vec![
+            "--model".to_string(),
+            testdata("models/tiny-llama").display().to_string(),
+            "--data".to_string(),
+            llama_tokens().display().to_string(),
+            "--out".to_string(),
+            dir.path().join(out).display().to_string(),
+        ]
+    };
+    let profiled =
+        std::process::Command::new(bin("distill")).args(args("a")).env("FEDMKT_PROFILE", "1").output().unwrap();
+    assert_success(&profiled);
+    let stderr = String::from_utf8_lossy(&profiled.stderr);
+    let shares: Vec<f64> = stderr
+        .lines()
+        .skip_while(|l| !l.contains("where the time of the training steps went"))
+        .skip(1)
+        .take_while(|l| l.contains(" s ") && l.contains(" %"))
+        .map(|l| l.split(" s ").nth(1).unwrap().trim().split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(stderr.contains("matmuls (frozen weights and LoRA)") && stderr.contains("optimiser"), "{stderr}");
+    assert!((shares.iter().sum::<f64>() - 100.0).abs() < 0.5 && shares.len() >= 4, "{stderr}");
+    let quiet =
+        std::process::Command::new(bin("distill")).args(args("b")).env_remove("FEDMKT_PROFILE").output().unwrap();
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("where the time"));
+}

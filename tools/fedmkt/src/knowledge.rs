@@ -291,6 +291,7 @@ pub fn infer_logits(
     };
     let provenance = model::with_model_inputs(provenance, model_dir, adapter_dir)?;
     let progress = indicatif::ProgressBar::new(samples.len() as u64).with_message("infer-logits");
+    let inferring = std::time::Instant::now();
     io::write_parquet_stream(out, knowledge_schema(opts.top_k), &provenance, |sink| {
         for window in samples.chunks(opts.batch_size * SORT_WINDOW_BATCHES) {
             let knowledge = window_knowledge(&model, window, opts, &progress).map_err(|e| bad_input(model_dir, e))?;
@@ -299,6 +300,7 @@ pub fn infer_logits(
         Ok(())
     })?;
     progress.finish_and_clear();
+    crate::profile::report("infer-logits", "the forward passes", inferring.elapsed().as_secs_f64());
     eprintln!("infer-logits: {} samples -> {}", samples.len(), out.display());
     Ok(())
 }

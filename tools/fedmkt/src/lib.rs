@@ -43,6 +43,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod profile;
 pub mod report;
 pub mod scoring;
 pub mod select;

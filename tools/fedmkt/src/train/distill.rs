@@ -27,6 +27,7 @@ use crate::knowledge::{self, SampleKnowledge};
 use crate::model::lora::{fill_adapter_folder, LoraSet, LoraSpec};
 use crate::model::{self, AdapterSource, Model};
 use crate::output::{self, Kind};
+use crate::profile::{self, Work};
 use crate::tokens::{self, TokenizedSample};
 
 /// Hyper-parameters of one `distill` run.
@@ -420,9 +421,12 @@ impl<'a> Run<'a> {
             sums.add(value, &part);
             grads.push((part.loss / group.len() as f64)?.backward()?);
         }
-        let (store, grad_norm) = clipped_gradients(&self.vars, grads, opts.max_grad_norm)?;
         let lr = learning_rate(step, total, opts.warmup_ratio, opts.lr);
-        self.optimiser.step(&store, lr)?;
+        let grad_norm = profile::timed(Work::Optimiser, || -> Result<f64> {
+            let (store, grad_norm) = clipped_gradients(&self.vars, grads, opts.max_grad_norm)?;
+            self.optimiser.step(&store, lr)?;
+            Ok(grad_norm)
+        })?;
         let samples = group.iter().flatten().map(|e| e.tokens.id.clone()).collect();
         Ok(sums.row(step, epoch, group.len(), (lr, grad_norm), started.elapsed().as_secs_f64(), samples))
     }
@@ -534,6 +538,7 @@ pub fn distill(
     let mut log = run.resume(opts)?;
     let progress = indicatif::ProgressBar::new(total as u64).with_message("distill");
     progress.inc(log.len() as u64);
+    let training = Instant::now();
     for epoch in log.len() / steps_per_epoch..opts.epochs {
         let batches = epoch_batches(&examples, epoch, opts);
         for group in batches.chunks(opts.grad_accum).skip(log.len() - epoch * steps_per_epoch) {
@@ -549,5 +554,6 @@ pub fn distill(
         }
     }
     progress.finish_and_clear();
+    profile::report("distill", "the training steps", training.elapsed().as_secs_f64());
     run.finish(model_dir, out, &log, opts)
 }

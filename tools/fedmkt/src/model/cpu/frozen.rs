@@ -35,11 +35,13 @@ impl CustomOp1 for FrozenMatmul {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (rows, inner) = layout.shape().dims2()?;
-        let x = MatRef::new(values(storage, layout, self.name())?, rows, inner)?;
-        with_values(&self.weight, |w| {
-            let w = self.weight_ref(w)?;
-            Ok((CpuStorage::F32(product(x, w, 1.0)), Shape::from((rows, w.cols))))
+        crate::profile::timed(crate::profile::Work::Matmul, || {
+            let (rows, inner) = layout.shape().dims2()?;
+            let x = MatRef::new(values(storage, layout, self.name())?, rows, inner)?;
+            with_values(&self.weight, |w| {
+                let w = self.weight_ref(w)?;
+                Ok((CpuStorage::F32(product(x, w, 1.0)), Shape::from((rows, w.cols))))
+            })
         })
     }
 
@@ -91,25 +93,27 @@ impl CustomOp3 for LoraMatmul {
         b_s: &CpuStorage,
         b_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (frozen, shape) = self.frozen(true).cpu_fwd(xs, x_layout)?;
-        let CpuStorage::F32(mut y) = frozen else { unreachable!("frozen-matmul returns f32") };
-        let (rows, inner) = x_layout.shape().dims2()?;
-        let (r, out) = (a_layout.shape().dims2()?.0, shape.dims2()?.1);
-        let (a, b) = (
-            MatRef::new(values(a_s, a_layout, self.name())?, r, inner)?,
-            MatRef::new(values(b_s, b_layout, self.name())?, out, r)?,
-        );
-        let x = values(xs, x_layout, self.name())?;
-        let dropped = self
-            .mask
-            .as_ref()
-            .map(|mask| with_values(mask, |m| Ok(x.iter().zip(m).map(|(x, m)| x * m).collect::<Vec<f32>>())))
-            .transpose()?;
-        let x = MatRef::new(dropped.as_deref().unwrap_or(x), rows, inner)?;
-        let low = product(x, a.t(), self.scale);
-        // SAFETY: y holds rows × out initialised values.
-        unsafe { gemm_into(y.as_mut_ptr(), MatRef::new(&low, rows, r)?, b.t(), 1.0, true) };
-        Ok((CpuStorage::F32(y), shape))
+        crate::profile::timed(crate::profile::Work::Matmul, || {
+            let (frozen, shape) = self.frozen(true).cpu_fwd(xs, x_layout)?;
+            let CpuStorage::F32(mut y) = frozen else { unreachable!("frozen-matmul returns f32") };
+            let (rows, inner) = x_layout.shape().dims2()?;
+            let (r, out) = (a_layout.shape().dims2()?.0, shape.dims2()?.1);
+            let (a, b) = (
+                MatRef::new(values(a_s, a_layout, self.name())?, r, inner)?,
+                MatRef::new(values(b_s, b_layout, self.name())?, out, r)?,
+            );
+            let x = values(xs, x_layout, self.name())?;
+            let dropped = self
+                .mask
+                .as_ref()
+                .map(|mask| with_values(mask, |m| Ok(x.iter().zip(m).map(|(x, m)| x * m).collect::<Vec<f32>>())))
+                .transpose()?;
+            let x = MatRef::new(dropped.as_deref().unwrap_or(x), rows, inner)?;
+            let low = product(x, a.t(), self.scale);
+            // SAFETY: y holds rows × out initialised values.
+            unsafe { gemm_into(y.as_mut_ptr(), MatRef::new(&low, rows, r)?, b.t(), 1.0, true) };
+            Ok((CpuStorage::F32(y), shape))
+        })
     }
 
     fn bwd(
@@ -155,24 +159,26 @@ impl CustomOp2 for LoraInputGrad {
         g_bs: &CpuStorage,
         g_b_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (frozen, shape) = self.frozen.cpu_fwd(gs, g_layout)?;
-        let CpuStorage::F32(mut grad_x) = frozen else { unreachable!("frozen-matmul returns f32") };
-        let (rows, r) = g_b_layout.shape().dims2()?;
-        let g_b = MatRef::new(values(g_bs, g_b_layout, self.name())?, rows, r)?;
-        with_values(&self.a, |a| {
-            let a = MatRef::new(a, r, shape.dims2()?.1)?;
-            match &self.mask {
-                // SAFETY: grad_x holds rows × in initialised values.
-                None => unsafe { gemm_into(grad_x.as_mut_ptr(), g_b, a, 1.0, true) },
-                Some(mask) => with_values(mask, |m| {
-                    let low = product(g_b, a, 1.0);
-                    grad_x.iter_mut().zip(low).zip(m).for_each(|((d, l), m)| *d += l * m);
-                    Ok(())
-                })?,
-            }
-            Ok(())
-        })?;
-        Ok((CpuStorage::F32(grad_x), shape))
+        crate::profile::timed(crate::profile::Work::Matmul, || {
+            let (frozen, shape) = self.frozen.cpu_fwd(gs, g_layout)?;
+            let CpuStorage::F32(mut grad_x) = frozen else { unreachable!("frozen-matmul returns f32") };
+            let (rows, r) = g_b_layout.shape().dims2()?;
+            let g_b = MatRef::new(values(g_bs, g_b_layout, self.name())?, rows, r)?;
+            with_values(&self.a, |a| {
+                let a = MatRef::new(a, r, shape.dims2()?.1)?;
+                match &self.mask {
+                    // SAFETY: grad_x holds rows × in initialised values.
+                    None => unsafe { gemm_into(grad_x.as_mut_ptr(), g_b, a, 1.0, true) },
+                    Some(mask) => with_values(mask, |m| {
+                        let low = product(g_b, a, 1.0);
+                        grad_x.iter_mut().zip(low).zip(m).for_each(|((d, l), m)| *d += l * m);
+                        Ok(())
+                    })?,
+                }
+                Ok(())
+            })?;
+            Ok((CpuStorage::F32(grad_x), shape))
+        })
     }
 }
 

@@ -68,14 +68,16 @@ impl CustomOp1 for RmsNormOp {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = values(storage, layout, self.name())?;
-        let y = map_rows(x, self.scale.len(), |_, x, y| {
-            let r = inv_rms(x, self.eps);
-            for ((y, x), w) in y.iter_mut().zip(x).zip(self.scale.iter()) {
-                *y = x * r * w;
-            }
-        });
-        Ok((y, layout.shape().clone()))
+        crate::profile::timed(crate::profile::Work::Elementwise, || {
+            let x = values(storage, layout, self.name())?;
+            let y = map_rows(x, self.scale.len(), |_, x, y| {
+                let r = inv_rms(x, self.eps);
+                for ((y, x), w) in y.iter_mut().zip(x).zip(self.scale.iter()) {
+                    *y = x * r * w;
+                }
+            });
+            Ok((y, layout.shape().clone()))
+        })
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {
@@ -102,16 +104,19 @@ impl CustomOp2 for RmsNormBackward {
         gs: &CpuStorage,
         g_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, g) = (values(xs, x_layout, self.name())?, values(gs, g_layout, self.name())?);
-        let d = self.scale.len();
-        let dx = map_row_pairs(x, g, d, |x, g, dx| {
-            let r = inv_rms(x, self.eps);
-            let mean_ux = x.iter().zip(g).zip(self.scale.iter()).map(|((x, g), w)| g * w * x).sum::<f32>() / d as f32;
-            for (((dx, x), g), w) in dx.iter_mut().zip(x).zip(g).zip(self.scale.iter()) {
-                *dx = r * g * w - x * r * r * r * mean_ux;
-            }
-        });
-        Ok((dx, x_layout.shape().clone()))
+        crate::profile::timed(crate::profile::Work::Elementwise, || {
+            let (x, g) = (values(xs, x_layout, self.name())?, values(gs, g_layout, self.name())?);
+            let d = self.scale.len();
+            let dx = map_row_pairs(x, g, d, |x, g, dx| {
+                let r = inv_rms(x, self.eps);
+                let mean_ux =
+                    x.iter().zip(g).zip(self.scale.iter()).map(|((x, g), w)| g * w * x).sum::<f32>() / d as f32;
+                for (((dx, x), g), w) in dx.iter_mut().zip(x).zip(g).zip(self.scale.iter()) {
+                    *dx = r * g * w - x * r * r * r * mean_ux;
+                }
+            });
+            Ok((dx, x_layout.shape().clone()))
+        })
     }
 }
 
@@ -134,19 +139,21 @@ impl CustomOp1 for MaskedSoftmax {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = values(storage, layout, self.name())?;
-        let seq = self.seq;
-        let y = map_rows(x, seq, |row, x, y| {
-            let mask = &self.mask[(row % seq) * seq..][..seq];
-            for ((y, x), m) in y.iter_mut().zip(x).zip(mask) {
-                *y = x * self.scale + m;
-            }
-            let max = y.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            y.iter_mut().for_each(|v| *v = (*v - max).exp());
-            let sum: f32 = y.iter().sum();
-            y.iter_mut().for_each(|v| *v /= sum);
-        });
-        Ok((y, layout.shape().clone()))
+        crate::profile::timed(crate::profile::Work::Attention, || {
+            let x = values(storage, layout, self.name())?;
+            let seq = self.seq;
+            let y = map_rows(x, seq, |row, x, y| {
+                let mask = &self.mask[(row % seq) * seq..][..seq];
+                for ((y, x), m) in y.iter_mut().zip(x).zip(mask) {
+                    *y = x * self.scale + m;
+                }
+                let max = y.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                y.iter_mut().for_each(|v| *v = (*v - max).exp());
+                let sum: f32 = y.iter().sum();
+                y.iter_mut().for_each(|v| *v /= sum);
+            });
+            Ok((y, layout.shape().clone()))
+        })
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {
@@ -172,14 +179,16 @@ impl CustomOp2 for SoftmaxBackward {
         gs: &CpuStorage,
         g_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (y, g) = (values(ys, y_layout, self.name())?, values(gs, g_layout, self.name())?);
-        let dx = map_row_pairs(y, g, self.seq, |y, g, dx| {
-            let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
-            for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
-                *dx = self.scale * y * (g - dot);
-            }
-        });
-        Ok((dx, y_layout.shape().clone()))
+        crate::profile::timed(crate::profile::Work::Attention, || {
+            let (y, g) = (values(ys, y_layout, self.name())?, values(gs, g_layout, self.name())?);
+            let dx = map_row_pairs(y, g, self.seq, |y, g, dx| {
+                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
+                    *dx = self.scale * y * (g - dot);
+                }
+            });
+            Ok((dx, y_layout.shape().clone()))
+        })
     }
 }
 
@@ -205,19 +214,21 @@ impl CustomOp1 for Rope {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = values(storage, layout, self.name())?;
-        let (_, _, seq, head_dim) = layout.shape().dims4()?;
-        let half = head_dim / 2;
-        let y = map_rows(x, head_dim, |row, x, y| {
-            let at = (row % seq) * half;
-            let (cos, sin) = (&self.cos[at..at + half], &self.sin[at..at + half]);
-            for i in 0..half {
-                let (a, b, s) = (x[i], x[i + half], self.sin_sign * sin[i]);
-                y[i] = a * cos[i] - b * s;
-                y[i + half] = b * cos[i] + a * s;
-            }
-        });
-        Ok((y, layout.shape().clone()))
+        crate::profile::timed(crate::profile::Work::Elementwise, || {
+            let x = values(storage, layout, self.name())?;
+            let (_, _, seq, head_dim) = layout.shape().dims4()?;
+            let half = head_dim / 2;
+            let y = map_rows(x, head_dim, |row, x, y| {
+                let at = (row % seq) * half;
+                let (cos, sin) = (&self.cos[at..at + half], &self.sin[at..at + half]);
+                for i in 0..half {
+                    let (a, b, s) = (x[i], x[i + half], self.sin_sign * sin[i]);
+                    y[i] = a * cos[i] - b * s;
+                    y[i + half] = b * cos[i] + a * s;
+                }
+            });
+            Ok((y, layout.shape().clone()))
+        })
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {
@@ -298,14 +309,16 @@ impl CustomOp2 for Gated {
         us: &CpuStorage,
         u_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (gate, up) = (values(gs, g_layout, self.name())?, values(us, u_layout, self.name())?);
-        let width = *g_layout.dims().last().unwrap_or(&1);
-        let y = map_row_pairs(gate, up, width, |gate, up, y| {
-            for ((y, g), u) in y.iter_mut().zip(gate).zip(up) {
-                *y = self.0.value(*g) * u;
-            }
-        });
-        Ok((y, g_layout.shape().clone()))
+        crate::profile::timed(crate::profile::Work::Elementwise, || {
+            let (gate, up) = (values(gs, g_layout, self.name())?, values(us, u_layout, self.name())?);
+            let width = *g_layout.dims().last().unwrap_or(&1);
+            let y = map_row_pairs(gate, up, width, |gate, up, y| {
+                for ((y, g), u) in y.iter_mut().zip(gate).zip(up) {
+                    *y = self.0.value(*g) * u;
+                }
+            });
+            Ok((y, g_layout.shape().clone()))
+        })
     }
 
     fn bwd(
@@ -337,24 +350,27 @@ impl CustomOp3 for GatedBackward {
         dys: &CpuStorage,
         dy_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let (gate, up, dy) = (values(gs, g_layout, name)?, values(us, u_layout, name)?, values(dys, dy_layout, name)?);
-        let width = *g_layout.dims().last().unwrap_or(&1);
-        let mut grads = vec![0f32; 2 * gate.len()];
-        let (d_gate, d_up) = grads.split_at_mut(gate.len());
-        let inputs = gate.par_chunks(width).zip(up.par_chunks(width)).zip(dy.par_chunks(width));
-        d_gate.par_chunks_mut(width).zip(d_up.par_chunks_mut(width)).zip(inputs).for_each(
-            |((d_gate, d_up), ((gate, up), dy))| {
-                for i in 0..gate.len() {
-                    let (f, slope) = self.0.value_and_slope(gate[i]);
-                    d_gate[i] = dy[i] * up[i] * slope;
-                    d_up[i] = dy[i] * f;
-                }
-            },
-        );
-        let mut dims = vec![2];
-        dims.extend_from_slice(g_layout.dims());
-        Ok((CpuStorage::F32(grads), Shape::from(dims)))
+        crate::profile::timed(crate::profile::Work::Elementwise, || {
+            let name = self.name();
+            let (gate, up, dy) =
+                (values(gs, g_layout, name)?, values(us, u_layout, name)?, values(dys, dy_layout, name)?);
+            let width = *g_layout.dims().last().unwrap_or(&1);
+            let mut grads = vec![0f32; 2 * gate.len()];
+            let (d_gate, d_up) = grads.split_at_mut(gate.len());
+            let inputs = gate.par_chunks(width).zip(up.par_chunks(width)).zip(dy.par_chunks(width));
+            d_gate.par_chunks_mut(width).zip(d_up.par_chunks_mut(width)).zip(inputs).for_each(
+                |((d_gate, d_up), ((gate, up), dy))| {
+                    for i in 0..gate.len() {
+                        let (f, slope) = self.0.value_and_slope(gate[i]);
+                        d_gate[i] = dy[i] * up[i] * slope;
+                        d_up[i] = dy[i] * f;
+                    }
+                },
+            );
+            let mut dims = vec![2];
+            dims.extend_from_slice(g_layout.dims());
+            Ok((CpuStorage::F32(grads), Shape::from(dims)))
+        })
     }
 }
 
@@ -372,10 +388,12 @@ impl CustomOp1 for Activate {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = values(storage, layout, self.name())?;
-        let width = *layout.dims().last().unwrap_or(&1);
-        let y = map_rows(x, width, |_, x, y| y.iter_mut().zip(x).for_each(|(y, x)| *y = self.0.value(*x)));
-        Ok((y, layout.shape().clone()))
+        crate::profile::timed(crate::profile::Work::Elementwise, || {
+            let x = values(storage, layout, self.name())?;
+            let width = *layout.dims().last().unwrap_or(&1);
+            let y = map_rows(x, width, |_, x, y| y.iter_mut().zip(x).for_each(|(y, x)| *y = self.0.value(*x)));
+            Ok((y, layout.shape().clone()))
+        })
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {
@@ -398,14 +416,16 @@ impl CustomOp2 for ActivateBackward {
         dys: &CpuStorage,
         dy_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, dy) = (values(xs, x_layout, self.name())?, values(dys, dy_layout, self.name())?);
-        let width = *x_layout.dims().last().unwrap_or(&1);
-        let dx = map_row_pairs(x, dy, width, |x, dy, dx| {
-            for i in 0..x.len() {
-                dx[i] = dy[i] * self.0.value_and_slope(x[i]).1;
-            }
-        });
-        Ok((dx, x_layout.shape().clone()))
+        crate::profile::timed(crate::profile::Work::Elementwise, || {
+            let (x, dy) = (values(xs, x_layout, self.name())?, values(dys, dy_layout, self.name())?);
+            let width = *x_layout.dims().last().unwrap_or(&1);
+            let dx = map_row_pairs(x, dy, width, |x, dy, dx| {
+                for i in 0..x.len() {
+                    dx[i] = dy[i] * self.0.value_and_slope(x[i]).1;
+                }
+            });
+            Ok((dx, x_layout.shape().clone()))
+        })
     }
 }
 

@@ -36,16 +36,18 @@ impl CustomOp2 for HeadProduct {
         ys: &CpuStorage,
         y_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let ((batch, heads, r, c), (_, kv_heads, p, q)) = (x_layout.shape().dims4()?, y_layout.shape().dims4()?);
-        let (x, y) = (values(xs, x_layout, self.name())?, values(ys, y_layout, self.name())?);
-        let cols = if self.transpose_y { p } else { q };
-        let mut out = vec![0f32; batch * heads * r * cols];
-        out.par_chunks_mut(r * cols).enumerate().try_for_each(|(i, out)| {
-            let y = matrix(y, i / heads * kv_heads + i % heads / (heads / kv_heads), p, q)?;
-            gemm_serial(out, matrix(x, i, r, c)?, if self.transpose_y { y.t() } else { y }, 1.0, false);
-            Ok::<_, candle_core::Error>(())
-        })?;
-        Ok((CpuStorage::F32(out), Shape::from((batch, heads, r, cols))))
+        crate::profile::timed(crate::profile::Work::Attention, || {
+            let ((batch, heads, r, c), (_, kv_heads, p, q)) = (x_layout.shape().dims4()?, y_layout.shape().dims4()?);
+            let (x, y) = (values(xs, x_layout, self.name())?, values(ys, y_layout, self.name())?);
+            let cols = if self.transpose_y { p } else { q };
+            let mut out = vec![0f32; batch * heads * r * cols];
+            out.par_chunks_mut(r * cols).enumerate().try_for_each(|(i, out)| {
+                let y = matrix(y, i / heads * kv_heads + i % heads / (heads / kv_heads), p, q)?;
+                gemm_serial(out, matrix(x, i, r, c)?, if self.transpose_y { y.t() } else { y }, 1.0, false);
+                Ok::<_, candle_core::Error>(())
+            })?;
+            Ok((CpuStorage::F32(out), Shape::from((batch, heads, r, cols))))
+        })
     }
 
     fn bwd(&self, x: &Tensor, y: &Tensor, _out: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -79,17 +81,19 @@ impl CustomOp2 for GroupSum {
         b_s: &CpuStorage,
         b_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let ((batch, heads, r, m), (_, _, _, n)) = (a_layout.shape().dims4()?, b_layout.shape().dims4()?);
-        let (a, b, group) =
-            (values(a_s, a_layout, self.name())?, values(b_s, b_layout, self.name())?, heads / self.kv_heads);
-        let mut out = vec![0f32; batch * self.kv_heads * m * n];
-        out.par_chunks_mut(m * n).enumerate().try_for_each(|(g, out)| {
-            for (member, i) in (g * group..(g + 1) * group).enumerate() {
-                gemm_serial(out, matrix(a, i, r, m)?.t(), matrix(b, i, r, n)?, 1.0, member > 0);
-            }
-            Ok::<_, candle_core::Error>(())
-        })?;
-        Ok((CpuStorage::F32(out), Shape::from((batch, self.kv_heads, m, n))))
+        crate::profile::timed(crate::profile::Work::Attention, || {
+            let ((batch, heads, r, m), (_, _, _, n)) = (a_layout.shape().dims4()?, b_layout.shape().dims4()?);
+            let (a, b, group) =
+                (values(a_s, a_layout, self.name())?, values(b_s, b_layout, self.name())?, heads / self.kv_heads);
+            let mut out = vec![0f32; batch * self.kv_heads * m * n];
+            out.par_chunks_mut(m * n).enumerate().try_for_each(|(g, out)| {
+                for (member, i) in (g * group..(g + 1) * group).enumerate() {
+                    gemm_serial(out, matrix(a, i, r, m)?.t(), matrix(b, i, r, n)?, 1.0, member > 0);
+                }
+                Ok::<_, candle_core::Error>(())
+            })?;
+            Ok((CpuStorage::F32(out), Shape::from((batch, self.kv_heads, m, n))))
+        })
     }
 }
 
