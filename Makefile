@@ -1,8 +1,10 @@
 # fedmkt: chains the tools into FedMKT rounds. Recipes only call tools; every step is a file.
-#   make test                      build everything and run the test suite (downloads only flwr, for federation/)
+#   make test                      build everything and run the test suite (downloads only flwr and pyarrow, pinned)
 #   make setup                     fetch real models and data into assets/, import and prepare them
 #   make round ROUND=N [PIPELINE=pipelines/NAME.mk]
 #   make report | seeds SEEDS="1 2 3" | tasks TASKS="arc-easy boolq" | sweep-lr   full reports
+#   make round SELECT=examples/select_margin.py   any stage swapped for another program (mk/settings.mk)
+#   make results/<setting>/<task>/report.md | teacher-curve   committed cells, the regime experiments
 #   make testdata                  regenerate testdata/ (seeded; outputs are committed)
 #   make <files> PARTY=server|client-k   one party's files only (a node of a federation; see PARTY)
 #   make check-real                acceptance checks on the real models and data
