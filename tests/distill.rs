@@ -640,33 +640,16 @@ fn adapters_match_pytorch_and_peft_after_six_steps() {
         [("task", "1", None), ("kd", "0.5", Some(testdata("golden/select/from-client-2.parquet")))]
     {
         let out = dir.path().join(case);
-        let mut args: Vec<PathBuf> = [
-            "--model",
-            "MODEL",
-            "--adapter",
-            "ADAPTER",
-            "--data",
-            "TOKENS",
-            "--lr",
-            "1e-2",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "2",
-            "--seed",
-            "7",
-            "--lambda",
-            lambda,
-            "--out",
-        ]
-        .iter()
-        .map(|a| match *a {
-            "MODEL" => testdata("models/tiny-llama"),
-            "ADAPTER" => testdata("models/tiny-llama-lora"),
-            "TOKENS" => testdata("data/tokens/tiny-llama/arc-easy-eval.parquet"),
-            flag => PathBuf::from(flag),
-        })
-        .collect();
+        let mut args: Vec<PathBuf> = vec![
+            "--model".into(),
+            testdata("models/tiny-llama"),
+            "--adapter".into(),
+            testdata("models/tiny-llama-lora"),
+            "--data".into(),
+            testdata("data/tokens/tiny-llama/arc-easy-eval.parquet"),
+        ];
+        let flags = ["--lr", "1e-2", "--epochs", "2", "--batch-size", "2", "--seed", "7", "--lambda", lambda, "--out"];
+        args.extend(flags.iter().map(PathBuf::from));
         args.push(out.clone());
         if let Some(teacher) = teacher {
             args.extend([PathBuf::from("--teacher"), teacher]);

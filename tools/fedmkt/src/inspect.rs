@@ -154,15 +154,16 @@ fn sample_text(sample: &Value) -> String {
     out
 }
 
-/// The samples to show: `--sample`, else the first `--limit` (all without it).
-fn chosen<'a>(samples: &'a [SampleKnowledge], path: &Path, opts: &InspectOptions) -> Result<Vec<&'a SampleKnowledge>> {
+/// The rows to show of a file whose samples are `ids`: `--sample`, else the first `--limit`
+/// (all without it).
+fn chosen_rows(ids: &[&str], path: &Path, opts: &InspectOptions) -> Result<Vec<usize>> {
     match &opts.sample {
-        Some(id) => samples
+        Some(id) => ids
             .iter()
-            .find(|s| &s.id == id)
-            .map(|s| vec![s])
+            .position(|i| i == id)
+            .map(|i| vec![i])
             .ok_or_else(|| bad_input(path, format!("has no sample '{id}'"))),
-        None => Ok(samples.iter().take(opts.limit.unwrap_or(usize::MAX)).collect()),
+        None => Ok((0..ids.len()).take(opts.limit.unwrap_or(usize::MAX)).collect()),
     }
 }
 
@@ -192,8 +193,9 @@ fn inspect_knowledge(path: &Path, table: &ParquetTable, opts: &InspectOptions) -
         Ok(json!({"party": party[i], "sender_loss": sender[i], "receiver_loss": receiver[i]}))
     };
     let mut out = Vec::new();
-    for sample in chosen(&samples, path, opts)? {
-        let index = samples.iter().position(|s| s.id == sample.id).expect("a chosen sample is a sample");
+    let ids: Vec<&str> = samples.iter().map(|s| s.id.as_str()).collect();
+    for index in chosen_rows(&ids, path, opts)? {
+        let sample = &samples[index];
         let tokens = token_samples.iter().find(|t| t.id == sample.id);
         let mut value = sample_json(sample, k, tokens, tokenizer.as_ref());
         if selected {
@@ -255,12 +257,7 @@ fn inspect_predictions(path: &Path, table: &ParquetTable, opts: &InspectOptions)
         .iter()
         .flat_map(|column| column.iter().map(|row| row.map_or_else(Vec::new, |r| list_values(&r))).collect::<Vec<_>>())
         .collect();
-    let rows: Vec<usize> = match &opts.sample {
-        Some(id) => {
-            vec![ids.iter().position(|i| i == id).ok_or_else(|| bad_input(path, format!("has no sample '{id}'")))?]
-        }
-        None => (0..ids.len()).take(opts.limit.unwrap_or(usize::MAX)).collect(),
-    };
+    let rows = chosen_rows(&ids.iter().map(String::as_str).collect::<Vec<_>>(), path, opts)?;
     Ok(rows
         .into_iter()
         .map(|i| {

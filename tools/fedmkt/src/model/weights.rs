@@ -93,7 +93,7 @@ fn weights_fingerprint(dir: &Path) -> Result<String> {
             hasher.update(&sample);
         }
     }
-    Ok(format!("sha256:{}", crate::io::sha256_hex(&hasher.finalize())))
+    Ok(format!("sha256:{:x}", hasher.finalize()))
 }
 
 /// The identity of a base model that adapters (`fedmkt_base_config`) and provenance
@@ -103,9 +103,9 @@ fn weights_fingerprint(dir: &Path) -> Result<String> {
 /// its identity adds a fingerprint of them (`<config hash>+weights:sha256:…`).
 pub fn base_config_hash(dir: &Path) -> Result<String> {
     let config_path = dir.join("config.json");
-    let config = crate::io::file_hash(&config_path)?;
-    let text = std::fs::read_to_string(&config_path).unwrap_or_default();
-    let imported = serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|c| c.get("fedmkt_source").is_some());
+    let bytes = std::fs::read(&config_path).map_err(|e| bad_input(&config_path, format!("cannot open: {e}")))?;
+    let config = format!("sha256:{}", crate::io::sha256_hex(&bytes));
+    let imported = serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|c| c.get("fedmkt_source").is_some());
     if imported {
         return Ok(config);
     }

@@ -457,7 +457,7 @@ impl<'a> Run<'a> {
     /// The adapter and its training log into `out`, together; the checkpoint removed.
     fn finish(&self, model_dir: &Path, out: &Path, log: &[LogRow], opts: &DistillOptions) -> Result<()> {
         let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let adapter = self.model.lora.as_ref().expect("trained adapters").adapter();
+        let adapter = self.lora.adapter();
         let mut provenance = Provenance::new(TRAINING_LOG_FORMAT, 1, "distill")
             .extra("seed", opts.seed)
             .extra("samples", self.inputs.samples.len())
