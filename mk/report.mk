@@ -112,14 +112,20 @@ CELL_PLOT_ENV  = $(if $(filter yes,$(PLOT)),$(PLOT_ENV)/.installed)
 # make runs a recipe line that calls $(MAKE) even under -n; the rest of such a line is
 # prefixed with DRY_RUN, the shell's no-op ":" under -n, so `make -n` shows it and writes nothing.
 DRY_RUN        = $(if $(findstring n,$(firstword -$(MAKEFLAGS))),:)
+# A finished run published into results/ ($$(@D)): its training logs, KD diagnostics and
+# seed.json (tools/report/publish_cell.py), then its evaluations copied and its report remade
+# from the copies. $(1): the make command that finishes the run; $(2): the run's name.
+define publish_run
+	start=$$$$(date +%s); resumed=$$$$(test -d $(RUNS)/$(2) && echo yes || echo no); \
+	  $(1); \
+	  $$(DRY_RUN) mkdir -p $$(@D); $$(DRY_RUN) $(PUBLISH) seed $(RUNS) $(2) $$(@D) $(TOOLS_COMMIT) $$$$(( $$$$(date +%s) - start )) $$$$resumed
+	$(REPORT_CMD) results --reports $(RUNS)/$(2)/report.parquet --copy-into $$(@D) \
+	  --out $$@ --paired $$(@D)/paired.parquet --markdown $$(@D)/report.md
+endef
 define cell_rule
 $(RESULTS)/$(1)/$(2)/seed-%/report.parquet: | $(REPORT_PROGRAM)
-	start=$$$$(date +%s); resumed=$$$$(test -d $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$* && echo yes || echo no); \
-	  $$(MAKE) --no-print-directory $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet \
-	  PIPELINE=pipelines/$(1).mk TASK=$(2) NAME=$(call CELL_NAME,$(1),$(2)) RUNS=$(RUNS); \
-	  $$(DRY_RUN) mkdir -p $$(@D); $$(DRY_RUN) $(PUBLISH) seed $(RUNS) $(call CELL_NAME,$(1),$(2))-seed-$$* $$(@D) $(TOOLS_COMMIT) $$$$(( $$$$(date +%s) - start )) $$$$resumed
-	$(REPORT_CMD) results --reports $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet --copy-into $$(@D) \
-	  --out $$@ --paired $$(@D)/paired.parquet --markdown $$(@D)/report.md
+$(call publish_run,$$(MAKE) --no-print-directory $(RUNS)/$(call CELL_NAME,$(1),$(2))-seed-$$*/report.parquet \
+	  PIPELINE=pipelines/$(1).mk TASK=$(2) NAME=$(call CELL_NAME,$(1),$(2)) RUNS=$(RUNS),$(call CELL_NAME,$(1),$(2))-seed-$$*)
 
 $(RESULTS)/$(1)/$(2)/report.md: $(foreach s,$(CELL_SEEDS),$(RESULTS)/$(1)/$(2)/seed-$(s)/report.parquet) | $(REPORT_PROGRAM) $(CELL_PLOT_ENV)
 	$(PUBLISH) cell $$(@D) "make $$@ CELL_SEEDS='$(CELL_SEEDS)'" $(CELL_SEEDS)

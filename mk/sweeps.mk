@@ -43,23 +43,47 @@ measure-kd-estimates: $(call PRIVATE,1,client-1)/adapter_config.json $(call PUBL
 # evaluated once, in its first configuration's run, which the others take it from
 # (TEACHER_RUN); Zero-Shot once per teacher model. $(NAME)-curve/curve.{md,parquet,png} sets the
 # student's KD gain beside the teacher's advantage (tools/report/teacher_curve.py).
+# `make results/teacher-curve/arc-easy/curve.md` commits the same runs, each published as it
+# finishes, as a cell's seed is (training logs, KD diagnostics, evaluations, seed.json).
 CURVE_SERVERS ?= smollm2-135m gemma3-270m
 CURVE_SHARDS  ?= 0 1 2 4
 CURVE_CONFIGS ?= yes:0.9 yes:0 no:0
-CURVE_LABELS   = $(word 1,$(subst :, ,$(1)))
-CURVE_LAMBDA   = $(word 2,$(subst :, ,$(1)))
-# $(1) teacher model, $(2) its parts, $(3) configuration: the run's name and its make.
-CURVE_NAME     = $(NAME)-$(1)-parts-$(2)-labels-$(call CURVE_LABELS,$(3))-lambda-$(call CURVE_LAMBDA,$(3))
-CURVE_RUNS     = $(foreach s,$(CURVE_SERVERS),$(foreach k,$(CURVE_SHARDS),$(foreach c,$(CURVE_CONFIGS),$(RUNS)/$(call CURVE_NAME,$(s),$(k),$(c)))))
+# A point of the curve is MODEL:PARTS:LABELS:LAMBDA; its run is $(NAME)-$(CURVE_POINT).
+CURVE_POINTS   = $(foreach s,$(CURVE_SERVERS),$(foreach k,$(CURVE_SHARDS),$(foreach c,$(CURVE_CONFIGS),$(s):$(k):$(c))))
+CURVE_FIELD    = $(word $(2),$(subst :, ,$(1)))
+CURVE_POINT    = $(call CURVE_FIELD,$(1),1)-parts-$(call CURVE_FIELD,$(1),2)-labels-$(call CURVE_FIELD,$(1),3)-lambda-$(call CURVE_FIELD,$(1),4)
+CURVE_NAME     = $(NAME)-$(call CURVE_POINT,$(1))
+# The point whose run trains and evaluates a point's teacher: its first configuration.
+CURVE_TEACHER  = $(call CURVE_FIELD,$(1),1):$(call CURVE_FIELD,$(1),2):$(firstword $(CURVE_CONFIGS))
+CURVE_RUNS     = $(foreach p,$(CURVE_POINTS),$(RUNS)/$(call CURVE_NAME,$(p)))
 CURVE_ZERO_SHOT = $(RUNS)/$(NAME)-$(1)-zero-shot
 CURVE_MAKE     = $(MAKE) --no-print-directory PIPELINE=$(PIPELINE) RUNS=$(RUNS) ROUND=$(ROUND) SERVER=$(1)
+# What finishes a point's run: its teacher model's Zero-Shot (under a lock: points run side
+# by side under -j share it), then the run and its sibling.
+CURVE_POINT_MAKE = $(if $(DRY_RUN),,mkdir -p $(RUNS); flock $(call CURVE_ZERO_SHOT,$(call CURVE_FIELD,$(1),1)).lock) $(call CURVE_MAKE,$(call CURVE_FIELD,$(1),1)) NAME=$(NAME)-$(call CURVE_FIELD,$(1),1)-zero-shot \
+	  $(foreach m,$(sort $(call CURVE_FIELD,$(1),1) $(CLIENT_MODELS)),$(call ZERO_SHOT_IN,$(call CURVE_ZERO_SHOT,$(call CURVE_FIELD,$(1),1)),$(m))) && \
+	  $(call CURVE_MAKE,$(call CURVE_FIELD,$(1),1)) $(RUNS)/$(call CURVE_NAME,$(1))/report.md NAME=$(call CURVE_NAME,$(1)) \
+	  TEACHER_SHARDS=$(call CURVE_FIELD,$(1),2) PUBLIC_LABELS=$(call CURVE_FIELD,$(1),3) LAMBDA=$(call CURVE_FIELD,$(1),4) \
+	  ZERO_SHOT_RUN=$(call CURVE_ZERO_SHOT,$(call CURVE_FIELD,$(1),1)) TEACHER_RUN=$(RUNS)/$(call CURVE_NAME,$(call CURVE_TEACHER,$(1)))
 # The summary's Python: with matplotlib for the plot (PLOT=yes), else pyarrow alone.
 CURVE_ENV      = $(if $(filter yes,$(PLOT)),$(PLOT_ENV),$(STAGE_ENV))
 teacher-curve: $(CURVE_ENV)/.installed
-	+$(foreach s,$(CURVE_SERVERS),$(call CURVE_MAKE,$(s)) NAME=$(NAME)-$(s)-zero-shot \
-	  $(foreach m,$(sort $(s) $(CLIENT_MODELS)),$(call ZERO_SHOT_IN,$(call CURVE_ZERO_SHOT,$(s)),$(m))) && \
-	  $(foreach k,$(CURVE_SHARDS),$(foreach c,$(CURVE_CONFIGS),$(call CURVE_MAKE,$(s)) $(RUNS)/$(call CURVE_NAME,$(s),$(k),$(c))/report.md \
-	    NAME=$(call CURVE_NAME,$(s),$(k),$(c)) TEACHER_SHARDS=$(k) PUBLIC_LABELS=$(call CURVE_LABELS,$(c)) \
-	    LAMBDA=$(call CURVE_LAMBDA,$(c)) ZERO_SHOT_RUN=$(call CURVE_ZERO_SHOT,$(s)) \
-	    TEACHER_RUN=$(RUNS)/$(call CURVE_NAME,$(s),$(k),$(firstword $(CURVE_CONFIGS))) &&))) true
+	+$(foreach p,$(CURVE_POINTS),$(call CURVE_POINT_MAKE,$(p)) &&) true
 	$(CURVE_ENV)/bin/python tools/report/teacher_curve.py $(RUNS)/$(NAME)-curve $(CURVE_RUNS)
+
+CURVE_RESULTS   = $(RESULTS)/$(NAME)/$(TASK)
+CURVE_PUBLISHED = $(foreach p,$(CURVE_POINTS),$(CURVE_RESULTS)/$(call CURVE_POINT,$(p)))
+# A point published once its run has finished, after the point that trains its teacher.
+define curve_point_rule
+$(CURVE_RESULTS)/$(call CURVE_POINT,$(1))/report.parquet: | $(REPORT_PROGRAM) \
+    $(if $(filter-out $(1),$(call CURVE_TEACHER,$(1))),$(CURVE_RESULTS)/$(call CURVE_POINT,$(call CURVE_TEACHER,$(1)))/report.parquet)
+$(call publish_run,$(call CURVE_POINT_MAKE,$(1)),$(call CURVE_NAME,$(1)))
+endef
+$(foreach p,$(CURVE_POINTS),$(eval $(call curve_point_rule,$(p))))
+$(CURVE_RESULTS)/curve.md: $(foreach d,$(CURVE_PUBLISHED),$(d)/report.parquet) | $(CURVE_ENV)/.installed
+	$(CURVE_ENV)/bin/python tools/report/teacher_curve.py $(@D) $(CURVE_PUBLISHED)
+# From any pipeline: the committed curve is pipelines/teacher-curve.mk's.
+ifneq ($(NAME),teacher-curve)
+$(RESULTS)/teacher-curve/%:
+	+$(MAKE) --no-print-directory $@ PIPELINE=pipelines/teacher-curve.mk
+endif

@@ -709,6 +709,37 @@ fn the_teacher_curve_sets_kd_gain_beside_the_teachers_advantage() {
         assert_eq!(advantage[i], of("FedMKT", "server") - of("FedMKT-noKD", "client-1"), "{name}");
         assert_eq!(kd[i], of("FedMKT", "client-1") - of("FedMKT-noKD", "client-1"), "{name}");
     }
+    // Committed: each run published as a cell's seed is, and the same curve from the copies.
+    let results = runs.join("results");
+    make_target(
+        &format!("{}/tc/arc-easy/curve.md", results.display()),
+        runs,
+        &[
+            "NAME=tc",
+            "ROUND=1",
+            "CURVE_SERVERS=tiny-llama",
+            "CURVE_SHARDS=0 2",
+            "CURVE_CONFIGS=yes:0.9 no:0",
+            "SERVER_LEARNS=no",
+            "BASELINES=zero-shot nokd",
+            "PLOT=no",
+            &format!("RESULTS={}", results.display()),
+        ],
+    );
+    let cell = results.join("tc/arc-easy");
+    let published = fedmkt::io::read_parquet(&cell.join("curve.parquet"), "teacher-curve").unwrap();
+    assert_eq!(published.values::<arrow_array::types::Float64Type>("kd_acc_diff").unwrap(), kd);
+    for name in published.strings("run").unwrap() {
+        let point = cell.join(&name);
+        assert!(runs.join(format!("tc-{name}")).is_dir(), "{name} is a run's copy");
+        assert!(read_json(&point.join("seed.json"))["resumed"].as_bool().unwrap(), "{name}: published from the run");
+        let report = fedmkt::io::read_parquet(&point.join("report.parquet"), "results").unwrap();
+        for path in report.strings("file").unwrap().into_iter().filter(|p| !p.is_empty()) {
+            assert!(path.starts_with(&point.display().to_string()), "{name}: {path} is not a copy");
+        }
+    }
+    let teacher_log = cell.join("tiny-llama-parts-2-labels-yes-lambda-0.9/training/tc-tiny-llama-parts-2-labels-yes-lambda-0.9--teacher--shards-2.parquet");
+    assert!(teacher_log.is_file(), "the teacher's training log is published with its first configuration");
 }
 
 /// FedCoLLM's report: its baselines (Standalone, Centralized, FedAvg, its noKD ablation), the

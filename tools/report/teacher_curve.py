@@ -3,7 +3,7 @@ pipelines/teacher-curve.mk, the student's gain from KD against the teacher's adv
 
 usage: teacher_curve.py OUT_DIR RUN_DIR [RUN_DIR ...]
 
-Each RUN_DIR is one run: a frozen teacher (its model, the train parts it was fine-tuned on)
+Each RUN_DIR is one run (or its copy published into results/, with seed.json): a frozen teacher (its model, the train parts it was fine-tuned on)
 and one student configuration (public labels, λ), with its noKD sibling. From the run's
 settings.mk, report.parquet and paired.parquet (made by `report results`, nothing recomputed):
 - the teacher's accuracy and gold log-likelihood per byte (the server's row), the student's
@@ -14,6 +14,7 @@ settings.mk, report.parquet and paired.parquet (made by `report results`, nothin
 Writes OUT_DIR/curve.parquet (format `teacher-curve`, tools/FORMATS.md), curve.md and, where
 matplotlib is installed, curve.png.
 """
+import json
 import pathlib
 import sys
 
@@ -24,6 +25,10 @@ ALPHA = 0.05
 
 
 def settings(run):
+    """A run's settings: its settings.mk, or, for a run published into results/, the copy
+    its seed.json keeps."""
+    if not (run / "settings.mk").exists():
+        return json.loads((run / "seed.json").read_text())["settings"]
     pairs = (line.split(" := ", 1) for line in (run / "settings.mk").read_text().splitlines() if " := " in line)
     return {k: v for k, v in pairs}
 
