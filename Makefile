@@ -16,7 +16,7 @@ SHELL := /bin/bash
 
 include mk/settings.mk   # the pipeline, its defaults, the stages
 
-.PHONY: all kd measure-kd-estimates build build-cuda cuda-bundle check-cuda test setup round federation report seeds grid tasks sweep-lr teacher-curve baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval clean
+.PHONY: all kd measure-kd-estimates build build-cuda cuda-bundle check-cuda test setup round federation report seeds grid tasks sweep-lr teacher-curve baselines measure-logit-storage FORCE testdata testdata-fixtures check-real check-real-models bench bench-infer bench-vocab bench-distill bench-eval gemm-rate clean
 all: build
 
 

@@ -1,9 +1,14 @@
 # ---------------------------------------------------------------- benchmarks (not tests)
 bench: bench-infer bench-vocab bench-distill bench-eval
 
-bench-infer: build $(PYREF)/.installed $(RUN)/tok/smollm2-135m/public.parquet
+# Beside bench-infer and bench-distill, the roofline (tests/bench/roofline.py): the matmul
+# rate at the model's shapes, ours (gemm_rate) and PyTorch's BLAS, in the same run.
+GEMM_RATE := target/release/examples/gemm_rate
+gemm-rate:
+	$(CARGO) build --release --quiet --example gemm_rate
+bench-infer: build gemm-rate $(PYREF)/.installed $(RUN)/tok/smollm2-135m/public.parquet
 	$(PYREF)/bin/python tests/bench/bench_infer.py $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet \
-	  $(BIN)/infer-logits --samples 256 --threads 2
+	  $(BIN)/infer-logits --samples 256 --threads 2 --gemm-rate $(GEMM_RATE)
 bench-vocab: $(RUN)/models/gemma3-270m/config.json $(RUN)/models/smollm2-135m/config.json
 	cargo run --release --quiet --example bench_vocab -- $(patsubst %/config.json,%/tokenizer.json,$^) 300
 
@@ -21,9 +26,10 @@ $(BENCH)/aligned-%.parquet: $(BENCH)/%.knowledge.parquet $(BENCH)/%_to_smollm2-1
 	  --map $(BENCH)/$*_to_smollm2-135m.parquet --sender-tokenizer $(RUN)/models/$*/tokenizer.json \
 	  --receiver-tokenizer $(RUN)/models/smollm2-135m/tokenizer.json --out $@
 
-bench-distill: build $(PYREF)/.installed $(BENCH)/aligned-gemma3-270m.parquet $(BENCH)/aligned-smollm2-135m.parquet
+bench-distill: build gemm-rate $(PYREF)/.installed $(BENCH)/aligned-gemma3-270m.parquet $(BENCH)/aligned-smollm2-135m.parquet
 	$(PYREF)/bin/python tests/bench/bench_distill.py $(RUN)/models/smollm2-135m $(RUN)/tok/smollm2-135m/public.parquet \
-	  $(BIN)/distill $(BENCH)/aligned-gemma3-270m.parquet $(BENCH)/aligned-smollm2-135m.parquet --samples 48 --threads 2
+	  $(BIN)/distill $(BENCH)/aligned-gemma3-270m.parquet $(BENCH)/aligned-smollm2-135m.parquet --samples 48 --threads 2 \
+	  --gemm-rate $(GEMM_RATE)
 
 # `evaluate` now beside `evaluate` built from BENCH_EVAL_BASE (the commit before contexts were
 # shared between choices; built once, from `git archive`, in its own target folder) and beside

@@ -12,11 +12,15 @@ answer-token cross-entropy, dropout 0 on both sides; each side's step times summ
 (model loading excluded), first step excluded as warm-up, fastest of --repeats passes.
 Ratio = our tokens/s over theirs.
 Memory: peak RSS of whole `distill` runs with the two teacher files (same samples).
+Roofline (--gemm-rate, tests/bench/roofline.py): the f32 matmul rate at the step's shapes,
+ours and PyTorch's BLAS, forward and backward, and our step's tokens/s as a share of it.
 """
 import argparse, hashlib, os, subprocess, sys, tempfile, time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+import roofline
 
 
 def first_rows(path, n, out):
@@ -93,6 +97,7 @@ def main():
     ap.add_argument("teacher_big"); ap.add_argument("teacher_small")
     ap.add_argument("--samples", type=int, default=48); ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3, help="passes per side; the fastest counts (other load only slows a pass)")
+    ap.add_argument("--gemm-rate", help="gemm_rate's binary: print the roofline beside the ratio")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         data = f"{d}/tokens.parquet"
@@ -104,12 +109,28 @@ def main():
         steps = len(batches)
         print(f"LoRA step, {a.samples} samples, {tokens} tokens, {steps} steps of batch 4, {a.threads} threads, best of {a.repeats} passes:")
         print(f"  ours {tokens / steps / our_step:.1f} tok/s ({our_step:.3f} s/step) | PyTorch+PEFT {tokens / steps / their_step:.1f} tok/s ({their_step:.3f} s/step) | ratio {their_step / our_step:.2f} (goal >= 1.0)")
+        if a.gemm_rate:
+            print(step_roofline(a, data, batches, tokens / steps / our_step))
         peaks = {}
         for name, aligned in [("262k", a.teacher_big), ("49k", a.teacher_small)]:
             teacher = f"{d}/selected-{name}.parquet"
             as_selected(aligned, data, teacher)
             _, _, peaks[name] = ours(a.model, data, a.binary, a.threads, ["--teacher", teacher])
         print(f"KD peak RSS: teacher vocabulary 262k {peaks['262k']:.0f} MiB, 49k {peaks['49k']:.0f} MiB, ratio {peaks['262k'] / peaks['49k']:.3f} (goal: 1.0)")
+
+
+def step_roofline(a, data, batches, tokens_per_s):
+    """The LoRA step's tokens/s against the matmul rate at its shapes: batches padded to their
+    longest sample (padding is work done, not counted), the head at the answer positions."""
+    rows = {r["id"]: r for r in pq.read_table(data).to_pylist()}
+    lengths = {i: len(r["input_ids"]) for i, r in rows.items()}
+    answers = sum(lengths[i] - max(r["answer_start"], 1) for i, r in rows.items())
+    context, head_share = sum(lengths.values()) / len(lengths), answers / sum(lengths.values())
+    width = round(sum(len(b) * max(lengths[i] for i in b) for b in batches) / len(batches))
+    ours, shapes = roofline.our_rate(a.gemm_rate, a.model, width, a.threads, True, True, head_share)
+    blas = roofline.blas_rate(shapes, a.threads, True, True, head_share)
+    flops = roofline.flops_per_token(roofline.config_of(a.model), context, head_share, training=True)
+    return roofline.report(f"LoRA step, {width} rows a batch, head at {100 * head_share:.0f} % of tokens", tokens_per_s, flops, ours, blas, a.threads)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@ is the usual transformers code: right-padded batches in file order, full logits,
 log-softmax, top-K and the answer loss at the answer positions. A second baseline run
 batches by length as infer-logits does, to compare the engines alone.
 
+Beside them, the roofline (tests/bench/roofline.py): the f32 matmul rate at the model's
+shapes, ours (GEMM_RATE_BIN) and PyTorch's BLAS, and our tokens/s as a share of it.
+
 Usage: python bench_infer.py MODEL_DIR TOKENS.parquet INFER_LOGITS_BIN [--samples 256] [--threads 2]
+       [--gemm-rate GEMM_RATE_BIN]
 """
 import argparse
 import os
@@ -17,6 +21,8 @@ import tempfile
 import time
 
 import pyarrow.parquet as pq
+
+import roofline
 
 
 def baseline(model_dir, tokens_path, samples, threads, batch_size, top_k, sort):
@@ -60,6 +66,7 @@ def main():
     p.add_argument("--samples", type=int, default=256), p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=8), p.add_argument("--top-k", type=int, default=16)
     p.add_argument("--baseline-only", action="store_true"), p.add_argument("--sort", action="store_true")
+    p.add_argument("--gemm-rate", help="gemm_rate's binary: print the roofline beside the ratio")
     a = p.parse_args()
     if a.baseline_only:
         print(baseline(a.model, a.tokens, a.samples, a.threads, a.batch_size, a.top_k, a.sort))
@@ -85,6 +92,21 @@ def main():
     print(f"  PyTorch + transformers, length-sorted  {n_tokens / theirs_sorted:7.1f} tokens/s  {theirs_sorted:6.2f} s  (forward passes {forward_sorted:.2f} s)")
     print(f"  ratio vs the usual baseline (file order)   {theirs / ours:5.2f}")
     print(f"  ratio vs the length-sorted baseline        {theirs_sorted / ours:5.2f}")
+    if a.gemm_rate:
+        print(infer_roofline(a, table, n_tokens / ours))
+
+
+def infer_roofline(a, table, tokens_per_s):
+    """infer-logits' tokens/s against the matmul rate at its shapes: batches of --batch-size
+    rows of the mean length, the vocabulary head at the answer positions only."""
+    lengths = [len(ids) for ids in table.column("input_ids").to_pylist()]
+    answers = sum(n - max(s, 1) for n, s in zip(lengths, table.column("answer_start").to_pylist()))
+    context, head_share = sum(lengths) / len(lengths), answers / sum(lengths)
+    rows = round(a.batch_size * context)
+    ours, shapes = roofline.our_rate(a.gemm_rate, a.model, rows, a.threads, False, True, head_share)
+    blas = roofline.blas_rate(shapes, a.threads, False, True, head_share)
+    flops = roofline.flops_per_token(roofline.config_of(a.model), context, head_share, training=False)
+    return roofline.report(f"inference, {rows} rows a batch, head at {100 * head_share:.0f} % of tokens", tokens_per_s, flops, ours, blas, a.threads)
 
 
 if __name__ == "__main__":
