@@ -37,8 +37,18 @@ fn main() -> Result<()> {
 /// The projections a token goes through in one decoder layer, then the vocabulary head:
 /// (name, input width, output width).
 fn shapes(c: &ModelConfig) -> Vec<(&'static str, usize, usize)> {
-    let (h, q, kv, i) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size);
-    vec![("q", h, q), ("k", h, kv), ("v", h, kv), ("o", q, h), ("gate", h, i), ("up", h, i), ("down", i, h), ("head", h, c.vocab_size)]
+    let (h, q, kv, i) =
+        (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size);
+    vec![
+        ("q", h, q),
+        ("k", h, kv),
+        ("v", h, kv),
+        ("o", q, h),
+        ("gate", h, i),
+        ("up", h, i),
+        ("down", i, h),
+        ("head", h, c.vocab_size),
+    ]
 }
 
 /// Best seconds per forward call and per backward pass of `rows × inner` through a frozen

@@ -24,7 +24,39 @@ const NAMES: [&str; 4] = [
     "norms and elementwise (RMS norm, rotary, MLP gate)",
     "optimiser (clipping, AdamW)",
 ];
-static TOTALS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+/// Seconds per kind of work, in nanoseconds.
+struct Totals([AtomicU64; 4]);
+
+impl Totals {
+    const fn new() -> Totals {
+        Totals([const { AtomicU64::new(0) }; 4])
+    }
+
+    /// `f`, its wall time added to `work`'s total unless it runs inside another timed op.
+    fn time<T>(&self, work: Work, f: impl FnOnce() -> T) -> T {
+        if OPEN.get() {
+            return f();
+        }
+        OPEN.set(true);
+        let start = Instant::now();
+        let out = f();
+        self.0[work as usize].fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        OPEN.set(false);
+        out
+    }
+
+    fn seconds(&self) -> Vec<f64> {
+        self.0.iter().map(|t| t.load(Ordering::Relaxed) as f64 / 1e9).collect()
+    }
+}
+
+static TOTALS: Totals = Totals::new();
+
+thread_local! {
+    /// Whether a timed op is running on this thread: one op may run another inside it (a LoRA
+    /// layer its frozen product), and only the outermost counts, so no time counts twice.
+    static OPEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
@@ -36,10 +68,7 @@ pub fn timed<T>(work: Work, f: impl FnOnce() -> T) -> T {
     if !enabled() {
         return f();
     }
-    let start = Instant::now();
-    let out = f();
-    TOTALS[work as usize].fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    out
+    TOTALS.time(work, f)
 }
 
 /// The breakdown of `wall` seconds of `what` on stderr: each kind's seconds and share (those
@@ -49,12 +78,31 @@ pub fn report(tool: &str, what: &str, wall: f64) {
     if !enabled() {
         return;
     }
-    let seconds: Vec<f64> = TOTALS.iter().map(|t| t.load(Ordering::Relaxed) as f64 / 1e9).collect();
+    let seconds = TOTALS.seconds();
     let rest = (wall - seconds.iter().sum::<f64>()).max(0.0);
     eprintln!("{tool}: where the time of {what} went ({wall:.2} s):");
     let rest_name = "the rest (candle's ops: embeddings, attention when inferring, the loss, copies)";
     let ran = NAMES.iter().zip(&seconds).filter(|(_, s)| **s > 0.0);
     for (name, s) in ran.chain([(&rest_name, &rest)]) {
         eprintln!("  {:>8.3} s {:>5.1} %  {name}", s, 100.0 * s / wall.max(1e-9));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Totals, Work};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn an_op_timed_inside_another_counts_once() {
+        let totals = Totals::new();
+        let start = Instant::now();
+        totals.time(Work::Matmul, || {
+            std::thread::sleep(Duration::from_millis(10));
+            totals.time(Work::Matmul, || std::thread::sleep(Duration::from_millis(20)));
+        });
+        let outer = start.elapsed().as_secs_f64();
+        let counted = totals.seconds()[Work::Matmul as usize];
+        assert!(counted >= 0.03 && counted <= outer, "counted {counted} s of an op that took {outer} s");
     }
 }
