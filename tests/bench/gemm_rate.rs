@@ -57,19 +57,19 @@ fn time_shape(rows: usize, inner: usize, outer: usize, budget: f64) -> Result<(f
     let device = Device::Cpu;
     let layer = Linear { weight: Tensor::randn(0f32, 0.02, (outer, inner), &device)?, bias: None, lora: None };
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (rows, inner), &device)?)?;
-    let forward = best_of(budget, || Ok(drop(layer.forward(&x)?)))?;
+    let forward = best_of(budget, || layer.forward(&x).map(drop))?;
     let y = layer.forward(&x)?;
     // The whole backward pass less its forward part: ∂x = ones·W through the frozen weight.
-    let backward = best_of(budget, || Ok(drop(y.backward()?)))?;
+    let backward = best_of(budget, || y.backward().map(drop))?;
     Ok((forward, backward))
 }
 
-fn best_of(budget: f64, mut call: impl FnMut() -> Result<()>) -> Result<f64> {
-    call()?; // warm-up: first-touch of buffers, thread start
+fn best_of<E: Into<anyhow::Error>>(budget: f64, mut call: impl FnMut() -> std::result::Result<(), E>) -> Result<f64> {
+    call().map_err(Into::into)?; // warm-up: first-touch of buffers, thread start
     let (started, mut best) = (Instant::now(), f64::INFINITY);
     while started.elapsed().as_secs_f64() < budget {
         let t = Instant::now();
-        call()?;
+        call().map_err(Into::into)?;
         best = best.min(t.elapsed().as_secs_f64());
     }
     Ok(best)

@@ -58,6 +58,32 @@ impl Geometry {
         })
     }
 
+    /// Samples of `lengths` tokens packed into one row, each from position 0 and seeing only
+    /// its own keys (causally, within the window): the same attention as a right-padded
+    /// batch of them, without the padding's rows in every other product. Tables
+    /// `[Σ lengths, head_dim/2]`, block-diagonal masks `[Σ, Σ]` (ALiBi: `[1, heads, Σ, Σ]`).
+    pub fn packed(cfg: &ModelConfig, lengths: &[usize], device: &Device) -> Result<Geometry> {
+        let positions: Vec<u32> = lengths.iter().flat_map(|&n| 0..n as u32).collect();
+        let longest = lengths.iter().max().copied().unwrap_or(0);
+        let at_positions = Tensor::from_vec(positions.clone(), positions.len(), device)?;
+        let tables = |base| -> Result<(Tensor, Tensor)> {
+            let (cos, sin) = rotary_tables(base, cfg.head_dim, longest, device)?;
+            Ok((cos.index_select(&at_positions, 0)?, sin.index_select(&at_positions, 0)?))
+        };
+        let rotary = cfg.positions == Positions::Rotary;
+        let window = window(cfg);
+        let alibi = |mask: Tensor| with_alibi(cfg, mask, &positions, 1, device);
+        Ok(Geometry {
+            global: rotary.then(|| tables(cfg.rope_theta)).transpose()?,
+            local: window.filter(|_| rotary).map(|_| tables(cfg.rope_local_base_freq)).transpose()?,
+            full_mask: alibi(packed_mask(lengths, None, device)?)?,
+            window_mask: window.map(|w| alibi(packed_mask(lengths, Some(w), device)?)).transpose()?,
+            positions,
+            rows: 1,
+            device: device.clone(),
+        })
+    }
+
     /// Row r continues a prefix of `prefix_lens[r]` tokens whose keys are padded to `width`:
     /// its token i sits at position `prefix_lens[r] + i`. Tables `[rows, seq, head_dim/2]`;
     /// masks `[rows, 1, seq, width + seq]` over the prefix's keys, then the row's own
@@ -149,6 +175,22 @@ fn with_alibi(cfg: &ModelConfig, mask: Tensor, key_positions: &[u32], rows: usiz
     Ok(slopes.broadcast_mul(&positions)?.broadcast_add(&mask)?)
 }
 
+/// Additive mask `[Σ, Σ]` of samples of `lengths` tokens packed one after another: a query
+/// sees the keys of its own sample up to itself (within `window` positions when given).
+fn packed_mask(lengths: &[usize], window: Option<usize>, device: &Device) -> Result<Tensor> {
+    let total: usize = lengths.iter().sum();
+    let mut mask = vec![f32::NEG_INFINITY; total * total];
+    let mut start = 0;
+    for &n in lengths {
+        for i in 0..n {
+            let visible = (0..=i).filter(|&j| window.is_none_or(|w| i - j < w));
+            visible.for_each(|j| mask[(start + i) * total + start + j] = 0.0);
+        }
+        start += n;
+    }
+    Ok(Tensor::from_vec(mask, (total, total), device)?)
+}
+
 /// Additive mask `[rows, 1, seq, width + seq]`: row r's query i (position `p_r + i`) sees the
 /// prefix's keys `j < p_r` and its own keys `k ≤ i`, within `window` positions when given;
 /// −∞ elsewhere (the padding of shorter prefixes included).
@@ -178,6 +220,25 @@ fn prefix_mask(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Samples of 3 and 2 tokens, window 2: each sees itself and its own sample's previous token.
+    #[test]
+    fn a_packed_mask_keeps_each_sample_to_itself() {
+        let mask = packed_mask(&[3, 2], Some(2), &Device::Cpu).unwrap();
+        let seen: Vec<Vec<bool>> =
+            mask.to_vec2::<f32>().unwrap().iter().map(|q| q.iter().map(|&m| m == 0.0).collect()).collect();
+        let (o, x) = (true, false);
+        assert_eq!(
+            seen,
+            vec![
+                vec![o, x, x, x, x],
+                vec![o, o, x, x, x],
+                vec![x, o, o, x, x],
+                vec![x, x, x, o, x],
+                vec![x, x, x, o, o],
+            ]
+        );
+    }
 
     /// Row 0 continues 2 prefix tokens (of a width of 3), row 1 none; window 2.
     #[test]

@@ -89,6 +89,17 @@ impl LoraPair {
 pub struct LoraMode {
     training: AtomicBool,
     dropout: Mutex<Option<(f64, ChaCha8Rng)>>,
+    packing: Mutex<Option<Packing>>,
+}
+
+/// Where the rows of a packed batch sit in its right-padded layout, while a packed pass
+/// runs (`Model::hidden_states_packed`): each dropout mask is drawn for the padded input and
+/// its real rows taken, so the stream, and the training, are as without packing.
+#[derive(Debug, Clone)]
+pub(super) struct Packing {
+    pub padded_rows: usize,
+    /// Each packed row's index in the padded layout.
+    pub rows: Vec<u32>,
 }
 
 impl LoraMode {
@@ -106,6 +117,11 @@ impl LoraMode {
         self.dropout.lock().expect("dropout state").as_ref().map(|(_, rng)| rng.get_word_pos())
     }
 
+    /// The layout of the passes that follow (None: not packed).
+    pub(super) fn set_packing(&self, packing: Option<Packing>) {
+        *self.packing.lock().expect("packing state") = packing;
+    }
+
     /// Continue the mask stream from a checkpoint's position.
     pub fn seek(&self, position: u128) {
         if let Some((_, rng)) = self.dropout.lock().expect("dropout state").as_mut() {
@@ -115,8 +131,21 @@ impl LoraMode {
 
     /// The next mask for an input of `shape`: each element 0 with probability `rate`, else
     /// 1/(1 − rate). None when off. Off the CPU the device computes the same mask from the
-    /// stream's key and position (`dropout`), and the stream moves on as if drawn here.
+    /// stream's key and position (`dropout`), and the stream moves on as if drawn here. In a
+    /// packed pass, drawn for the padded layout and the packed rows taken.
     fn mask(&self, shape: &candle_core::Shape, device: &Device) -> Result<Option<Tensor>> {
+        let packing = self.packing.lock().expect("packing state");
+        match packing.as_ref() {
+            Some(p) if shape.dims().len() == 2 && shape.dims()[0] == p.rows.len() => {
+                let padded = self.draw_mask(&(p.padded_rows, shape.dims()[1]).into(), device)?;
+                let rows = Tensor::new(p.rows.as_slice(), device)?;
+                Ok(padded.map(|m| m.index_select(&rows, 0)).transpose()?)
+            }
+            _ => self.draw_mask(shape, device),
+        }
+    }
+
+    fn draw_mask(&self, shape: &candle_core::Shape, device: &Device) -> Result<Option<Tensor>> {
         let mut state = self.dropout.lock().expect("dropout state");
         let Some((rate, rng)) = state.as_mut() else { return Ok(None) };
         let keep = (1.0 / (1.0 - *rate)) as f32;

@@ -422,6 +422,21 @@ impl Model {
         Ok(self.run(ids, &geometry, None)?.0)
     }
 
+    /// Final hidden states `[1, Σ, hidden]` of samples of `lengths` tokens packed into one row
+    /// `ids` `[1, Σ]` ([`Geometry::packed`]): each sample's as in a right-padded batch, with
+    /// no padding to compute.
+    /// LoRA dropout draws its masks as for the right-padded batch (`lora::Packing`).
+    pub fn hidden_states_packed(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let geometry = Geometry::packed(&self.config, lengths, ids.device())?;
+        let Some(lora) = &self.lora else { return Ok(self.run(ids, &geometry, None)?.0) };
+        let width = lengths.iter().max().copied().unwrap_or(0);
+        let rows = lengths.iter().enumerate().flat_map(|(b, &n)| (0..n).map(move |p| (b * width + p) as u32)).collect();
+        lora.mode.set_packing(Some(lora::Packing { padded_rows: lengths.len() * width, rows }));
+        let hidden = self.run(ids, &geometry, None);
+        lora.mode.set_packing(None);
+        Ok(hidden?.0)
+    }
+
     /// Final hidden states `[batch, width, hidden]` of right-padded prefixes `[batch, width]`
     /// of `lengths` tokens, and every layer's keys and values for [`Model::hidden_states_after`].
     pub fn prefixes(&self, ids: &Tensor, lengths: Vec<usize>) -> Result<(Tensor, Prefixes)> {
