@@ -120,18 +120,17 @@ def main():
 
 
 def step_roofline(a, data, batches, tokens_per_s):
-    """The LoRA step's tokens/s against the matmul rate at its shapes: batches padded to their
-    longest sample (padding is work done, not counted), the head at the answer positions."""
+    """The LoRA step's tokens/s against the matmul rate at its shapes: each batch's samples
+    packed into one row, as distill runs them; the head at the answer positions."""
     rows = {r["id"]: r for r in pq.read_table(data).to_pylist()}
     lengths = {i: len(r["input_ids"]) for i, r in rows.items()}
     answers = sum(lengths[i] - max(r["answer_start"], 1) for i, r in rows.items())
     context, head_share = sum(lengths.values()) / len(lengths), answers / sum(lengths.values())
-    width = round(sum(len(b) * max(lengths[i] for i in b) for b in batches) / len(batches))
-    ours, shapes = roofline.our_rate(a.gemm_rate, a.model, width, a.threads, True, True, head_share)
+    packed = round(sum(lengths[i] for b in batches for i in b) / len(batches))
+    ours, shapes = roofline.our_rate(a.gemm_rate, a.model, packed, a.threads, True, True, head_share)
     blas = roofline.blas_rate(shapes, a.threads, True, True, head_share)
     flops = roofline.flops_per_token(roofline.config_of(a.model), context, head_share, training=True)
-    return roofline.report(f"LoRA step, {width} rows a batch, head at {100 * head_share:.0f} % of tokens", tokens_per_s, flops, ours, blas, a.threads)
-
+    return roofline.report(f"LoRA step, {packed} rows a batch, head at {100 * head_share:.0f} % of tokens", tokens_per_s, flops, ours, blas, a.threads)
 
 if __name__ == "__main__":
     main()
