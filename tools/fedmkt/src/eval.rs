@@ -253,9 +253,11 @@ pub fn evaluate(
         .map(|(r, c)| tokens::tokenize_continuation(&tokenizer, &r.id, &r.context, c))
         .collect::<Result<Vec<_>>>()?;
     let progress = indicatif::ProgressBar::new(seqs.len() as u64).with_message("evaluate");
+    let scoring = std::time::Instant::now();
     let logliks = continuation_logliks(&model, &records, &seqs, opts.batch_size, &progress)
         .map_err(|e| bad_input(model_dir, e))?;
     progress.finish_and_clear();
+    crate::profile::report("evaluate", "the scoring passes", scoring.elapsed().as_secs_f64());
     let scored = score_choices(&records, &logliks);
     let generations = opts.generate.map(|max_new| generate_all(&model, &tokenizer, &records, max_new)).transpose()?;
     let n = records.len().max(1) as f64;

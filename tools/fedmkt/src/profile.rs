@@ -1,5 +1,5 @@
 //! Where the time goes (`FEDMKT_PROFILE=1`): wall time per kind of work, summed over a run and
-//! printed on stderr at its end by `distill` and `infer-logits`, so that the next optimisation
+//! printed on stderr at its end by `distill`, `infer-logits` and `evaluate`, so that the next optimisation
 //! targets the largest share. Off, it costs one relaxed load per op.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

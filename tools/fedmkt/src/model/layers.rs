@@ -115,6 +115,14 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) 
         let probs = fused::masked_softmax(&heads::matmul(q, k, true)?, mask, scale)?;
         return Ok(heads::matmul(&probs, v, false)?);
     }
+    if on_cpu_in_f32 {
+        // Inferring: the per-head products with heads in parallel and key/value heads shared
+        // (the same gemm calls candle's batched matmul makes, one head after another, on
+        // copies), candle's softmax between them as in the composition.
+        let scores = (heads::matmul(q, k, true)? * scale)?;
+        let probs = candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)?;
+        return Ok(heads::matmul(&probs, v, false)?);
+    }
     attention_composed(q, k, v, mask, scale)
 }
 
