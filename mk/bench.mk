@@ -31,11 +31,13 @@ bench-distill: build gemm-rate $(PYREF)/.installed $(BENCH)/aligned-gemma3-270m.
 	  $(BIN)/distill $(BENCH)/aligned-gemma3-270m.parquet $(BENCH)/aligned-smollm2-135m.parquet --samples 48 --threads 2 \
 	  --gemm-rate $(GEMM_RATE)
 
-# `evaluate` now beside `evaluate` built from BENCH_EVAL_BASE (the commit before contexts were
-# shared between choices; built once, from `git archive`, in its own target folder) and beside
-# transformers' forward per choice, on the task's whole validation split, for both models.
+# `evaluate` now beside `evaluate` built from BENCH_EVAL_BASE (by default the commit before
+# contexts were shared between choices; any other, e.g. the last before an optimisation, with
+# BENCH_EVAL_BASE=<commit>; built once, from `git archive`, in its own target folder) and beside
+# transformers' forward per choice, on the task's whole validation split (BENCH_EVAL_MODELS).
 BENCH_EVAL_BASE    ?= 66a6998
 BENCH_EVAL_SAMPLES ?= 570
+BENCH_EVAL_MODELS  ?= smollm2-135m gemma3-270m
 BENCH_EVAL_BIN     := $(BENCH)/evaluate-$(BENCH_EVAL_BASE)
 $(BENCH_EVAL_BIN)/evaluate:
 	mkdir -p $(@D)/src && git archive $(BENCH_EVAL_BASE) | tar -x -C $(@D)/src
@@ -44,10 +46,11 @@ $(BENCH_EVAL_BIN)/evaluate:
 $(BENCH)/validation/eval.parquet: $(DATA_DEP) | $(BIN)/prepare-data
 	$(BIN)/prepare-data --task $(TASK) --source $(DATA_SOURCE) --clients 1 --eval-split validation --seed $(SEED) --out $(@D)
 
-bench-eval: build $(PYREF)/.installed $(BENCH_EVAL_BIN)/evaluate $(BENCH)/validation/eval.parquet \
+bench-eval: build gemm-rate $(PYREF)/.installed $(BENCH_EVAL_BIN)/evaluate $(BENCH)/validation/eval.parquet \
             $(RUN)/models/smollm2-135m/config.json $(RUN)/models/gemma3-270m/config.json
-	for m in smollm2-135m gemma3-270m; do $(PYREF)/bin/python tests/bench/bench_eval.py $(RUN)/models/$$m \
-	  $(BENCH)/validation/eval.parquet $(BIN)/evaluate $(BENCH_EVAL_BIN)/evaluate --samples $(BENCH_EVAL_SAMPLES) --threads 2; done
+	for m in $(BENCH_EVAL_MODELS); do $(PYREF)/bin/python tests/bench/bench_eval.py $(RUN)/models/$$m \
+	  $(BENCH)/validation/eval.parquet $(BIN)/evaluate $(BENCH_EVAL_BIN)/evaluate --samples $(BENCH_EVAL_SAMPLES) --threads 2 \
+	  --baseline-label "evaluate at $(BENCH_EVAL_BASE)" --gemm-rate $(GEMM_RATE); done
 
 clean:
 	rm -rf $(RUN)

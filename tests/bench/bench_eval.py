@@ -12,7 +12,12 @@ transformers runs once (its forward passes take minutes). Tokens/s counts the to
 so the ratios are ratios of wall time. The log-likelihoods of all three are compared too:
 the speed-up must not change the scores beyond float rounding.
 
+Beside them, the roofline (--gemm-rate, tests/bench/roofline.py): the f32 matmul rate at the
+model's shapes, ours and PyTorch's BLAS, and the work `evaluate` does (each context once, each
+choice after it, the vocabulary head at the choices' tokens) as a share of it.
+
 Usage: python bench_eval.py MODEL_DIR TASK.parquet EVALUATE_BIN BASELINE_EVALUATE_BIN [--samples N] [--threads 2]
+       [--baseline-label TEXT] [--gemm-rate GEMM_RATE_BIN]
 """
 import argparse
 import json
@@ -23,6 +28,8 @@ import tempfile
 import time
 
 import pyarrow.parquet as pq
+
+import roofline
 
 
 def sequences(model_dir, rows):
@@ -76,6 +83,8 @@ def main():
     p.add_argument("model"), p.add_argument("task"), p.add_argument("evaluate"), p.add_argument("baseline")
     p.add_argument("--samples", type=int, default=570), p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3), p.add_argument("--transformers-only", action="store_true")
+    p.add_argument("--baseline-label", default="evaluate before (a pass per choice)")
+    p.add_argument("--gemm-rate", help="gemm_rate's binary: print the roofline beside the ratios")
     a = p.parse_args()
     if a.transformers_only:
         print(json.dumps(transformers_logliks(a.model, a.task, a.samples, a.threads)))
@@ -106,11 +115,31 @@ def main():
     print(f"bench-eval {name}: {len(rows)} samples, {len(ours)} choices, {n_tokens} tokens of context + choice, "
           f"{a.threads} threads; whole-process wall time, median of {a.repeats} alternating runs of each evaluate")
     print(f"  evaluate now (shared contexts)          {n_tokens / ours_s:7.1f} tokens/s  {ours_s:7.1f} s  peak RSS {ours_peak:.0f} MiB  acc {acc:.4f}")
-    print(f"  evaluate before (a pass per choice)     {n_tokens / before_s:7.1f} tokens/s  {before_s:7.1f} s  peak RSS {before_peak:.0f} MiB  acc {acc_before:.4f}")
+    print(f"  {a.baseline_label:<39} {n_tokens / before_s:7.1f} tokens/s  {before_s:7.1f} s  peak RSS {before_peak:.0f} MiB  acc {acc_before:.4f}")
     print(f"  transformers, a forward per choice      {n_tokens / hf_s:7.1f} tokens/s  {hf_s:7.1f} s  peak RSS {hf_peak:.0f} MiB")
-    print(f"  ratio vs evaluate before                {before_s / ours_s:5.2f}   (runs: now {spread['now']} s; before {spread['before']} s)")
+    print(f"  ratio vs {a.baseline_label:<30} {before_s / ours_s:5.2f}   (runs: now {spread['now']} s; before {spread['before']} s)")
     print(f"  ratio vs transformers                   {hf_s / ours_s:5.2f}")
     print(f"  largest log-likelihood difference vs transformers (relative): now {worst(ours):.1e}, before {worst(before):.1e}")
+    if a.gemm_rate:
+        print(eval_roofline(a, rows, ours_s))
+
+
+def eval_roofline(a, rows, seconds):
+    """evaluate's own work (each sample's context once, then each choice; the vocabulary head
+    at the choices' tokens) over its whole-process time, against the matmul rate at a pass's
+    mean rows (passes of --batch-size 64 contexts, then of 64 choices)."""
+    per_sample = [sequences(a.model, [r]) for r in rows]
+    contexts = sum(min(start for _, start in seqs) for seqs in per_sample)
+    choices = sum(len(ids) - min(start for _, start in seqs) for seqs in per_sample for ids, _ in seqs)
+    n_choices = sum(len(seqs) for seqs in per_sample)
+    tokens, head_share = contexts + choices, choices / (contexts + choices)
+    passes = -(-len(rows) // 64) + -(-n_choices // 64)
+    context = sum(len(ids) for seqs in per_sample for ids, _ in seqs) / n_choices
+    ours, shapes = roofline.our_rate(a.gemm_rate, a.model, round(tokens / passes), a.threads, False, True, head_share)
+    blas = roofline.blas_rate(shapes, a.threads, False, True, head_share)
+    flops = roofline.flops_per_token(roofline.config_of(a.model), context, head_share, training=False)
+    label = f"evaluate's own work, {tokens} tokens in {passes} passes, head at {100 * head_share:.0f} % of them"
+    return roofline.report(label, tokens / seconds, flops, ours, blas, a.threads)
 
 
 if __name__ == "__main__":
