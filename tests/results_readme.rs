@@ -1,8 +1,9 @@
 //! results/README.md (and the README's headline table) quote the committed cells of the grid.
 //! Every such table follows a line
-//! `<!-- acc: <setting>/<task> -->` (accuracy in the paper's layout) or `<!-- paired:
-//! <setting>/<task> -->` (paired comparisons), and each of its numbers must be the one the
-//! cell's committed Parquet file holds (report.parquet, paired.parquet), to the digits shown.
+//! `<!-- acc: <setting>/<task> -->` (accuracy in the paper's layout), `<!-- paired:
+//! <setting>/<task> -->` (paired comparisons) or `<!-- curve: teacher-curve/<task> -->` (the
+//! teacher-advantage curve), and each of its numbers must be the one the cell's committed
+//! Parquet file holds (report.parquet, paired.parquet, curve.parquet), to the digits shown.
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -116,6 +117,50 @@ fn check_paired_table(cell: &str, rows: &[Vec<String>]) -> usize {
     rows.len() - 1
 }
 
+/// The curve's rows as teacher_curve.py's curve.md prints them, by (teacher, parts, labels, λ).
+fn curve_rows(cell: &str) -> BTreeMap<[String; 4], Vec<String>> {
+    let t = table(cell, "curve.parquet", "teacher-curve");
+    let f = |c: &str| t.values::<arrow_array::types::Float64Type>(c).unwrap();
+    let (models, labels, verdicts) =
+        (t.strings("teacher_model").unwrap(), t.strings("public_labels").unwrap(), t.strings("verdict").unwrap());
+    let shards = t.values::<arrow_array::types::Int64Type>("teacher_shards").unwrap();
+    let (lambda, teacher, student, advantage) =
+        (f("lambda"), f("teacher_acc"), f("student_nokd_acc"), f("advantage_acc"));
+    let (d, dl, dh, p) = (f("kd_acc_diff"), f("kd_acc_diff_low"), f("kd_acc_diff_high"), f("mcnemar_p"));
+    let (g, gl, gh) = (
+        f("kd_gold_loglik_per_byte_diff"),
+        f("kd_gold_loglik_per_byte_diff_low"),
+        f("kd_gold_loglik_per_byte_diff_high"),
+    );
+    (0..t.num_rows())
+        .map(|i| {
+            let key = [models[i].clone(), shards[i].to_string(), labels[i].clone(), lambda[i].to_string()];
+            let numbers = vec![
+                format!("{:.1}", 100.0 * teacher[i]),
+                format!("{:.1}", 100.0 * student[i]),
+                format!("{:+.1}", 100.0 * advantage[i]),
+                format!("{:+.1} [{:+.1}, {:+.1}]", 100.0 * d[i], 100.0 * dl[i], 100.0 * dh[i]),
+                format!("{:.3}", p[i]),
+                format!("{:+.4} [{:+.4}, {:+.4}]", g[i], gl[i], gh[i]),
+                verdicts[i].clone(),
+            ];
+            (key, numbers)
+        })
+        .collect()
+}
+
+/// Columns: teacher | parts | labels | λ | teacher acc | student noKD acc | advantage | KD Δ acc
+/// | McNemar p | KD Δ gold log-lik/byte | verdict.
+fn check_curve_table(cell: &str, rows: &[Vec<String>]) -> usize {
+    let expected = curve_rows(cell);
+    for row in &rows[1..] {
+        let key: [String; 4] = row[..4].to_vec().try_into().unwrap();
+        let numbers = expected.get(&key).unwrap_or_else(|| panic!("{cell}: no point {key:?} in curve.parquet"));
+        assert_eq!(&row[4..], numbers.as_slice(), "{cell}: {key:?}");
+    }
+    rows.len() - 1
+}
+
 #[test]
 fn every_number_in_the_results_readme_is_its_cells() {
     let mut checked = 0;
@@ -132,6 +177,7 @@ fn check_quoted_tables(readme: &str) -> usize {
         checked += match kind.as_str() {
             "acc" => check_accuracy_table(&cell, &rows),
             "paired" => check_paired_table(&cell, &rows),
+            "curve" => check_curve_table(&cell, &rows),
             other => panic!("unknown table kind '{other}'"),
         };
     }

@@ -108,7 +108,7 @@ def main():
         our_step, their_step = per_step([r[0] for r in runs]), per_step(theirs(a.model, data, batches, a.threads, a.repeats))
         steps = len(batches)
         print(f"LoRA step, {a.samples} samples, {tokens} tokens, {steps} steps of batch 4, {a.threads} threads, best of {a.repeats} passes:")
-        print(f"  ours {tokens / steps / our_step:.1f} tok/s ({our_step:.3f} s/step) | PyTorch+PEFT {tokens / steps / their_step:.1f} tok/s ({their_step:.3f} s/step) | ratio {their_step / our_step:.2f} (goal >= 1.0)")
+        print(f"  ours {tokens / steps / our_step:.1f} tok/s ({our_step:.3f} s/step) | PyTorch+PEFT {tokens / steps / their_step:.1f} tok/s ({their_step:.3f} s/step) | ratio {their_step / our_step:.2f} (goal >= 1.5)")
         if a.gemm_rate:
             print(step_roofline(a, data, batches, tokens / steps / our_step))
         peaks = {}
