@@ -677,20 +677,19 @@ fn a_frozen_teacher_learns_from_parts_no_client_holds() {
 fn the_teacher_curve_sets_kd_gain_beside_the_teachers_advantage() {
     let dir = tempdir();
     let runs = dir.path();
-    let output = make_target(
-        "teacher-curve",
-        runs,
-        &[
-            "NAME=tc",
-            "ROUND=1",
-            "CURVE_SERVERS=tiny-llama",
-            "CURVE_SHARDS=0 2",
-            "CURVE_CONFIGS=yes:0.9 no:0",
-            "SERVER_LEARNS=no",
-            "BASELINES=zero-shot nokd",
-            "PLOT=no",
-        ],
-    );
+    let results = runs.join("results");
+    let curve_settings = [
+        "NAME=tc",
+        "ROUND=1",
+        "CURVE_SERVERS=tiny-llama",
+        "CURVE_SHARDS=0 2",
+        "CURVE_CONFIGS=yes:0.9 no:0",
+        "SERVER_LEARNS=no",
+        "BASELINES=zero-shot nokd",
+        "PLOT=no",
+        &format!("RESULTS={}", results.display()),
+    ];
+    let output = make_target("teacher-curve", runs, &curve_settings);
     let trained: Vec<String> = outputs_made(&output).into_iter().filter(|o| o.contains("/teacher/")).collect();
     assert_eq!(
         trained,
@@ -710,22 +709,7 @@ fn the_teacher_curve_sets_kd_gain_beside_the_teachers_advantage() {
         assert_eq!(kd[i], of("FedMKT", "client-1") - of("FedMKT-noKD", "client-1"), "{name}");
     }
     // Committed: each run published as a cell's seed is, and the same curve from the copies.
-    let results = runs.join("results");
-    make_target(
-        &format!("{}/tc/arc-easy/curve.md", results.display()),
-        runs,
-        &[
-            "NAME=tc",
-            "ROUND=1",
-            "CURVE_SERVERS=tiny-llama",
-            "CURVE_SHARDS=0 2",
-            "CURVE_CONFIGS=yes:0.9 no:0",
-            "SERVER_LEARNS=no",
-            "BASELINES=zero-shot nokd",
-            "PLOT=no",
-            &format!("RESULTS={}", results.display()),
-        ],
-    );
+    make_target(&format!("{}/tc/arc-easy/curve.md", results.display()), runs, &curve_settings);
     let cell = results.join("tc/arc-easy");
     let published = fedmkt::io::read_parquet(&cell.join("curve.parquet"), "teacher-curve").unwrap();
     assert_eq!(published.values::<arrow_array::types::Float64Type>("kd_acc_diff").unwrap(), kd);
