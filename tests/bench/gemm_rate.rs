@@ -10,6 +10,7 @@
 //! Prints one JSON line per shape: `name`, `rows`, `inner`, `outer`, `forward_s`, `backward_s`
 //! (seconds per call, the best of repeated calls, so other load only slows a shape).
 //! Threads: RAYON_NUM_THREADS.
+use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -26,10 +27,11 @@ fn main() -> Result<()> {
     let budget: f64 = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(0.5);
     for (name, inner, outer) in shapes(&config) {
         let (forward_s, backward_s) = time_shape(rows, inner, outer, budget)?;
-        println!(
+        writeln!(
+            std::io::stdout(),
             "{{\"name\": \"{name}\", \"rows\": {rows}, \"inner\": {inner}, \"outer\": {outer}, \
              \"forward_s\": {forward_s:.6e}, \"backward_s\": {backward_s:.6e}}}"
-        );
+        )?;
     }
     Ok(())
 }
