@@ -4,7 +4,7 @@
 #   make round ROUND=N [PIPELINE=pipelines/NAME.mk]
 #   make report | seeds SEEDS="1 2 3" | tasks TASKS="arc-easy boolq" | sweep-lr   full reports
 #   make round SELECT=examples/select_margin.py   any stage swapped for another program (mk/settings.mk)
-#   make results/<setting>/<task>/report.md | teacher-curve   committed cells, the regime experiments
+#   make results/<setting>/<task>/report.md | results/teacher-curve/<task>/curve.md   committed cells
 #   make testdata                  regenerate testdata/ (seeded; outputs are committed)
 #   make <files> PARTY=server|client-k   one party's files only (a node of a federation; see PARTY)
 #   make check-real                acceptance checks on the real models and data
