@@ -110,17 +110,15 @@ pub fn attention_mask(seq_len: usize, window: Option<usize>, device: &Device) ->
 /// head for `heads / kv_heads` query heads). Softmax in f32.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     let on_cpu_in_f32 = [q, k, v].iter().all(|x| x.device().is_cpu() && x.dtype() == DType::F32);
-    // The fused softmax takes a `[seq, seq]` mask: a pass after a cached prefix has its own.
-    if on_cpu_in_f32 && mask.rank() == 2 && [q, k, v].iter().any(|x| x.track_op()) {
-        let probs = fused::masked_softmax(&heads::matmul(q, k, true)?, mask, scale)?;
-        return Ok(heads::matmul(&probs, v, false)?);
-    }
     if on_cpu_in_f32 {
-        // Inferring: the per-head products with heads in parallel and key/value heads shared
-        // (the same gemm calls candle's batched matmul makes, one head after another, on
-        // copies), candle's softmax between them as in the composition.
-        let scores = (heads::matmul(q, k, true)? * scale)?;
-        let probs = candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)?;
+        // The per-head products with heads in parallel and key/value heads shared (the same
+        // gemm calls candle's batched matmul makes, one head after another, on copies). In
+        // training with a `[seq, seq]` mask the fused softmax and its backward pass between
+        // them; otherwise (inferring, a pass after a cached prefix, ALiBi) the composition's.
+        let scores = heads::matmul(q, k, true)?;
+        let training = mask.rank() == 2 && [q, k, v].iter().any(|x| x.track_op());
+        let probs =
+            if training { fused::masked_softmax(&scores, mask, scale)? } else { masked_probs(&scores, mask, scale)? };
         return Ok(heads::matmul(&probs, v, false)?);
     }
     attention_composed(q, k, v, mask, scale)
@@ -132,10 +130,15 @@ pub(crate) fn attention_composed(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tens
     let kv_heads = k.dim(1)?;
     let (k, v) = (repeat_kv(k, heads / kv_heads)?, repeat_kv(v, heads / kv_heads)?);
     let scores = q.to_dtype(DType::F32)?.matmul(&k.to_dtype(DType::F32)?.t()?)?;
-    let probs = candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(mask)?, D::Minus1)?;
+    let probs = masked_probs(&scores, mask, scale)?;
     let out = probs.to_dtype(v.dtype())?.matmul(&v.contiguous()?)?;
     debug_assert_eq!(out.dims(), &[b, heads, t, d]);
     Ok(out)
+}
+
+/// `softmax(scores·scale + mask)` over the keys, from candle's ops.
+fn masked_probs(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    Ok(candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(mask)?, D::Minus1)?)
 }
 
 fn repeat_kv(x: &Tensor, times: usize) -> Result<Tensor> {
