@@ -98,8 +98,8 @@ pub struct LoraMode {
 #[derive(Debug, Clone)]
 pub(super) struct Packing {
     pub padded_rows: usize,
-    /// Each packed row's index in the padded layout.
-    pub rows: Vec<u32>,
+    /// Each packed row's index in the padded layout (u32, on the model's device).
+    pub rows: Tensor,
 }
 
 impl LoraMode {
@@ -136,10 +136,9 @@ impl LoraMode {
     fn mask(&self, shape: &candle_core::Shape, device: &Device) -> Result<Option<Tensor>> {
         let packing = self.packing.lock().expect("packing state");
         match packing.as_ref() {
-            Some(p) if shape.dims().len() == 2 && shape.dims()[0] == p.rows.len() => {
+            Some(p) if shape.dims().len() == 2 && shape.dims()[0] == p.rows.elem_count() => {
                 let padded = self.draw_mask(&(p.padded_rows, shape.dims()[1]).into(), device)?;
-                let rows = Tensor::new(p.rows.as_slice(), device)?;
-                Ok(padded.map(|m| m.index_select(&rows, 0)).transpose()?)
+                Ok(padded.map(|m| m.index_select(&p.rows, 0)).transpose()?)
             }
             _ => self.draw_mask(shape, device),
         }

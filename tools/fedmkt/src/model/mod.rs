@@ -430,7 +430,9 @@ impl Model {
         let geometry = Geometry::packed(&self.config, lengths, ids.device())?;
         let Some(lora) = &self.lora else { return Ok(self.run(ids, &geometry, None)?.0) };
         let width = lengths.iter().max().copied().unwrap_or(0);
-        let rows = lengths.iter().enumerate().flat_map(|(b, &n)| (0..n).map(move |p| (b * width + p) as u32)).collect();
+        let rows: Vec<u32> =
+            lengths.iter().enumerate().flat_map(|(b, &n)| (0..n).map(move |p| (b * width + p) as u32)).collect();
+        let rows = Tensor::from_vec(rows, lengths.iter().sum::<usize>(), ids.device())?;
         lora.mode.set_packing(Some(lora::Packing { padded_rows: lengths.len() * width, rows }));
         let hidden = self.run(ids, &geometry, None);
         lora.mode.set_packing(None);
