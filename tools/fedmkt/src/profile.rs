@@ -24,7 +24,7 @@ const NAMES: [&str; 4] = [
     "norms and elementwise (RMS norm, rotary, MLP gate)",
     "optimiser (clipping, AdamW)",
 ];
-/// Seconds per kind of work, in nanoseconds.
+/// Time per kind of work, in nanoseconds.
 struct Totals([AtomicU64; 4]);
 
 impl Totals {
@@ -72,7 +72,7 @@ pub fn timed<T>(work: Work, f: impl FnOnce() -> T) -> T {
 }
 
 /// The breakdown of `wall` seconds of `what` on stderr: each kind's seconds and share (those
-/// that ran), and the rest (candle's own ops: embeddings, attention when inferring, the loss,
+/// that ran), and the rest (candle's own ops: embeddings, the softmax when inferring, the loss,
 /// copies and reshapes; reading batches).
 pub fn report(tool: &str, what: &str, wall: f64) {
     if !enabled() {
@@ -81,7 +81,7 @@ pub fn report(tool: &str, what: &str, wall: f64) {
     let seconds = TOTALS.seconds();
     let rest = (wall - seconds.iter().sum::<f64>()).max(0.0);
     eprintln!("{tool}: where the time of {what} went ({wall:.2} s):");
-    let rest_name = "the rest (candle's ops: embeddings, attention when inferring, the loss, copies)";
+    let rest_name = "the rest (candle's ops: embeddings, the softmax when inferring, the loss, copies)";
     let ran = NAMES.iter().zip(&seconds).filter(|(_, s)| **s > 0.0);
     for (name, s) in ran.chain([(&rest_name, &rest)]) {
         eprintln!("  {:>8.3} s {:>5.1} %  {name}", s, 100.0 * s / wall.max(1e-9));
