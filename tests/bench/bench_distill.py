@@ -127,10 +127,8 @@ def step_roofline(a, data, batches, tokens_per_s):
     answers = sum(lengths[i] - max(r["answer_start"], 1) for i, r in rows.items())
     context, head_share = sum(lengths.values()) / len(lengths), answers / sum(lengths.values())
     packed = round(sum(lengths[i] for b in batches for i in b) / len(batches))
-    ours, shapes = roofline.our_rate(a.gemm_rate, a.model, packed, a.threads, True, True, head_share)
-    blas = roofline.blas_rate(shapes, a.threads, True, True, head_share)
-    flops = roofline.flops_per_token(roofline.config_of(a.model), context, head_share, training=True)
-    return roofline.report(f"LoRA step, {packed} rows a batch, head at {100 * head_share:.0f} % of tokens", tokens_per_s, flops, ours, blas, a.threads)
+    return roofline.measure("LoRA step", a.gemm_rate, a.model, packed, a.threads, True, context, head_share, tokens_per_s)
+
 
 if __name__ == "__main__":
     main()

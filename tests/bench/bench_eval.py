@@ -129,18 +129,15 @@ def eval_roofline(a, rows, seconds):
     at the choices' tokens) over its whole-process time, against the matmul rate at a pass's
     mean rows (passes of --batch-size 64 contexts, then of 64 choices)."""
     per_sample = [sequences(a.model, [r]) for r in rows]
-    contexts = sum(min(start for _, start in seqs) for seqs in per_sample)
-    choices = sum(len(ids) - min(start for _, start in seqs) for seqs in per_sample for ids, _ in seqs)
+    shared = [min(start for _, start in seqs) for seqs in per_sample]  # each sample's context, run once
+    choices = sum(len(ids) - context for seqs, context in zip(per_sample, shared) for ids, _ in seqs)
     n_choices = sum(len(seqs) for seqs in per_sample)
-    tokens, head_share = contexts + choices, choices / (contexts + choices)
+    tokens, head_share = sum(shared) + choices, choices / (sum(shared) + choices)
     passes = -(-len(rows) // 64) + -(-n_choices // 64)
     context = sum(len(ids) for seqs in per_sample for ids, _ in seqs) / n_choices
-    ours, shapes = roofline.our_rate(a.gemm_rate, a.model, round(tokens / passes), a.threads, False, True, head_share)
-    blas = roofline.blas_rate(shapes, a.threads, False, True, head_share)
-    flops = roofline.flops_per_token(roofline.config_of(a.model), context, head_share, training=False)
-    label = f"evaluate's own work, {tokens} tokens in {passes} passes, head at {100 * head_share:.0f} % of them"
-    return roofline.report(label, tokens / seconds, flops, ours, blas, a.threads)
-
+    label = f"evaluate's own work, {tokens} tokens in {passes} passes"
+    return roofline.measure(label, a.gemm_rate, a.model, round(tokens / passes), a.threads, False, context, head_share,
+                            tokens / seconds)
 
 if __name__ == "__main__":
     main()

@@ -103,10 +103,7 @@ def infer_roofline(a, table, tokens_per_s):
     answers = sum(n - max(s, 1) for n, s in zip(lengths, table.column("answer_start").to_pylist()))
     context, head_share = sum(lengths) / len(lengths), answers / sum(lengths)
     rows = round(a.batch_size * context)
-    ours, shapes = roofline.our_rate(a.gemm_rate, a.model, rows, a.threads, False, True, head_share)
-    blas = roofline.blas_rate(shapes, a.threads, False, True, head_share)
-    flops = roofline.flops_per_token(roofline.config_of(a.model), context, head_share, training=False)
-    return roofline.report(f"inference, {rows} rows a batch, head at {100 * head_share:.0f} % of tokens", tokens_per_s, flops, ours, blas, a.threads)
+    return roofline.measure("inference", a.gemm_rate, a.model, rows, a.threads, False, context, head_share, tokens_per_s)
 
 
 if __name__ == "__main__":

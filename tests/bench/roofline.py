@@ -63,14 +63,25 @@ def flops_per_token(c, context, head_share, training, lora_rank=8):
     return 2 * linear + 3 * attention + 2 * head + lora
 
 
-def our_rate(gemm_rate_bin, model_dir, rows, threads, backward, with_head, head_share):
+def measure(label, gemm_rate_bin, model_dir, rows, threads, training, context, head_share, tokens_per_s):
+    """The roofline's lines for a benchmark that ran at `tokens_per_s`: both matmul rates at
+    the model's shapes with `rows` rows (backward's products too when `training`), the FLOPs
+    per token of sequences of mean length `context` with the head at `head_share` of tokens."""
+    ours, shapes = our_rate(gemm_rate_bin, model_dir, rows, threads, training, head_share)
+    blas = blas_rate(shapes, threads, training, head_share)
+    flops = flops_per_token(config_of(model_dir), context, head_share, training)
+    return report(f"{label}, {rows} rows a batch, head at {100 * head_share:.0f} % of tokens", tokens_per_s, flops,
+                  ours, blas, threads)
+
+
+def our_rate(gemm_rate_bin, model_dir, rows, threads, backward, head_share):
     out = subprocess.run([gemm_rate_bin, model_dir, str(rows)], check=True, capture_output=True, text=True,
                          env={"RAYON_NUM_THREADS": str(threads)}).stdout
     shapes = [json.loads(line) for line in out.splitlines()]
-    return weighted_rate(shapes, backward, with_head, head_share), shapes
+    return weighted_rate(shapes, backward, head_share), shapes
 
 
-def blas_rate(shapes, threads, backward, with_head, head_share, budget=0.5):
+def blas_rate(shapes, threads, backward, head_share, budget=0.5):
     """PyTorch's matmul on the shapes gemm_rate timed: x·Wᵀ and, for training, ∂y·W."""
     import torch
 
@@ -81,7 +92,7 @@ def blas_rate(shapes, threads, backward, with_head, head_share, budget=0.5):
         w = torch.randn(s["outer"], s["inner"]) * 0.02
         g = torch.ones(s["rows"], s["outer"])
         timed.append(dict(s, forward_s=best_of(lambda: x @ w.T, budget), backward_s=best_of(lambda: g @ w, budget)))
-    return weighted_rate(timed, backward, with_head, head_share)
+    return weighted_rate(timed, backward, head_share)
 
 
 def best_of(call, budget):
@@ -94,14 +105,12 @@ def best_of(call, budget):
     return best
 
 
-def weighted_rate(shapes, backward, with_head, head_share):
+def weighted_rate(shapes, backward, head_share):
     """GFLOP/s over the shapes as a token meets them: every projection once per layer (the
     layer count cancels), the head at `head_share` of the tokens."""
     flops = seconds = 0.0
     for s in shapes:
         weight = head_share if s["name"] == "head" else 1.0
-        if s["name"] == "head" and not with_head:
-            continue
         calls = [s["forward_s"]] + ([s["backward_s"]] if backward else [])
         flops += weight * len(calls) * 2 * s["rows"] * s["inner"] * s["outer"]
         seconds += weight * sum(calls)
