@@ -3,9 +3,10 @@ pipelines/teacher-curve.mk, the student's gain from KD against the teacher's adv
 
 usage: teacher_curve.py OUT_DIR RUN_DIR [RUN_DIR ...]
 
-Each RUN_DIR is one run (or its copy published into results/, with seed.json): a frozen teacher (its model, the train parts it was fine-tuned on)
-and one student configuration (public labels, λ), with its noKD sibling. From the run's
-settings.mk, report.parquet and paired.parquet (made by `report results`, nothing recomputed):
+Each RUN_DIR is one run (or its copy published into results/, with seed.json): a frozen
+teacher (its model, the train parts it was fine-tuned on) and one student configuration
+(public labels, λ), with its noKD sibling. From the run's settings.mk (seed.json's copy of
+it), report.parquet and paired.parquet (made by `report results`, nothing recomputed):
 - the teacher's accuracy and gold log-likelihood per byte (the server's row), the student's
   without KD (FedMKT-noKD, client-1), and the teacher's advantage: their difference;
 - KD's gain: FedMKT against FedMKT-noKD for client-1 on the same samples (Δ acc with its
@@ -21,6 +22,8 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from publish_cell import read_settings
+
 ALPHA = 0.05
 
 
@@ -29,8 +32,7 @@ def settings(run):
     its seed.json keeps."""
     if not (run / "settings.mk").exists():
         return json.loads((run / "seed.json").read_text())["settings"]
-    pairs = (line.split(" := ", 1) for line in (run / "settings.mk").read_text().splitlines() if " := " in line)
-    return {k: v for k, v in pairs}
+    return read_settings(run / "settings.mk")
 
 
 def row_of(table, **where):
