@@ -726,6 +726,24 @@ fn the_teacher_curve_sets_kd_gain_beside_the_teachers_advantage() {
     assert!(teacher_log.is_file(), "the teacher's training log is published with its first configuration");
 }
 
+/// `make results/teacher-curve/<task>/curve.md` from any pipeline hands the target to the
+/// teacher-curve pipeline's make, also when a committed curve.md makes it look up to date.
+#[test]
+fn a_committed_curve_is_remade_by_the_teacher_curve_pipeline_from_any_pipeline() {
+    let dir = tempdir();
+    let results = dir.path().join("results");
+    let curve = results.join("teacher-curve/arc-easy/curve.md");
+    std::fs::create_dir_all(curve.parent().unwrap()).unwrap();
+    std::fs::write(&curve, "a committed curve with fewer points\n").unwrap();
+    let settings = [format!("RESULTS={}", results.display()), "CURVE_SHARDS=4".into(), "-n".into()];
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let dry = make_target(&curve.to_string_lossy(), &dir.path().join("runs"), &settings);
+    let shown = String::from_utf8_lossy(&dry.stdout);
+    let point = results.join("teacher-curve/arc-easy/gemma3-270m-parts-4-labels-no-lambda-0");
+    assert!(shown.contains(&format!("--copy-into {} ", point.display())), "{shown}");
+    assert!(shown.contains("teacher_curve.py"), "{shown}");
+}
+
 /// FedCoLLM's report: its baselines (Standalone, Centralized, FedAvg, its noKD ablation), the
 /// claims of its paper with verdicts, what KD did between the LLM and the averaged SLM, and a
 /// client's bytes counting the protocol's messages.
