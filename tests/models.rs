@@ -125,6 +125,29 @@ fn logits_with_a_peft_adapter_match_peft() {
     }
 }
 
+/// `--dtype bf16` when scoring on a CPU with AVX-512 BF16: bf16 products, everything else f32,
+/// within bf16's rounding of transformers' f32 logits with the PEFT adapter (whose product
+/// stays f32), and not the f32 path's own logits.
+#[test]
+fn bf16_products_score_within_bf16_rounding_of_transformers() {
+    if !std::arch::is_x86_feature_detected!("avx512bf16") {
+        eprintln!("skipped: no AVX-512 BF16 on this CPU");
+        return;
+    }
+    for name in MODELS {
+        let dir = testdata(&format!("models/{name}"));
+        let adapter = testdata(&format!("models/{name}-lora"));
+        let model = Model::load_for_scoring(&dir, Some(&adapter), DType::BF16, &Device::Cpu).unwrap();
+        let g = golden(name);
+        let lengths = g["lengths"].to_vec1::<i64>().unwrap();
+        let logits = model.forward(&g["ids"].to_dtype(DType::U32).unwrap()).unwrap();
+        assert_eq!(logits.dtype(), DType::F32, "{name}: activations stay f32");
+        let err = relative_error(&logits, &g["logits_lora"], &lengths);
+        eprintln!("{name}: bf16 products, relative error {err:e}");
+        assert!((1e-4..2e-2).contains(&err), "{name}: relative error {err:e} with bf16 products");
+    }
+}
+
 /// Adapters our `distill` wrote, loaded by PEFT (golden_models.py --ours): PEFT's logits are ours.
 #[test]
 fn adapters_we_write_give_peft_our_logits() {

@@ -7,7 +7,9 @@ as its whole own process (start-up and model loading included) with the same thr
   - `evaluate` built from the commit before that change (one pass per choice, batches of 8);
   - PyTorch + transformers the way lm-evaluation-harness scores by default: one forward
     pass per choice (context + choice), batch 1.
-The two `evaluate` binaries run --repeats times each, alternating, and the median counts;
+On a CPU with avx512_bf16, `evaluate --dtype bf16` (bf16 products, everything else f32) runs
+beside them too, its log-likelihoods and predictions compared with f32's.
+The `evaluate` runs repeat --repeats times each, alternating, and the median counts;
 transformers runs once (its forward passes take minutes). Tokens/s counts the tokens of every context + choice sequence, the same work for all three,
 so the ratios are ratios of wall time. The log-likelihoods of all three are compared too:
 the speed-up must not change the scores beyond float rounding.
@@ -71,11 +73,12 @@ def timed(cmd, env):
         return out.stdout, time.perf_counter() - start, int(peak.read().strip().splitlines()[-1]) / 1024
 
 
-def evaluate_logliks(binary, model, task, samples, tmp, name, env):
+def evaluate_logliks(binary, model, task, samples, tmp, name, env, flags=()):
     out = os.path.join(tmp, f"{name}.json")
-    _, wall, peak = timed([binary, "--model", model, "--data", task, "--limit", str(samples), "--out", out], env)
-    logliks = [x for row in pq.read_table(out.replace(".json", ".parquet")).column("loglik").to_pylist() for x in row]
-    return logliks, wall, peak, json.load(open(out))["acc"]
+    _, wall, peak = timed([binary, "--model", model, "--data", task, "--limit", str(samples), "--out", out, *flags], env)
+    table = pq.read_table(out.replace(".json", ".parquet"))
+    logliks = [x for row in table.column("loglik").to_pylist() for x in row]
+    return logliks, wall, peak, json.load(open(out))["acc"], table.column("pred").to_pylist()
 
 
 def main():
@@ -99,12 +102,15 @@ def main():
                 pass
     with tempfile.TemporaryDirectory() as tmp:
         # Each binary a.repeats times, alternating (this shared machine's speed drifts); the median counts.
-        runs = {"now": [], "before": []}
+        scorers = [("now", a.evaluate, ()), ("before", a.baseline, ())]
+        if "avx512_bf16" in roofline.extensions()[1]:
+            scorers.append(("bf16", a.evaluate, ("--dtype", "bf16")))
+        runs = {name: [] for name, _, _ in scorers}
         for _ in range(a.repeats):
-            for name, binary in [("now", a.evaluate), ("before", a.baseline)]:
-                runs[name].append(evaluate_logliks(binary, a.model, a.task, a.samples, tmp, name, env))
+            for name, binary, flags in scorers:
+                runs[name].append(evaluate_logliks(binary, a.model, a.task, a.samples, tmp, name, env, flags))
         median = lambda rs: sorted(rs, key=lambda r: r[1])[len(rs) // 2]
-        (ours, ours_s, ours_peak, acc), (before, before_s, before_peak, acc_before) = median(runs["now"]), median(runs["before"])
+        (ours, ours_s, ours_peak, acc, preds), (before, before_s, before_peak, acc_before, _) = median(runs["now"]), median(runs["before"])
         spread = {name: " ".join(f"{r[1]:.1f}" for r in rs) for name, rs in runs.items()}
         cmd = [sys.executable, __file__, a.model, a.task, a.evaluate, a.baseline, "--samples", str(a.samples),
                "--threads", str(a.threads), "--transformers-only"]
@@ -122,9 +128,28 @@ def main():
     print(f"  largest log-likelihood difference vs transformers (relative): now {worst(ours):.1e}, before {worst(before):.1e}")
     if a.gemm_rate:
         print(eval_roofline(a, rows, ours_s))
+    if "bf16" in runs:
+        print(bf16_lines(a, rows, runs["bf16"], median(runs["bf16"]), (ours, ours_s, preds), hf_s, n_tokens))
 
 
-def eval_roofline(a, rows, seconds):
+def bf16_lines(a, rows, bf16_runs, bf16, f32, hf_s, n_tokens):
+    """`evaluate --dtype bf16` beside f32: speed, and what rounding the products did to the scores."""
+    (logliks, seconds, peak, acc, preds), (f32_logliks, f32_s, f32_preds) = bf16, f32
+    diffs = [abs(x - y) for x, y in zip(logliks, f32_logliks)]
+    flipped = sum(p != q for p, q in zip(preds, f32_preds))
+    lines = [
+        f"  evaluate --dtype bf16 (bf16 products)   {n_tokens / seconds:7.1f} tokens/s  {seconds:7.1f} s  peak RSS {peak:.0f} MiB  acc {acc:.4f}"
+        f"  (runs: {' '.join(f'{r[1]:.1f}' for r in bf16_runs)} s)",
+        f"  ratio bf16 vs transformers (f32)        {hf_s / seconds:5.2f}   vs evaluate f32 {f32_s / seconds:5.2f}",
+        f"  bf16 vs f32 log-likelihoods: largest difference {max(diffs):.3f} nats, mean {sum(diffs) / len(diffs):.4f}; "
+        f"{flipped} of {len(preds)} predictions differ",
+    ]
+    if a.gemm_rate:
+        lines.append(eval_roofline(a, rows, seconds, "bf16"))
+    return "\n".join(lines)
+
+
+def eval_roofline(a, rows, seconds, dtype="f32"):
     """evaluate's own work (each sample's context once, then each choice; the vocabulary head
     at the choices' tokens) over its whole-process time, against the matmul rate at a pass's
     mean rows (passes of --batch-size 64 contexts, then of 64 choices)."""
@@ -137,7 +162,7 @@ def eval_roofline(a, rows, seconds):
     context = sum(len(ids) for seqs in per_sample for ids, _ in seqs) / n_choices
     label = f"evaluate's own work, {tokens} tokens in {passes} passes"
     return roofline.measure(label, a.gemm_rate, a.model, round(tokens / passes), a.threads, False, context, head_share,
-                            tokens / seconds)
+                            tokens / seconds, dtype)
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
 """The roofline beside each benchmark (`make bench-infer`, `make bench-distill`): how close a
-tokens/s figure is to what this machine's f32 matrix products reach at the model's shapes.
+tokens/s figure is to what this machine's f32 matrix products reach at the model's shapes
+(bf16 products' for `evaluate --dtype bf16`: both operands bf16, sums f32).
 
 The rate is measured in the same run, on the same threads, two ways:
 - ours: `gemm_rate` (tests/bench/gemm_rate.rs), the layer path our tools take on the CPU;
@@ -63,34 +64,36 @@ def flops_per_token(c, context, head_share, training, lora_rank=8):
     return 2 * linear + 3 * attention + 2 * head + lora
 
 
-def measure(label, gemm_rate_bin, model_dir, rows, threads, training, context, head_share, tokens_per_s):
+def measure(label, gemm_rate_bin, model_dir, rows, threads, training, context, head_share, tokens_per_s, dtype="f32"):
     """The roofline's lines for a benchmark that ran at `tokens_per_s`: both matmul rates at
-    the model's shapes with `rows` rows (backward's products too when `training`), the FLOPs
-    per token of sequences of mean length `context` with the head at `head_share` of tokens."""
-    ours, shapes = our_rate(gemm_rate_bin, model_dir, rows, threads, training, head_share)
-    blas = blas_rate(shapes, threads, training, head_share)
+    the model's shapes with `rows` rows (backward's products too when `training`) in `dtype`,
+    the FLOPs per token of sequences of mean length `context` with the head at `head_share`
+    of tokens."""
+    ours, shapes = our_rate(gemm_rate_bin, model_dir, rows, threads, training, head_share, dtype)
+    blas = blas_rate(shapes, threads, training, head_share, dtype)
     flops = flops_per_token(config_of(model_dir), context, head_share, training)
     return report(f"{label}, {rows} rows a batch, head at {100 * head_share:.0f} % of tokens", tokens_per_s, flops,
-                  ours, blas, threads)
+                  ours, blas, threads, dtype)
 
 
-def our_rate(gemm_rate_bin, model_dir, rows, threads, backward, head_share):
-    out = subprocess.run([gemm_rate_bin, model_dir, str(rows)], check=True, capture_output=True, text=True,
-                         env={"RAYON_NUM_THREADS": str(threads)}).stdout
+def our_rate(gemm_rate_bin, model_dir, rows, threads, backward, head_share, dtype="f32"):
+    out = subprocess.run([gemm_rate_bin, model_dir, str(rows), "0.5", dtype], check=True, capture_output=True,
+                         text=True, env={"RAYON_NUM_THREADS": str(threads)}).stdout
     shapes = [json.loads(line) for line in out.splitlines()]
     return weighted_rate(shapes, backward, head_share), shapes
 
 
-def blas_rate(shapes, threads, backward, head_share, budget=0.5):
+def blas_rate(shapes, threads, backward, head_share, dtype="f32", budget=0.5):
     """PyTorch's matmul on the shapes gemm_rate timed: x·Wᵀ and, for training, ∂y·W."""
     import torch
 
     torch.set_num_threads(threads)
+    kind = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype]
     timed = []
     for s in shapes:
-        x = torch.randn(s["rows"], s["inner"])
-        w = torch.randn(s["outer"], s["inner"]) * 0.02
-        g = torch.ones(s["rows"], s["outer"])
+        x = torch.randn(s["rows"], s["inner"]).to(kind)
+        w = (torch.randn(s["outer"], s["inner"]) * 0.02).to(kind)
+        g = torch.ones(s["rows"], s["outer"]).to(kind)
         timed.append(dict(s, forward_s=best_of(lambda: x @ w.T, budget), backward_s=best_of(lambda: g @ w, budget)))
     return weighted_rate(timed, backward, head_share)
 
@@ -117,13 +120,13 @@ def weighted_rate(shapes, backward, head_share):
     return flops / seconds / 1e9
 
 
-def report(label, tokens_per_s, flops_token, ours, blas, threads):
+def report(label, tokens_per_s, flops_token, ours, blas, threads, dtype="f32"):
     """Lines for the benchmark's output: the achieved rate as a share of both matmul rates."""
     name, has, lacks = extensions()
     achieved = tokens_per_s * flops_token / 1e9
     return "\n".join([
         f"roofline ({label}; {name}, {threads} threads; has {', '.join(has) or 'none'}; lacks {', '.join(lacks) or 'none'}):",
         f"  FLOPs per token {flops_token / 1e6:.1f} M (tests/bench/roofline.py), achieved {achieved:.1f} GFLOP/s",
-        f"  f32 matmul at the model's shapes: ours {ours:.1f} GFLOP/s, PyTorch's BLAS {blas:.1f} GFLOP/s",
+        f"  {dtype} matmul at the model's shapes: ours {ours:.1f} GFLOP/s, PyTorch's BLAS {blas:.1f} GFLOP/s",
         f"  share of that rate: {100 * achieved / ours:.0f} % of ours, {100 * achieved / blas:.0f} % of BLAS's",
     ])

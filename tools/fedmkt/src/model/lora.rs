@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
+use super::cpu::bf16::PackedWeight;
 use crate::cli::bad_input;
 
 pub const ADAPTER_CONFIG: &str = "adapter_config.json";
@@ -163,15 +164,39 @@ pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     pub lora: Option<LoraPair>,
+    /// The weight in bf16, packed for the CPU's bf16 products (`--dtype bf16` when scoring on
+    /// a CPU with AVX-512 BF16): `x·Wᵀ` is taken from it, the adapter's product stays f32.
+    pub(super) bf16: Option<Arc<PackedWeight>>,
 }
 
 impl Linear {
+    /// A layer over `weight` `[out, in]` with its bias and adapter; with `bf16_products` the
+    /// weight is also packed in bf16 for the CPU's bf16 products (inference only, on a CPU
+    /// with AVX-512 BF16: [`super::cpu::bf16`]).
+    pub fn new(weight: Tensor, bias: Option<Tensor>, lora: Option<LoraPair>, bf16_products: bool) -> Result<Linear> {
+        let bf16 = match bf16_products {
+            true => {
+                let (out_dim, in_dim) = weight.dims2()?;
+                Some(super::with_values(&weight, |w| Ok(Arc::new(PackedWeight::new(w, out_dim, in_dim))))?)
+            }
+            false => None,
+        };
+        Ok(Linear { weight, bias, lora, bf16 })
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let (rows, inner) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
         let flat = x.reshape((rows, inner))?;
         let on_cpu_in_f32 = flat.device().is_cpu() && flat.dtype() == DType::F32 && self.weight.dtype() == DType::F32;
         let mut y = match &self.lora {
+            lora if on_cpu_in_f32 && self.bf16.is_some() => {
+                let y = super::cpu::bf16::linear(&flat, self.bf16.as_ref().unwrap())?;
+                match lora {
+                    Some(lora) => (y + low_rank(&flat, lora)?)?,
+                    None => y,
+                }
+            }
             Some(lora) if on_cpu_in_f32 => {
                 let mask = lora.mode.mask(flat.shape(), flat.device())?;
                 let (a, b) = lora.matrices();
@@ -193,15 +218,19 @@ impl Linear {
     /// reference the CPU kernel (`frozen::lora_matmul`) is tested against.
     pub(super) fn composed(&self, x: &Tensor, lora: &LoraPair) -> Result<Tensor> {
         let y = x.matmul(&self.weight.t()?)?;
-        let mut x_adapter = x.to_dtype(DType::F32)?;
-        if let Some(mask) = lora.mode.mask(x.shape(), x.device())? {
-            x_adapter = (x_adapter * mask)?;
-        }
-        let (a, b) = lora.matrices();
-        let low = x_adapter.matmul(&a.t()?)?.matmul(&b.t()?)?;
-        let dtype = y.dtype();
-        Ok((y + (low * lora.scale)?.to_dtype(dtype)?)?)
+        let low = low_rank(x, lora)?.to_dtype(y.dtype())?;
+        Ok((y + low)?)
     }
+}
+
+/// The adapter's share of a LoRA layer in f32: `scale·(drop(x)·Aᵀ)·Bᵀ`, from candle ops.
+fn low_rank(x: &Tensor, lora: &LoraPair) -> Result<Tensor> {
+    let mut x_adapter = x.to_dtype(DType::F32)?;
+    if let Some(mask) = lora.mode.mask(x.shape(), x.device())? {
+        x_adapter = (x_adapter * mask)?;
+    }
+    let (a, b) = lora.matrices();
+    Ok((x_adapter.matmul(&a.t()?)?.matmul(&b.t()?)? * lora.scale)?)
 }
 
 /// Every adapter variable of a model, by PEFT key, with the spec that made them.

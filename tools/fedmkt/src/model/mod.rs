@@ -81,6 +81,8 @@ pub struct Builder<'a> {
     pub device: Device,
     /// The names of the base tensors read so far: every tensor of the weight files must be.
     read: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    /// Whether each frozen weight is also packed for the CPU's bf16 products.
+    bf16_products: bool,
 }
 
 impl Builder<'_> {
@@ -119,7 +121,7 @@ impl Builder<'_> {
             self.lora_vars.insert(lora::peft_key(path, 'A'), pair.a.clone());
             self.lora_vars.insert(lora::peft_key(path, 'B'), pair.b.clone());
         }
-        Ok(Linear { weight, bias, lora })
+        Linear::new(weight, bias, lora, self.bf16_products)
     }
 
     /// A LayerNorm with its bias (GPT-2, OPT, Bloom).
@@ -289,7 +291,7 @@ impl GatedMlp {
 /// The output projection: its own weight, or the embeddings when tied.
 fn lm_head(b: &mut Builder, cfg: &ModelConfig, embed_tokens: &Tensor) -> Result<Linear> {
     if cfg.tie_word_embeddings || !b.has("lm_head.weight") {
-        Ok(Linear { weight: embed_tokens.clone(), bias: None, lora: None })
+        Linear::new(embed_tokens.clone(), None, None, b.bf16_products)
     } else {
         b.linear("lm_head", cfg.embed_dim, cfg.vocab_size, false)
     }
@@ -363,6 +365,18 @@ pub fn with_model_inputs(provenance: Provenance, dir: &Path, adapter_dir: Option
 impl Model {
     /// Load a model folder in `dtype` on `device`, with adapters from `adapter`.
     pub fn load(dir: &Path, adapter: AdapterSource, dtype: DType, device: &Device) -> Result<Model> {
+        Model::assemble(dir, adapter, dtype, device, false)
+    }
+
+    /// [`Model::load`]; with `bf16_products`, the weights read in f32 and each frozen one also
+    /// packed in bf16 for the CPU's bf16 products.
+    fn assemble(
+        dir: &Path,
+        adapter: AdapterSource,
+        dtype: DType,
+        device: &Device,
+        bf16_products: bool,
+    ) -> Result<Model> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let files = weight_files(dir)?;
         for f in &files {
@@ -383,6 +397,7 @@ impl Model {
             lora_mode: Arc::default(),
             device: device.clone(),
             read: Default::default(),
+            bf16_products,
         };
         let net: Box<dyn Decoder> = match config.arch {
             Arch::Llama => Box::new(llama::Llama::load(&mut builder, &config)?),
@@ -408,12 +423,19 @@ impl Model {
 
     /// A model to score with, not to train: the base in `dir` with the saved adapter folder
     /// `adapter_dir` applied, if any (refused when it was trained on another base).
+    ///
+    /// bf16 on a CPU with AVX-512 BF16 means bf16 products only: the weights are rounded to
+    /// bf16 once, each product's inputs at the product, and everything else (sums, norms,
+    /// softmax, the adapter) stays f32 — faster than f32, where candle's bf16 on the CPU is
+    /// slower (docs/performance.md). Elsewhere bf16 is candle's, every op in bf16.
     pub fn load_for_scoring(dir: &Path, adapter_dir: Option<&Path>, dtype: DType, device: &Device) -> Result<Model> {
         let adapter = match adapter_dir {
             Some(adapter_dir) => AdapterSource::load(adapter_dir, &base_config_hash(dir)?, device)?,
             None => AdapterSource::None,
         };
-        Model::load(dir, adapter, dtype, device)
+        let bf16_products = dtype == DType::BF16 && device.is_cpu() && cpu::bf16::supported();
+        let dtype = if bf16_products { DType::F32 } else { dtype };
+        Model::assemble(dir, adapter, dtype, device, bf16_products)
     }
 
     /// Final hidden states `[batch, seq, hidden]` of right-padded token ids `[batch, seq]`.

@@ -216,7 +216,7 @@ mod tests {
 
     fn layer_in(mode: Arc<LoraMode>) -> Linear {
         let (a, b) = (Var::from_tensor(&random(&[3, 8], 2)).unwrap(), Var::from_tensor(&random(&[6, 3], 3)).unwrap());
-        Linear { weight: random(&[6, 8], 1), bias: None, lora: Some(LoraPair { a, b, scale: 2.0, mode }) }
+        Linear { weight: random(&[6, 8], 1), bias: None, lora: Some(LoraPair { a, b, scale: 2.0, mode }), bf16: None }
     }
 
     /// Outside training an adapted layer records no ops, on either route (inference would

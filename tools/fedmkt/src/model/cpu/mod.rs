@@ -7,6 +7,7 @@
 //! - [`heads`]: attention's per-head products, heads in parallel, key/value heads shared.
 //! - [`fused`]: RMS norm, masked softmax, rotary embedding, `silu(gate)·up`: each op, its
 //!   gradient in one line, and a test against the composed candle ops.
+pub(super) mod bf16;
 pub(super) mod frozen;
 pub(super) mod fused;
 pub(super) mod gemm;
