@@ -1,9 +1,11 @@
 //! results/README.md (and the README's headline table) quote the committed cells of the grid.
 //! Every such table follows a line
 //! `<!-- acc: <setting>/<task> -->` (accuracy in the paper's layout), `<!-- paired:
-//! <setting>/<task> -->` (paired comparisons) or `<!-- curve: teacher-curve/<task> -->` (the
-//! teacher-advantage curve), and each of its numbers must be the one the cell's committed
-//! Parquet file holds (report.parquet, paired.parquet, curve.parquet), to the digits shown.
+//! <setting>/<task> -->` (paired comparisons), `<!-- curve: teacher-curve/<task> -->` (the
+//! teacher-advantage curve) or `<!-- comms: <setting>/<task>/seed-<s> -->` (a seed's bytes per
+//! round and party), and each of its numbers must be the one the cell's committed Parquet file
+//! holds (report.parquet, paired.parquet, curve.parquet, comms-round-N.parquet), to the digits
+//! shown.
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -161,6 +163,51 @@ fn check_curve_table(cell: &str, rows: &[Vec<String>]) -> usize {
     rows.len() - 1
 }
 
+/// Bytes as the comms tables quote them: KiB with one decimal.
+fn kib(bytes: u64) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
+/// (round, party) → [sent, received, LoRA adapter, FedMKT's knowledge sets sent / received],
+/// from a published seed's comms-round-N.parquet files.
+fn comms_rows(seed: &str) -> BTreeMap<(String, String), [String; 4]> {
+    let folder = root().join("results").join(seed);
+    let mut rows = BTreeMap::new();
+    for entry in std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()) {
+        let name = entry.file_name().unwrap().to_string_lossy().to_string();
+        if !(name.starts_with("comms-round-") && name.ends_with(".parquet")) {
+            continue;
+        }
+        let t = read_parquet(&entry, "comms").unwrap();
+        let bytes = |c: &str| t.optional_values::<arrow_array::types::UInt64Type>(c).unwrap();
+        let (sent, received, adapter) = (bytes("sent_bytes"), bytes("received_bytes"), bytes("adapter_bytes"));
+        let (fedmkt_sent, fedmkt_received) = (bytes("fedmkt_sent_bytes"), bytes("fedmkt_received_bytes"));
+        let rounds = t.values::<arrow_array::types::UInt32Type>("round").unwrap();
+        let parties = t.strings("party").unwrap();
+        for i in 0..t.num_rows() {
+            let fedmkt = match (fedmkt_sent[i], fedmkt_received[i]) {
+                (Some(s), Some(r)) => format!("{} / {}", kib(s), kib(r)),
+                _ => "–".to_string(),
+            };
+            let numbers =
+                [kib(sent[i].unwrap()), kib(received[i].unwrap()), adapter[i].map_or("–".into(), kib), fedmkt];
+            rows.insert((rounds[i].to_string(), parties[i].clone()), numbers);
+        }
+    }
+    rows
+}
+
+/// Columns: round | party | sent | received | LoRA adapter | FedMKT's knowledge sets sent / received.
+fn check_comms_table(seed: &str, rows: &[Vec<String>]) -> usize {
+    let expected = comms_rows(seed);
+    for row in &rows[1..] {
+        let key = (row[0].clone(), row[1].clone());
+        let numbers = expected.get(&key).unwrap_or_else(|| panic!("{seed}: no comms row for {key:?}"));
+        assert_eq!(&row[2..6], numbers.as_slice(), "{seed}: {key:?}");
+    }
+    rows.len() - 1
+}
+
 #[test]
 fn every_number_in_the_results_readme_is_its_cells() {
     let mut checked = 0;
@@ -178,6 +225,7 @@ fn check_quoted_tables(readme: &str) -> usize {
             "acc" => check_accuracy_table(&cell, &rows),
             "paired" => check_paired_table(&cell, &rows),
             "curve" => check_curve_table(&cell, &rows),
+            "comms" => check_comms_table(&cell, &rows),
             other => panic!("unknown table kind '{other}'"),
         };
     }

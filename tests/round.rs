@@ -361,7 +361,12 @@ fn a_results_cell_publishes_each_seed_and_pools_the_published_copies() {
     assert_eq!(made, 1, "Zero-Shot of tiny-llama evaluated {made} times");
     for s in [1, 2] {
         let seed = cell.join(format!("seed-{s}"));
-        for file in ["FedMKT-round-1-client-1.json", "FedMKT-noKD-round-1-server.parquet", "Zero-Shot-server.json"] {
+        for file in [
+            "FedMKT-round-1-client-1.json",
+            "FedMKT-noKD-round-1-server.parquet",
+            "Zero-Shot-server.json",
+            "comms-round-1.parquet",
+        ] {
             assert!(seed.join(file).is_file(), "seed {s} lacks {file}");
         }
         let log = seed.join(format!("training/tiny-seed-{s}--round-1--client-1--private.parquet"));

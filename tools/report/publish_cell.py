@@ -6,7 +6,8 @@ Usage:
 
 `seed`, once a training seed's run ($RUNS/$RUN and its sibling pipelines) has finished:
 every training log of its folders into OUT_DIR/training/ (named by the path below RUNS), its
-KD diagnostics (kd.parquet, kd.md) and seed.json (run, tools' commit, wall time, whether the run was resumed, the machine, the run's
+KD diagnostics (kd.parquet, kd.md), each round's communication (comms-round-N.{parquet,md})
+and seed.json (run, tools' commit, wall time, whether the run was resumed, the machine, the run's
 settings.mk); `report results --copy-into OUT_DIR` then copies the evaluations and remakes the
 seed's report from the copies. `cell` writes OUT_DIR/cell.json: the command, the seeds, each
 seed's commit, wall time and machine from seed.json, the resumed seeds, and the settings the
@@ -76,9 +77,20 @@ def copy_kd_report(runs, run, out):
             shutil.copyfile(source, os.path.join(out, name))
 
 
+def copy_comms(runs, run, out):
+    """Each round's `report comms` tables (bytes each party sent and received), where it has them."""
+    folder = os.path.join(runs, run)
+    for entry in sorted(os.listdir(folder)):
+        for ext in ("parquet", "md"):
+            source = os.path.join(folder, entry, f"comms.{ext}")
+            if entry.startswith("round-") and os.path.isfile(source):
+                shutil.copyfile(source, os.path.join(out, f"comms-{entry}.{ext}"))
+
+
 def publish_seed(runs, run, out, commit, wall, resumed):
     copy_training_logs(runs, run, out)
     copy_kd_report(runs, run, out)
+    copy_comms(runs, run, out)
     settings = read_settings(os.path.join(runs, run, "settings.mk"))
     seed = {"run": run, "tools_commit": commit, "wall_seconds": int(wall), "resumed": resumed == "yes",
             "machine": machine(), "settings": settings}
