@@ -189,22 +189,18 @@ impl Linear {
         let (rows, inner) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
         let flat = x.reshape((rows, inner))?;
         let on_cpu_in_f32 = flat.device().is_cpu() && flat.dtype() == DType::F32 && self.weight.dtype() == DType::F32;
-        let mut y = match &self.lora {
-            lora if on_cpu_in_f32 && self.bf16.is_some() => {
-                let y = super::cpu::bf16::linear(&flat, self.bf16.as_ref().unwrap())?;
-                match lora {
-                    Some(lora) => (y + low_rank(&flat, lora)?)?,
-                    None => y,
-                }
-            }
-            Some(lora) if on_cpu_in_f32 => {
+        let bf16 = self.bf16.as_ref().filter(|_| on_cpu_in_f32);
+        let mut y = match (&self.lora, bf16) {
+            (Some(lora), Some(packed)) => (super::cpu::bf16::linear(&flat, packed)? + low_rank(&flat, lora)?)?,
+            (None, Some(packed)) => super::cpu::bf16::linear(&flat, packed)?,
+            (Some(lora), None) if on_cpu_in_f32 => {
                 let mask = lora.mode.mask(flat.shape(), flat.device())?;
                 let (a, b) = lora.matrices();
                 super::cpu::frozen::lora_matmul(&flat, &self.weight, &a, &b, lora.scale, mask)?
             }
-            Some(lora) => self.composed(&flat, lora)?,
-            None if on_cpu_in_f32 => super::cpu::frozen::matmul(&flat, &self.weight)?,
-            None => flat.matmul(&self.weight.t()?)?,
+            (Some(lora), None) => self.composed(&flat, lora)?,
+            (None, None) if on_cpu_in_f32 => super::cpu::frozen::matmul(&flat, &self.weight)?,
+            (None, None) => flat.matmul(&self.weight.t()?)?,
         };
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
