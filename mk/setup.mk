@@ -89,13 +89,27 @@ endif
 
 # A model comes from a GGUF file (GGUF_<model>, imported) or a Hugging Face folder
 # (HF_<model>, linked, never copied or written: a user's 7B checkpoint stays where it is).
+# A GGUF file is imported once for all runs, into $(IMPORTED)/<model>, and linked like a
+# folder: SmolLM2 and Gemma-3 take 1.6 GB in f32, which every run used to copy. A swapped
+# import stage (IMPORT_GGUF=...) imports into each run, its output being the run's own.
+IMPORTED     := $(RUNS)/imported-models
+MODEL_FOLDER  = $(or $(HF_$(1)),$(if $(filter IMPORT_GGUF=%,$(SWAPPED_STAGES)),,$(IMPORTED)/$(1)))
+# The shared import, under a lock (the runs of one make -j may ask for it at once), into a
+# fresh folder moved into place. Its files take the time of what it comes from (the GGUF's
+# install), not the import's, so that a run imported into its own folder before stays up to date.
+define import_rule
+$(IMPORTED)/$(1)/config.json: $(GGUF_DEP_$(1)) | $(IMPORT_GGUF_PROGRAM)
+	mkdir -p $(IMPORTED) && flock $(IMPORTED)/$(1).lock sh -c '[ -f $$@ ] && [ ! $(or $(GGUF_DEP_$(1)),$(GGUF_$(1))) -nt $$@ ] || { \
+	  rm -rf $$(@D).new && $(IMPORT_GGUF_CMD) $(GGUF_$(1)) --out $$(@D).new \
+	  && touch -r $(or $(GGUF_DEP_$(1)),$(GGUF_$(1))) $$(@D).new/* && rm -rf $$(@D) && mv $$(@D).new $$(@D); }'
+endef
 define model_rules
-ifeq ($(HF_$(1)),)
+ifeq ($(call MODEL_FOLDER,$(1)),)
 $(RUN)/models/$(1)/config.json: $(GGUF_DEP_$(1)) | $(IMPORT_GGUF_PROGRAM)
 	$(IMPORT_GGUF_CMD) $(GGUF_$(1)) --out $$(@D)
 else
-$(RUN)/models/$(1)/config.json: $(HF_$(1))/config.json
-	mkdir -p $(RUN)/models && ln -sfn $(abspath $(HF_$(1))) $$(@D)
+$(RUN)/models/$(1)/config.json: $(call MODEL_FOLDER,$(1))/config.json
+	mkdir -p $(RUN)/models && rm -rf $$(@D) && ln -sn $(abspath $(call MODEL_FOLDER,$(1))) $$(@D)
 endif
 
 $(RUN)/tok/$(1)/kd-heldout.parquet: $(KD_DATA) $(RUN)/models/$(1)/config.json | $(TOKENIZE_PROGRAM)
@@ -105,6 +119,7 @@ $(RUN)/tok/$(1)/%.parquet: $(RUN)/data/$(TASK)/eval.parquet $(RUN)/models/$(1)/c
 	$(TOKENIZE_CMD) $$(if $$(filter public,$$*),$$(PUBLIC_TOKENIZE_FLAGS)) --tokenizer $(RUN)/models/$(1)/tokenizer.json --input $(RUN)/data/$(TASK)/$$*.parquet --out $$@
 endef
 $(foreach m,$(MODELS),$(eval $(call model_rules,$(m))))
+$(foreach m,$(MODELS),$(if $(filter $(IMPORTED)/%,$(call MODEL_FOLDER,$(m))),$(eval $(call import_rule,$(m)))))
 
 # Vocabulary maps between the server and each client model, both ways (once for a client that
 # has the server's model: the map from the model to itself).

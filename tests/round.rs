@@ -523,6 +523,29 @@ fn teacher_sampling_reaches_every_knowledge_set_and_selection() {
     }
 }
 
+/// A GGUF model is imported once for all the runs under RUNS and linked into each (the real
+/// pair is 1.6 GB in f32): a second run imports nothing. A run that swaps the import stage
+/// imports into its own folder, the stage's output being the run's.
+#[test]
+fn a_gguf_model_is_imported_once_for_all_runs() {
+    let dir = tempdir();
+    let runs = dir.path();
+    let imports = |output: &Output| String::from_utf8_lossy(&output.stdout).matches("release/import-gguf ").count();
+    assert_eq!(imports(&make_target("setup", runs, &[])), 2, "one import per model");
+    assert_eq!(imports(&make_target("setup", runs, &["NAME=other"])), 0, "the second run imported again");
+    for name in ["tiny", "other"] {
+        for model in ["tiny-llama", "tiny-gemma3"] {
+            let folder = std::fs::read_link(runs.join(name).join("models").join(model)).unwrap();
+            assert_eq!(folder, runs.join("imported-models").join(model), "{name}/{model}");
+        }
+    }
+    let own_import = root().join("target/release/import-gguf");
+    let swapped = make_target("setup", runs, &["NAME=own", &format!("IMPORT_GGUF={}", own_import.display())]);
+    assert_eq!(imports(&swapped), 2);
+    assert!(runs.join("own/models/tiny-llama/config.json").is_file());
+    assert!(!runs.join("own/models/tiny-llama").is_symlink(), "a swapped import stage's output is the run's own");
+}
+
 /// A client with the server's own model (the heterogeneous setting) has one map from the model
 /// to itself, made by one rule: make warns of no recipe defined twice.
 #[test]
