@@ -82,9 +82,12 @@ endef
 $(foreach p,$(CURVE_POINTS),$(eval $(call curve_point_rule,$(p))))
 $(CURVE_RESULTS)/curve.md: $(foreach d,$(CURVE_PUBLISHED),$(d)/report.parquet) | $(CURVE_ENV)/.installed
 	$(CURVE_ENV)/bin/python tools/report/teacher_curve.py $(@D) $(CURVE_PUBLISHED)
-# From any pipeline: the committed curve is pipelines/teacher-curve.mk's, whose make decides
-# (FORCE: a committed curve.md must not look up to date to this pipeline, which knows no points).
-ifneq ($(NAME),teacher-curve)
-$(RESULTS)/teacher-curve/%: FORCE
-	+$(MAKE) --no-print-directory $@ PIPELINE=pipelines/teacher-curve.mk
-endif
+# From any pipeline: a committed curve is its pipeline's (pipelines/<curve>.mk), whose make
+# decides (FORCE: a committed curve.md must not look up to date to a pipeline that knows none
+# of its points).
+COMMITTED_CURVES := teacher-curve teacher-curve-sampled teacher-curve-fallback-self
+define curve_handover_rule
+$(RESULTS)/$(1)/%: FORCE
+	+$$(MAKE) --no-print-directory $$@ PIPELINE=pipelines/$(1).mk
+endef
+$(foreach c,$(filter-out $(NAME),$(COMMITTED_CURVES)),$(eval $(call curve_handover_rule,$(c))))

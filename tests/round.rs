@@ -754,22 +754,30 @@ fn the_teacher_curve_sets_kd_gain_beside_the_teachers_advantage() {
     assert!(teacher_log.is_file(), "the teacher's training log is published with its first configuration");
 }
 
-/// `make results/teacher-curve/<task>/curve.md` from any pipeline hands the target to the
-/// teacher-curve pipeline's make, also when a committed curve.md makes it look up to date.
+/// `make results/<curve>/<task>/curve.md` from any pipeline hands the target to the curve's
+/// own pipeline's make (the curve and its two variants), also when a committed curve.md makes
+/// it look up to date.
 #[test]
-fn a_committed_curve_is_remade_by_the_teacher_curve_pipeline_from_any_pipeline() {
-    let dir = tempdir();
-    let results = dir.path().join("results");
-    let curve = results.join("teacher-curve/arc-easy/curve.md");
-    std::fs::create_dir_all(curve.parent().unwrap()).unwrap();
-    std::fs::write(&curve, "a committed curve with fewer points\n").unwrap();
-    let settings = [format!("RESULTS={}", results.display()), "CURVE_SHARDS=4".into(), "-n".into()];
-    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
-    let dry = make_target(&curve.to_string_lossy(), &dir.path().join("runs"), &settings);
-    let shown = String::from_utf8_lossy(&dry.stdout);
-    let point = results.join("teacher-curve/arc-easy/gemma3-270m-parts-4-labels-no-lambda-0");
-    assert!(shown.contains(&format!("--copy-into {} ", point.display())), "{shown}");
-    assert!(shown.contains("teacher_curve.py"), "{shown}");
+fn a_committed_curve_is_remade_by_its_pipeline_from_any_pipeline() {
+    for (curve, point) in [
+        ("teacher-curve", "gemma3-270m-parts-4-labels-no-lambda-0"),
+        ("teacher-curve-sampled", "smollm2-135m-parts-4-labels-no-lambda-0"),
+        ("teacher-curve-fallback-self", "smollm2-135m-parts-4-labels-no-lambda-0"),
+    ] {
+        let dir = tempdir();
+        let results = dir.path().join("results");
+        let committed = results.join(curve).join("arc-easy/curve.md");
+        std::fs::create_dir_all(committed.parent().unwrap()).unwrap();
+        std::fs::write(&committed, "a committed curve with fewer points\n").unwrap();
+        let settings = [format!("RESULTS={}", results.display()), "CURVE_SHARDS=4".into(), "-n".into()];
+        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+        let dry = make_target(&committed.to_string_lossy(), &dir.path().join("runs"), &settings);
+        let shown = String::from_utf8_lossy(&dry.stdout);
+        let published = results.join(curve).join("arc-easy").join(point);
+        assert!(shown.contains(&format!("--copy-into {} ", published.display())), "{curve}: {shown}");
+        assert!(shown.contains("teacher_curve.py"), "{curve}: {shown}");
+        assert!(shown.contains(&format!("PIPELINE=pipelines/{curve}.mk ")), "{curve}: {shown}");
+    }
 }
 
 /// FedCoLLM's report: its baselines (Standalone, Centralized, FedAvg, its noKD ablation), the
