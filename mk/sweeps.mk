@@ -48,6 +48,8 @@ measure-kd-estimates: $(call PRIVATE,1,client-1)/adapter_config.json $(call PUBL
 CURVE_SERVERS ?= smollm2-135m gemma3-270m
 CURVE_SHARDS  ?= 0 1 2 4
 CURVE_CONFIGS ?= yes:0.9 yes:0 no:0
+# A variant of a committed curve names it here (see CURVE_BESIDE_CMD).
+CURVE_BESIDE  ?=
 # A point of the curve is MODEL:PARTS:LABELS:LAMBDA; its run is $(NAME)-$(CURVE_POINT).
 CURVE_POINTS   = $(foreach s,$(CURVE_SERVERS),$(foreach k,$(CURVE_SHARDS),$(foreach c,$(CURVE_CONFIGS),$(s):$(k):$(c))))
 CURVE_FIELD    = $(word $(2),$(subst :, ,$(1)))
@@ -82,6 +84,17 @@ endef
 $(foreach p,$(CURVE_POINTS),$(eval $(call curve_point_rule,$(p))))
 $(CURVE_RESULTS)/curve.md: $(foreach d,$(CURVE_PUBLISHED),$(d)/report.parquet) | $(CURVE_ENV)/.installed
 	$(CURVE_ENV)/bin/python tools/report/teacher_curve.py $(@D) $(CURVE_PUBLISHED)
+	$(if $(CURVE_BESIDE),$(foreach p,$(CURVE_POINTS),$(call CURVE_BESIDE_CMD,$(call CURVE_POINT,$(p))) &&) true)
+# A variant of a committed curve (CURVE_BESIDE: the curve it varies, e.g. sampled KD beside
+# teacher-curve's top-K) sets each point's student beside the same point's student in that
+# curve's committed copy, and both beside the point's noKD sibling, paired on the same samples
+# (`report results`): <point>/beside/{report.md,report.parquet,paired.parquet}.
+CURVE_STUDENT    = $(1)/FedMKT-round-1-client-1.json
+CURVE_BESIDE_CMD = $(REPORT_CMD) results --result $(NAME),1,client-1=$(call CURVE_STUDENT,$(CURVE_RESULTS)/$(1)) \
+	  --result $(CURVE_BESIDE),1,client-1=$(call CURVE_STUDENT,$(RESULTS)/$(CURVE_BESIDE)/$(TASK)/$(1)) \
+	  --result FedMKT-noKD,1,client-1=$(CURVE_RESULTS)/$(1)/FedMKT-noKD-round-1-client-1.json --subject $(NAME) \
+	  --copy-into $(CURVE_RESULTS)/$(1)/beside --out $(CURVE_RESULTS)/$(1)/beside/report.parquet \
+	  --paired $(CURVE_RESULTS)/$(1)/beside/paired.parquet --markdown $(CURVE_RESULTS)/$(1)/beside/report.md
 # From any pipeline: a committed curve is its pipeline's (pipelines/<curve>.mk), whose make
 # decides (FORCE: a committed curve.md must not look up to date to a pipeline that knows none
 # of its points).

@@ -8,3 +8,4 @@ SELECT_FALLBACK := self
 CURVE_SERVERS   := smollm2-135m
 CURVE_SHARDS    := 4
 CURVE_CONFIGS   := no:0
+CURVE_BESIDE    := teacher-curve

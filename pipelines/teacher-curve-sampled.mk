@@ -8,3 +8,4 @@ TEACHER_SAMPLING := yes
 CURVE_SERVERS    := smollm2-135m
 CURVE_SHARDS     := 4
 CURVE_CONFIGS    := no:0
+CURVE_BESIDE     := teacher-curve

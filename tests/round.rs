@@ -752,6 +752,23 @@ fn the_teacher_curve_sets_kd_gain_beside_the_teachers_advantage() {
     }
     let teacher_log = cell.join("tiny-llama-parts-2-labels-yes-lambda-0.9/training/tc-tiny-llama-parts-2-labels-yes-lambda-0.9--teacher--shards-2.parquet");
     assert!(teacher_log.is_file(), "the teacher's training log is published with its first configuration");
+    // A variant at one point (sampled KD), set beside the committed curve's student there.
+    let variant_settings = ["NAME=tc-sampled", "TEACHER_SAMPLING=yes", "CURVE_BESIDE=tc", "CURVE_SHARDS=2", "CURVE_CONFIGS=no:0"];
+    let variant_settings: Vec<&str> = curve_settings.iter().copied().chain(variant_settings).collect();
+    make_target(&format!("{}/tc-sampled/arc-easy/curve.md", results.display()), runs, &variant_settings);
+    let point = "tiny-llama-parts-2-labels-no-lambda-0";
+    let beside = fedmkt::io::read_parquet(&results.join("tc-sampled/arc-easy").join(point).join("beside/paired.parquet"), "paired").unwrap();
+    let (methods, against) = (beside.strings("method").unwrap(), beside.strings("against_method").unwrap());
+    let row = (0..beside.num_rows()).find(|&i| methods[i] == "tc-sampled" && against[i] == "tc").expect("no row beside tc");
+    let student_acc = |cell: &str| {
+        let report = fedmkt::io::read_parquet(&results.join(cell).join("arc-easy").join(point).join("report.parquet"), "results").unwrap();
+        let (methods, parties) = (report.strings("method").unwrap(), report.strings("party").unwrap());
+        let acc = report.values::<arrow_array::types::Float64Type>("acc").unwrap();
+        acc[(0..methods.len()).find(|&j| methods[j] == "FedMKT" && parties[j] == "client-1").unwrap()]
+    };
+    let diff = beside.values::<arrow_array::types::Float64Type>("acc_diff").unwrap()[row];
+    assert!((diff - (student_acc("tc-sampled") - student_acc("tc"))).abs() < 1e-12, "Δ acc {diff}");
+    assert!(against.iter().any(|a| a == "FedMKT-noKD"), "no row beside the noKD sibling");
 }
 
 /// `make results/<curve>/<task>/curve.md` from any pipeline hands the target to the curve's
