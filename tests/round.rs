@@ -698,6 +698,14 @@ fn a_frozen_teacher_learns_from_parts_no_client_holds() {
     assert_eq!(sibling.input_hash("adapter").unwrap(), weights);
 }
 
+/// The accuracy of `method` for `party` in a run's (or a published point's) report.parquet.
+fn accuracy_in(run: &Path, method: &str, party: &str) -> f64 {
+    let report = fedmkt::io::read_parquet(&run.join("report.parquet"), "results").unwrap();
+    let (methods, parties) = (report.strings("method").unwrap(), report.strings("party").unwrap());
+    let row = (0..methods.len()).find(|&j| methods[j] == method && parties[j] == party);
+    report.values::<arrow_array::types::Float64Type>("acc").unwrap()[row.expect("no such row")]
+}
+
 /// `make teacher-curve`: a run per teacher strength and student configuration, the teacher
 /// trained and evaluated once for all its configurations, and curve.parquet setting each
 /// run's KD gain (FedMKT against FedMKT-noKD, paired) beside the teacher's advantage.
@@ -729,10 +737,7 @@ fn the_teacher_curve_sets_kd_gain_beside_the_teachers_advantage() {
     let advantage = curve.values::<arrow_array::types::Float64Type>("advantage_acc").unwrap();
     let kd = curve.values::<arrow_array::types::Float64Type>("kd_acc_diff").unwrap();
     for (i, name) in names.iter().enumerate() {
-        let report = fedmkt::io::read_parquet(&runs.join(name).join("report.parquet"), "results").unwrap();
-        let (methods, parties) = (report.strings("method").unwrap(), report.strings("party").unwrap());
-        let acc = report.values::<arrow_array::types::Float64Type>("acc").unwrap();
-        let of = |m: &str, p: &str| acc[(0..methods.len()).find(|&j| methods[j] == m && parties[j] == p).unwrap()];
+        let of = |method: &str, party: &str| accuracy_in(&runs.join(name), method, party);
         assert_eq!(advantage[i], of("FedMKT", "server") - of("FedMKT-noKD", "client-1"), "{name}");
         assert_eq!(kd[i], of("FedMKT", "client-1") - of("FedMKT-noKD", "client-1"), "{name}");
     }
@@ -753,21 +758,17 @@ fn the_teacher_curve_sets_kd_gain_beside_the_teachers_advantage() {
     let teacher_log = cell.join("tiny-llama-parts-2-labels-yes-lambda-0.9/training/tc-tiny-llama-parts-2-labels-yes-lambda-0.9--teacher--shards-2.parquet");
     assert!(teacher_log.is_file(), "the teacher's training log is published with its first configuration");
     // A variant at one point (sampled KD), set beside the committed curve's student there.
-    let variant_settings = ["NAME=tc-sampled", "TEACHER_SAMPLING=yes", "CURVE_BESIDE=tc", "CURVE_SHARDS=2", "CURVE_CONFIGS=no:0"];
-    let variant_settings: Vec<&str> = curve_settings.iter().copied().chain(variant_settings).collect();
-    make_target(&format!("{}/tc-sampled/arc-easy/curve.md", results.display()), runs, &variant_settings);
-    let point = "tiny-llama-parts-2-labels-no-lambda-0";
-    let beside = fedmkt::io::read_parquet(&results.join("tc-sampled/arc-easy").join(point).join("beside/paired.parquet"), "paired").unwrap();
+    let variant =
+        ["NAME=tc-sampled", "TEACHER_SAMPLING=yes", "CURVE_BESIDE=tc", "CURVE_SHARDS=2", "CURVE_CONFIGS=no:0"];
+    let variant: Vec<&str> = curve_settings.iter().copied().chain(variant).collect();
+    make_target(&format!("{}/tc-sampled/arc-easy/curve.md", results.display()), runs, &variant);
+    let point = |curve: &str| results.join(curve).join("arc-easy/tiny-llama-parts-2-labels-no-lambda-0");
+    let beside = fedmkt::io::read_parquet(&point("tc-sampled").join("beside/paired.parquet"), "paired").unwrap();
     let (methods, against) = (beside.strings("method").unwrap(), beside.strings("against_method").unwrap());
-    let row = (0..beside.num_rows()).find(|&i| methods[i] == "tc-sampled" && against[i] == "tc").expect("no row beside tc");
-    let student_acc = |cell: &str| {
-        let report = fedmkt::io::read_parquet(&results.join(cell).join("arc-easy").join(point).join("report.parquet"), "results").unwrap();
-        let (methods, parties) = (report.strings("method").unwrap(), report.strings("party").unwrap());
-        let acc = report.values::<arrow_array::types::Float64Type>("acc").unwrap();
-        acc[(0..methods.len()).find(|&j| methods[j] == "FedMKT" && parties[j] == "client-1").unwrap()]
-    };
+    let row = (0..beside.num_rows()).find(|&i| methods[i] == "tc-sampled" && against[i] == "tc").expect("beside tc");
     let diff = beside.values::<arrow_array::types::Float64Type>("acc_diff").unwrap()[row];
-    assert!((diff - (student_acc("tc-sampled") - student_acc("tc"))).abs() < 1e-12, "Δ acc {diff}");
+    let student = |curve: &str| accuracy_in(&point(curve), "FedMKT", "client-1");
+    assert!((diff - (student("tc-sampled") - student("tc"))).abs() < 1e-12, "Δ acc {diff}");
     assert!(against.iter().any(|a| a == "FedMKT-noKD"), "no row beside the noKD sibling");
 }
 
