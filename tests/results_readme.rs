@@ -163,9 +163,14 @@ fn check_curve_table(cell: &str, rows: &[Vec<String>]) -> usize {
     rows.len() - 1
 }
 
-/// Bytes as the comms tables quote them: KiB with one decimal.
-fn kib(bytes: u64) -> String {
-    format!("{:.1} KiB", bytes as f64 / 1024.0)
+/// Bytes as the comms tables quote them: B, KiB or MiB, one decimal.
+fn size(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    match bytes as f64 {
+        b if b >= KIB * KIB => format!("{:.1} MiB", b / (KIB * KIB)),
+        b if b >= KIB => format!("{:.1} KiB", b / KIB),
+        b => format!("{b} B"),
+    }
 }
 
 /// (round, party) → [sent, received, LoRA adapter, FedMKT's knowledge sets sent / received],
@@ -186,11 +191,11 @@ fn comms_rows(seed: &str) -> BTreeMap<(String, String), [String; 4]> {
         let parties = t.strings("party").unwrap();
         for i in 0..t.num_rows() {
             let fedmkt = match (fedmkt_sent[i], fedmkt_received[i]) {
-                (Some(s), Some(r)) => format!("{} / {}", kib(s), kib(r)),
+                (Some(s), Some(r)) => format!("{} / {}", size(s), size(r)),
                 _ => "–".to_string(),
             };
             let numbers =
-                [kib(sent[i].unwrap()), kib(received[i].unwrap()), adapter[i].map_or("–".into(), kib), fedmkt];
+                [size(sent[i].unwrap()), size(received[i].unwrap()), adapter[i].map_or("–".into(), size), fedmkt];
             rows.insert((rounds[i].to_string(), parties[i].clone()), numbers);
         }
     }
