@@ -97,11 +97,12 @@ MODEL_FOLDER  = $(or $(HF_$(1)),$(if $(filter IMPORT_GGUF=%,$(SWAPPED_STAGES)),,
 # The shared import, under a lock (the runs of one make -j may ask for it at once), into a
 # fresh folder moved into place. Its files take the time of what it comes from (the GGUF's
 # install), not the import's, so that a run imported into its own folder before stays up to date.
+GGUF_ORIGIN   = $(or $(GGUF_DEP_$(1)),$(GGUF_$(1)))
 define import_rule
 $(IMPORTED)/$(1)/config.json: $(GGUF_DEP_$(1)) | $(IMPORT_GGUF_PROGRAM)
-	mkdir -p $(IMPORTED) && flock $(IMPORTED)/$(1).lock sh -c '[ -f $$@ ] && [ ! $(or $(GGUF_DEP_$(1)),$(GGUF_$(1))) -nt $$@ ] || { \
+	mkdir -p $(IMPORTED) && flock $(IMPORTED)/$(1).lock sh -c '[ -f $$@ ] && [ ! $(call GGUF_ORIGIN,$(1)) -nt $$@ ] || { \
 	  rm -rf $$(@D).new && $(IMPORT_GGUF_CMD) $(GGUF_$(1)) --out $$(@D).new \
-	  && touch -r $(or $(GGUF_DEP_$(1)),$(GGUF_$(1))) $$(@D).new/* && rm -rf $$(@D) && mv $$(@D).new $$(@D); }'
+	  && touch -r $(call GGUF_ORIGIN,$(1)) $$(@D).new/* && rm -rf $$(@D) && mv $$(@D).new $$(@D); }'
 endef
 define model_rules
 ifeq ($(call MODEL_FOLDER,$(1)),)

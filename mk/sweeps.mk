@@ -90,11 +90,12 @@ $(CURVE_RESULTS)/curve.md: $(foreach d,$(CURVE_PUBLISHED),$(d)/report.parquet) |
 # curve's committed copy, and both beside the point's noKD sibling, paired on the same samples
 # (`report results`): <point>/beside/{report.md,report.parquet,paired.parquet}.
 CURVE_STUDENT    = $(1)/FedMKT-round-1-client-1.json
+CURVE_BESIDE_DIR = $(CURVE_RESULTS)/$(1)/beside
 CURVE_BESIDE_CMD = $(REPORT_CMD) results --result $(NAME),1,client-1=$(call CURVE_STUDENT,$(CURVE_RESULTS)/$(1)) \
 	  --result $(CURVE_BESIDE),1,client-1=$(call CURVE_STUDENT,$(RESULTS)/$(CURVE_BESIDE)/$(TASK)/$(1)) \
 	  --result FedMKT-noKD,1,client-1=$(CURVE_RESULTS)/$(1)/FedMKT-noKD-round-1-client-1.json --subject $(NAME) \
-	  --copy-into $(CURVE_RESULTS)/$(1)/beside --out $(CURVE_RESULTS)/$(1)/beside/report.parquet \
-	  --paired $(CURVE_RESULTS)/$(1)/beside/paired.parquet --markdown $(CURVE_RESULTS)/$(1)/beside/report.md
+	  --copy-into $(call CURVE_BESIDE_DIR,$(1)) --out $(call CURVE_BESIDE_DIR,$(1))/report.parquet \
+	  --paired $(call CURVE_BESIDE_DIR,$(1))/paired.parquet --markdown $(call CURVE_BESIDE_DIR,$(1))/report.md
 # From any pipeline: a committed curve is its pipeline's (pipelines/<curve>.mk), whose make
 # decides (FORCE: a committed curve.md must not look up to date to a pipeline that knows none
 # of its points).
